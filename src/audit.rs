@@ -1,0 +1,154 @@
+//! Audit: every decision produces an [`AuditRecord`] (time, request, decision) handed
+//! to an [`AuditSink`]. Sinks compose through std types (`Arc`, `Box`, `Option`, `Vec`).
+//!
+//! Shipped sinks: [`NoAuditSink`] (keeps nothing), [`MemoryAuditSink`] (keeps owned
+//! copies) and, with the `json` feature, [`JsonLinesAuditSink`], a file of JSON lines
+//! chained by SHA-256 so that [`verify_log`] can tell an altered, removed, inserted or
+//! reordered record from an intact log.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::Decision;
+use crate::error::AuditError;
+use crate::request::AccessRequest;
+
+#[cfg(feature = "json")]
+mod chain;
+#[cfg(feature = "json")]
+pub use chain::{verify_log, JsonLinesAuditSink, LogVerdict};
+
+/// What the guard hands to the sink for each decision. The decision's `at` is the
+/// time of the check.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AuditRecord<'a> {
+    /// The request as asked.
+    pub request: &'a AccessRequest<'a>,
+    /// The decision given.
+    pub decision: &'a Decision<'a>,
+}
+
+impl AuditRecord<'_> {
+    /// An owned copy.
+    pub fn to_owned_record(&self) -> OwnedAuditRecord {
+        OwnedAuditRecord { request: self.request.clone().into_owned(), decision: self.decision.clone().into_owned() }
+    }
+}
+
+/// An audit record that owns its data, as [`MemoryAuditSink`] keeps it and as audit
+/// logs are read back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnedAuditRecord {
+    /// The request as asked.
+    #[serde(deserialize_with = "owned_request")]
+    pub request: AccessRequest<'static>,
+    /// The decision given.
+    #[serde(deserialize_with = "owned_decision")]
+    pub decision: Decision<'static>,
+}
+
+fn owned_request<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<AccessRequest<'static>, D::Error> {
+    AccessRequest::deserialize(deserializer).map(AccessRequest::into_owned)
+}
+
+fn owned_decision<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Decision<'static>, D::Error> {
+    Decision::deserialize(deserializer).map(Decision::into_owned)
+}
+
+/// Where audit records go.
+///
+/// # Obligations
+///
+/// `record` returns `Ok` only once the sink has kept the record as durably as it
+/// promises; an `Err` makes the guard deny the access (`audit_unavailable`): an access
+/// that cannot be audited does not happen. It is called on the check path, so it should
+/// not block for long; it must not panic.
+pub trait AuditSink: fmt::Debug + Send + Sync {
+    /// Keeps one record.
+    ///
+    /// # Errors
+    ///
+    /// When the record could not be kept.
+    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError>;
+}
+
+/// Keeps nothing: for benchmarks, and services that audit elsewhere.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoAuditSink;
+
+impl AuditSink for NoAuditSink {
+    fn record(&self, _: &AuditRecord<'_>) -> Result<(), AuditError> {
+        Ok(())
+    }
+}
+
+/// Keeps owned copies of every record in memory.
+#[derive(Default)]
+pub struct MemoryAuditSink {
+    records: Mutex<Vec<OwnedAuditRecord>>,
+}
+
+impl MemoryAuditSink {
+    /// An empty sink.
+    pub fn new() -> MemoryAuditSink {
+        MemoryAuditSink::default()
+    }
+
+    /// A copy of the records kept so far.
+    pub fn records(&self) -> Vec<OwnedAuditRecord> {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// How many records were kept.
+    pub fn len(&self) -> usize {
+        self.records.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Whether nothing was kept yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl AuditSink for MemoryAuditSink {
+    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        let owned = record.to_owned_record();
+        self.records.lock().map_err(|_| AuditError::new("memory sink poisoned by a panic"))?.push(owned);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MemoryAuditSink {
+    /// Prints a count, never the records: they hold personal data.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryAuditSink").field("records", &self.len()).finish()
+    }
+}
+
+impl<S: AuditSink + ?Sized> AuditSink for Arc<S> {
+    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        (**self).record(record)
+    }
+}
+
+impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
+    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        (**self).record(record)
+    }
+}
+
+impl<S: AuditSink> AuditSink for Option<S> {
+    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        self.as_ref().map_or(Ok(()), |sink| sink.record(record))
+    }
+}
+
+/// Fans a record out to every sink; fails if any fails.
+impl<S: AuditSink> AuditSink for Vec<S> {
+    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        self.iter().try_for_each(|sink| sink.record(record))
+    }
+}

@@ -1,0 +1,214 @@
+//! The hash-chained JSON-lines audit log.
+//!
+//! Each line is `{"seq":N,"prev":"<hex>","record":{…},"hash":"<hex>"}` where `hash` is
+//! the SHA-256 of the line's exact bytes up to (not including) `,"hash":`, and `prev` is
+//! the previous line's hash (64 zeros for the first). Any auditor can re-check it with
+//! standard tools: altering a record breaks its hash, removing or inserting one breaks
+//! the sequence and the chain, reordering breaks both.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use super::{AuditRecord, AuditSink};
+use crate::error::AuditError;
+
+const HASH_MARK: &[u8] = b",\"hash\":\"";
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+struct Tail {
+    file: File,
+    seq: u64,
+    prev: String,
+    line: Vec<u8>,
+}
+
+/// Appends audit records to a file as hash-chained JSON lines. Each record is written
+/// with one `write` and flushed before `record` returns; `sync_each` also fsyncs.
+pub struct JsonLinesAuditSink {
+    path: PathBuf,
+    sync_each: bool,
+    tail: Mutex<Tail>,
+}
+
+impl JsonLinesAuditSink {
+    /// Opens (or creates) a log and continues its chain.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened, or its last complete line is not a chained
+    /// record (the chain cannot be continued honestly).
+    pub fn open(path: impl AsRef<Path>) -> Result<JsonLinesAuditSink, AuditError> {
+        let path = path.as_ref().to_path_buf();
+        let (seq, prev) = match File::open(&path) {
+            Ok(file) => last_link(BufReader::new(file))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, GENESIS.to_owned()),
+            Err(e) => return Err(AuditError::io(format!("cannot read {}", path.display()), e)),
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| AuditError::io(format!("cannot open {}", path.display()), e))?;
+        Ok(JsonLinesAuditSink { path, sync_each: false, tail: Mutex::new(Tail { file, seq, prev, line: Vec::with_capacity(1024) }) })
+    }
+
+    /// Fsyncs after every record (durable against power loss, and much slower).
+    #[must_use]
+    pub fn sync_each(mut self, sync: bool) -> Self {
+        self.sync_each = sync;
+        self
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::fmt::Debug for JsonLinesAuditSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLinesAuditSink").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl AuditSink for JsonLinesAuditSink {
+    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        let mut tail = self.tail.lock().map_err(|_| AuditError::new("audit log poisoned by a panic"))?;
+        let Tail { file, seq, prev, line } = &mut *tail;
+        let next = *seq + 1;
+        line.clear();
+        write!(line, "{{\"seq\":{next},\"prev\":\"{prev}\",\"record\":").map_err(|e| AuditError::io("format", e))?;
+        serde_json::to_writer(&mut *line, record).map_err(|e| AuditError::new(format!("cannot serialise record: {e}")))?;
+        let hash = hex(&Sha256::digest(&line[..]));
+        line.extend_from_slice(HASH_MARK);
+        line.extend_from_slice(hash.as_bytes());
+        line.extend_from_slice(b"\"}\n");
+        file.write_all(line).map_err(|e| AuditError::io(format!("cannot write {}", self.path.display()), e))?;
+        if self.sync_each {
+            file.sync_data().map_err(|e| AuditError::io(format!("cannot sync {}", self.path.display()), e))?;
+        }
+        *seq = next;
+        *prev = hash;
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The sequence number and hash of the last complete record of a log.
+fn last_link(reader: impl BufRead) -> Result<(u64, String), AuditError> {
+    match verify_log(reader) {
+        Ok(LogVerdict::Intact { records, last_hash }) => Ok((records, last_hash)),
+        Ok(LogVerdict::TornTail { records, last_hash, .. }) => Ok((records, last_hash)),
+        Ok(LogVerdict::Tampered { line, reason }) => {
+            Err(AuditError::new(format!("log is not intact at line {line}: {reason}; refusing to extend it")))
+        }
+        Err(e) => Err(AuditError::io("cannot read log", e)),
+    }
+}
+
+/// What [`verify_log`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogVerdict {
+    /// Every record is chained; `records` of them.
+    Intact {
+        /// How many records.
+        records: u64,
+        /// The hash of the last record.
+        last_hash: String,
+    },
+    /// Intact except the last line, which is incomplete (a crash mid-write), not
+    /// tampering.
+    TornTail {
+        /// How many complete records precede it.
+        records: u64,
+        /// The hash of the last complete record.
+        last_hash: String,
+        /// The 1-based line number of the torn line.
+        line: u64,
+    },
+    /// The first line that was altered, removed, inserted or reordered.
+    Tampered {
+        /// 1-based line number.
+        line: u64,
+        /// What does not hold there.
+        reason: String,
+    },
+}
+
+/// Re-computes an audit log's chain from its exact bytes.
+///
+/// # Errors
+///
+/// Only when the log cannot be read; a broken chain is a [`LogVerdict`].
+pub fn verify_log(mut reader: impl BufRead) -> std::io::Result<LogVerdict> {
+    let mut buffer = Vec::with_capacity(1024);
+    let mut line_number = 0u64;
+    let mut prev = GENESIS.to_owned();
+    loop {
+        buffer.clear();
+        if reader.read_until(b'\n', &mut buffer)? == 0 {
+            return Ok(LogVerdict::Intact { records: line_number, last_hash: prev });
+        }
+        line_number += 1;
+        if buffer.last() != Some(&b'\n') {
+            // A last line without its newline is what a crash mid-write leaves; one
+            // followed by more bytes cannot happen (read_until stops at a newline).
+            return Ok(LogVerdict::TornTail { records: line_number - 1, last_hash: prev, line: line_number });
+        }
+        match check_line(&buffer, line_number, &prev) {
+            Ok(hash) => prev = hash,
+            Err(reason) => return Ok(LogVerdict::Tampered { line: line_number, reason }),
+        }
+    }
+}
+
+/// Checks one line against the chain; returns its hash.
+fn check_line(raw: &[u8], line_number: u64, prev: &str) -> Result<String, String> {
+    let body = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let mark = find_last(body, HASH_MARK).ok_or_else(|| "no hash field".to_owned())?;
+    let (hashed, rest) = body.split_at(mark);
+    let stated = rest
+        .get(HASH_MARK.len()..)
+        .and_then(|r| r.strip_suffix(b"\"}"))
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| "malformed hash field".to_owned())?;
+    let actual = hex(&Sha256::digest(hashed));
+    if actual != stated {
+        return Err("record content does not match its hash (altered)".to_owned());
+    }
+    let expected_start = format!("{{\"seq\":{line_number},\"prev\":\"{prev}\",");
+    if !hashed.starts_with(expected_start.as_bytes()) {
+        let seq = parse_seq(hashed);
+        return Err(match seq {
+            Some(seq) if seq != line_number => {
+                format!("sequence number {seq} where {line_number} was expected (record removed, inserted or reordered)")
+            }
+            _ => "does not chain to the previous record (removed, inserted or reordered)".to_owned(),
+        });
+    }
+    let record = hashed.get(expected_start.len()..).unwrap_or_default();
+    let record = record.strip_prefix(b"\"record\":").ok_or_else(|| "no record field".to_owned())?;
+    serde_json::from_slice::<serde_json::Value>(record).map_err(|e| format!("record is not JSON: {e}"))?;
+    Ok(actual)
+}
+
+fn parse_seq(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(rest.get(..end)?).ok()?.parse().ok()
+}
+
+fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}

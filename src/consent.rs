@@ -1,0 +1,277 @@
+//! Consent records: the events that say who agreed to what (`subject`, `grant`,
+//! `withdraw`, `erase`), the append-only history of one subject that can prove later
+//! what they agreed to, and (inside the crate) the compiled state the guard reads.
+//!
+//! Events are the interchange JSON of `interchange.md`; they name purposes and
+//! categories by their dotted names, so a history outlives any one policy.
+//!
+//! ```
+//! use consent_guard::{ConsentEvent, ConsentHistory, Purpose};
+//!
+//! let events: Vec<ConsentEvent> = [
+//!     r#"{"type":"grant","subject":"u1","purposes":["ai_training"],"level":"explicit","at":"2026-01-02T00:00:00Z"}"#,
+//!     r#"{"type":"withdraw","subject":"u1","purposes":["ai_training"],"at":"2026-02-01T00:00:00Z"}"#,
+//! ].iter().map(|line| serde_json::from_str(line)).collect::<Result<_, _>>()?;
+//! let history = ConsentHistory::new("u1", events);
+//! let january = "2026-01-15T00:00:00Z".parse()?;
+//! assert!(history.consent_for(&Purpose::AI_TRAINING_MODEL_TRAINING, january).is_some());
+//! let march = "2026-03-01T00:00:00Z".parse()?;
+//! assert!(history.consent_for(&Purpose::AI_TRAINING_MODEL_TRAINING, march).is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub(crate) mod state;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::basis::ConsentLevel;
+use crate::category::DataCategory;
+use crate::purpose::Purpose;
+use crate::request::Region;
+
+/// One consent event. The JSON form is tagged by `type`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConsentEvent {
+    /// Attributes of a data subject (its age).
+    Subject(SubjectEvent),
+    /// The subject (or a guardian) agreed to purposes.
+    Grant(GrantEvent),
+    /// The subject withdrew consent for purposes (and their children).
+    Withdraw(WithdrawEvent),
+    /// The account was cancelled.
+    Erase(EraseEvent),
+}
+
+impl ConsentEvent {
+    /// The subject the event is about.
+    pub fn subject(&self) -> &str {
+        match self {
+            ConsentEvent::Subject(e) => &e.subject,
+            ConsentEvent::Grant(e) => &e.subject,
+            ConsentEvent::Withdraw(e) => &e.subject,
+            ConsentEvent::Erase(e) => &e.subject,
+        }
+    }
+
+    /// When the event took effect, if it says.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            ConsentEvent::Subject(e) => e.at,
+            ConsentEvent::Grant(e) => Some(e.at),
+            ConsentEvent::Withdraw(e) => Some(e.at),
+            ConsentEvent::Erase(e) => Some(e.at),
+        }
+    }
+
+    /// The event's type name as in the JSON (`grant`…).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConsentEvent::Subject(_) => "subject",
+            ConsentEvent::Grant(_) => "grant",
+            ConsentEvent::Withdraw(_) => "withdraw",
+            ConsentEvent::Erase(_) => "erase",
+        }
+    }
+}
+
+/// Attributes of a data subject: `birth_date`, or `age` in whole years at the event's
+/// time, lets the guard know minors.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectEvent {
+    /// The subject.
+    pub subject: String,
+    /// Date of birth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<NaiveDate>,
+    /// Age in whole years at `at` (or when the event is recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<u16>,
+    /// When the attributes were stated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for SubjectEvent {
+    /// The birth date and age are personal data: printed redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectEvent")
+            .field("subject", &self.subject)
+            .field("birth_date", &self.birth_date.map(|_| "<redacted>"))
+            .field("age", &self.age.map(|_| "<redacted>"))
+            .field("at", &self.at)
+            .finish()
+    }
+}
+
+/// The subject (or a guardian) agreed to purposes at a level.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantEvent {
+    /// The subject.
+    pub subject: String,
+    /// The purposes agreed to; each covers its children.
+    pub purposes: Vec<Purpose>,
+    /// How strongly.
+    pub level: ConsentLevel,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The policy version consented to; the enforced policy's version when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    /// Given by a guardian on behalf of a minor.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_guardian: bool,
+    /// Until when the grant holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Limits of the grant; absent means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+}
+
+/// Limits a grant to named recipients, regions and categories (each empty list means
+/// no limit on that dimension).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Recipients (declared names) that may receive data under the grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// Regions the data may go to under the grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<Region>,
+    /// Categories the grant covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<DataCategory>,
+}
+
+/// The subject withdrew consent for purposes, from `at` on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawEvent {
+    /// The subject.
+    pub subject: String,
+    /// The purposes withdrawn; each covers its children.
+    pub purposes: Vec<Purpose>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// The account was cancelled: from `at` on only `compliance.*` purposes on a
+/// non-consent basis may touch the subject's data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseEvent {
+    /// The subject.
+    pub subject: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// The append-only history of one subject's consent events, in the order they were
+/// recorded. It answers "what did the subject agree to at time T, and on which event?".
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentHistory {
+    subject: String,
+    events: Vec<ConsentEvent>,
+}
+
+impl ConsentHistory {
+    /// A history of the given events; events about other subjects are left out.
+    pub fn new(subject: impl Into<String>, events: impl IntoIterator<Item = ConsentEvent>) -> Self {
+        let subject = subject.into();
+        let events = events.into_iter().filter(|e| e.subject() == subject).collect();
+        ConsentHistory { subject, events }
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// Every event, in recorded order.
+    pub fn events(&self) -> &[ConsentEvent] {
+        &self.events
+    }
+
+    /// Appends an event (of this subject; others are ignored). History is never
+    /// rewritten.
+    pub fn push(&mut self, event: ConsentEvent) {
+        if event.subject() == self.subject {
+            self.events.push(event);
+        }
+    }
+
+    /// The grant on which the subject consented to `purpose` at `at`: the latest grant
+    /// covering the purpose, made at or before `at`, not expired, with no covering
+    /// withdrawal or erasure between it and `at`. `None` when there is none.
+    pub fn consent_for(&self, purpose: &Purpose, at: DateTime<Utc>) -> Option<&GrantEvent> {
+        let mut best: Option<&GrantEvent> = None;
+        let mut cut: Option<DateTime<Utc>> = None;
+        for event in &self.events {
+            match event {
+                ConsentEvent::Grant(grant)
+                    if grant.at <= at && grant.purposes.iter().any(|p| p.covers(purpose)) =>
+                {
+                    if best.is_none_or(|b| b.at <= grant.at) {
+                        best = Some(grant);
+                    }
+                }
+                ConsentEvent::Withdraw(w)
+                    if w.at <= at && w.purposes.iter().any(|p| p.covers(purpose)) =>
+                {
+                    cut = cut.max(Some(w.at));
+                }
+                ConsentEvent::Erase(e) if e.at <= at => cut = cut.max(Some(e.at)),
+                _ => {}
+            }
+        }
+        best.filter(|grant| cut.is_none_or(|c| grant.at > c))
+            .filter(|grant| grant.expires_at.is_none_or(|expiry| at < expiry))
+    }
+}
+
+impl std::fmt::Debug for ConsentHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsentHistory")
+            .field("subject", &self.subject)
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
+#[cfg(all(test, feature = "json"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_and_missing_level_are_errors() {
+        let typo = r#"{"type":"grant","subject":"u","purposes":["ai_training"],"level":"explicit","at":"2026-01-01T00:00:00Z","levle":"x"}"#;
+        assert!(serde_json::from_str::<ConsentEvent>(typo).is_err());
+        let no_level = r#"{"type":"grant","subject":"u","purposes":["ai_training"],"at":"2026-01-01T00:00:00Z"}"#;
+        let err = serde_json::from_str::<ConsentEvent>(no_level).unwrap_err();
+        assert!(err.to_string().contains("level"), "{err}");
+    }
+
+    #[test]
+    fn a_later_grant_reopens_after_withdrawal() {
+        let lines = [
+            r#"{"type":"grant","subject":"u","purposes":["advertising"],"level":"separate","at":"2026-01-01T00:00:00Z"}"#,
+            r#"{"type":"withdraw","subject":"u","purposes":["advertising.personalized"],"at":"2026-02-01T00:00:00Z"}"#,
+            r#"{"type":"grant","subject":"u","purposes":["advertising.personalized"],"level":"separate","at":"2026-03-01T00:00:00Z"}"#,
+        ];
+        let events = lines.iter().map(|l| serde_json::from_str(l).unwrap());
+        let history = ConsentHistory::new("u", events);
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let p = Purpose::ADVERTISING_PERSONALIZED;
+        assert!(history.consent_for(&p, at("2026-01-15T00:00:00Z")).is_some());
+        assert!(history.consent_for(&p, at("2026-02-15T00:00:00Z")).is_none());
+        assert!(history.consent_for(&Purpose::ADVERTISING_MEASUREMENT, at("2026-02-15T00:00:00Z")).is_some());
+        let reopened = history.consent_for(&p, at("2026-03-15T00:00:00Z")).unwrap();
+        assert_eq!(reopened.at, at("2026-03-01T00:00:00Z"));
+    }
+}

@@ -1,0 +1,423 @@
+//! Decisions: what the guard answers. A [`Decision`] is allowed or not, with exactly one
+//! [`ReasonCode`], the legal basis on an allow, the clause (rule id) that decided, and
+//! the policy. Its message for people is built only when asked for.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::basis::{ConsentLevel, LegalBasis};
+use crate::purpose::Purpose;
+
+/// Why a decision was made: stable, machine-readable. Allow codes are
+/// `consent_given`, `legal_basis` and `deidentified_exempt`; every other code denies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReasonCode {
+    /// Allowed: the subject consented at the level the rule needs.
+    ConsentGiven,
+    /// Allowed: a legal basis other than consent.
+    LegalBasis,
+    /// Allowed: the data is de-identified enough to need no consent.
+    DeidentifiedExempt,
+    /// The policy does not permit this purpose at all (deny by default).
+    NoRule,
+    /// A category the rule does not cover.
+    CategoryNotPermitted,
+    /// An action the rule does not permit.
+    ActionNotPermitted,
+    /// A recipient the rule (or the recipient's declaration) does not permit.
+    RecipientNotPermitted,
+    /// No grant covers the purpose (or the request's scope).
+    ConsentMissing,
+    /// The latest covering event is a withdrawal.
+    ConsentWithdrawn,
+    /// The grant has expired.
+    ConsentExpired,
+    /// The grant is below the rule's level.
+    ConsentLevelInsufficient,
+    /// Separate consent is needed and the grant is not separate.
+    SeparateConsentRequired,
+    /// The subject is a minor and the grant is not by a guardian.
+    GuardianConsentRequired,
+    /// The policy does not serve minors.
+    MinorNotServed,
+    /// The consent predates a material change of the rule.
+    ReconsentRequired,
+    /// The data must be de-identified further.
+    DeidentificationRequired,
+    /// The region is not permitted.
+    RegionNotPermitted,
+    /// The data is past its retention.
+    RetentionExpired,
+    /// The subject was erased.
+    SubjectErased,
+    /// A browser signal switched the rule off.
+    OptOutSignal,
+    /// The consent state could not be read: fail closed.
+    ConsentStateUnavailable,
+    /// The audit sink could not keep the record: an access that cannot be audited does
+    /// not happen (a code this crate adds to the vocabulary's).
+    AuditUnavailable,
+}
+
+impl ReasonCode {
+    /// Every code, allow codes first.
+    pub const ALL: [ReasonCode; 22] = [
+        ReasonCode::ConsentGiven,
+        ReasonCode::LegalBasis,
+        ReasonCode::DeidentifiedExempt,
+        ReasonCode::NoRule,
+        ReasonCode::CategoryNotPermitted,
+        ReasonCode::ActionNotPermitted,
+        ReasonCode::RecipientNotPermitted,
+        ReasonCode::ConsentMissing,
+        ReasonCode::ConsentWithdrawn,
+        ReasonCode::ConsentExpired,
+        ReasonCode::ConsentLevelInsufficient,
+        ReasonCode::SeparateConsentRequired,
+        ReasonCode::GuardianConsentRequired,
+        ReasonCode::MinorNotServed,
+        ReasonCode::ReconsentRequired,
+        ReasonCode::DeidentificationRequired,
+        ReasonCode::RegionNotPermitted,
+        ReasonCode::RetentionExpired,
+        ReasonCode::SubjectErased,
+        ReasonCode::OptOutSignal,
+        ReasonCode::ConsentStateUnavailable,
+        ReasonCode::AuditUnavailable,
+    ];
+
+    /// Whether the code allows.
+    pub fn is_allow(self) -> bool {
+        matches!(self, ReasonCode::ConsentGiven | ReasonCode::LegalBasis | ReasonCode::DeidentifiedExempt)
+    }
+
+    /// The vocabulary's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::ConsentGiven => "consent_given",
+            ReasonCode::LegalBasis => "legal_basis",
+            ReasonCode::DeidentifiedExempt => "deidentified_exempt",
+            ReasonCode::NoRule => "no_rule",
+            ReasonCode::CategoryNotPermitted => "category_not_permitted",
+            ReasonCode::ActionNotPermitted => "action_not_permitted",
+            ReasonCode::RecipientNotPermitted => "recipient_not_permitted",
+            ReasonCode::ConsentMissing => "consent_missing",
+            ReasonCode::ConsentWithdrawn => "consent_withdrawn",
+            ReasonCode::ConsentExpired => "consent_expired",
+            ReasonCode::ConsentLevelInsufficient => "consent_level_insufficient",
+            ReasonCode::SeparateConsentRequired => "separate_consent_required",
+            ReasonCode::GuardianConsentRequired => "guardian_consent_required",
+            ReasonCode::MinorNotServed => "minor_not_served",
+            ReasonCode::ReconsentRequired => "reconsent_required",
+            ReasonCode::DeidentificationRequired => "deidentification_required",
+            ReasonCode::RegionNotPermitted => "region_not_permitted",
+            ReasonCode::RetentionExpired => "retention_expired",
+            ReasonCode::SubjectErased => "subject_erased",
+            ReasonCode::OptOutSignal => "opt_out_signal",
+            ReasonCode::ConsentStateUnavailable => "consent_state_unavailable",
+            ReasonCode::AuditUnavailable => "audit_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The facts behind a decision, kept as plain values so that the message is built
+/// only when someone reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Detail<'a> {
+    #[default]
+    None,
+    /// The name at fault: a category, action, recipient, region, signal or level.
+    Item(Cow<'a, str>),
+    /// A consent event's time (grant, withdrawal, expiry, erasure), in milliseconds.
+    At(i64),
+    /// The level given (and when) against the level needed.
+    Level { given: ConsentLevel, needed: ConsentLevel, at: i64 },
+    /// Deemed (opt-out) consent where an affirmative one is needed.
+    Deemed { needed: ConsentLevel },
+    /// Retention: the limit, and when the data was collected (`None`: unknown).
+    Retention { limit: &'a str, collected: Option<i64> },
+    /// Session retention, with the sessions compared.
+    Session,
+    /// The scope of the grant excludes the request.
+    Scope(&'static str),
+    /// Needs a separate grant naming the region.
+    Transfer(Cow<'a, str>),
+}
+
+/// What the guard answered for one request.
+///
+/// A denial is a value, never an error. The JSON form is the one of `interchange.md`.
+#[derive(Clone)]
+#[must_use = "a decision that is not looked at protects nothing"]
+pub struct Decision<'a> {
+    pub(crate) code: ReasonCode,
+    pub(crate) basis: Option<LegalBasis>,
+    pub(crate) clause: Option<Cow<'a, str>>,
+    pub(crate) policy: Cow<'a, str>,
+    pub(crate) policy_version: Cow<'a, str>,
+    pub(crate) subject: Cow<'a, str>,
+    pub(crate) purpose: Purpose,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) detail: Detail<'a>,
+    /// The message as read back from JSON; built from `detail` otherwise.
+    pub(crate) message: Option<Cow<'a, str>>,
+}
+
+impl<'a> Decision<'a> {
+    /// Whether the access may go ahead.
+    pub fn allowed(&self) -> bool {
+        self.code.is_allow()
+    }
+
+    /// The reason code.
+    pub fn code(&self) -> ReasonCode {
+        self.code
+    }
+
+    /// The legal basis, on an allow.
+    pub fn basis(&self) -> Option<LegalBasis> {
+        self.basis
+    }
+
+    /// The id of the rule that decided (`None` for `no_rule`).
+    pub fn clause(&self) -> Option<&str> {
+        self.clause.as_deref()
+    }
+
+    /// The policy's name.
+    pub fn policy(&self) -> &str {
+        &self.policy
+    }
+
+    /// The policy's version.
+    pub fn policy_version(&self) -> &str {
+        &self.policy_version
+    }
+
+    /// The subject of the request.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The purpose of the request.
+    pub fn purpose(&self) -> &Purpose {
+        &self.purpose
+    }
+
+    /// The time the request was decided for.
+    pub fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+
+    /// A sentence for people; it may change between versions, the code does not.
+    pub fn message(&self) -> Cow<'_, str> {
+        if let Some(message) = &self.message {
+            return Cow::Borrowed(message);
+        }
+        Cow::Owned(self.build_message())
+    }
+
+    fn build_message(&self) -> String {
+        let purpose = &self.purpose;
+        let subject = &self.subject;
+        let clause = self.clause.as_deref().unwrap_or("the policy");
+        let day = |ms: i64| DateTime::from_timestamp_millis(ms).map_or_else(String::new, |t| t.format("%Y-%m-%d").to_string());
+        let item = match &self.detail {
+            Detail::Item(item) => item.as_ref(),
+            _ => "",
+        };
+        match (self.code, &self.detail) {
+            (ReasonCode::ConsentGiven, Detail::At(at)) => {
+                format!("{subject} consented to {purpose} on {} ({clause})", day(*at))
+            }
+            (ReasonCode::ConsentGiven, _) => format!("{subject} has not opted out of {purpose} ({clause})"),
+            (ReasonCode::LegalBasis, _) => {
+                format!("{purpose} is permitted on the basis of {} ({clause})", self.basis.map_or("law", LegalBasis::as_str))
+            }
+            (ReasonCode::DeidentifiedExempt, _) => format!("{purpose} on de-identified data needs no consent ({clause})"),
+            (ReasonCode::NoRule, _) => format!("the policy has no rule permitting {purpose}"),
+            (ReasonCode::CategoryNotPermitted, _) => format!("{clause} does not permit {item} data for {purpose}"),
+            (ReasonCode::ActionNotPermitted, _) => format!("{clause} does not permit the action {item} for {purpose}"),
+            (ReasonCode::RecipientNotPermitted, _) => format!("{clause} does not permit recipient {item} for {purpose}"),
+            (ReasonCode::ConsentMissing, Detail::Scope(what)) => {
+                format!("{subject}'s consent to {purpose} does not extend to this {what}")
+            }
+            (ReasonCode::ConsentMissing, _) => format!("{subject} has not consented to {purpose}"),
+            (ReasonCode::ConsentWithdrawn, Detail::At(at)) => {
+                format!("{subject} withdrew consent to {purpose} on {}", day(*at))
+            }
+            (ReasonCode::ConsentWithdrawn, _) => format!("{subject} withdrew consent to {purpose}"),
+            (ReasonCode::ConsentExpired, Detail::At(at)) => {
+                format!("{subject}'s consent to {purpose} expired on {}", day(*at))
+            }
+            (ReasonCode::ConsentExpired, _) => format!("{subject}'s consent to {purpose} has expired"),
+            (ReasonCode::ConsentLevelInsufficient | ReasonCode::SeparateConsentRequired, Detail::Level { given, needed, at }) => {
+                format!("{purpose} needs {needed} consent; {subject} gave {given} consent on {}", day(*at))
+            }
+            (ReasonCode::SeparateConsentRequired, Detail::Transfer(region)) => {
+                format!("sending data for {purpose} to {region} needs separate consent naming {region}")
+            }
+            (ReasonCode::ConsentLevelInsufficient | ReasonCode::SeparateConsentRequired, Detail::Deemed { needed }) => {
+                format!("{purpose} needs affirmative {needed} consent; {subject} has only not opted out")
+            }
+            (ReasonCode::ConsentLevelInsufficient | ReasonCode::SeparateConsentRequired, _) => {
+                format!("{purpose} needs stronger consent from {subject}")
+            }
+            (ReasonCode::GuardianConsentRequired, _) => {
+                format!("{subject} is a minor: {purpose} needs the consent of a guardian")
+            }
+            (ReasonCode::MinorNotServed, _) => format!("{subject} is a minor and the policy does not serve minors"),
+            (ReasonCode::ReconsentRequired, Detail::At(at)) => {
+                format!("{subject} consented to {purpose} on {} under a version older than the current terms of {clause}", day(*at))
+            }
+            (ReasonCode::ReconsentRequired, _) => format!("{subject} must renew consent to {purpose}"),
+            (ReasonCode::DeidentificationRequired, _) => format!("{purpose} needs {item} data"),
+            (ReasonCode::RegionNotPermitted, _) => format!("{clause} does not permit data for {purpose} in {item}"),
+            (ReasonCode::RetentionExpired, Detail::Retention { limit, collected: Some(at) }) => {
+                format!("data collected on {} is past the {limit} retention of {clause}", day(*at))
+            }
+            (ReasonCode::RetentionExpired, Detail::Retention { limit, collected: None }) => {
+                format!("{clause} keeps data for {limit}; the request does not say when it was collected")
+            }
+            (ReasonCode::RetentionExpired, _) => {
+                format!("{clause} keeps data only for the session that collected it")
+            }
+            (ReasonCode::SubjectErased, Detail::At(at)) => format!("{subject} was erased on {}", day(*at)),
+            (ReasonCode::SubjectErased, _) => format!("{subject} was erased"),
+            (ReasonCode::OptOutSignal, _) => format!("the request carries a {item} signal that switches off {purpose}"),
+            (ReasonCode::ConsentStateUnavailable, _) => {
+                format!("the consent state of {subject} cannot be read: denied to fail closed")
+            }
+            (ReasonCode::AuditUnavailable, _) => "the audit record could not be kept: denied to fail closed".to_owned(),
+        }
+    }
+
+    /// An owned copy, for keeping beyond the guard and the request.
+    pub fn into_owned(self) -> Decision<'static> {
+        let message = match self.message {
+            Some(message) => message.into_owned(),
+            None => self.build_message(),
+        };
+        Decision {
+            code: self.code,
+            basis: self.basis,
+            clause: self.clause.map(|c| Cow::Owned(c.into_owned())),
+            policy: Cow::Owned(self.policy.into_owned()),
+            policy_version: Cow::Owned(self.policy_version.into_owned()),
+            subject: Cow::Owned(self.subject.into_owned()),
+            purpose: self.purpose,
+            at: self.at,
+            detail: Detail::None,
+            message: Some(Cow::Owned(message)),
+        }
+    }
+}
+
+impl PartialEq for Decision<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code
+            && self.basis == other.basis
+            && self.clause == other.clause
+            && self.policy == other.policy
+            && self.policy_version == other.policy_version
+            && self.subject == other.subject
+            && self.purpose == other.purpose
+            && self.at == other.at
+            && self.message() == other.message()
+    }
+}
+
+impl fmt::Debug for Decision<'_> {
+    /// The subject is redacted: decisions end up in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decision")
+            .field("allowed", &self.allowed())
+            .field("code", &self.code)
+            .field("basis", &self.basis)
+            .field("clause", &self.clause)
+            .field("policy", &self.policy)
+            .field("purpose", &self.purpose)
+            .field("subject", &"<redacted>")
+            .field("at", &self.at)
+            .finish()
+    }
+}
+
+/// The wire form of a decision, in the field order of `interchange.md`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionJson<'a> {
+    allowed: bool,
+    code: ReasonCode,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    basis: Option<LegalBasis>,
+    #[serde(borrow)]
+    clause: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    policy: Cow<'a, str>,
+    #[serde(borrow)]
+    policy_version: Cow<'a, str>,
+    #[serde(borrow)]
+    subject: Cow<'a, str>,
+    purpose: Purpose,
+    at: DateTime<Utc>,
+}
+
+impl Serialize for Decision<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        DecisionJson {
+            allowed: self.allowed(),
+            code: self.code,
+            message: self.message(),
+            basis: self.basis,
+            clause: self.clause.as_deref().map(Cow::Borrowed),
+            policy: Cow::Borrowed(&self.policy),
+            policy_version: Cow::Borrowed(&self.policy_version),
+            subject: Cow::Borrowed(&self.subject),
+            purpose: self.purpose.clone(),
+            at: self.at,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Decision<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Decision<'a>, D::Error> {
+        let json = DecisionJson::deserialize(deserializer)?;
+        if json.allowed != json.code.is_allow() {
+            return Err(serde::de::Error::custom(format!(
+                "`allowed` is {} but code `{}` {}",
+                json.allowed,
+                json.code,
+                if json.code.is_allow() { "allows" } else { "denies" }
+            )));
+        }
+        if json.basis.is_some() && !json.allowed {
+            return Err(serde::de::Error::custom("a denial names no basis"));
+        }
+        Ok(Decision {
+            code: json.code,
+            basis: json.basis,
+            clause: json.clause,
+            policy: json.policy,
+            policy_version: json.policy_version,
+            subject: json.subject,
+            purpose: json.purpose,
+            at: json.at,
+            detail: Detail::None,
+            message: Some(json.message),
+        })
+    }
+}

@@ -1,0 +1,52 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Architecture
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`purpose`], [`category`] | the hierarchical vocabularies (typed constants, extensions) |
+//! | [`basis`] | legal bases and consent levels |
+//! | [`consent`] | consent events, per-subject history, proof of consent |
+//! | [`policy`] | the policy document, its TOML form, the builder, validation and compilation |
+//! | [`request`] | access requests and their dimensions |
+//! | [`guard`] | the decision: policy × consent state × request × time |
+//! | [`decision`] | decisions and reason codes |
+//! | [`audit`] | audit records and sinks, the hash-chained log |
+//! | [`store`] | consent stores |
+//! | [`clock`] | injected time |
+//! | [`error`] | one error enum per boundary |
+//!
+//! # Crate features
+//!
+//! - `toml` (default): load policies from TOML files with `file:line:col` diagnostics.
+//! - `json` (default): the hash-chained JSON-lines audit log (`sha2`, `serde_json`).
+//! - `cli`: the `consent-guard` command line (`clap`).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod name;
+
+pub mod audit;
+pub mod basis;
+pub mod category;
+pub mod clock;
+pub mod consent;
+pub mod decision;
+pub mod error;
+pub mod guard;
+pub mod policy;
+pub mod purpose;
+pub mod request;
+pub mod store;
+
+pub use audit::{AuditRecord, AuditSink, MemoryAuditSink, NoAuditSink};
+pub use basis::{ConsentLevel, LegalBasis};
+pub use category::DataCategory;
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use consent::{ConsentEvent, ConsentHistory};
+pub use decision::{Decision, ReasonCode};
+pub use error::{EventError, PolicyError};
+pub use guard::{Guard, GuardBuilder};
+pub use policy::{Policy, PolicyBuilder};
+pub use purpose::Purpose;
+pub use request::{AccessRequest, Action, Deidentification, Recipient, RecipientKind, Region, Signals};

@@ -1,0 +1,343 @@
+//! The policy as written: the serde model of a policy file, field for field. It is
+//! what TOML loads into and what the builder fills; [`crate::Policy::compile`] turns it
+//! into a validated, compiled policy.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::basis::{ConsentLevel, LegalBasis};
+use crate::category::DataCategory;
+use crate::purpose::Purpose;
+use crate::request::{Action, Deidentification, RecipientKind, Region};
+
+/// A whole policy file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// Name, version, regions.
+    pub policy: PolicyHeader,
+    /// How minors are treated; absent: as adults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minors: Option<MinorsSection>,
+    /// The policy's own purposes and categories.
+    #[serde(default, skip_serializing_if = "VocabularySection::is_empty")]
+    pub vocabulary: VocabularySection,
+    /// Declared recipients, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recipients: BTreeMap<String, RecipientDeclaration>,
+    /// The rules, one per clause.
+    #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleDocument>,
+}
+
+/// The `[policy]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyHeader {
+    /// Appears in every decision.
+    pub name: String,
+    /// Dotted numbers (`1.0`, `2025.4.1`, `v2`).
+    pub version: String,
+    /// Where data is by default.
+    pub home_region: Region,
+    /// Where data may be stored; `[home_region]` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_regions: Option<Vec<Region>>,
+    /// Which privacy policy text this encodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Situations that escalate consent rules to separate consent; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separate_consent_for: Option<Vec<SeparateTrigger>>,
+}
+
+/// A situation in which the law asks for separate consent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeparateTrigger {
+    /// Sensitive personal information (PIPL art. 29).
+    Sensitive,
+    /// A subject under the guardian age (PIPL art. 28, 31).
+    Minor,
+    /// Providing data to an independent controller (PIPL art. 23).
+    ThirdParty,
+    /// Making data public (PIPL art. 25).
+    Public,
+    /// Sending data outside the storage regions (PIPL art. 39).
+    CrossBorder,
+}
+
+impl SeparateTrigger {
+    /// Every trigger: the default.
+    pub const ALL: [SeparateTrigger; 5] = [
+        SeparateTrigger::Sensitive,
+        SeparateTrigger::Minor,
+        SeparateTrigger::ThirdParty,
+        SeparateTrigger::Public,
+        SeparateTrigger::CrossBorder,
+    ];
+}
+
+/// The `[minors]` table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinorsSection {
+    /// Subjects younger than this need guardian consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardian_consent_under: Option<u8>,
+    /// Subjects younger than this are not served at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_served_under: Option<u8>,
+    /// How to treat a subject whose age is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_age: Option<UnknownAge>,
+}
+
+/// How to treat a subject whose age is unknown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownAge {
+    /// As an adult (the interchange default).
+    #[default]
+    Adult,
+    /// As a minor (fail closed).
+    Minor,
+}
+
+/// The `[vocabulary]` table: extensions of the built-in names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VocabularySection {
+    /// New purposes, each under an existing parent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purposes: Vec<Purpose>,
+    /// New categories, each under an existing parent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<DataCategory>,
+    /// Categories to treat as sensitive besides the vocabulary's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<DataCategory>,
+}
+
+impl VocabularySection {
+    fn is_empty(&self) -> bool {
+        self.purposes.is_empty() && self.categories.is_empty() && self.sensitive.is_empty()
+    }
+}
+
+/// A `[recipients.NAME]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientDeclaration {
+    /// What kind of recipient it is.
+    pub kind: RecipientKind,
+    /// The only purposes it may receive data for; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purposes: Option<Vec<Purpose>>,
+    /// The only categories it may receive; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<DataCategory>>,
+    /// The minimum de-identification of what it receives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deidentification: Option<Deidentification>,
+    /// Free text for reviewers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Whether a consent rule's consent is absent until granted or given until withdrawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentDefault {
+    /// Absent until granted.
+    #[default]
+    OptIn,
+    /// Given until withdrawn.
+    OptOut,
+}
+
+/// A browser privacy signal a rule honours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// Do Not Track.
+    Dnt,
+    /// Global Privacy Control.
+    Gpc,
+}
+
+/// How long data may be kept for a rule's purposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Only within the session that collected it.
+    Session,
+    /// A number of hours.
+    Hours(u32),
+    /// A number of days.
+    Days(u32),
+    /// A number of years of 365 days.
+    Years(u32),
+}
+
+impl Retention {
+    /// The limit in milliseconds, `None` for session retention.
+    pub fn millis(self) -> Option<i64> {
+        const HOUR: i64 = 3_600_000;
+        match self {
+            Retention::Session => None,
+            Retention::Hours(n) => Some(i64::from(n) * HOUR),
+            Retention::Days(n) => Some(i64::from(n) * 24 * HOUR),
+            Retention::Years(n) => Some(i64::from(n) * 365 * 24 * HOUR),
+        }
+    }
+}
+
+impl std::fmt::Display for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Retention::Session => f.write_str("session"),
+            Retention::Hours(n) => write!(f, "{n}h"),
+            Retention::Days(n) => write!(f, "{n}d"),
+            Retention::Years(n) => write!(f, "{n}y"),
+        }
+    }
+}
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Retention, String> {
+        if s == "session" {
+            return Ok(Retention::Session);
+        }
+        let bad = || format!("retention `{s}` is neither `session` nor a duration like `12h`, `30d`, `1y`");
+        let unit_at = s.len().checked_sub(1).ok_or_else(bad)?;
+        let (number, unit) = (s.get(..unit_at).ok_or_else(bad)?, s.get(unit_at..).ok_or_else(bad)?);
+        let n: u32 = number.parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(format!("retention `{s}` must be longer than zero"));
+        }
+        match unit {
+            "h" => Ok(Retention::Hours(n)),
+            "d" => Ok(Retention::Days(n)),
+            "y" => Ok(Retention::Years(n)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Serialize for Retention {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Retention, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A `[[rule]]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDocument {
+    /// The clause it encodes (`exmo.training`); unique.
+    pub id: String,
+    /// The purposes it governs; each covers its subtree.
+    pub purposes: Vec<Purpose>,
+    /// On which legal basis.
+    pub basis: LegalBasis,
+    /// Consent rules: the minimum level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<ConsentLevel>,
+    /// Consent rules: opt-in (default) or opt-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<ConsentDefault>,
+    /// Which data; each covers its subtree.
+    pub categories: Vec<DataCategory>,
+    /// Which actions; collect, store, use and delete when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<Action>>,
+    /// Recipient kinds and declared recipient names; first party when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<Vec<String>>,
+    /// The minimum de-identification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deidentification: Option<Deidentification>,
+    /// Consent rules: anonymized data needs no consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymized_exempt: Option<bool>,
+    /// How long data may be kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// Where data may be; the policy's storage regions when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<Region>>,
+    /// Regions reachable only with separate consent naming them (`*`: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_regions: Option<Vec<String>>,
+    /// Signals that switch the rule off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_out_signals: Option<Vec<Signal>>,
+    /// The version from which the rule's terms last changed materially.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_in: Option<String>,
+}
+
+impl RuleDocument {
+    /// A rule with only its required fields.
+    pub fn new(
+        id: impl Into<String>,
+        purposes: Vec<Purpose>,
+        basis: LegalBasis,
+        categories: Vec<DataCategory>,
+    ) -> RuleDocument {
+        RuleDocument {
+            id: id.into(),
+            purposes,
+            basis,
+            level: None,
+            default: None,
+            categories,
+            actions: None,
+            recipients: None,
+            deidentification: None,
+            anonymized_exempt: None,
+            retention: None,
+            regions: None,
+            transfer_regions: None,
+            opt_out_signals: None,
+            changed_in: None,
+        }
+    }
+}
+
+/// A policy version: dotted numbers compared numerically (`1.10 > 1.9`). A leading `v`
+/// is allowed, and `-` separates like `.`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyVersion([u32; 4]);
+
+impl PolicyVersion {
+    /// Parses a version.
+    ///
+    /// # Errors
+    ///
+    /// When it is not one to four dotted non-negative numbers.
+    pub fn parse(text: &str) -> Result<PolicyVersion, String> {
+        let body = text.strip_prefix('v').unwrap_or(text);
+        let mut parts = [0u32; 4];
+        let mut count = 0;
+        for segment in body.split(['.', '-']) {
+            let slot = parts.get_mut(count).ok_or_else(|| {
+                format!("version `{text}` has more than four parts")
+            })?;
+            *slot = segment
+                .parse()
+                .map_err(|_| format!("version `{text}` is not dotted numbers like `1.0`"))?;
+            count += 1;
+        }
+        Ok(PolicyVersion(parts))
+    }
+}
