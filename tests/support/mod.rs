@@ -36,7 +36,7 @@ impl Scenario {
         );
         let policy = Policy::from_toml_file(&path).unwrap_or_else(|e| panic!("{e}"));
         let now: DateTime<Utc> = NOW.parse().unwrap();
-        let guard = Guard::builder(policy).clock(FixedClock::new(now)).build();
+        let guard = Guard::builder(policy).clock(FixedClock::new(now)).build().unwrap();
         Scenario { guard }
     }
 
