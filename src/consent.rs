@@ -215,15 +215,13 @@ impl ConsentHistory {
         for event in &self.events {
             match event {
                 ConsentEvent::Grant(grant)
-                    if grant.at <= at && grant.purposes.iter().any(|p| p.covers(purpose)) =>
+                    if grant.at <= at
+                        && grant.purposes.iter().any(|p| p.covers(purpose))
+                        && best.is_none_or(|b| b.at <= grant.at) =>
                 {
-                    if best.is_none_or(|b| b.at <= grant.at) {
-                        best = Some(grant);
-                    }
+                    best = Some(grant);
                 }
-                ConsentEvent::Withdraw(w)
-                    if w.at <= at && w.purposes.iter().any(|p| p.covers(purpose)) =>
-                {
+                ConsentEvent::Withdraw(w) if w.at <= at && w.purposes.iter().any(|p| p.covers(purpose)) => {
                     cut = cut.max(Some(w.at));
                 }
                 ConsentEvent::Erase(e) if e.at <= at => cut = cut.max(Some(e.at)),
@@ -237,10 +235,7 @@ impl ConsentHistory {
 
 impl std::fmt::Debug for ConsentHistory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsentHistory")
-            .field("subject", &self.subject)
-            .field("events", &self.events.len())
-            .finish()
+        f.debug_struct("ConsentHistory").field("subject", &self.subject).field("events", &self.events.len()).finish()
     }
 }
 

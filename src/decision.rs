@@ -232,7 +232,9 @@ impl<'a> Decision<'a> {
         let purpose = &self.purpose;
         let subject = &self.subject;
         let clause = self.clause.as_deref().unwrap_or("the policy");
-        let day = |ms: i64| DateTime::from_timestamp_millis(ms).map_or_else(String::new, |t| t.format("%Y-%m-%d").to_string());
+        let day = |ms: i64| {
+            DateTime::from_timestamp_millis(ms).map_or_else(String::new, |t| t.format("%Y-%m-%d").to_string())
+        };
         let item = match &self.detail {
             Detail::Item(item) => item.as_ref(),
             _ => "",
@@ -243,13 +245,20 @@ impl<'a> Decision<'a> {
             }
             (ReasonCode::ConsentGiven, _) => format!("{subject} has not opted out of {purpose} ({clause})"),
             (ReasonCode::LegalBasis, _) => {
-                format!("{purpose} is permitted on the basis of {} ({clause})", self.basis.map_or("law", LegalBasis::as_str))
+                format!(
+                    "{purpose} is permitted on the basis of {} ({clause})",
+                    self.basis.map_or("law", LegalBasis::as_str)
+                )
             }
-            (ReasonCode::DeidentifiedExempt, _) => format!("{purpose} on de-identified data needs no consent ({clause})"),
+            (ReasonCode::DeidentifiedExempt, _) => {
+                format!("{purpose} on de-identified data needs no consent ({clause})")
+            }
             (ReasonCode::NoRule, _) => format!("the policy has no rule permitting {purpose}"),
             (ReasonCode::CategoryNotPermitted, _) => format!("{clause} does not permit {item} data for {purpose}"),
             (ReasonCode::ActionNotPermitted, _) => format!("{clause} does not permit the action {item} for {purpose}"),
-            (ReasonCode::RecipientNotPermitted, _) => format!("{clause} does not permit recipient {item} for {purpose}"),
+            (ReasonCode::RecipientNotPermitted, _) => {
+                format!("{clause} does not permit recipient {item} for {purpose}")
+            }
             (ReasonCode::ConsentMissing, Detail::Scope(what)) => {
                 format!("{subject}'s consent to {purpose} does not extend to this {what}")
             }
@@ -262,7 +271,10 @@ impl<'a> Decision<'a> {
                 format!("{subject}'s consent to {purpose} expired on {}", day(*at))
             }
             (ReasonCode::ConsentExpired, _) => format!("{subject}'s consent to {purpose} has expired"),
-            (ReasonCode::ConsentLevelInsufficient | ReasonCode::SeparateConsentRequired, Detail::Level { given, needed, at }) => {
+            (
+                ReasonCode::ConsentLevelInsufficient | ReasonCode::SeparateConsentRequired,
+                Detail::Level { given, needed, at },
+            ) => {
                 format!("{purpose} needs {needed} consent; {subject} gave {given} consent on {}", day(*at))
             }
             (ReasonCode::SeparateConsentRequired, Detail::Transfer(region)) => {
@@ -279,7 +291,10 @@ impl<'a> Decision<'a> {
             }
             (ReasonCode::MinorNotServed, _) => format!("{subject} is a minor and the policy does not serve minors"),
             (ReasonCode::ReconsentRequired, Detail::At(at)) => {
-                format!("{subject} consented to {purpose} on {} under a version older than the current terms of {clause}", day(*at))
+                format!(
+                    "{subject} consented to {purpose} on {} under a version older than the current terms of {clause}",
+                    day(*at)
+                )
             }
             (ReasonCode::ReconsentRequired, _) => format!("{subject} must renew consent to {purpose}"),
             (ReasonCode::DeidentificationRequired, _) => format!("{purpose} needs {item} data"),

@@ -3,11 +3,12 @@
 //! deny by default and fail closed, and hands an audit record to the sink.
 //!
 //! ```
-//! use consent_guard::{AccessRequest, ConsentEvent, DataCategory, Guard, Policy, Purpose, ReasonCode};
+//! use consent_guard::{AccessRequest, DataCategory, Deidentification, Guard, Policy, Purpose, ReasonCode};
 //!
 //! let policy = Policy::from_toml_file("examples/policies/exmo.toml")?;
 //! let guard = Guard::new(policy);
-//! let training = AccessRequest::new("u1", Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG][..]);
+//! let training = AccessRequest::new("u1", Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG][..])
+//!     .deidentification(Deidentification::Anonymized);
 //! assert_eq!(guard.check(&training).code(), ReasonCode::ConsentMissing);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -39,7 +40,23 @@ pub struct Guard {
     audit: Box<dyn AuditSink>,
     clock: Box<dyn Clock>,
     store: Option<Box<dyn ConsentStore>>,
+    /// Store positions applied so far; appends and syncs serialise on it so that each
+    /// position is applied once.
+    applied: std::sync::Mutex<Applied>,
 }
+
+/// Which store positions the guard's state reflects.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Every position up to this one is applied.
+    through: u64,
+    /// Positions above `through` already applied (this guard's own appends, awaiting
+    /// the sync that closes the gap below them).
+    ahead: std::collections::BTreeSet<u64>,
+}
+
+/// How many events a sync reads from the store at a time.
+const SYNC_BATCH: usize = 4096;
 
 /// Configures a [`Guard`]: audit sink, clock and consent store.
 #[must_use]
@@ -82,6 +99,7 @@ impl GuardBuilder {
             audit: self.audit,
             clock: self.clock,
             store: self.store,
+            applied: std::sync::Mutex::new(Applied::default()),
         };
         guard.reload()?;
         Ok(guard)
@@ -97,7 +115,14 @@ impl fmt::Debug for GuardBuilder {
 impl Guard {
     /// A guard with in-memory consent state, no audit and the system clock.
     pub fn new(policy: Policy) -> Guard {
-        Guard { policy, state: ConsentState::new(), audit: Box::new(NoAuditSink), clock: Box::new(SystemClock), store: None }
+        Guard {
+            policy,
+            state: ConsentState::new(),
+            audit: Box::new(NoAuditSink),
+            clock: Box::new(SystemClock),
+            store: None,
+            applied: std::sync::Mutex::new(Applied::default()),
+        }
     }
 
     /// Configures a guard.
@@ -135,8 +160,15 @@ impl Guard {
     /// As [`Guard::record`]; nothing of the batch is recorded then.
     pub fn record_all(&self, events: &[ConsentEvent]) -> Result<(), EventError> {
         let changes = events.iter().map(|e| self.compile_event(e)).collect::<Result<Vec<_>, _>>()?;
-        if let Some(store) = &self.store {
-            store.append(events)?;
+        let Some(store) = &self.store else { return self.apply(events, changes) };
+        let mut applied = self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
+        let last = store.append(events)?;
+        let count = events.len() as u64;
+        if applied.through + count == last {
+            applied.through = last;
+        } else {
+            // Another process appended in between: its events arrive with the next sync.
+            applied.ahead.extend(last.saturating_sub(count) + 1..=last);
         }
         self.apply(events, changes)
     }
@@ -152,22 +184,71 @@ impl Guard {
         Ok(())
     }
 
-    /// Forgets the in-memory state and replays the store. On failure the guard denies
-    /// every consent-dependent request with `consent_state_unavailable` until a reload
-    /// succeeds.
+    /// Forgets the in-memory state and replays the store. Until it succeeds, the guard
+    /// denies every consent-dependent request with `consent_state_unavailable`.
     ///
     /// # Errors
     ///
     /// When the store cannot be read or holds an event this policy cannot apply.
     pub fn reload(&self) -> Result<(), EventError> {
-        let Some(store) = &self.store else { return Ok(()) };
+        if self.store.is_none() {
+            return Ok(());
+        }
         self.state.set_available(false);
         self.state.clear();
-        let events = store.events()?;
-        let changes = events.iter().map(|e| self.compile_event(e)).collect::<Result<Vec<_>, _>>()?;
-        self.apply(&events, changes)?;
-        self.state.set_available(true);
+        if let Ok(mut applied) = self.applied.lock() {
+            *applied = Applied::default();
+        }
+        self.sync()?;
         Ok(())
+    }
+
+    /// Applies the events other processes appended to the store since the last sync,
+    /// and returns how many were applied. If the store cannot be read, the guard fails
+    /// closed (`consent_state_unavailable`) until a sync succeeds again; call it from a
+    /// loop (see [`Guard::follow`]) so that the guard recovers by itself.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read, or holds an event this policy cannot apply.
+    pub fn sync(&self) -> Result<usize, EventError> {
+        let Some(store) = &self.store else { return Ok(0) };
+        let result = self.sync_from(store.as_ref());
+        self.state.set_available(result.is_ok());
+        result
+    }
+
+    fn sync_from(&self, store: &dyn ConsentStore) -> Result<usize, EventError> {
+        let mut applied = self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
+        let mut count = 0;
+        loop {
+            let batch = store.events_since(applied.through, SYNC_BATCH)?;
+            let Some((last, _)) = batch.last() else { return Ok(count) };
+            let last = *last;
+            let (positions, events): (Vec<u64>, Vec<ConsentEvent>) =
+                batch.into_iter().filter(|(position, _)| !applied.ahead.contains(position)).unzip();
+            let changes = events.iter().map(|e| self.compile_event(e)).collect::<Result<Vec<_>, _>>()?;
+            self.apply(&events, changes)?;
+            count += positions.len();
+            applied.through = last;
+            applied.ahead = applied.ahead.split_off(&(last + 1));
+        }
+    }
+
+    /// Follows the store until `stop` is set: waits for changes (or polls every
+    /// `interval`) and syncs. Store failures make the guard fail closed and are retried
+    /// at the next interval. Run it on a thread of its own.
+    pub fn follow(&self, interval: std::time::Duration, stop: &std::sync::atomic::AtomicBool) {
+        let Some(store) = &self.store else { return };
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let after = self.applied.lock().map(|a| a.through).unwrap_or(0);
+            if store.wait_for_change(after, interval).is_err() {
+                self.state.set_available(false);
+                std::thread::sleep(interval);
+                continue;
+            }
+            let _ = self.sync();
+        }
     }
 
     /// Marks the consent state unreadable (`false`) or readable again: a service that
@@ -217,7 +298,9 @@ impl Guard {
             message: None,
         };
         let Some(rule_index) = self.policy.rule_index(&request.purpose) else { return decision };
-        let (Some(rule), Some(document)) = (self.policy.rules.get(rule_index), self.policy.document.rules.get(rule_index)) else {
+        let (Some(rule), Some(document)) =
+            (self.policy.rules.get(rule_index), self.policy.document.rules.get(rule_index))
+        else {
             return decision;
         };
         decision.clause = Some(Cow::Borrowed(&document.id));
@@ -250,7 +333,9 @@ impl Guard {
                 let stated_at = subject.at.unwrap_or_else(|| self.clock.now());
                 let birth = match (subject.birth_date, subject.age) {
                     (Some(_), Some(_)) => {
-                        return Err(EventError::Inconsistent("a subject event gives either `birth_date` or `age`, not both".into()))
+                        return Err(EventError::Inconsistent(
+                            "a subject event gives either `birth_date` or `age`, not both".into(),
+                        ))
                     }
                     (Some(date), None) => Some(date),
                     // The youngest the subject can be: fail closed on who is a minor.
@@ -299,7 +384,13 @@ impl Guard {
                 Ok(Change::Event(StateEvent {
                     at: grant.at.timestamp_millis(),
                     purposes,
-                    kind: EventKind::Grant(Grant { level: grant.level, by_guardian: grant.by_guardian, version, expires_at, scope }),
+                    kind: EventKind::Grant(Grant {
+                        level: grant.level,
+                        by_guardian: grant.by_guardian,
+                        version,
+                        expires_at,
+                        scope,
+                    }),
                 }))
             }
             ConsentEvent::Withdraw(withdraw) => Ok(Change::Event(StateEvent {
@@ -421,9 +512,13 @@ impl<'a> Evaluation<'a, '_> {
             return deny(ReasonCode::RegionNotPermitted, Detail::Item(Cow::Borrowed(region.as_str())));
         };
 
-        let needed_deidentification = named.map_or(rule.deidentification, |(_, d)| d.deidentification.max(rule.deidentification));
+        let needed_deidentification =
+            named.map_or(rule.deidentification, |(_, d)| d.deidentification.max(rule.deidentification));
         if request.deidentification < needed_deidentification {
-            return deny(ReasonCode::DeidentificationRequired, Detail::Item(Cow::Borrowed(needed_deidentification.as_str())));
+            return deny(
+                ReasonCode::DeidentificationRequired,
+                Detail::Item(Cow::Borrowed(needed_deidentification.as_str())),
+            );
         }
 
         if let Some(retention) = rule.retention {
@@ -491,10 +586,13 @@ impl<'a> Evaluation<'a, '_> {
             Some(limit) => {
                 let label: &'a str = &self.rule.retention_label;
                 match request.collected_at.map(|t| t.timestamp_millis()) {
-                    None => Some(deny(ReasonCode::RetentionExpired, Detail::Retention { limit: label, collected: None })),
-                    Some(collected) if self.now.saturating_sub(collected) > limit => {
-                        Some(deny(ReasonCode::RetentionExpired, Detail::Retention { limit: label, collected: Some(collected) }))
+                    None => {
+                        Some(deny(ReasonCode::RetentionExpired, Detail::Retention { limit: label, collected: None }))
                     }
+                    Some(collected) if self.now.saturating_sub(collected) > limit => Some(deny(
+                        ReasonCode::RetentionExpired,
+                        Detail::Retention { limit: label, collected: Some(collected) },
+                    )),
                     Some(_) => None,
                 }
             }
@@ -569,7 +667,7 @@ impl<'a> Evaluation<'a, '_> {
             }
             if scope.recipients_limited && request.recipient.kind != RecipientKind::FirstParty {
                 let named = request.recipient.name.as_deref().and_then(|n| self.policy.recipient_index(n));
-                if !named.is_some_and(|index| scope.recipients & (1u64 << (index % 64)) != 0) {
+                if named.is_none_or(|index| scope.recipients & (1u64 << (index % 64)) == 0) {
                     return deny(ReasonCode::ConsentMissing, Detail::Scope("recipient"));
                 }
             }
@@ -605,4 +703,3 @@ fn bit(index: usize) -> u128 {
         0
     }
 }
-

@@ -12,22 +12,31 @@ use crate::error::StoreError;
 
 /// Persistence for consent events.
 ///
+/// Every appended event gets a *position*: 1 for the first event of the store, then
+/// strictly increasing in append order. A guard replays positions from 1 when it starts
+/// and follows new positions (its own and those of other processes) with
+/// [`ConsentStore::events_since`].
+///
 /// # Obligations
 ///
-/// Every implementation keeps these, and the conformance tests check them:
+/// Every implementation keeps these, and the conformance suite
+/// (`tests/store_conformance.rs`) checks them:
 /// - `append` returns `Ok` only once every event of the batch is durable (a withdrawal
 ///   above all), and a batch is appended whole or not at all;
 /// - the events of a subject are kept in the order appended and never rewritten;
+///   `events_since(p)` never returns a position at or below one it returned before
+///   for the same `p` (no event becomes visible behind the reader's back);
 /// - an `erase` is kept as an event, and the subject's personal attributes (birth date,
 ///   age) are removed from earlier events;
 /// - a store that cannot answer returns an error, never a partial or stale history.
 pub trait ConsentStore: fmt::Debug + Send + Sync {
-    /// Appends events atomically.
+    /// Appends events atomically; returns the position of the last one (the current
+    /// last position when `events` is empty).
     ///
     /// # Errors
     ///
     /// When the events could not be made durable; none of them is then stored.
-    fn append(&self, events: &[ConsentEvent]) -> Result<(), StoreError>;
+    fn append(&self, events: &[ConsentEvent]) -> Result<u64, StoreError>;
 
     /// Every event of one subject, in the order appended.
     ///
@@ -36,12 +45,26 @@ pub trait ConsentStore: fmt::Debug + Send + Sync {
     /// When the store cannot be read.
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError>;
 
-    /// Every event of every subject, in the order appended (to warm a guard).
+    /// Up to `limit` events after position `after`, in position order, each with its
+    /// position. `events_since(0, usize::MAX)` is the whole store.
     ///
     /// # Errors
     ///
     /// When the store cannot be read.
-    fn events(&self) -> Result<Vec<ConsentEvent>, StoreError>;
+    fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError>;
+
+    /// Waits until the store may have events after `after` (appended by any process),
+    /// or until `timeout` passes. Returning early without a change is allowed; the
+    /// default just sleeps, so callers poll.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    fn wait_for_change(&self, after: u64, timeout: std::time::Duration) -> Result<(), StoreError> {
+        let _ = after;
+        std::thread::sleep(timeout);
+        Ok(())
+    }
 }
 
 /// Keeps events in memory: for tests, and for services that replay events from
@@ -63,7 +86,7 @@ impl MemoryConsentStore {
 }
 
 impl ConsentStore for MemoryConsentStore {
-    fn append(&self, events: &[ConsentEvent]) -> Result<(), StoreError> {
+    fn append(&self, events: &[ConsentEvent]) -> Result<u64, StoreError> {
         let mut stored = self.lock()?;
         for event in events {
             if let ConsentEvent::Erase(erase) = event {
@@ -78,15 +101,17 @@ impl ConsentStore for MemoryConsentStore {
             }
             stored.push(event.clone());
         }
-        Ok(())
+        Ok(stored.len() as u64)
     }
 
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
         Ok(ConsentHistory::new(subject, self.lock()?.iter().filter(|e| e.subject() == subject).cloned()))
     }
 
-    fn events(&self) -> Result<Vec<ConsentEvent>, StoreError> {
-        Ok(self.lock()?.clone())
+    fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
+        let stored = self.lock()?;
+        let skip = usize::try_from(after).unwrap_or(usize::MAX);
+        Ok(stored.iter().enumerate().skip(skip).take(limit).map(|(i, e)| (i as u64 + 1, e.clone())).collect())
     }
 }
 
@@ -99,13 +124,16 @@ impl fmt::Debug for MemoryConsentStore {
 }
 
 impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
-    fn append(&self, events: &[ConsentEvent]) -> Result<(), StoreError> {
+    fn append(&self, events: &[ConsentEvent]) -> Result<u64, StoreError> {
         (**self).append(events)
     }
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
         (**self).history(subject)
     }
-    fn events(&self) -> Result<Vec<ConsentEvent>, StoreError> {
-        (**self).events()
+    fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
+        (**self).events_since(after, limit)
+    }
+    fn wait_for_change(&self, after: u64, timeout: std::time::Duration) -> Result<(), StoreError> {
+        (**self).wait_for_change(after, timeout)
     }
 }

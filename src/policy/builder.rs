@@ -1,7 +1,9 @@
 //! The typed Rust builder: the same document a TOML file holds, filled from code, and
 //! compiled by the same validator.
 
-use super::document::{MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, RuleDocument, VocabularySection};
+use super::document::{
+    MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, RuleDocument, VocabularySection,
+};
 use super::Policy;
 use crate::basis::LegalBasis;
 use crate::category::DataCategory;
@@ -95,8 +97,7 @@ impl PolicyBuilder {
         categories: impl IntoIterator<Item = DataCategory>,
         configure: impl FnOnce(&mut RuleDocument),
     ) -> Self {
-        let mut rule =
-            RuleDocument::new(id, purposes.into_iter().collect(), basis, categories.into_iter().collect());
+        let mut rule = RuleDocument::new(id, purposes.into_iter().collect(), basis, categories.into_iter().collect());
         configure(&mut rule);
         self.document.rules.push(rule);
         self

@@ -56,7 +56,10 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
     });
     let storage_regions = header.storage_regions.clone().unwrap_or_else(|| vec![header.home_region]);
     if storage_regions.is_empty() {
-        problems.error(vec![key("policy"), key("storage_regions")], "data must be storable somewhere: list at least one region");
+        problems.error(
+            vec![key("policy"), key("storage_regions")],
+            "data must be storable somewhere: list at least one region",
+        );
     }
     let separate = compile_triggers(header.separate_consent_for.as_deref());
 
@@ -72,14 +75,16 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
         if rule.id.trim().is_empty() {
             problems.error(at(&path, &[key("id")]), "every rule needs an id naming the clause it encodes");
         } else if let Some(first) = seen_ids.insert(&rule.id, index) {
-            problems.error(at(&path, &[key("id")]), format!("rule id `{}` is already used by rule {}", rule.id, first + 1));
+            problems
+                .error(at(&path, &[key("id")]), format!("rule id `{}` is already used by rule {}", rule.id, first + 1));
         }
         if rule.purposes.is_empty() {
             problems.error(at(&path, &[key("purposes")]), "a rule must name at least one purpose");
         }
         for (i, purpose) in rule.purposes.iter().enumerate() {
             let Some(node) = purposes.index(&purpose.0) else {
-                problems.error(at(&path, &[key("purposes"), PathSegment::Index(i)]), unknown("purpose", purpose.as_str()));
+                problems
+                    .error(at(&path, &[key("purposes"), PathSegment::Index(i)]), unknown("purpose", purpose.as_str()));
                 continue;
             };
             let Some(slot) = direct.get_mut(node) else { continue };
@@ -100,7 +105,16 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
                 );
             }
         }
-        rules.push(compile_rule(rule, &path, &storage_regions, &categories, sensitive, &recipients, &version, &mut problems));
+        rules.push(compile_rule(
+            rule,
+            &path,
+            &storage_regions,
+            &categories,
+            sensitive,
+            &recipients,
+            &version,
+            &mut problems,
+        ));
     }
 
     // Each node inherits the rule of its nearest ancestor; parents come before children
@@ -179,7 +193,10 @@ fn compile_minors(document: &PolicyDocument, problems: &mut Problems) -> Minors 
         }
         (None, None) => {
             if unknown_is_minor {
-                problems.error(vec![key("minors"), key("unknown_age")], "unknown_age needs an age rule: set guardian_consent_under or not_served_under");
+                problems.error(
+                    vec![key("minors"), key("unknown_age")],
+                    "unknown_age needs an age rule: set guardian_consent_under or not_served_under",
+                );
             }
             Minors { under: None, not_served: false, unknown_is_minor: false }
         }
@@ -201,7 +218,9 @@ fn compile_vocabulary(document: &PolicyDocument, problems: &mut Problems) -> (Tr
             Err(ExtendError::NoParent(parent)) => {
                 problems.error(path, format!("the parent `{parent}` of `{name}` is unknown: declare it first"))
             }
-            Err(ExtendError::Full) => problems.error(path, format!("too many names: a policy may know at most {MAX_NODES}")),
+            Err(ExtendError::Full) => {
+                problems.error(path, format!("too many names: a policy may know at most {MAX_NODES}"))
+            }
             Err(ExtendError::Syntax(_)) => problems.error(path, format!("`{name}` is not a dotted lower-case name")),
         }
     };
@@ -219,7 +238,10 @@ fn compile_vocabulary(document: &PolicyDocument, problems: &mut Problems) -> (Tr
     }
     for (i, category) in section.sensitive.iter().enumerate() {
         if categories.index(&category.0).is_none() {
-            problems.error(vec![key("vocabulary"), key("sensitive"), PathSegment::Index(i)], unknown("data category", category.as_str()));
+            problems.error(
+                vec![key("vocabulary"), key("sensitive"), PathSegment::Index(i)],
+                unknown("data category", category.as_str()),
+            );
         }
     }
     (purposes, categories, sensitive)
@@ -238,7 +260,8 @@ fn compile_recipients(
     for (name, declaration) in &document.recipients {
         let path = [key("recipients"), key(name)];
         if crate::name::check_syntax(name).is_err() || name.contains('.') {
-            problems.error(at(&path, &[]), format!("recipient name `{name}` must be lower-case letters, digits and `_`"));
+            problems
+                .error(at(&path, &[]), format!("recipient name `{name}` must be lower-case letters, digits and `_`"));
         }
         if RecipientKind::from_name(name).is_some() {
             problems.error(at(&path, &[]), format!("`{name}` is a recipient kind; choose another name"));
@@ -254,7 +277,8 @@ fn compile_recipients(
             }
             mask
         };
-        let purpose_names: Option<Vec<String>> = declaration.purposes.as_ref().map(|l| l.iter().map(Purpose::to_string).collect());
+        let purpose_names: Option<Vec<String>> =
+            declaration.purposes.as_ref().map(|l| l.iter().map(Purpose::to_string).collect());
         let category_names: Option<Vec<String>> =
             declaration.categories.as_ref().map(|l| l.iter().map(DataCategory::to_string).collect());
         compiled.push(CompiledRecipient {
@@ -287,7 +311,10 @@ fn compile_rule(
             ConsentLevel::Separate
         }
         (false, Some(_)) => {
-            problems.error(at(path, &[key("level")]), format!("only consent rules have a level; this rule's basis is {}", rule.basis));
+            problems.error(
+                at(path, &[key("level")]),
+                format!("only consent rules have a level; this rule's basis is {}", rule.basis),
+            );
             ConsentLevel::Separate
         }
         (false, None) => ConsentLevel::Separate,
@@ -297,10 +324,14 @@ fn compile_rule(
         problems.error(at(path, &[key("default")]), "only consent rules are opt-in or opt-out");
     }
     if opt_out && level == ConsentLevel::Separate {
-        problems.error(at(path, &[key("default")]), "separate consent is always affirmative: an opt-out rule cannot require it");
+        problems.error(
+            at(path, &[key("default")]),
+            "separate consent is always affirmative: an opt-out rule cannot require it",
+        );
     }
     if !is_consent && rule.anonymized_exempt.is_some() {
-        problems.error(at(path, &[key("anonymized_exempt")]), "only consent rules can exempt anonymized data from consent");
+        problems
+            .error(at(path, &[key("anonymized_exempt")]), "only consent rules can exempt anonymized data from consent");
     }
 
     if rule.categories.is_empty() {
@@ -310,14 +341,20 @@ fn compile_rule(
     for (i, category) in rule.categories.iter().enumerate() {
         match categories.index(&category.0) {
             Some(node) => category_mask |= categories.down(node),
-            None => problems.error(at(path, &[key("categories"), PathSegment::Index(i)]), unknown("data category", category.as_str())),
+            None => problems.error(
+                at(path, &[key("categories"), PathSegment::Index(i)]),
+                unknown("data category", category.as_str()),
+            ),
         }
     }
     if is_consent && category_mask & sensitive != 0 {
         if opt_out {
             problems.warning(
                 at(path, &[key("default")]),
-                format!("opt-out rule on sensitive data ({}): sensitive data needs affirmative separate consent", categories.first_in(category_mask & sensitive).unwrap_or("")),
+                format!(
+                    "opt-out rule on sensitive data ({}): sensitive data needs affirmative separate consent",
+                    categories.first_in(category_mask & sensitive).unwrap_or("")
+                ),
             );
         } else if level < ConsentLevel::Separate {
             problems.warning(
@@ -333,7 +370,8 @@ fn compile_rule(
     let actions = match &rule.actions {
         None => Actions::COLLECT | Actions::STORE | Actions::USE | Actions::DELETE,
         Some(list) if list.is_empty() => {
-            problems.error(at(path, &[key("actions")]), "an empty action list permits nothing: remove the rule instead");
+            problems
+                .error(at(path, &[key("actions")]), "an empty action list permits nothing: remove the rule instead");
             Actions::empty()
         }
         Some(list) => list.iter().fold(Actions::empty(), |set, a| set | Action::flag(*a)),
@@ -345,7 +383,10 @@ fn compile_rule(
         None => recipient_kinds = RecipientKinds::FIRST_PARTY,
         Some(list) => {
             if list.is_empty() {
-                problems.error(at(path, &[key("recipients")]), "an empty recipient list permits nothing: list `first_party` at least");
+                problems.error(
+                    at(path, &[key("recipients")]),
+                    "an empty recipient list permits nothing: list `first_party` at least",
+                );
             }
             for (i, name) in list.iter().enumerate() {
                 if let Some(kind) = RecipientKind::from_name(name) {
@@ -396,7 +437,10 @@ fn compile_rule(
     let signals = rule.opt_out_signals.as_deref().unwrap_or(&[]);
     let changed_in = rule.changed_in.as_deref().and_then(|text| match PolicyVersion::parse(text) {
         Ok(v) if v > *version => {
-            problems.error(at(path, &[key("changed_in")]), format!("changed_in `{text}` is later than the policy's version"));
+            problems.error(
+                at(path, &[key("changed_in")]),
+                format!("changed_in `{text}` is later than the policy's version"),
+            );
             None
         }
         Ok(v) => Some(v),
@@ -459,7 +503,10 @@ fn unused_recipient_warnings(document: &PolicyDocument, problems: &mut Problems)
     for name in document.recipients.keys() {
         let used = document.rules.iter().any(|rule| rule.recipients.as_ref().is_some_and(|list| list.contains(name)));
         if !used {
-            problems.warning(vec![key("recipients"), key(name)], format!("recipient `{name}` is declared but no rule lets it receive data"));
+            problems.warning(
+                vec![key("recipients"), key(name)],
+                format!("recipient `{name}` is declared but no rule lets it receive data"),
+            );
         }
     }
 }

@@ -328,15 +328,9 @@ impl PolicyVersion {
     pub fn parse(text: &str) -> Result<PolicyVersion, String> {
         let body = text.strip_prefix('v').unwrap_or(text);
         let mut parts = [0u32; 4];
-        let mut count = 0;
-        for segment in body.split(['.', '-']) {
-            let slot = parts.get_mut(count).ok_or_else(|| {
-                format!("version `{text}` has more than four parts")
-            })?;
-            *slot = segment
-                .parse()
-                .map_err(|_| format!("version `{text}` is not dotted numbers like `1.0`"))?;
-            count += 1;
+        for (index, segment) in body.split(['.', '-']).enumerate() {
+            let slot = parts.get_mut(index).ok_or_else(|| format!("version `{text}` has more than four parts"))?;
+            *slot = segment.parse().map_err(|_| format!("version `{text}` is not dotted numbers like `1.0`"))?;
         }
         Ok(PolicyVersion(parts))
     }

@@ -12,7 +12,9 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::document::{MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, RuleDocument, VocabularySection};
+use super::document::{
+    MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, RuleDocument, VocabularySection,
+};
 use super::{compile, PathSegment, Policy, Problem};
 use crate::error::{Diagnostic, PolicyError, Severity};
 
@@ -97,7 +99,9 @@ fn parse(text: &str, file: &str) -> Result<PolicyDocument, PolicyError> {
         if !["policy", "minors", "vocabulary", "recipients", "rule"].contains(&name.as_str()) {
             report(
                 &[key(name)],
-                format!("unknown section `{name}`, expected one of `policy`, `minors`, `vocabulary`, `recipients`, `rule`"),
+                format!(
+                    "unknown section `{name}`, expected one of `policy`, `minors`, `vocabulary`, `recipients`, `rule`"
+                ),
             );
         }
     }
@@ -149,7 +153,6 @@ fn parse(text: &str, file: &str) -> Result<PolicyDocument, PolicyError> {
             rules_ok = false;
         }
     }
-    drop(report);
     match (header, vocabulary) {
         (Some(policy), Some(vocabulary)) if diagnostics.is_empty() && recipients_ok && rules_ok => {
             Ok(PolicyDocument { policy, minors, vocabulary, recipients, rules })
