@@ -139,8 +139,7 @@ mod tests {
     fn serde_json_free_parse(quoted: &str) -> LegalBasis {
         use serde::de::IntoDeserializer;
         let name = quoted.trim_matches('"').to_owned();
-        let de: serde::de::value::StringDeserializer<serde::de::value::Error> =
-            name.into_deserializer();
+        let de: serde::de::value::StringDeserializer<serde::de::value::Error> = name.into_deserializer();
         LegalBasis::deserialize(de).unwrap()
     }
 }

@@ -93,8 +93,7 @@ pub enum PolicyError {
 }
 
 fn display_diagnostics(diagnostics: &[Diagnostic]) -> String {
-    let errors: Vec<&Diagnostic> =
-        diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
+    let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
     match errors.as_slice() {
         [] => "invalid policy".to_owned(),
         [only] => only.to_string(),

@@ -173,9 +173,17 @@ impl Guard {
         self.apply(events, changes)
     }
 
+    /// Applies compiled changes; consecutive changes of one subject are applied under one
+    /// write lock, so a check sees a subject's batch whole or not at all.
     fn apply(&self, events: &[ConsentEvent], changes: Vec<Change>) -> Result<(), EventError> {
-        for (event, change) in events.iter().zip(changes) {
-            self.state.update(event.subject(), [change]).map_err(|_| {
+        let mut pending = events.iter().zip(changes).peekable();
+        while let Some((event, change)) = pending.next() {
+            let subject = event.subject();
+            let mut group = vec![change];
+            while let Some((_, next)) = pending.next_if(|(e, _)| e.subject() == subject) {
+                group.push(next);
+            }
+            self.state.update(subject, group).map_err(|_| {
                 // The state lock was poisoned: fail closed from now on.
                 self.state.set_available(false);
                 EventError::Store(StoreError::new("consent state unavailable"))

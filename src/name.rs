@@ -49,16 +49,12 @@ pub(crate) fn parent_name(name: &str) -> Option<&str> {
 
 /// Whether `ancestor` is `name` or one of its ancestors, by dotted prefix.
 pub(crate) fn covers(ancestor: &str, name: &str) -> bool {
-    name == ancestor
-        || (name.starts_with(ancestor) && name.as_bytes().get(ancestor.len()) == Some(&b'.'))
+    name == ancestor || (name.starts_with(ancestor) && name.as_bytes().get(ancestor.len()) == Some(&b'.'))
 }
 
 /// Resolves a name against a built-in table.
 pub(crate) fn builtin_index(table: &[&str], name: &str) -> Option<u8> {
-    table
-        .iter()
-        .position(|candidate| *candidate == name)
-        .and_then(|i| u8::try_from(i).ok())
+    table.iter().position(|candidate| *candidate == name).and_then(|i| u8::try_from(i).ok())
 }
 
 /// The nodes of one hierarchy as a policy sees them: the built-ins first (so a
@@ -133,10 +129,7 @@ impl Tree {
     }
 
     pub(crate) fn index_of_name(&self, name: &str) -> Option<usize> {
-        self.names
-            .iter()
-            .position(|n| n == name)
-            .or_else(|| self.extensions.get(name).copied())
+        self.names.iter().position(|n| n == name).or_else(|| self.extensions.get(name).copied())
     }
 
     pub(crate) fn index(&self, node: &Node) -> Option<usize> {

@@ -5,6 +5,20 @@
 //! the previous line's hash (64 zeros for the first). Any auditor can re-check it with
 //! standard tools: altering a record breaks its hash, removing or inserting one breaks
 //! the sequence and the chain, reordering breaks both.
+//!
+//! # What a chain alone cannot tell
+//!
+//! - Records removed from the end: a log cut after record N is a valid log of N
+//!   records. Keep the last `(seq, hash)` somewhere else (an anchor, see
+//!   [`JsonLinesAuditSink::head`]) and compare: `consent-guard audit verify --anchor`.
+//! - A rewrite from some record on: the hash is not keyed, so whoever can write the
+//!   file can recompute every later hash. An anchor kept elsewhere catches that too.
+//! - A torn last line (a crash mid-write) is not tampering: it is reported as
+//!   [`LogVerdict::TornTail`] when its bytes are a prefix of what the sink would have
+//!   written, and as tampering otherwise. [`JsonLinesAuditSink::open`] cuts it off
+//!   before appending, so that the next record starts on a line of its own.
+//!
+//! One process writes a log at a time: two writers would fork the chain.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -24,6 +38,11 @@ struct Tail {
     seq: u64,
     prev: String,
     line: Vec<u8>,
+    /// The length of the file up to the end of the last complete record, to cut a
+    /// partial write back off.
+    len: u64,
+    /// A write failed and could not be undone: appending more would break the chain.
+    broken: bool,
 }
 
 /// Appends audit records to a file as hash-chained JSON lines. Each record is written
@@ -41,11 +60,15 @@ impl JsonLinesAuditSink {
     ///
     /// When the file cannot be opened, or its last complete line is not a chained
     /// record (the chain cannot be continued honestly).
+    ///
+    /// A torn last line (a crash mid-write) is cut off: its record was never complete,
+    /// so no `record` call returned `Ok` for it, and appending after it would merge two
+    /// records into one line that no longer verifies.
     pub fn open(path: impl AsRef<Path>) -> Result<JsonLinesAuditSink, AuditError> {
         let path = path.as_ref().to_path_buf();
-        let (seq, prev) = match File::open(&path) {
+        let (seq, prev, len, torn) = match File::open(&path) {
             Ok(file) => last_link(BufReader::new(file))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, GENESIS.to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, GENESIS.to_owned(), 0, false),
             Err(e) => return Err(AuditError::io(format!("cannot read {}", path.display()), e)),
         };
         let file = OpenOptions::new()
@@ -53,7 +76,28 @@ impl JsonLinesAuditSink {
             .append(true)
             .open(&path)
             .map_err(|e| AuditError::io(format!("cannot open {}", path.display()), e))?;
-        Ok(JsonLinesAuditSink { path, sync_each: false, tail: Mutex::new(Tail { file, seq, prev, line: Vec::with_capacity(1024) }) })
+        if torn {
+            file.set_len(len)
+                .map_err(|e| AuditError::io(format!("cannot cut the torn last line of {}", path.display()), e))?;
+        }
+        Ok(JsonLinesAuditSink {
+            path,
+            sync_each: false,
+            tail: Mutex::new(Tail { file, seq, prev, line: Vec::with_capacity(1024), len, broken: false }),
+        })
+    }
+
+    /// The sequence number and hash of the last record in the log (`0` and 64 zeros
+    /// for an empty log). Keep it outside the log (another system, a ticket, a signed
+    /// message): it is the anchor that tells a log cut at its end, or rewritten, from
+    /// an intact one, which the chain alone cannot.
+    ///
+    /// # Errors
+    ///
+    /// When a panic poisoned the sink.
+    pub fn head(&self) -> Result<(u64, String), AuditError> {
+        let tail = self.tail.lock().map_err(|_| AuditError::new("audit log poisoned by a panic"))?;
+        Ok((tail.seq, tail.prev.clone()))
     }
 
     /// Fsyncs after every record (durable against power loss, and much slower).
@@ -78,21 +122,38 @@ impl std::fmt::Debug for JsonLinesAuditSink {
 impl AuditSink for JsonLinesAuditSink {
     fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
         let mut tail = self.tail.lock().map_err(|_| AuditError::new("audit log poisoned by a panic"))?;
-        let Tail { file, seq, prev, line } = &mut *tail;
+        let Tail { file, seq, prev, line, len, broken } = &mut *tail;
+        if *broken {
+            return Err(AuditError::new(format!(
+                "{} holds a partial record that could not be removed; refusing to extend it",
+                self.path.display()
+            )));
+        }
         let next = *seq + 1;
         line.clear();
         write!(line, "{{\"seq\":{next},\"prev\":\"{prev}\",\"record\":").map_err(|e| AuditError::io("format", e))?;
-        serde_json::to_writer(&mut *line, record).map_err(|e| AuditError::new(format!("cannot serialise record: {e}")))?;
+        serde_json::to_writer(&mut *line, record)
+            .map_err(|e| AuditError::new(format!("cannot serialise record: {e}")))?;
         let hash = hex(&Sha256::digest(&line[..]));
         line.extend_from_slice(HASH_MARK);
         line.extend_from_slice(hash.as_bytes());
         line.extend_from_slice(b"\"}\n");
-        file.write_all(line).map_err(|e| AuditError::io(format!("cannot write {}", self.path.display()), e))?;
+        if let Err(e) = file.write_all(line) {
+            // A partial line would merge with the next record: cut it off, or stop
+            // writing altogether if that fails too.
+            if file.set_len(*len).is_err() {
+                *broken = true;
+            }
+            return Err(AuditError::io(format!("cannot write {}", self.path.display()), e));
+        }
+        // The line is in the file now: the chain goes on from it even if the sync
+        // below fails, or the next record would repeat its sequence number.
+        *seq = next;
+        *prev = hash;
+        *len += line.len() as u64;
         if self.sync_each {
             file.sync_data().map_err(|e| AuditError::io(format!("cannot sync {}", self.path.display()), e))?;
         }
-        *seq = next;
-        *prev = hash;
         Ok(())
     }
 }
@@ -105,12 +166,13 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The sequence number and hash of the last complete record of a log.
-fn last_link(reader: impl BufRead) -> Result<(u64, String), AuditError> {
-    match verify_log(reader) {
-        Ok(LogVerdict::Intact { records, last_hash }) => Ok((records, last_hash)),
-        Ok(LogVerdict::TornTail { records, last_hash, .. }) => Ok((records, last_hash)),
-        Ok(LogVerdict::Tampered { line, reason }) => {
+/// The sequence number and hash of the last complete record of a log, the length of
+/// the log up to the end of that record, and whether a torn line follows it.
+fn last_link(reader: impl BufRead) -> Result<(u64, String, u64, bool), AuditError> {
+    match scan(reader) {
+        Ok((LogVerdict::Intact { records, last_hash }, len)) => Ok((records, last_hash, len, false)),
+        Ok((LogVerdict::TornTail { records, last_hash, .. }, len)) => Ok((records, last_hash, len, true)),
+        Ok((LogVerdict::Tampered { line, reason }, _)) => {
             Err(AuditError::new(format!("log is not intact at line {line}: {reason}; refusing to extend it")))
         }
         Err(e) => Err(AuditError::io("cannot read log", e)),
@@ -151,25 +213,59 @@ pub enum LogVerdict {
 /// # Errors
 ///
 /// Only when the log cannot be read; a broken chain is a [`LogVerdict`].
-pub fn verify_log(mut reader: impl BufRead) -> std::io::Result<LogVerdict> {
+pub fn verify_log(reader: impl BufRead) -> std::io::Result<LogVerdict> {
+    scan(reader).map(|(verdict, _)| verdict)
+}
+
+/// [`verify_log`], also giving the length in bytes of the verified complete records.
+fn scan(mut reader: impl BufRead) -> std::io::Result<(LogVerdict, u64)> {
     let mut buffer = Vec::with_capacity(1024);
     let mut line_number = 0u64;
+    let mut len = 0u64;
     let mut prev = GENESIS.to_owned();
     loop {
         buffer.clear();
         if reader.read_until(b'\n', &mut buffer)? == 0 {
-            return Ok(LogVerdict::Intact { records: line_number, last_hash: prev });
+            return Ok((LogVerdict::Intact { records: line_number, last_hash: prev }, len));
         }
         line_number += 1;
         if buffer.last() != Some(&b'\n') {
-            // A last line without its newline is what a crash mid-write leaves; one
-            // followed by more bytes cannot happen (read_until stops at a newline).
-            return Ok(LogVerdict::TornTail { records: line_number - 1, last_hash: prev, line: line_number });
+            // A last line without its newline is what a crash mid-write leaves (one
+            // followed by more bytes cannot happen: read_until stops at a newline), but
+            // only if its bytes are the start of the record the sink would have written.
+            let verdict = match check_torn(&buffer, line_number, &prev) {
+                Ok(()) => LogVerdict::TornTail { records: line_number - 1, last_hash: prev, line: line_number },
+                Err(reason) => LogVerdict::Tampered { line: line_number, reason },
+            };
+            return Ok((verdict, len));
         }
         match check_line(&buffer, line_number, &prev) {
             Ok(hash) => prev = hash,
-            Err(reason) => return Ok(LogVerdict::Tampered { line: line_number, reason }),
+            Err(reason) => return Ok((LogVerdict::Tampered { line: line_number, reason }, len)),
         }
+        len += buffer.len() as u64;
+    }
+}
+
+/// Checks that an unterminated last line could be a write cut short: a prefix of
+/// `{"seq":N,"prev":"<prev>","record":…,"hash":"<hash>"}` continuing the chain. A
+/// complete record that only lacks its newline must carry its own hash.
+fn check_torn(raw: &[u8], line_number: u64, prev: &str) -> Result<(), String> {
+    let expected_start = format!("{{\"seq\":{line_number},\"prev\":\"{prev}\",\"record\":");
+    let start = expected_start.as_bytes();
+    let common = raw.len().min(start.len());
+    if raw.get(..common) != start.get(..common) {
+        return Err("incomplete last line that does not continue the chain (not a write cut short)".to_owned());
+    }
+    let Some(mark) = find_last(raw, HASH_MARK) else { return Ok(()) };
+    let (hashed, rest) = raw.split_at(mark);
+    let stated = rest.get(HASH_MARK.len()..).unwrap_or_default();
+    let actual = hex(&Sha256::digest(hashed));
+    let whole = format!("{actual}\"}}");
+    if whole.as_bytes().starts_with(stated) {
+        Ok(())
+    } else {
+        Err("incomplete last line whose hash does not match its content (altered)".to_owned())
     }
 }
 
@@ -192,7 +288,9 @@ fn check_line(raw: &[u8], line_number: u64, prev: &str) -> Result<String, String
         let seq = parse_seq(hashed);
         return Err(match seq {
             Some(seq) if seq != line_number => {
-                format!("sequence number {seq} where {line_number} was expected (record removed, inserted or reordered)")
+                format!(
+                    "sequence number {seq} where {line_number} was expected (record removed, inserted or reordered)"
+                )
             }
             _ => "does not chain to the previous record (removed, inserted or reordered)".to_owned(),
         });

@@ -1,0 +1,374 @@
+//! The guard against the hardware's own limit.
+//!
+//! Every figure is printed beside a native baseline measured in the same run: a
+//! `HashMap<u64, small record>` lookup plus a few bit tests that answers the same
+//! yes/no question with no policy at all. Workloads are built from a fixed seed: the
+//! EXMO and AIMate policies, 10,000 and 1,000,000 subjects with mixed histories
+//! (opt-ins, withdrawals, guardians, expiries, erasures), and a mix of requests over
+//! purposes, categories, recipients and regions; subjects are drawn uniformly at random
+//! on every request, so large populations miss the cache as real traffic does.
+//!
+//! `cargo bench --bench guard` runs the criterion groups, then prints the summary
+//! table used in BENCHMARKS.md (medians of repeated timed runs).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use consent_guard::consent::{EraseEvent, GrantEvent, SubjectEvent, WithdrawEvent};
+use consent_guard::{
+    AccessRequest, Action, ConsentEvent, ConsentLevel, DataCategory, Deidentification, FixedClock, Guard,
+    MemoryAuditSink, NoAuditSink, Policy, Purpose, Recipient, RecipientKind, Region,
+};
+use criterion::{criterion_group, Criterion};
+
+/// A small, fast, seeded generator (xorshift64*), so every run sees the same workload.
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// A subject id as a service would receive it, written to the stack: `u<index>`.
+struct SubjectId {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl SubjectId {
+    fn new(index: u64) -> SubjectId {
+        let mut digits = [0u8; 20];
+        let mut n = index;
+        let mut count = 0;
+        loop {
+            digits[count] = b'0' + (n % 10) as u8;
+            count += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut bytes = [0u8; 16];
+        bytes[0] = b'u';
+        for i in 0..count {
+            bytes[1 + i] = digits[count - 1 - i];
+        }
+        SubjectId { bytes, len: count + 1 }
+    }
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("u")
+    }
+}
+
+fn at(days: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(days)
+}
+
+fn policy(name: &str) -> Policy {
+    Policy::from_toml_file(format!("{}/examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Mixed histories: one or two grants for most subjects, then withdrawals, guardians,
+/// expiries and erasures in fixed proportions.
+fn events_for(index: u64, rng: &mut Rng) -> Vec<ConsentEvent> {
+    let subject = SubjectId::new(index).as_str().to_owned();
+    let mut events = Vec::with_capacity(3);
+    let roll = rng.below(100);
+    let grant = |purposes: Vec<Purpose>, level, days, by_guardian, expires: Option<i64>| {
+        ConsentEvent::Grant(GrantEvent {
+            subject: subject.clone(),
+            purposes,
+            level,
+            at: at(days),
+            policy_version: None,
+            by_guardian,
+            expires_at: expires.map(at),
+            scope: None,
+        })
+    };
+    if roll < 5 {
+        let birth = (at(0) - chrono::Duration::days(365 * 10)).date_naive();
+        events.push(ConsentEvent::Subject(SubjectEvent { subject: subject.clone(), birth_date: Some(birth), age: None, at: None }));
+        events.push(grant(vec![Purpose::AI_TRAINING, Purpose::SERVICE], ConsentLevel::Separate, 1, roll < 3, None));
+        return events;
+    }
+    events.push(grant(vec![Purpose::AI_TRAINING], ConsentLevel::Separate, 1, false, (roll < 15).then_some(60)));
+    if roll >= 50 {
+        events.push(grant(
+            vec![Purpose::ADVERTISING, Purpose::PERSONALIZATION, Purpose::ACCOUNT],
+            if roll < 75 { ConsentLevel::Explicit } else { ConsentLevel::Separate },
+            2,
+            false,
+            None,
+        ));
+    }
+    if (20..35).contains(&roll) {
+        events.push(ConsentEvent::Withdraw(WithdrawEvent { subject: subject.clone(), purposes: vec![Purpose::AI_TRAINING], at: at(30) }));
+    }
+    if (35..38).contains(&roll) {
+        events.push(ConsentEvent::Erase(EraseEvent { subject, at: at(40) }));
+    }
+    events
+}
+
+fn populated(policy: Policy, subjects: u64) -> Guard {
+    let guard = Guard::builder(policy).clock(FixedClock::new(at(150))).build().unwrap();
+    record_population(&guard, subjects);
+    guard
+}
+
+fn record_population(guard: &Guard, subjects: u64) {
+    let mut rng = Rng(0x5EED);
+    for index in 0..subjects {
+        guard.record_all(&events_for(index, &mut rng)).unwrap();
+    }
+}
+
+const BEHAVIOR: &[DataCategory] = &[DataCategory::BEHAVIOR_LOG];
+const PROFILE: &[DataCategory] = &[DataCategory::ACCOUNT_PROFILE];
+const FACE: &[DataCategory] = &[DataCategory::BIOMETRIC_FACE];
+const MIXED: &[DataCategory] = &[DataCategory::DEVICE_INFO, DataCategory::BEHAVIOR_LOG];
+
+/// The request templates: allows and the common denials.
+fn templates() -> Vec<AccessRequest<'static>> {
+    let cn = Region::new("CN").unwrap();
+    let us = Region::new("US").unwrap();
+    let anonymized = Deidentification::Anonymized;
+    vec![
+        AccessRequest::new("", Purpose::AI_TRAINING_MODEL_TRAINING, BEHAVIOR).deidentification(anonymized),
+        AccessRequest::new("", Purpose::AI_TRAINING_ALGORITHM_OPTIMIZATION, BEHAVIOR).deidentification(anonymized),
+        AccessRequest::new("", Purpose::AI_TRAINING_MODEL_TRAINING, BEHAVIOR),
+        AccessRequest::new("", Purpose::ADVERTISING_PERSONALIZED, BEHAVIOR),
+        AccessRequest::new("", Purpose::PERSONALIZATION_RECOMMENDATION, MIXED),
+        AccessRequest::new("", Purpose::SERVICE_CORE, PROFILE).region(cn),
+        AccessRequest::new("", Purpose::ACCOUNT_LOGIN, PROFILE).recipient(Recipient::kind(RecipientKind::Processor)),
+        AccessRequest::new("", Purpose::MARKETING_CAMPAIGNS, BEHAVIOR),
+        AccessRequest::new("", Purpose::SERVICE_CORE, FACE).action(Action::Share),
+        AccessRequest::new("", Purpose::AI_TRAINING_MODEL_TRAINING, BEHAVIOR).deidentification(anonymized).region(us),
+        AccessRequest::new("", Purpose::ANALYTICS_USAGE, MIXED).deidentification(anonymized),
+        AccessRequest::new("", Purpose::COMPLIANCE_LEGAL_OBLIGATION, PROFILE),
+    ]
+}
+
+/// The baseline's record: the same yes/no question with no policy.
+#[derive(Clone, Copy)]
+struct Native {
+    granted: u64,
+    withdrawn: u64,
+    flags: u8,
+}
+
+fn native(subjects: u64) -> HashMap<u64, Native> {
+    let mut rng = Rng(0x5EED);
+    (0..subjects)
+        .map(|i| {
+            let roll = rng.below(100);
+            (i, Native { granted: 1 << (roll % 8), withdrawn: u64::from(roll % 3 == 0), flags: (roll % 5) as u8 })
+        })
+        .collect()
+}
+
+#[inline(always)]
+fn native_check(map: &HashMap<u64, Native>, subject: u64, purpose_bit: u64) -> bool {
+    match map.get(&subject) {
+        Some(record) => record.granted & purpose_bit != 0 && record.withdrawn & purpose_bit == 0 && record.flags & 1 == 0,
+        None => false,
+    }
+}
+
+/// One guard check of a random subject with a random template.
+#[inline(always)]
+fn guard_step(guard: &Guard, templates: &[AccessRequest<'static>], rng: &mut Rng, subjects: u64) -> bool {
+    let id = SubjectId::new(rng.below(subjects));
+    let template = &templates[rng.below(templates.len() as u64) as usize];
+    let mut request = template.clone();
+    request.subject = std::borrow::Cow::Borrowed(id.as_str());
+    guard.check(&request).allowed()
+}
+
+#[inline(always)]
+fn native_step(map: &HashMap<u64, Native>, rng: &mut Rng, subjects: u64) -> bool {
+    let subject = rng.below(subjects);
+    let purpose = rng.below(12);
+    native_check(map, subject, 1 << (purpose % 8))
+}
+
+/// Median nanoseconds per operation over `runs` runs of `per_run` operations.
+fn median_ns(runs: usize, per_run: u64, mut body: impl FnMut(u64) -> usize) -> f64 {
+    let mut samples: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(body(per_run));
+            start.elapsed().as_nanos() as f64 / per_run as f64
+        })
+        .collect();
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[samples.len() / 2]
+}
+
+fn bench_checks(c: &mut Criterion) {
+    let templates = templates();
+    for (name, subjects) in [("exmo", 10_000u64), ("aimate", 10_000), ("exmo", 1_000_000)] {
+        let guard = populated(policy(name), subjects);
+        let map = native(subjects);
+        let mut group = c.benchmark_group(format!("{name}/{subjects}"));
+        let mut rng = Rng(42);
+        group.bench_function("native_baseline", |b| b.iter(|| native_step(&map, &mut rng, subjects)));
+        let mut rng = Rng(42);
+        group.bench_function("check_no_audit", |b| b.iter(|| guard_step(&guard, &templates, &mut rng, subjects)));
+        group.finish();
+    }
+    let sink = Arc::new(MemoryAuditSink::new());
+    let guard = Guard::builder(policy("exmo")).clock(FixedClock::new(at(150))).audit(sink.clone()).build().unwrap();
+    record_population(&guard, 10_000);
+    let mut rng = Rng(42);
+    c.bench_function("exmo/10000/check_memory_audit", |b| {
+        b.iter(|| guard_step(&guard, &templates, &mut rng, 10_000));
+    });
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/aimate.toml")).unwrap();
+    c.bench_function("load_policy/aimate", |b| b.iter(|| Policy::from_toml_str(black_box(&text), "aimate.toml").unwrap()));
+}
+
+/// Checks per second on `threads` threads, optionally with a writer recording
+/// `writes_per_second` grants and withdrawals.
+fn throughput(guard: &Arc<Guard>, subjects: u64, threads: usize, writes_per_second: u64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = (writes_per_second > 0).then(|| {
+        let (guard, stop) = (guard.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut rng = Rng(7);
+            let start = Instant::now();
+            let mut written = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let due = start.elapsed().as_secs_f64() * writes_per_second as f64;
+                while (written as f64) < due {
+                    let subject = SubjectId::new(rng.below(subjects)).as_str().to_owned();
+                    let event = if written % 2 == 0 {
+                        ConsentEvent::Withdraw(WithdrawEvent { subject, purposes: vec![Purpose::ADVERTISING], at: at(100) })
+                    } else {
+                        ConsentEvent::Grant(GrantEvent {
+                            subject,
+                            purposes: vec![Purpose::ADVERTISING],
+                            level: ConsentLevel::Separate,
+                            at: at(101),
+                            policy_version: None,
+                            by_guardian: false,
+                            expires_at: None,
+                            scope: None,
+                        })
+                    };
+                    guard.record(&event).unwrap();
+                    written += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            written
+        })
+    });
+    let per_thread = 2_000_000u64;
+    let start = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let guard = guard.clone();
+            std::thread::spawn(move || {
+                let templates = templates();
+                let mut rng = Rng(1000 + t as u64);
+                (0..per_thread).filter(|_| guard_step(&guard, &templates, &mut rng, subjects)).count()
+            })
+        })
+        .collect();
+    for worker in workers {
+        black_box(worker.join().unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(writer) = writer {
+        black_box(writer.join().unwrap());
+    }
+    (threads as u64 * per_thread) as f64 / elapsed
+}
+
+/// The table of BENCHMARKS.md: every figure beside the baseline of the same run.
+fn summary() {
+    let templates = templates();
+    println!("\n== consent-guard summary (medians; baseline = HashMap<u64, record> + bit tests) ==");
+    for (name, subjects) in [("exmo", 10_000u64), ("aimate", 10_000), ("exmo", 1_000_000), ("aimate", 1_000_000)] {
+        let guard = populated(policy(name), subjects);
+        let map = native(subjects);
+        let mut rng = Rng(42);
+        let baseline = median_ns(9, 1_000_000, |n| (0..n).filter(|_| native_step(&map, &mut rng, subjects)).count());
+        let mut rng = Rng(42);
+        let check = median_ns(9, 1_000_000, |n| (0..n).filter(|_| guard_step(&guard, &templates, &mut rng, subjects)).count());
+        println!(
+            "check, no audit      {name:>7} {subjects:>9} subjects: {check:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x",
+            check / baseline
+        );
+    }
+    let sink = Arc::new(MemoryAuditSink::new());
+    let guard = Guard::builder(policy("exmo")).clock(FixedClock::new(at(150))).audit(sink.clone()).build().unwrap();
+    record_population(&guard, 10_000);
+    let map = native(10_000);
+    let mut rng = Rng(42);
+    let baseline = median_ns(9, 200_000, |n| (0..n).filter(|_| native_step(&map, &mut rng, 10_000)).count());
+    let mut rng = Rng(42);
+    let audited = median_ns(9, 200_000, |n| (0..n).filter(|_| guard_step(&guard, &templates, &mut rng, 10_000)).count());
+    println!("check, memory audit     exmo     10000 subjects: {audited:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x", audited / baseline);
+    drop(guard);
+
+    let guard = Arc::new(populated(policy("exmo"), 10_000));
+    let one = throughput(&guard, 10_000, 1, 0);
+    let two = throughput(&guard, 10_000, 2, 0);
+    let one_with_writer = throughput(&guard, 10_000, 1, 10_000);
+    println!("throughput 1 thread: {:.1} M checks/s; 2 threads: {:.1} M/s ({:.2}x)", one / 1e6, two / 1e6, two / one);
+    println!(
+        "throughput 1 thread with a writer at 10,000 events/s: {:.1} M/s ({:+.1}%)",
+        one_with_writer / 1e6,
+        (one_with_writer / one - 1.0) * 100.0
+    );
+    drop(guard);
+
+    // Bytes per subject: the heap the consent state holds, net, per subject.
+    let guard = Guard::builder(policy("exmo")).clock(FixedClock::new(at(150))).build().unwrap();
+    let mut events = 0u64;
+    let mut rng = Rng(0x5EED);
+    let batches: Vec<Vec<ConsentEvent>> = (0..1_000_000).map(|i| events_for(i, &mut rng)).collect();
+    let info = allocation_counter::measure(|| {
+        for batch in &batches {
+            events += batch.len() as u64;
+            guard.record_all(batch).unwrap();
+        }
+    });
+    println!(
+        "consent state: {:.0} bytes per subject at 1,000,000 subjects ({:.2} events each)",
+        info.bytes_current as f64 / 1e6,
+        events as f64 / 1e6
+    );
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/aimate.toml")).unwrap();
+    let load = median_ns(9, 200, |n| (0..n).map(|_| Policy::from_toml_str(&text, "aimate.toml").unwrap().rules().len()).sum());
+    println!("load and compile aimate.toml: {:.0} µs", load / 1000.0);
+    let _ = NoAuditSink;
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench_checks
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    summary();
+}

@@ -1,0 +1,266 @@
+//! `explain`: what a policy permits, purpose by purpose, written for people.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use consent_guard::basis::{ConsentLevel, LegalBasis};
+use consent_guard::policy::{ConsentDefault, RuleDocument, SeparateTrigger, Signal, UnknownAge};
+use consent_guard::purpose::Purpose;
+use consent_guard::request::Deidentification;
+use consent_guard::Policy;
+
+use crate::CliError;
+
+/// Loads the policy and prints the explanation on standard output.
+pub(crate) fn run(path: &Path, purpose: Option<&str>) -> Result<ExitCode, CliError> {
+    let policy = Policy::from_toml_file(path)?;
+    let text = match purpose {
+        None => whole(&policy),
+        Some(name) => {
+            let purpose: Purpose = name.parse().map_err(|e| CliError::Usage(format!("--purpose: {e}")))?;
+            if !policy.knows_purpose(&purpose) {
+                return Err(CliError::Usage(format!(
+                    "--purpose: unknown purpose `{purpose}`: neither in the vocabulary nor declared by policy {}",
+                    policy.name()
+                )));
+            }
+            one(&policy, &purpose)
+        }
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(CliError::Output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The whole policy: header, recipients, then every rule in the order written.
+fn whole(policy: &Policy) -> String {
+    let document = policy.document();
+    let header = &document.policy;
+    let mut text = String::new();
+    let _ = write!(text, "policy {} {}", header.name, header.version);
+    if let Some(source) = &header.source {
+        let _ = write!(text, " ({source})");
+    }
+    let _ = writeln!(text);
+    let _ = writeln!(
+        text,
+        "home region {}; data may be stored in {}",
+        header.home_region,
+        join(policy.storage_regions().iter().map(ToString::to_string))
+    );
+    let triggers = header.separate_consent_for.as_deref().unwrap_or(&SeparateTrigger::ALL);
+    let _ = writeln!(
+        text,
+        "consent rules need separate consent for: {}",
+        if triggers.is_empty() {
+            "nothing beyond their level".to_owned()
+        } else {
+            join(triggers.iter().map(|t| trigger(*t).to_owned()))
+        }
+    );
+    let _ = writeln!(text, "minors: {}", minors(policy));
+    let (purposes, categories) = policy.extensions();
+    if !purposes.is_empty() || !categories.is_empty() {
+        let _ = writeln!(
+            text,
+            "declared beyond the vocabulary: purposes {}; categories {}",
+            or_none(join(purposes.iter().map(ToString::to_string))),
+            or_none(join(categories.iter().map(ToString::to_string)))
+        );
+    }
+    if !document.recipients.is_empty() {
+        let _ = writeln!(text, "recipients:");
+        for (name, declaration) in &document.recipients {
+            let _ = write!(text, "  {name} ({})", declaration.kind);
+            if let Some(description) = &declaration.description {
+                let _ = write!(text, ": {description}");
+            }
+            if let Some(purposes) = &declaration.purposes {
+                let _ = write!(text, "; only for {}", join(purposes.iter().map(ToString::to_string)));
+            }
+            if let Some(categories) = &declaration.categories {
+                let _ = write!(text, "; only {}", join(categories.iter().map(ToString::to_string)));
+            }
+            if let Some(level) = declaration.deidentification.filter(|d| *d != Deidentification::None) {
+                let _ = write!(text, "; only {level} data");
+            }
+            let _ = writeln!(text);
+        }
+    }
+    let _ = writeln!(text, "any purpose no rule below covers is denied by default (no_rule)");
+    for rule in policy.rules() {
+        let _ = writeln!(text);
+        let _ = writeln!(text, "{} [clause {}]", join(rule.purposes.iter().map(ToString::to_string)), rule.id);
+        rule_body(policy, rule, &mut text);
+    }
+    text
+}
+
+/// One purpose: the rule that governs it, or that it is denied by default.
+fn one(policy: &Policy, purpose: &Purpose) -> String {
+    let mut text = String::new();
+    match policy.rule_for(purpose) {
+        None => {
+            let _ = writeln!(
+                text,
+                "{purpose}: denied by default (no_rule): policy {} has no rule for it or for a purpose above it",
+                policy.name()
+            );
+        }
+        Some(rule) => {
+            let _ = write!(text, "{purpose} [clause {}]", rule.id);
+            if !rule.purposes.contains(purpose) {
+                let parents = rule.purposes.iter().filter(|p| p.covers(purpose));
+                let _ = write!(text, " through {}", join(parents.map(ToString::to_string)));
+            }
+            let _ = writeln!(text);
+            rule_body(policy, rule, &mut text);
+        }
+    }
+    text
+}
+
+/// The lines of one rule, every default spelled out.
+fn rule_body(policy: &Policy, rule: &RuleDocument, text: &mut String) {
+    match rule.basis {
+        LegalBasis::Consent => {
+            let level = rule.level.unwrap_or(ConsentLevel::Separate);
+            let default = match rule.default.unwrap_or_default() {
+                ConsentDefault::OptIn => "opt-in (absent until granted)",
+                ConsentDefault::OptOut => "opt-out (given until withdrawn)",
+            };
+            let _ = writeln!(text, "  basis: consent, at least {level} consent, {default}");
+            if rule.anonymized_exempt == Some(true) {
+                let _ = writeln!(text, "  anonymized data needs no consent (deidentified_exempt)");
+            }
+        }
+        LegalBasis::ResearchDeidentified => {
+            let _ = writeln!(text, "  basis: research_deidentified (no consent; de-identified data only)");
+        }
+        basis => {
+            let _ = writeln!(text, "  basis: {basis} (no consent needed)");
+        }
+    }
+    let categories =
+        rule.categories.iter().map(|c| if policy.is_sensitive(c) { format!("{c} (sensitive)") } else { c.to_string() });
+    let _ = writeln!(text, "  categories: {}", join(categories));
+    let actions = match &rule.actions {
+        Some(actions) => join(actions.iter().map(ToString::to_string)),
+        None => "collect, store, use, delete".to_owned(),
+    };
+    let _ = writeln!(text, "  actions: {actions}");
+    let recipients = match &rule.recipients {
+        None => "first_party".to_owned(),
+        Some(list) => join(list.iter().map(|name| match policy.document().recipients.get(name) {
+            Some(declared) => format!("{name} ({})", declared.kind),
+            None => name.clone(),
+        })),
+    };
+    let _ = writeln!(text, "  recipients: {recipients}");
+    let mut deidentification = rule.deidentification.unwrap_or_default();
+    // The compiler raises research on de-identified data to pseudonymized at least.
+    if rule.basis == LegalBasis::ResearchDeidentified && deidentification < Deidentification::Pseudonymized {
+        deidentification = Deidentification::Pseudonymized;
+    }
+    let _ = match deidentification {
+        Deidentification::None => writeln!(text, "  de-identification: none required"),
+        level => writeln!(text, "  de-identification: at least {level}"),
+    };
+    let _ = match rule.retention {
+        None => writeln!(text, "  retention: not limited by the policy"),
+        Some(consent_guard::policy::Retention::Session) => {
+            writeln!(text, "  retention: session (only within the session that collected it)")
+        }
+        Some(retention) => writeln!(text, "  retention: {retention}"),
+    };
+    let regions = match &rule.regions {
+        Some(regions) => join(regions.iter().map(ToString::to_string)),
+        None => join(policy.storage_regions().iter().map(ToString::to_string)),
+    };
+    let _ = writeln!(text, "  regions: {regions}");
+    let _ = match rule.transfer_regions.as_deref() {
+        None | Some([]) => writeln!(text, "  transfer regions: none"),
+        Some(list) if list.iter().any(|r| r == "*") => {
+            writeln!(text, "  transfer regions: any, each with separate consent naming the region")
+        }
+        Some(list) => {
+            writeln!(text, "  transfer regions: {}, each with separate consent naming the region", list.join(", "))
+        }
+    };
+    let _ = match rule.opt_out_signals.as_deref() {
+        None | Some([]) => writeln!(text, "  opt-out signals: none"),
+        Some(signals) => writeln!(
+            text,
+            "  opt-out signals: {} (switch the rule off)",
+            join(signals.iter().map(|s| signal(*s).to_owned()))
+        ),
+    };
+    if let Some(version) = &rule.changed_in {
+        let _ = writeln!(text, "  consent given under a version before {version} must be renewed (reconsent_required)");
+    }
+    let exceptions = exceptions(policy, rule);
+    if !exceptions.is_empty() {
+        let _ = writeln!(text, "  except: {}", exceptions.join(", "));
+    }
+}
+
+/// Purposes under this rule's purposes that other, more specific rules govern.
+fn exceptions(policy: &Policy, rule: &RuleDocument) -> Vec<String> {
+    let mut found = Vec::new();
+    for other in policy.rules().iter().filter(|other| other.id != rule.id) {
+        for purpose in &other.purposes {
+            if rule.purposes.iter().any(|mine| mine != purpose && mine.covers(purpose)) {
+                found.push(format!("{purpose} (clause {})", other.id));
+            }
+        }
+    }
+    found
+}
+
+fn minors(policy: &Policy) -> String {
+    let Some(section) = &policy.document().minors else {
+        return "treated as adults (the policy sets no age)".to_owned();
+    };
+    let rule = match (section.guardian_consent_under, section.not_served_under) {
+        (Some(age), _) => format!("subjects under {age} need a guardian's consent"),
+        (None, Some(age)) => format!("subjects under {age} are not served"),
+        (None, None) => "treated as adults (the policy sets no age)".to_owned(),
+    };
+    let unknown = match section.unknown_age.unwrap_or_default() {
+        UnknownAge::Adult => "a subject of unknown age is treated as an adult",
+        UnknownAge::Minor => "a subject of unknown age is treated as a minor",
+    };
+    format!("{rule}; {unknown}")
+}
+
+fn trigger(trigger: SeparateTrigger) -> &'static str {
+    match trigger {
+        SeparateTrigger::Sensitive => "sensitive data",
+        SeparateTrigger::Minor => "minors",
+        SeparateTrigger::ThirdParty => "third parties",
+        SeparateTrigger::Public => "making data public",
+        SeparateTrigger::CrossBorder => "cross-border transfer",
+    }
+}
+
+fn signal(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Dnt => "dnt",
+        Signal::Gpc => "gpc",
+    }
+}
+
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}
+
+fn or_none(text: String) -> String {
+    if text.is_empty() {
+        "none".to_owned()
+    } else {
+        text
+    }
+}

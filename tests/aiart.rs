@@ -1,0 +1,661 @@
+//! Behaviour of the Artificial Intelligence Art Limited policy
+//! (`examples/policies/aiart.toml`, seed `004_817cb3ee05087646.txt`, "Update time of
+//! this version: 28 Aug 2023", encoded as version `2023.8.28`).
+
+mod support;
+use support::Scenario;
+
+/// An adult subject, known to the guard (so opt-out rules apply to it).
+const ADULT: &str = r#"{"type":"subject","subject":"u1","birth_date":"1990-01-01"}"#;
+
+/// "If you need to turn off these features, you can turn off this feature through
+/// [My]-[Settings]-[Privacy Settings]." (recommendation algorithm modeling)
+#[test]
+fn personalised_recommendation_is_opt_out() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"subject","subject":"u2","birth_date":"1991-01-01"}
+        {"type":"withdraw","subject":"u1","purposes":["personalization.recommendation"],"at":"2026-03-01T00:00:00Z"}
+        "#,
+    );
+    // On by default for a known subject, before the switch is turned off.
+    let before = s.expect_clause(
+        r#"{"subject":"u1","purpose":"personalization.recommendation","categories":["behavior.log"],"at":"2026-02-01T00:00:00Z"}"#,
+        "consent_given",
+        "aiart.recommendation",
+    );
+    assert_eq!(before.basis.as_deref(), Some("consent"));
+    // Turned off: denied from the withdrawal on.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"personalization.recommendation","categories":["behavior.log"]}"#,
+        "consent_withdrawn",
+        "aiart.recommendation",
+    );
+    // The withdrawal is u1's alone: u2 still gets recommendations.
+    s.expect_clause(
+        r#"{"subject":"u2","purpose":"personalization.recommendation","categories":["behavior.log"]}"#,
+        "consent_given",
+        "aiart.recommendation",
+    );
+    // Opt-out needs a subject the guard knows: a stranger has consented to nothing.
+    s.expect_clause(
+        r#"{"subject":"stranger","purpose":"personalization.recommendation","categories":["behavior.log"]}"#,
+        "consent_missing",
+        "aiart.recommendation",
+    );
+}
+
+/// "programmatic advertising recommendation algorithm modeling, user behavior
+/// analysis and user portraits ... If you need to turn off these features, you can
+/// turn off this feature" (advertising and portraits are opt-out too).
+#[test]
+fn personalised_advertising_and_portraits_are_opt_out() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"withdraw","subject":"u1","purposes":["advertising","profiling"],"at":"2026-03-01T00:00:00Z"}
+        "#,
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"advertising.personalized","categories":["device.identifier"],"at":"2026-02-01T00:00:00Z"}"#,
+        "consent_given",
+        "aiart.advertising_personalized",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"profiling.user_portrait","categories":["behavior.preferences"],"at":"2026-02-01T00:00:00Z"}"#,
+        "consent_given",
+        "aiart.user_portrait",
+    );
+    // Withdrawing the parent `advertising` turns off both advertising children.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"advertising.personalized","categories":["device.identifier"]}"#,
+        "consent_withdrawn",
+        "aiart.advertising_personalized",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"advertising.measurement","categories":["behavior.log"]}"#,
+        "consent_withdrawn",
+        "aiart.advertising_measurement",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"profiling.user_portrait","categories":["behavior.preferences"]}"#,
+        "consent_withdrawn",
+        "aiart.user_portrait",
+    );
+    // The switch is about personalisation only: the core service goes on.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core","categories":["content.upload"]}"#,
+        "legal_basis",
+        "aiart.core",
+    );
+}
+
+/// "We will not share your personal information with any third party outside of our
+/// softwares without your separate consent"
+#[test]
+fn sharing_with_third_parties_needs_separate_consent() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"u2","purposes":["advertising.personalized"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"u3","purposes":["advertising.personalized"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"recipients":["ad_partner"]}}
+        {"type":"grant","subject":"u4","purposes":["marketing.campaigns"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    let to_ad_partner = |subject: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"advertising.personalized","action":"share","categories":["device.identifier"],"recipient":{{"kind":"third_party","name":"ad_partner"}}}}"#
+        )
+    };
+    // The opt-out default never amounts to separate consent.
+    s.expect_clause(&to_ad_partner("u1"), "separate_consent_required", "aiart.advertising_personalized");
+    // Nor does an explicit opt-in.
+    s.expect_clause(&to_ad_partner("u2"), "separate_consent_required", "aiart.advertising_personalized");
+    // A separate consent naming the partner does.
+    s.expect_clause(&to_ad_partner("u3"), "consent_given", "aiart.advertising_personalized");
+    // Kept first-party, the same data needs only the opt-out default.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"advertising.personalized","categories":["device.identifier"]}"#,
+        "consent_given",
+        "aiart.advertising_personalized",
+    );
+    // Marketing partners receiving the mobile number: the same rule.
+    let phone_to_marketer = |subject: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"marketing.campaigns","action":"share","categories":["contact.phone"],"recipient":{{"kind":"third_party"}}}}"#
+        )
+    };
+    s.expect_clause(&phone_to_marketer("u1"), "separate_consent_required", "aiart.marketing");
+    s.expect_clause(&phone_to_marketer("u4"), "consent_given", "aiart.marketing");
+    // The contract-based core service never shares with independent third parties.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core","action":"share","categories":["content.upload"],"recipient":{"kind":"third_party"}}"#,
+        "recipient_not_permitted",
+        "aiart.core",
+    );
+}
+
+/// "the payment is made through the cooperative third-party payment institution
+/// (WeChat payment, Alipay payment)" / "Third-party payment institutions share
+/// corresponding transaction order information and payment amount information";
+/// push SDKs serve the "message push function".
+#[test]
+fn payment_and_push_partners_only_receive_data_for_their_purpose() {
+    let s = Scenario::new("aiart").events(ADULT);
+    for name in ["wechat_pay", "alipay"] {
+        let out = s.expect_clause(
+            &format!(
+                r#"{{"subject":"u1","purpose":"service.payment","action":"share","categories":["financial.transaction"],"recipient":{{"kind":"processor","name":"{name}"}}}}"#
+            ),
+            "legal_basis",
+            "aiart.payment",
+        );
+        assert_eq!(out.basis.as_deref(), Some("contract"));
+    }
+    // Payment institutions get the order and amount, not the account name.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.payment","action":"share","categories":["account.username"],"recipient":{"kind":"processor","name":"wechat_pay"}}"#,
+        "recipient_not_permitted",
+        "aiart.payment",
+    );
+    // The core service may use processors, but not the payment institutions.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core","action":"share","categories":["content.upload"],"recipient":{"kind":"processor","name":"alipay"}}"#,
+        "recipient_not_permitted",
+        "aiart.core",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core","action":"share","categories":["content.upload"],"recipient":{"kind":"processor"}}"#,
+        "legal_basis",
+        "aiart.core",
+    );
+    // Push SDKs: notifications yes, recommendations no.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.notifications","action":"share","categories":["device.identifier"],"recipient":{"kind":"processor","name":"push_service"}}"#,
+        "legal_basis",
+        "aiart.notifications",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"personalization.recommendation","action":"share","categories":["device.identifier"],"recipient":{"kind":"processor","name":"push_service"}}"#,
+        "recipient_not_permitted",
+        "aiart.recommendation",
+    );
+    // Ad partners: advertising only, never payment data.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.payment","action":"share","categories":["financial.transaction"],"recipient":{"kind":"third_party","name":"ad_partner"}}"#,
+        "recipient_not_permitted",
+        "aiart.payment",
+    );
+}
+
+/// "Personal information collected and generated during our operations in the
+/// People's Republic of China is stored in China, except in the following cases:
+/// ... 2. Obtain your authorization and consent"
+#[test]
+fn personal_information_is_stored_in_china() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"u2","purposes":["service.core"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"regions":["US"]}}
+        "#,
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.customer_support","action":"store","categories":["support.record"],"region":"CN"}"#,
+        "legal_basis",
+        "aiart.customer_support",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.customer_support","action":"store","categories":["support.record"],"region":"US"}"#,
+        "region_not_permitted",
+        "aiart.customer_support",
+    );
+    // Generation content may leave China only with a separate consent naming the region.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core","action":"store","categories":["content.generated"],"region":"US"}"#,
+        "separate_consent_required",
+        "aiart.core",
+    );
+    s.expect_clause(
+        r#"{"subject":"u2","purpose":"service.core","action":"store","categories":["content.generated"],"region":"US"}"#,
+        "legal_basis",
+        "aiart.core",
+    );
+    // u2's consent names the US, not Singapore.
+    s.expect_clause(
+        r#"{"subject":"u2","purpose":"service.core","action":"store","categories":["content.generated"],"region":"SG"}"#,
+        "separate_consent_required",
+        "aiart.core",
+    );
+}
+
+/// "If you are a minor under the age of 18 ... under the supervision and guidance of
+/// your parents or other guardians" / "only when permitted by law, express consent of
+/// parents or other guardians ... Collect, use, share or disclose personal
+/// information of minors"
+#[test]
+fn minors_under_18_need_a_guardian() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"teen","birth_date":"2010-03-01"}
+        {"type":"subject","subject":"teen2","birth_date":"2010-03-01"}
+        {"type":"subject","subject":"adult18","birth_date":"2008-01-01"}
+        {"type":"grant","subject":"teen","purposes":["account.login.one_click"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"teen2","purposes":["account.login.one_click","personalization.recommendation"],"level":"separate","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    let one_click = |subject: &str| {
+        format!(r#"{{"subject":"{subject}","purpose":"account.login.one_click","categories":["contact.phone"]}}"#)
+    };
+    // A 16-year-old's own consent is not enough, however strong.
+    s.expect_clause(&one_click("teen"), "guardian_consent_required", "aiart.login_one_click");
+    s.expect_clause(&one_click("teen2"), "consent_given", "aiart.login_one_click");
+    // The opt-out default does not reach minors: a guardian must opt them in.
+    let recommend = |subject: &str| {
+        format!(r#"{{"subject":"{subject}","purpose":"personalization.recommendation","categories":["behavior.log"]}}"#)
+    };
+    s.expect_clause(&recommend("teen"), "guardian_consent_required", "aiart.recommendation");
+    s.expect_clause(&recommend("teen2"), "consent_given", "aiart.recommendation");
+    // At 18 the default applies again.
+    s.expect_clause(&recommend("adult18"), "consent_given", "aiart.recommendation");
+}
+
+/// "We analyze the user's photos and find out the feature points ... We do not
+/// collect face data. After the analysis process is over, all data will be deleted
+/// and no data will be saved." / "The data will not be shared with any third party."
+#[test]
+fn face_feature_points_are_used_only_during_the_session_and_never_kept() {
+    let s = Scenario::new("aiart").events(ADULT);
+    let face = |action: &str, session: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.upload_processing.face_analysis","action":"{action}","categories":["biometric.face"],"collected_at":"2026-05-31T23:50:00Z","collected_session":"s1","session":"{session}"}}"#
+        )
+    };
+    s.expect_clause(&face("use", "s1"), "legal_basis", "aiart.face_points");
+    s.expect_clause(&face("use", "s2"), "retention_expired", "aiart.face_points");
+    s.expect_clause(&face("collect", "s1"), "action_not_permitted", "aiart.face_points");
+    s.expect_clause(&face("store", "s1"), "action_not_permitted", "aiart.face_points");
+    s.expect_clause(&face("share", "s1"), "action_not_permitted", "aiart.face_points");
+    // Face data has no place in any other purpose.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core","action":"store","categories":["biometric.face"]}"#,
+        "category_not_permitted",
+        "aiart.core",
+    );
+}
+
+/// "(4) The information is temporarily stored in encrypted storage. After the
+/// synthesis process is completed, your pictures will be automatically deleted
+/// immediately." / "The data will not be shared with any third party."
+#[test]
+fn uploaded_photos_are_kept_only_for_the_synthesis_session() {
+    let s = Scenario::new("aiart").events(ADULT);
+    let photo = |action: &str, session: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.upload_processing","action":"{action}","categories":["content.upload"],"collected_at":"2026-05-31T23:50:00Z","collected_session":"s1","session":"{session}"}}"#
+        )
+    };
+    s.expect_clause(&photo("store", "s1"), "legal_basis", "aiart.face_upload");
+    s.expect_clause(&photo("store", "s2"), "retention_expired", "aiart.face_upload");
+    s.expect_clause(&photo("collect", "s2"), "legal_basis", "aiart.face_upload");
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.upload_processing","action":"share","categories":["content.upload"],"recipient":{"kind":"third_party"},"collected_session":"s1","session":"s1"}"#,
+        "action_not_permitted",
+        "aiart.face_upload",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.upload_processing","action":"store","categories":["content.upload"],"region":"US","collected_session":"s1","session":"s1"}"#,
+        "region_not_permitted",
+        "aiart.face_upload",
+    );
+}
+
+/// "We will cancel your account within 15 days after checking. After your account is
+/// cancelled, we will stop providing all or part of our services to you, and delete
+/// or anonymize your personal information ... unless otherwise provided by laws and
+/// regulations."
+#[test]
+fn cancelled_accounts_keep_only_legal_duties() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"erase","subject":"u1","at":"2026-03-01T00:00:00Z"}
+        "#,
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core","categories":["content.generated"],"at":"2026-02-01T00:00:00Z"}"#,
+        "legal_basis",
+        "aiart.core",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core","categories":["content.generated"]}"#,
+        "subject_erased",
+        "aiart.core",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"personalization.recommendation","categories":["behavior.log"]}"#,
+        "subject_erased",
+        "aiart.recommendation",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.customer_support","categories":["support.record"]}"#,
+        "subject_erased",
+        "aiart.customer_support",
+    );
+    // "unless otherwise provided by laws and regulations"
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"compliance.legal_obligation","action":"store","categories":["financial.transaction"]}"#,
+        "legal_basis",
+        "aiart.legal_obligation",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"compliance.authority_request","action":"share","categories":["account.username"],"recipient":{"kind":"authority"}}"#,
+        "legal_basis",
+        "aiart.authority_request",
+    );
+}
+
+/// "sharing, transferring, and disclosing de-identified personal information, and
+/// ensuring that the data recipient cannot recover and re-identify the subject ...
+/// will not require further notice to you and your consent" / research "results ...
+/// de-identified"
+#[test]
+fn deidentified_statistics_need_no_consent() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"withdraw","subject":"u1","purposes":["analytics","advertising"],"at":"2026-03-01T00:00:00Z"}
+        "#,
+    );
+    // Anonymised statistics survive the withdrawal; identifiable ones do not.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"analytics.usage","categories":["behavior.log"],"deidentification":"anonymized"}"#,
+        "deidentified_exempt",
+        "aiart.analytics",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"analytics.usage","categories":["behavior.log"]}"#,
+        "consent_withdrawn",
+        "aiart.analytics",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"advertising.measurement","action":"share","categories":["behavior.log"],"recipient":{"kind":"third_party","name":"ad_partner"},"deidentification":"anonymized"}"#,
+        "deidentified_exempt",
+        "aiart.advertising_measurement",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"advertising.measurement","action":"share","categories":["behavior.log"],"recipient":{"kind":"third_party","name":"ad_partner"}}"#,
+        "consent_withdrawn",
+        "aiart.advertising_measurement",
+    );
+    // Research: pseudonymised at least, then no consent is needed.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"research.academic","categories":["behavior.log"]}"#,
+        "deidentification_required",
+        "aiart.research",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"research.academic","categories":["behavior.log"],"deidentification":"pseudonymized"}"#,
+        "deidentified_exempt",
+        "aiart.research",
+    );
+}
+
+/// Product-analysis partners receive "the statistical data of your product usage
+/// (such as crashes, flashbacks)", never raw identified records.
+#[test]
+fn analysis_partners_receive_only_statistical_data() {
+    let s = Scenario::new("aiart").events(ADULT);
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"security.operations","action":"share","categories":["behavior.log"],"recipient":{"kind":"processor","name":"analytics_service"}}"#,
+        "deidentification_required",
+        "aiart.operations",
+    );
+    let ok = s.expect_clause(
+        r#"{"subject":"u1","purpose":"security.operations","action":"share","categories":["behavior.log"],"recipient":{"kind":"processor","name":"analytics_service"},"deidentification":"pseudonymized"}"#,
+        "legal_basis",
+        "aiart.operations",
+    );
+    assert_eq!(ok.basis.as_deref(), Some("service_security"));
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"analytics.usage","action":"share","categories":["behavior.log"],"recipient":{"kind":"processor","name":"analytics_service"},"deidentification":"pseudonymized"}"#,
+        "consent_given",
+        "aiart.analytics",
+    );
+    // The partner is not a general processor for the core service.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core","action":"share","categories":["device.info"],"recipient":{"kind":"processor","name":"analytics_service"},"deidentification":"pseudonymized"}"#,
+        "recipient_not_permitted",
+        "aiart.core",
+    );
+}
+
+/// "when you use the 'One Click Login' feature, with your consent ... If you do not
+/// want to use the 'one-click login' function, you can register and log in ... in
+/// other ways." / third-party login: "you need to authorize us to obtain your
+/// information on the third-party platform"
+#[test]
+fn one_click_and_third_party_login_are_opt_in() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"u2","purposes":["account.login.one_click"],"level":"implied","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"u3","purposes":["account.login"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    // Ordinary login with the mobile number is part of the contract.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"account.login","categories":["contact.phone"]}"#,
+        "legal_basis",
+        "aiart.login",
+    );
+    let one_click = |subject: &str| {
+        format!(r#"{{"subject":"{subject}","purpose":"account.login.one_click","categories":["contact.phone"]}}"#)
+    };
+    s.expect_clause(&one_click("u1"), "consent_missing", "aiart.login_one_click");
+    s.expect_clause(&one_click("u2"), "consent_level_insufficient", "aiart.login_one_click");
+    s.expect_clause(&one_click("u3"), "consent_given", "aiart.login_one_click");
+    // Data from the third-party platform needs the authorization.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"account.login","categories":["account.third_party"]}"#,
+        "category_not_permitted",
+        "aiart.login",
+    );
+    let third_party = |subject: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"account.login.third_party","categories":["account.third_party"]}}"#
+        )
+    };
+    s.expect_clause(&third_party("u1"), "consent_missing", "aiart.login_third_party");
+    s.expect_clause(&third_party("u3"), "consent_given", "aiart.login_third_party");
+}
+
+/// "When you need to turn off these functional permissions, you can turn off these
+/// functional permissions ... your decision to close the permission will not affect
+/// the previous collection and use of information based on your authorization."
+#[test]
+fn closing_a_permission_stops_call_recording_from_then_on() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"grant","subject":"u1","purposes":["service.core.call_recording"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        {"type":"withdraw","subject":"u1","purposes":["service.core.call_recording"],"at":"2026-04-01T00:00:00Z"}
+        {"type":"grant","subject":"u2","purposes":["service.core.call_recording"],"level":"explicit","at":"2026-01-02T00:00:00Z","expires_at":"2026-05-01T00:00:00Z"}
+        {"type":"grant","subject":"u3","purposes":["service.core.call_recording"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    let contacts = |subject: &str, at: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"service.core.call_recording","categories":["communications.contacts"],"at":"{at}"}}"#
+        )
+    };
+    s.expect_clause(&contacts("u1", "2026-03-01T00:00:00Z"), "consent_given", "aiart.call_recording");
+    s.expect_clause(&contacts("u1", "2026-06-01T00:00:00Z"), "consent_withdrawn", "aiart.call_recording");
+    // A permission granted for a limited time lapses on its own.
+    s.expect_clause(&contacts("u2", "2026-04-15T00:00:00Z"), "consent_given", "aiart.call_recording");
+    s.expect_clause(&contacts("u2", "2026-06-01T00:00:00Z"), "consent_expired", "aiart.call_recording");
+    s.expect_clause(&contacts("u3", "2026-06-01T00:00:00Z"), "consent_given", "aiart.call_recording");
+    // Without the permission, the rest of the core service is unaffected.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core","categories":["content.upload"]}"#,
+        "legal_basis",
+        "aiart.core",
+    );
+}
+
+/// "The collection of mobile phone numbers is necessary to fulfill the requirements
+/// of national laws and regulations regarding the online real-name system"
+#[test]
+fn real_name_verification_uses_the_mobile_number_as_a_legal_duty() {
+    let s = Scenario::new("aiart");
+    let out = s.expect_clause(
+        r#"{"subject":"anyone","purpose":"account.identity_verification","categories":["contact.phone"]}"#,
+        "legal_basis",
+        "aiart.identity_verification",
+    );
+    assert_eq!(out.basis.as_deref(), Some("legal_obligation"));
+    // The seed names no ID-card collection for real-name verification.
+    s.expect_clause(
+        r#"{"subject":"anyone","purpose":"account.identity_verification","categories":["identity.government_id"]}"#,
+        "category_not_permitted",
+        "aiart.identity_verification",
+    );
+}
+
+/// Precise location is sensitive personal information: "recommendation algorithm
+/// modeling ... location information-related features" cannot rest on the opt-out
+/// default when the location is precise (PIPL art. 29: separate consent).
+#[test]
+fn precise_location_for_recommendations_needs_separate_consent() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"u2","purposes":["personalization.recommendation"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"personalization.recommendation","categories":["location.approximate"]}"#,
+        "consent_given",
+        "aiart.recommendation",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"personalization.recommendation","categories":["location.precise"]}"#,
+        "separate_consent_required",
+        "aiart.recommendation",
+    );
+    s.expect_clause(
+        r#"{"subject":"u2","purpose":"personalization.recommendation","categories":["location.precise"]}"#,
+        "consent_given",
+        "aiart.recommendation",
+    );
+}
+
+/// "Necessary to maintain the safe and stable operation of our services" /
+/// "to comprehensively judge your account and transaction risks ... detect and
+/// prevent security incidents": no consent needed, but only for security.
+#[test]
+fn security_processing_needs_no_consent_but_stays_within_security() {
+    let s = Scenario::new("aiart");
+    let out = s.expect_clause(
+        r#"{"subject":"stranger","purpose":"security.account_protection","categories":["device.identifier","network.ip_address"]}"#,
+        "legal_basis",
+        "aiart.security",
+    );
+    assert_eq!(out.basis.as_deref(), Some("service_security"));
+    s.expect_clause(
+        r#"{"subject":"stranger","purpose":"security.account_protection","action":"share","categories":["device.identifier"],"recipient":{"kind":"affiliate"}}"#,
+        "legal_basis",
+        "aiart.security",
+    );
+    s.expect_clause(
+        r#"{"subject":"stranger","purpose":"security.account_protection","action":"share","categories":["device.identifier"],"recipient":{"kind":"third_party"}}"#,
+        "recipient_not_permitted",
+        "aiart.security",
+    );
+    // The same identifiers for advertising need (at least opt-out) consent.
+    s.expect_clause(
+        r#"{"subject":"stranger","purpose":"advertising.personalized","categories":["device.identifier"]}"#,
+        "consent_missing",
+        "aiart.advertising_personalized",
+    );
+}
+
+/// "When you contact our WeChat customer service ... We may also store your contact
+/// details ... records and content of your communications/calls with us"
+#[test]
+fn customer_support_records_serve_support_only() {
+    let s = Scenario::new("aiart").events(ADULT);
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.customer_support","action":"store","categories":["support.record","contact.email"]}"#,
+        "legal_basis",
+        "aiart.customer_support",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.customer_support","action":"share","categories":["support.record"],"recipient":{"kind":"third_party"}}"#,
+        "action_not_permitted",
+        "aiart.customer_support",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"personalization.recommendation","categories":["support.record"]}"#,
+        "category_not_permitted",
+        "aiart.recommendation",
+    );
+}
+
+/// Purposes the seed never describes are denied by default: no training on user
+/// data, no semantic-insight models, no feedback analysis.
+#[test]
+fn purposes_the_seed_never_permits_have_no_rule() {
+    let s = Scenario::new("aiart").events(ADULT);
+    for purpose in [
+        "ai_training.model_training",
+        "ai_training.algorithm_optimization",
+        "personalization.semantic_insights",
+        "analytics.feedback",
+    ] {
+        let out =
+            s.expect(&format!(r#"{{"subject":"u1","purpose":"{purpose}","categories":["behavior.log"]}}"#), "no_rule");
+        assert!(!out.allowed);
+    }
+    // Whereas their neighbours are permitted for the same subject and data.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"analytics.usage","categories":["behavior.log"]}"#,
+        "consent_given",
+        "aiart.analytics",
+    );
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"personalization.recommendation","categories":["behavior.log"]}"#,
+        "consent_given",
+        "aiart.recommendation",
+    );
+}
+
+/// "you can create an account with your mobile phone number ... (software account
+/// number, avatar, password),We collect this information to help you complete the
+/// registration." / cookies: "Remember your identity ... identify you as our
+/// registered user, or save the preferences"
+#[test]
+fn registration_and_identity_cookies_serve_the_account_only() {
+    let s = Scenario::new("aiart");
+    let out = s.expect_clause(
+        r#"{"subject":"new","purpose":"account.registration","action":"collect","categories":["contact.phone","account.credentials","account.profile"]}"#,
+        "legal_basis",
+        "aiart.registration",
+    );
+    assert_eq!(out.basis.as_deref(), Some("contract"));
+    s.expect_clause(
+        r#"{"subject":"new","purpose":"account.registration","action":"share","categories":["contact.phone"],"recipient":{"kind":"third_party"}}"#,
+        "action_not_permitted",
+        "aiart.registration",
+    );
+    s.expect_clause(
+        r#"{"subject":"new","purpose":"service.session","action":"store","categories":["tracking.cookie","behavior.preferences"]}"#,
+        "legal_basis",
+        "aiart.session",
+    );
+    // Login-state cookies do not carry browsing logs; analysing them is analytics.
+    s.expect_clause(
+        r#"{"subject":"new","purpose":"service.session","action":"store","categories":["behavior.log"]}"#,
+        "category_not_permitted",
+        "aiart.session",
+    );
+}

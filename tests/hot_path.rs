@@ -1,0 +1,178 @@
+//! The check path: no heap allocation for allows and denials alike, no torn updates
+//! under concurrent writers, and a withdrawal visible to the very next check on any
+//! thread.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+
+use chrono::{TimeZone, Utc};
+use consent_guard::{
+    AccessRequest, ConsentEvent, DataCategory, Deidentification, FixedClock, Guard, MemoryAuditSink, Policy, Purpose,
+    ReasonCode,
+};
+
+fn exmo() -> Policy {
+    Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap()
+}
+
+fn event(json: &str) -> ConsentEvent {
+    serde_json::from_str(json).unwrap()
+}
+
+fn grant(subject: &str, at: &str) -> ConsentEvent {
+    event(&format!(
+        r#"{{"type":"grant","subject":"{subject}","purposes":["ai_training"],"level":"separate","at":"{at}"}}"#
+    ))
+}
+
+fn withdraw(subject: &str, at: &str) -> ConsentEvent {
+    event(&format!(r#"{{"type":"withdraw","subject":"{subject}","purposes":["ai_training"],"at":"{at}"}}"#))
+}
+
+const BEHAVIOR: &[DataCategory] = &[DataCategory::BEHAVIOR_LOG];
+
+fn training(subject: &str) -> AccessRequest<'_> {
+    AccessRequest::new(subject, Purpose::AI_TRAINING_MODEL_TRAINING, BEHAVIOR)
+        .deidentification(Deidentification::Anonymized)
+        .at(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap())
+}
+
+/// Allow, every kind of early deny, and a consent deny: none allocates.
+#[test]
+fn checks_do_not_allocate() {
+    let guard = Guard::new(exmo());
+    guard.record(&grant("in", "2026-01-01T00:00:00Z")).unwrap();
+    guard.record(&grant("out", "2026-01-01T00:00:00Z")).unwrap();
+    guard.record(&withdraw("out", "2026-02-01T00:00:00Z")).unwrap();
+    let cases = [
+        (training("in"), ReasonCode::ConsentGiven),
+        (training("out"), ReasonCode::ConsentWithdrawn),
+        (training("nobody"), ReasonCode::ConsentMissing),
+        (training("in").deidentification(Deidentification::None), ReasonCode::DeidentificationRequired),
+        (AccessRequest::new("in", Purpose::MARKETING_CAMPAIGNS, BEHAVIOR), ReasonCode::NoRule),
+        (
+            AccessRequest::new("in", Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::HEALTH_RECORD][..]),
+            ReasonCode::CategoryNotPermitted,
+        ),
+    ];
+    // Warm up lazily initialised statics (the std hasher keys) outside the window.
+    for (request, _) in &cases {
+        let _ = guard.check(request);
+    }
+    for (request, code) in &cases {
+        let mut seen = None;
+        let info = allocation_counter::measure(|| {
+            let decision = guard.check(request);
+            seen = Some(decision.code());
+        });
+        assert_eq!(seen, Some(*code));
+        assert_eq!(info.count_total, 0, "{code} allocated {} times", info.count_total);
+    }
+}
+
+/// The in-memory sink allocates only for the record it stores.
+#[test]
+fn auditing_allocates_only_to_store_the_record() {
+    let sink = Arc::new(MemoryAuditSink::new());
+    let guard = Guard::builder(exmo()).audit(sink.clone()).build().unwrap();
+    guard.record(&grant("in", "2026-01-01T00:00:00Z")).unwrap();
+    let request = training("in");
+    let _ = guard.check(&request);
+    let with_sink = allocation_counter::measure(|| {
+        let _ = guard.check(&request);
+    });
+    let record_alone = allocation_counter::measure(|| {
+        let decision = Guard::new(exmo()).decide(&request).into_owned();
+        std::hint::black_box(decision);
+    });
+    assert_eq!(sink.len(), 2);
+    assert!(with_sink.count_total > 0, "the sink stores an owned copy");
+    assert!(with_sink.count_total < record_alone.count_total, "{with_sink:?} vs {record_alone:?}");
+}
+
+/// A writer flips a subject between two complete states with one batch each: a
+/// withdrawal and a new grant at another level, at the same instant. Complete, the
+/// states answer `consent_given` (separate grant) or `separate_consent_required`
+/// (explicit grant); a check that saw half a batch (the withdrawal without its grant)
+/// would answer `consent_withdrawn`. It must never happen.
+#[test]
+fn no_check_sees_a_half_applied_update() {
+    // Each round starts afresh so that the subject's history stays short and checks
+    // stay fast enough to interleave with many batches.
+    for _ in 0..10 {
+        flip_and_watch();
+    }
+}
+
+fn flip_and_watch() {
+    let guard = Arc::new(Guard::builder(exmo()).clock(FixedClock::new(Utc::now())).build().unwrap());
+    let at = "2026-01-01T00:00:00Z";
+    let grant_at = |level: &str| {
+        event(&format!(
+            r#"{{"type":"grant","subject":"s","purposes":["advertising"],"level":"{level}","at":"{at}"}}"#
+        ))
+    };
+    let withdraw = event(&format!(r#"{{"type":"withdraw","subject":"s","purposes":["advertising"],"at":"{at}"}}"#));
+    // Equal times: the event recorded last wins, so the same batches can be replayed.
+    let to_separate = [withdraw.clone(), grant_at("separate")];
+    let to_explicit = [withdraw, grant_at("explicit")];
+    guard.record(&grant_at("explicit")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (guard, stop) = (guard.clone(), stop.clone());
+        thread::spawn(move || {
+            for flip in 0..3_000u32 {
+                guard.record_all(if flip % 2 == 0 { &to_separate } else { &to_explicit }).unwrap();
+            }
+            stop.store(true, Ordering::Release);
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (guard, stop) = (guard.clone(), stop.clone());
+            thread::spawn(move || {
+                let ads = AccessRequest::new("s", Purpose::ADVERTISING_PERSONALIZED, BEHAVIOR)
+                    .at(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap());
+                let mut seen = [0u64; 2];
+                while !stop.load(Ordering::Acquire) {
+                    match guard.check(&ads).code() {
+                        ReasonCode::ConsentGiven => seen[0] += 1,
+                        ReasonCode::SeparateConsentRequired => seen[1] += 1,
+                        other => panic!("a check saw half a batch: {other}"),
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    for reader in readers {
+        let seen = reader.join().unwrap();
+        assert!(seen[0] + seen[1] > 0, "the reader never ran");
+    }
+}
+
+/// A withdrawal recorded on one thread is seen by the very next check on another.
+#[test]
+fn a_withdrawal_is_visible_to_the_next_check_on_any_thread() {
+    let guard = Arc::new(Guard::new(exmo()));
+    for round in 0..200u32 {
+        let subject = format!("u{round}");
+        guard.record(&grant(&subject, "2026-01-01T00:00:00Z")).unwrap();
+        assert!(guard.check(&training(&subject)).allowed());
+        let (sent, received) = mpsc::channel();
+        let checker = {
+            let guard = guard.clone();
+            let subject = subject.clone();
+            thread::spawn(move || {
+                received.recv().unwrap();
+                guard.check(&training(&subject)).code()
+            })
+        };
+        guard.record(&withdraw(&subject, "2026-03-01T00:00:00Z")).unwrap();
+        sent.send(()).unwrap();
+        assert_eq!(checker.join().unwrap(), ReasonCode::ConsentWithdrawn);
+    }
+}
