@@ -10,6 +10,7 @@
 //!
 //! `cargo bench --bench guard` runs the criterion groups, then prints the summary
 //! table used in BENCHMARKS.md (medians of repeated timed runs).
+#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -100,7 +101,12 @@ fn events_for(index: u64, rng: &mut Rng) -> Vec<ConsentEvent> {
     };
     if roll < 5 {
         let birth = (at(0) - chrono::Duration::days(365 * 10)).date_naive();
-        events.push(ConsentEvent::Subject(SubjectEvent { subject: subject.clone(), birth_date: Some(birth), age: None, at: None }));
+        events.push(ConsentEvent::Subject(SubjectEvent {
+            subject: subject.clone(),
+            birth_date: Some(birth),
+            age: None,
+            at: None,
+        }));
         events.push(grant(vec![Purpose::AI_TRAINING, Purpose::SERVICE], ConsentLevel::Separate, 1, roll < 3, None));
         return events;
     }
@@ -115,7 +121,11 @@ fn events_for(index: u64, rng: &mut Rng) -> Vec<ConsentEvent> {
         ));
     }
     if (20..35).contains(&roll) {
-        events.push(ConsentEvent::Withdraw(WithdrawEvent { subject: subject.clone(), purposes: vec![Purpose::AI_TRAINING], at: at(30) }));
+        events.push(ConsentEvent::Withdraw(WithdrawEvent {
+            subject: subject.clone(),
+            purposes: vec![Purpose::AI_TRAINING],
+            at: at(30),
+        }));
     }
     if (35..38).contains(&roll) {
         events.push(ConsentEvent::Erase(EraseEvent { subject, at: at(40) }));
@@ -183,7 +193,9 @@ fn native(subjects: u64) -> HashMap<u64, Native> {
 #[inline(always)]
 fn native_check(map: &HashMap<u64, Native>, subject: u64, purpose_bit: u64) -> bool {
     match map.get(&subject) {
-        Some(record) => record.granted & purpose_bit != 0 && record.withdrawn & purpose_bit == 0 && record.flags & 1 == 0,
+        Some(record) => {
+            record.granted & purpose_bit != 0 && record.withdrawn & purpose_bit == 0 && record.flags & 1 == 0
+        }
         None => false,
     }
 }
@@ -238,7 +250,9 @@ fn bench_checks(c: &mut Criterion) {
         b.iter(|| guard_step(&guard, &templates, &mut rng, 10_000));
     });
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/aimate.toml")).unwrap();
-    c.bench_function("load_policy/aimate", |b| b.iter(|| Policy::from_toml_str(black_box(&text), "aimate.toml").unwrap()));
+    c.bench_function("load_policy/aimate", |b| {
+        b.iter(|| Policy::from_toml_str(black_box(&text), "aimate.toml").unwrap())
+    });
 }
 
 /// Checks per second on `threads` threads, optionally with a writer recording
@@ -256,7 +270,11 @@ fn throughput(guard: &Arc<Guard>, subjects: u64, threads: usize, writes_per_seco
                 while (written as f64) < due {
                     let subject = SubjectId::new(rng.below(subjects)).as_str().to_owned();
                     let event = if written % 2 == 0 {
-                        ConsentEvent::Withdraw(WithdrawEvent { subject, purposes: vec![Purpose::ADVERTISING], at: at(100) })
+                        ConsentEvent::Withdraw(WithdrawEvent {
+                            subject,
+                            purposes: vec![Purpose::ADVERTISING],
+                            at: at(100),
+                        })
                     } else {
                         ConsentEvent::Grant(GrantEvent {
                             subject,
@@ -310,7 +328,8 @@ fn summary() {
         let mut rng = Rng(42);
         let baseline = median_ns(9, 1_000_000, |n| (0..n).filter(|_| native_step(&map, &mut rng, subjects)).count());
         let mut rng = Rng(42);
-        let check = median_ns(9, 1_000_000, |n| (0..n).filter(|_| guard_step(&guard, &templates, &mut rng, subjects)).count());
+        let check =
+            median_ns(9, 1_000_000, |n| (0..n).filter(|_| guard_step(&guard, &templates, &mut rng, subjects)).count());
         println!(
             "check, no audit      {name:>7} {subjects:>9} subjects: {check:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x",
             check / baseline
@@ -323,8 +342,12 @@ fn summary() {
     let mut rng = Rng(42);
     let baseline = median_ns(9, 200_000, |n| (0..n).filter(|_| native_step(&map, &mut rng, 10_000)).count());
     let mut rng = Rng(42);
-    let audited = median_ns(9, 200_000, |n| (0..n).filter(|_| guard_step(&guard, &templates, &mut rng, 10_000)).count());
-    println!("check, memory audit     exmo     10000 subjects: {audited:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x", audited / baseline);
+    let audited =
+        median_ns(9, 200_000, |n| (0..n).filter(|_| guard_step(&guard, &templates, &mut rng, 10_000)).count());
+    println!(
+        "check, memory audit     exmo     10000 subjects: {audited:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x",
+        audited / baseline
+    );
     drop(guard);
 
     let guard = Arc::new(populated(policy("exmo"), 10_000));
@@ -356,13 +379,15 @@ fn summary() {
         events as f64 / 1e6
     );
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/aimate.toml")).unwrap();
-    let load = median_ns(9, 200, |n| (0..n).map(|_| Policy::from_toml_str(&text, "aimate.toml").unwrap().rules().len()).sum());
+    let load =
+        median_ns(9, 200, |n| (0..n).map(|_| Policy::from_toml_str(&text, "aimate.toml").unwrap().rules().len()).sum());
     println!("load and compile aimate.toml: {:.0} µs", load / 1000.0);
     let _ = NoAuditSink;
 }
 
 criterion_group! {
     name = benches;
+    // The criterion groups; `main` adds the summary table.
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     targets = bench_checks
 }

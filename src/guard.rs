@@ -161,7 +161,8 @@ impl Guard {
     pub fn record_all(&self, events: &[ConsentEvent]) -> Result<(), EventError> {
         let changes = events.iter().map(|e| self.compile_event(e)).collect::<Result<Vec<_>, _>>()?;
         let Some(store) = &self.store else { return self.apply(events, changes) };
-        let mut applied = self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
+        let mut applied =
+            self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
         let last = store.append(events)?;
         let count = events.len() as u64;
         if applied.through + count == last {
@@ -227,7 +228,8 @@ impl Guard {
     }
 
     fn sync_from(&self, store: &dyn ConsentStore) -> Result<usize, EventError> {
-        let mut applied = self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
+        let mut applied =
+            self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
         let mut count = 0;
         loop {
             let batch = store.events_since(applied.through, SYNC_BATCH)?;
@@ -305,14 +307,18 @@ impl Guard {
             detail: Detail::None,
             message: None,
         };
-        let Some(rule_index) = self.policy.rule_index(&request.purpose) else { return decision };
+        let Some(node) = self.policy.purposes.index(&request.purpose.0) else { return decision };
+        let Some(rule_index) = self.policy.rule_for.get(node).copied().flatten().map(usize::from) else {
+            return decision;
+        };
         let (Some(rule), Some(document)) =
             (self.policy.rules.get(rule_index), self.policy.document.rules.get(rule_index))
         else {
             return decision;
         };
         decision.clause = Some(Cow::Borrowed(&document.id));
-        let verdict = Evaluation { policy: &self.policy, rule, request, now: at.timestamp_millis() }.run(&self.state);
+        let verdict =
+            Evaluation { policy: &self.policy, rule, request, node, now: at.timestamp_millis() }.run(&self.state);
         decision.code = verdict.code;
         decision.detail = verdict.detail;
         if decision.code.is_allow() {
@@ -443,15 +449,17 @@ struct Evaluation<'a, 'r> {
     policy: &'a Policy,
     rule: &'a Rule,
     request: &'a AccessRequest<'r>,
+    /// The request purpose's node in the policy's purpose tree.
+    node: usize,
     now: i64,
 }
 
 impl<'a> Evaluation<'a, '_> {
     fn run(&self, state: &ConsentState) -> Verdict<'a> {
-        let (rule, request) = (self.rule, self.request);
+        let request = self.request;
         // Purposes under `compliance` on a basis other than consent do not depend on
         // the subject at all: they survive erasure and an unreadable state.
-        let compliance = Purpose::COMPLIANCE.covers(&request.purpose) && rule.basis != LegalBasis::Consent;
+        let compliance = self.policy.compliance & bit(self.node) != 0 && self.rule.basis != LegalBasis::Consent;
         match state.read(&request.subject, |subject| self.with_subject(subject, compliance)) {
             Ok(verdict) => verdict,
             Err(_) if compliance => self.with_subject(None, compliance),
@@ -468,7 +476,7 @@ impl<'a> Evaluation<'a, '_> {
             }
         }
         let minor = policy.minors.under.is_some()
-            && subject.and_then(|s| s.adult_from).map_or(policy.minors.unknown_is_minor, |adult| now < adult);
+            && subject.and_then(|s| s.adult_from()).map_or(policy.minors.unknown_is_minor, |adult| now < adult);
         if minor && policy.minors.not_served && !rule.basis.is_imposed_by_law() {
             return deny(ReasonCode::MinorNotServed, Detail::None);
         }
@@ -499,10 +507,9 @@ impl<'a> Evaluation<'a, '_> {
         let recipient_name = || Cow::Borrowed(recipient.name.as_deref().unwrap_or(recipient.kind.as_str()));
         let kind_permitted = rule.recipient_kinds.contains(recipient.kind.flag());
         if let Some((index, declared)) = named {
-            let purpose_node = policy.purposes.index(&request.purpose.0).unwrap_or(MAX_NODES);
             let permitted = declared.kind == recipient.kind
                 && (kind_permitted || rule.recipient_names & (1u64 << (index % 64)) != 0)
-                && declared.purposes & bit(purpose_node) != 0
+                && declared.purposes & bit(self.node) != 0
                 && requested & !declared.categories == 0;
             if !permitted {
                 return deny(ReasonCode::RecipientNotPermitted, Detail::Item(recipient_name()));
@@ -542,7 +549,7 @@ impl<'a> Evaluation<'a, '_> {
             return deny(ReasonCode::OptOutSignal, Detail::Item(Cow::Borrowed("gpc")));
         }
 
-        let purpose_up = policy.purposes.index(&request.purpose.0).map_or(0, |node| policy.purposes.up(node));
+        let purpose_up = policy.purposes.up(self.node);
         if rule.basis != LegalBasis::Consent {
             if transfer {
                 let verdict = self.consent(subject, purpose_up, requested, minor, Some(region), ConsentLevel::Separate);

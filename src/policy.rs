@@ -46,6 +46,8 @@ pub struct Policy {
     pub(crate) purposes: Tree,
     pub(crate) categories: Tree,
     pub(crate) sensitive: u128,
+    /// The `compliance` subtree of purposes: it survives erasure on a non-consent basis.
+    pub(crate) compliance: u128,
     pub(crate) minors: Minors,
     pub(crate) separate: Triggers,
     pub(crate) recipients: Vec<CompiledRecipient>,

@@ -110,9 +110,7 @@ fn flip_and_watch() {
     let guard = Arc::new(Guard::builder(exmo()).clock(FixedClock::new(Utc::now())).build().unwrap());
     let at = "2026-01-01T00:00:00Z";
     let grant_at = |level: &str| {
-        event(&format!(
-            r#"{{"type":"grant","subject":"s","purposes":["advertising"],"level":"{level}","at":"{at}"}}"#
-        ))
+        event(&format!(r#"{{"type":"grant","subject":"s","purposes":["advertising"],"level":"{level}","at":"{at}"}}"#))
     };
     let withdraw = event(&format!(r#"{{"type":"withdraw","subject":"s","purposes":["advertising"],"at":"{at}"}}"#));
     // Equal times: the event recorded last wins, so the same batches can be replayed.

@@ -57,17 +57,22 @@ pub(crate) struct ScopeMask {
 /// What the guard knows of one subject.
 #[derive(Clone, Debug)]
 pub(crate) struct SubjectState {
-    /// When the subject stops being a minor for this policy; `None`: age unknown.
-    pub(crate) adult_from: Option<i64>,
+    /// When the subject stops being a minor for this policy; [`AGE_UNKNOWN`]: unknown.
+    adult_from: i64,
     /// `i64::MAX` when not erased.
     pub(crate) erased_at: i64,
     /// Sorted by time; events of equal time keep the order they were recorded in.
-    pub(crate) events: Vec<StateEvent>,
+    /// A boxed slice sized exactly: most subjects have one or two events, and a
+    /// growable vector would reserve room for four.
+    pub(crate) events: Box<[StateEvent]>,
 }
+
+/// `adult_from` of a subject whose age is unknown.
+const AGE_UNKNOWN: i64 = i64::MIN;
 
 impl Default for SubjectState {
     fn default() -> Self {
-        SubjectState { adult_from: None, erased_at: i64::MAX, events: Vec::new() }
+        SubjectState { adult_from: AGE_UNKNOWN, erased_at: i64::MAX, events: Box::default() }
     }
 }
 
@@ -80,16 +85,29 @@ pub(crate) enum Change {
 }
 
 impl SubjectState {
-    pub(crate) fn apply(&mut self, change: Change) {
-        match change {
-            Change::Attributes { adult_from } => self.adult_from = adult_from,
-            Change::Event(event) => {
-                // Usually appended at the end; an event from the past slides back to
-                // its place in time, after the events of the same instant.
-                let position = self.events.partition_point(|e| e.at <= event.at);
-                self.events.insert(position, event);
+    /// When the subject stops being a minor; `None` when the age is unknown.
+    pub(crate) fn adult_from(&self) -> Option<i64> {
+        (self.adult_from != AGE_UNKNOWN).then_some(self.adult_from)
+    }
+
+    /// Applies a group of changes, rebuilding the event list once.
+    pub(crate) fn apply(&mut self, changes: impl IntoIterator<Item = Change>) {
+        let mut events: Option<Vec<StateEvent>> = None;
+        for change in changes {
+            match change {
+                Change::Attributes { adult_from } => self.adult_from = adult_from.unwrap_or(AGE_UNKNOWN),
+                Change::Event(event) => {
+                    let list = events.get_or_insert_with(|| std::mem::take(&mut self.events).into_vec());
+                    // Usually appended at the end; an event from the past slides back
+                    // to its place in time, after the events of the same instant.
+                    let position = list.partition_point(|e| e.at <= event.at);
+                    list.insert(position, event);
+                }
+                Change::Erase { at } => self.erased_at = self.erased_at.min(at),
             }
-            Change::Erase { at } => self.erased_at = self.erased_at.min(at),
+        }
+        if let Some(list) = events {
+            self.events = list.into_boxed_slice();
         }
     }
 }
@@ -99,10 +117,11 @@ struct Entry {
     state: SubjectState,
 }
 
-/// Entries under one 64-bit key: almost always one; a hash collision adds more.
+/// Entries under one 64-bit key: almost always one; a hash collision adds more (a
+/// boxed slice, empty without allocating, keeps the common slot small).
 struct Slot {
     first: Entry,
-    others: Vec<Entry>,
+    others: Box<[Entry]>,
 }
 
 impl Slot {
@@ -177,7 +196,7 @@ impl ConsentState {
         let mut guard = shard.ok_or(Unavailable)?.write().map_err(|_| Unavailable)?;
         let slot = guard.entry(key).or_insert_with(|| Slot {
             first: Entry { subject: subject.into(), state: SubjectState::default() },
-            others: Vec::new(),
+            others: Box::default(),
         });
         let state = if &*slot.first.subject == subject {
             &mut slot.first.state
@@ -185,7 +204,9 @@ impl ConsentState {
             let index = match slot.others.iter().position(|e| &*e.subject == subject) {
                 Some(index) => index,
                 None => {
-                    slot.others.push(Entry { subject: subject.into(), state: SubjectState::default() });
+                    let mut others = std::mem::take(&mut slot.others).into_vec();
+                    others.push(Entry { subject: subject.into(), state: SubjectState::default() });
+                    slot.others = others.into_boxed_slice();
                     slot.others.len() - 1
                 }
             };
@@ -194,9 +215,7 @@ impl ConsentState {
                 None => return Err(Unavailable),
             }
         };
-        for change in changes {
-            state.apply(change);
-        }
+        state.apply(changes);
         Ok(())
     }
 

@@ -133,7 +133,9 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
     if problems.has_errors() {
         return Err(problems.0);
     }
+    let compliance = purposes.index(&Purpose::COMPLIANCE.0).map_or(0, |node| purposes.down(node));
     let policy = Policy {
+        compliance,
         version,
         storage_regions,
         purposes,
