@@ -11,6 +11,11 @@
 //! `cargo bench --bench guard` runs the criterion groups, then prints the summary
 //! table used in BENCHMARKS.md (medians of repeated timed runs).
 #![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "a benchmark's setup fails loudly; indices are bounded by construction"
+)]
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -185,7 +190,7 @@ fn native(subjects: u64) -> HashMap<u64, Native> {
     (0..subjects)
         .map(|i| {
             let roll = rng.below(100);
-            (i, Native { granted: 1 << (roll % 8), withdrawn: u64::from(roll % 3 == 0), flags: (roll % 5) as u8 })
+            (i, Native { granted: 1 << (roll % 8), withdrawn: u64::from(roll.is_multiple_of(3)), flags: (roll % 5) as u8 })
         })
         .collect()
 }
@@ -269,7 +274,7 @@ fn throughput(guard: &Arc<Guard>, subjects: u64, threads: usize, writes_per_seco
                 let due = start.elapsed().as_secs_f64() * writes_per_second as f64;
                 while (written as f64) < due {
                     let subject = SubjectId::new(rng.below(subjects)).as_str().to_owned();
-                    let event = if written % 2 == 0 {
+                    let event = if written.is_multiple_of(2) {
                         ConsentEvent::Withdraw(WithdrawEvent {
                             subject,
                             purposes: vec![Purpose::ADVERTISING],

@@ -146,13 +146,30 @@ pub(crate) enum Detail<'a> {
     /// Deemed (opt-out) consent where an affirmative one is needed.
     Deemed { needed: ConsentLevel },
     /// Retention: the limit, and when the data was collected (`None`: unknown).
-    Retention { limit: &'a str, collected: Option<i64> },
+    Retention { limit: Cow<'a, str>, collected: Option<i64> },
     /// Session retention, with the sessions compared.
     Session,
     /// The scope of the grant excludes the request.
     Scope(&'static str),
     /// Needs a separate grant naming the region.
     Transfer(Cow<'a, str>),
+}
+
+impl Detail<'_> {
+    fn into_owned(self) -> Detail<'static> {
+        let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        match self {
+            Detail::None => Detail::None,
+            Detail::Item(item) => Detail::Item(own(item)),
+            Detail::At(at) => Detail::At(at),
+            Detail::Level { given, needed, at } => Detail::Level { given, needed, at },
+            Detail::Deemed { needed } => Detail::Deemed { needed },
+            Detail::Retention { limit, collected } => Detail::Retention { limit: own(limit), collected },
+            Detail::Session => Detail::Session,
+            Detail::Scope(what) => Detail::Scope(what),
+            Detail::Transfer(region) => Detail::Transfer(own(region)),
+        }
+    }
 }
 
 /// What the guard answered for one request.
@@ -318,12 +335,9 @@ impl<'a> Decision<'a> {
         }
     }
 
-    /// An owned copy, for keeping beyond the guard and the request.
+    /// An owned copy, for keeping beyond the guard and the request. The message is
+    /// still built only when asked for.
     pub fn into_owned(self) -> Decision<'static> {
-        let message = match self.message {
-            Some(message) => message.into_owned(),
-            None => self.build_message(),
-        };
         Decision {
             code: self.code,
             basis: self.basis,
@@ -333,8 +347,8 @@ impl<'a> Decision<'a> {
             subject: Cow::Owned(self.subject.into_owned()),
             purpose: self.purpose,
             at: self.at,
-            detail: Detail::None,
-            message: Some(Cow::Owned(message)),
+            detail: self.detail.into_owned(),
+            message: self.message.map(|m| Cow::Owned(m.into_owned())),
         }
     }
 }

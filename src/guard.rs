@@ -159,6 +159,17 @@ impl Guard {
     ///
     /// As [`Guard::record`]; nothing of the batch is recorded then.
     pub fn record_all(&self, events: &[ConsentEvent]) -> Result<(), EventError> {
+        // What the guard assumes for an absent field is written down before the event
+        // is stored: a grant keeps the policy version it was given under (proof of
+        // consent), and an age keeps the time it was stated (a replay next year must
+        // not make the subject a year younger).
+        let stamped: Vec<ConsentEvent>;
+        let events = if events.iter().any(|e| self.needs_stamp(e)) {
+            stamped = events.iter().map(|e| self.stamp(e)).collect();
+            stamped.as_slice()
+        } else {
+            events
+        };
         let changes = events.iter().map(|e| self.compile_event(e)).collect::<Result<Vec<_>, _>>()?;
         let Some(store) = &self.store else { return self.apply(events, changes) };
         let mut applied =
@@ -176,6 +187,29 @@ impl Guard {
 
     /// Applies compiled changes; consecutive changes of one subject are applied under one
     /// write lock, so a check sees a subject's batch whole or not at all.
+    fn needs_stamp(&self, event: &ConsentEvent) -> bool {
+        match event {
+            ConsentEvent::Grant(grant) => grant.policy_version.is_none(),
+            ConsentEvent::Subject(subject) => subject.at.is_none(),
+            _ => false,
+        }
+    }
+
+    fn stamp(&self, event: &ConsentEvent) -> ConsentEvent {
+        match event {
+            ConsentEvent::Grant(grant) if grant.policy_version.is_none() => {
+                ConsentEvent::Grant(crate::consent::GrantEvent {
+                    policy_version: Some(self.policy.version().to_owned()),
+                    ..grant.clone()
+                })
+            }
+            ConsentEvent::Subject(subject) if subject.at.is_none() => {
+                ConsentEvent::Subject(crate::consent::SubjectEvent { at: Some(self.clock.now()), ..subject.clone() })
+            }
+            other => other.clone(),
+        }
+    }
+
     fn apply(&self, events: &[ConsentEvent], changes: Vec<Change>) -> Result<(), EventError> {
         let mut pending = events.iter().zip(changes).peekable();
         while let Some((event, change)) = pending.next() {
@@ -257,7 +291,11 @@ impl Guard {
                 std::thread::sleep(interval);
                 continue;
             }
-            let _ = self.sync();
+            if self.sync().is_err() {
+                // Already failing closed; wait before asking again so that a store
+                // whose wait returns at once does not make this loop spin.
+                std::thread::sleep(interval);
+            }
         }
     }
 
@@ -599,7 +637,7 @@ impl<'a> Evaluation<'a, '_> {
                 (!same).then(|| deny(ReasonCode::RetentionExpired, Detail::Session))
             }
             Some(limit) => {
-                let label: &'a str = &self.rule.retention_label;
+                let label = Cow::Borrowed(self.rule.retention_label.as_str());
                 match request.collected_at.map(|t| t.timestamp_millis()) {
                     None => {
                         Some(deny(ReasonCode::RetentionExpired, Detail::Retention { limit: label, collected: None }))

@@ -10,6 +10,7 @@
 //! | [`policy`] | the policy document, its TOML form, the builder, validation and compilation |
 //! | [`request`] | access requests and their dimensions |
 //! | [`guard`] | the decision: policy × consent state × request × time |
+//! | [`sealed`] | personal data that only a granted decision opens ([`Personal`]) |
 //! | [`decision`] | decisions and reason codes |
 //! | [`audit`] | audit records and sinks, the hash-chained log |
 //! | [`store`] | consent stores |
@@ -20,6 +21,10 @@
 //!
 //! - `toml` (default): load policies from TOML files with `file:line:col` diagnostics.
 //! - `json` (default): the hash-chained JSON-lines audit log (`sha2`, `serde_json`).
+//! - `redb` (default): [`store::RedbConsentStore`], the embedded crash-safe store (one
+//!   file, pure Rust).
+//! - `postgres`: [`store::PostgresConsentStore`], for services with several replicas
+//!   (LISTEN/NOTIFY plus polling; PostgreSQL wire protocol only).
 //! - `cli`: the `consent-guard` command line (`clap`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -37,6 +42,7 @@ pub mod guard;
 pub mod policy;
 pub mod purpose;
 pub mod request;
+pub mod sealed;
 pub mod store;
 
 pub use audit::{AuditRecord, AuditSink, MemoryAuditSink, NoAuditSink};
@@ -50,3 +56,4 @@ pub use guard::{Guard, GuardBuilder};
 pub use policy::{Policy, PolicyBuilder};
 pub use purpose::Purpose;
 pub use request::{AccessRequest, Action, Deidentification, Recipient, RecipientKind, Region, Signals};
+pub use sealed::{Access, Granted, Personal, SealedAccess, Shared, Tags, Tally};

@@ -123,6 +123,21 @@ impl fmt::Debug for MemoryConsentStore {
     }
 }
 
+impl<S: ConsentStore + ?Sized> ConsentStore for Box<S> {
+    fn append(&self, events: &[ConsentEvent]) -> Result<u64, StoreError> {
+        (**self).append(events)
+    }
+    fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
+        (**self).history(subject)
+    }
+    fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
+        (**self).events_since(after, limit)
+    }
+    fn wait_for_change(&self, after: u64, timeout: std::time::Duration) -> Result<(), StoreError> {
+        (**self).wait_for_change(after, timeout)
+    }
+}
+
 impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
     fn append(&self, events: &[ConsentEvent]) -> Result<u64, StoreError> {
         (**self).append(events)
@@ -137,3 +152,13 @@ impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
         (**self).wait_for_change(after, timeout)
     }
 }
+
+#[cfg(feature = "redb")]
+mod embedded;
+#[cfg(feature = "redb")]
+pub use embedded::RedbConsentStore;
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresConsentStore;

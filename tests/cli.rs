@@ -663,3 +663,48 @@ proptest! {
         prop_assert!(!stderr.contains("panicked"), "{}", stderr);
     }
 }
+
+/// `history` prints one subject's events from a redb store, and `check --store`
+/// decides from the store's events (proof of consent, issue 5).
+#[test]
+fn history_and_check_read_a_store() {
+    use consent_guard::store::{ConsentStore, RedbConsentStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("consent.redb");
+    {
+        let store = RedbConsentStore::open(&path).unwrap();
+        let lines = [
+            r#"{"type":"grant","subject":"u1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","policy_version":"1.0"}"#,
+            r#"{"type":"withdraw","subject":"u1","purposes":["ai_training"],"at":"2026-02-01T00:00:00Z"}"#,
+            r#"{"type":"grant","subject":"u2","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#,
+        ];
+        let events: Vec<ConsentEvent> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        store.append(&events).unwrap();
+    }
+    let store = path.to_str().unwrap();
+    let out = cg().args(["history", "--store", store, "--subject", "u1"]).assert().success().get_output().clone();
+    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(history["subject"], "u1");
+    let events = history["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{history}");
+    assert_eq!(events[0]["level"], "separate");
+    assert_eq!(events[0]["policy_version"], "1.0");
+    assert_eq!(events[1]["type"], "withdraw");
+
+    let requests = r#"{"subject":"u1","purpose":"ai_training.model_training","categories":["behavior.log"],"deidentification":"anonymized"}
+{"subject":"u2","purpose":"ai_training.model_training","categories":["behavior.log"],"deidentification":"anonymized"}"#;
+    let policy = root().join("examples/policies/exmo.toml");
+    let out = cg()
+        .args(["check", "--policy", policy.to_str().unwrap(), "--store", store, "--at", "2026-06-01T00:00:00Z"])
+        .write_stdin(requests)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let codes: Vec<Value> = decisions(&out.stdout).iter().map(|d| d["code"].clone()).collect();
+    assert_eq!(codes, [json!("consent_withdrawn"), json!("consent_given")]);
+
+    // A store that is not a redb file is refused with exit status 2.
+    let (_bad_dir, bad) = temp_file("not.redb", b"not a database");
+    cg().args(["history", "--store", bad.to_str().unwrap(), "--subject", "u1"]).assert().code(2);
+}

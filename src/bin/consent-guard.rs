@@ -26,7 +26,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use consent_guard::audit::JsonLinesAuditSink;
-use consent_guard::error::{EventError, Severity};
+use consent_guard::error::{EventError, Severity, StoreError};
+use consent_guard::store::ConsentStore;
 use consent_guard::{AccessRequest, ConsentEvent, FixedClock, Guard, Policy, PolicyError, ReasonCode};
 
 use crate::input::{explain as explain_error, for_each_record, Kind};
@@ -69,6 +70,16 @@ enum Command {
     /// Audit logs written by `check --audit`.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print one subject's consent history from a store, as JSON: every event, with
+    /// its policy version and level (proof of consent, access and portability requests).
+    History {
+        /// The consent store: a redb file, or a `postgres://` URL (`postgres` feature).
+        #[arg(long, value_name = "S")]
+        store: String,
+        /// The subject.
+        #[arg(long, value_name = "U")]
+        subject: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,8 +105,12 @@ struct CheckArgs {
     #[arg(long, value_name = "P")]
     policy: PathBuf,
     /// Consent events (JSON lines), recorded in file order before the first request.
-    #[arg(long, value_name = "E")]
+    #[arg(long, value_name = "E", conflicts_with = "store")]
     events: Option<PathBuf>,
+    /// Extension: read consent events from a store instead of a file: a redb file, or
+    /// a `postgres://` URL (`postgres` feature). The store is only read.
+    #[arg(long, value_name = "S")]
+    store: Option<String>,
     /// "Now" (RFC 3339) for every request that names no `at` of its own; the present
     /// time when absent.
     #[arg(long, value_name = "T", value_parser = rfc3339)]
@@ -191,6 +206,14 @@ pub(crate) enum CliError {
     /// A command-line value the policy does not know.
     #[error("{0}")]
     Usage(String),
+    /// The consent store could not be opened or read.
+    #[error("{store}: {message}")]
+    Store {
+        /// The store as given.
+        store: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Decisions could not be written.
     #[error("cannot write standard output: {0}")]
     Output(#[source] io::Error),
@@ -203,6 +226,7 @@ fn main() -> ExitCode {
         Command::Lint { policies } => lint(&policies),
         Command::Explain { policy, purpose } => explain::run(&policy, purpose.as_deref()),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
+        Command::History { store, subject } => history(&store, &subject),
     };
     match result {
         Ok(code) => code,
@@ -256,6 +280,37 @@ fn open(path: &Path) -> Result<BufReader<File>, CliError> {
         .map_err(|source| CliError::Read { file: display(path), source })
 }
 
+/// Opens a consent store named on the command line.
+fn open_store(spec: &str) -> Result<Box<dyn ConsentStore>, CliError> {
+    let failed = |e: StoreError| CliError::Store { store: spec.to_owned(), message: e.to_string() };
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return consent_guard::store::PostgresConsentStore::connect(spec)
+            .map(|store| Box::new(store) as Box<dyn ConsentStore>)
+            .map_err(failed);
+        #[cfg(not(feature = "postgres"))]
+        return Err(CliError::Store {
+            store: spec.to_owned(),
+            message: "this build has no PostgreSQL support; build with `--features cli,postgres`".to_owned(),
+        });
+    }
+    consent_guard::store::RedbConsentStore::open(spec)
+        .map(|store| Box::new(store) as Box<dyn ConsentStore>)
+        .map_err(failed)
+}
+
+/// `history`: one subject's events from a store, as pretty JSON.
+fn history(spec: &str, subject: &str) -> Result<ExitCode, CliError> {
+    let store = open_store(spec)?;
+    let history =
+        store.history(subject).map_err(|e| CliError::Store { store: spec.to_owned(), message: e.to_string() })?;
+    let json = serde_json::to_string_pretty(&history)
+        .map_err(|e| CliError::Store { store: spec.to_owned(), message: e.to_string() })?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "{json}").map_err(CliError::Output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `check`: events first, then one decision per request.
 fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let policy = Policy::from_toml_file(&args.policy)?;
@@ -274,8 +329,13 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     if let Some((_, sink)) = &sink {
         builder = builder.audit(Arc::clone(sink));
     }
-    // The guard has no consent store, so building it replays nothing and cannot fail.
-    let guard = builder.build().map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(spec) = &args.store {
+        builder = builder.store(open_store(spec)?);
+    }
+    // With a store, building replays it; an event the policy cannot apply is bad input.
+    let guard = builder
+        .build()
+        .map_err(|e| CliError::Store { store: args.store.clone().unwrap_or_default(), message: e.to_string() })?;
 
     if let Some(path) = &args.events {
         record_events(&guard, path)?;

@@ -2,6 +2,12 @@
 //! a list of consent events (JSON lines, as in `interchange.md`) and requests checked
 //! against them, each with the reason code it must get.
 #![allow(dead_code, reason = "each test binary uses a different part of the helpers")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly with the input that broke them"
+)]
 
 use chrono::{DateTime, Utc};
 use consent_guard::{AccessRequest, ConsentEvent, FixedClock, Guard, Policy};

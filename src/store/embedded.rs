@@ -1,0 +1,257 @@
+//! The embedded consent store: one crash-safe [redb](https://docs.rs/redb) file.
+//!
+//! Layout (format version 1):
+//! - `consent_guard.events`: position (`u64`, from 1) → the event as interchange JSON;
+//! - `consent_guard.by_subject`: (subject, position) → `()`, to read one subject's
+//!   history without scanning the store;
+//! - `consent_guard.meta`: `format_version` → 1.
+//!
+//! Every `append` is one write transaction committed with `Durability::Immediate` and
+//! two-phase commit (two fsyncs). Two-phase commit is what makes a damaged file an
+//! error: with redb's default one-phase commit a latest commit that fails its checksum
+//! is taken for a torn write and silently rolled back to the commit before, which would
+//! hand back a history without its newest, acknowledged events.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, StorageError, TableDefinition};
+
+use super::ConsentStore;
+use crate::consent::{ConsentEvent, ConsentHistory};
+use crate::error::StoreError;
+
+const EVENTS: TableDefinition<'static, u64, &str> = TableDefinition::new("consent_guard.events");
+const BY_SUBJECT: TableDefinition<'static, (&str, u64), ()> = TableDefinition::new("consent_guard.by_subject");
+const META: TableDefinition<'static, &str, u64> = TableDefinition::new("consent_guard.meta");
+const FORMAT_KEY: &str = "format_version";
+const FORMAT_VERSION: u64 = 1;
+
+/// The embedded default consent store: every event in one redb file, made durable
+/// (fsync) before [`ConsentStore::append`] returns.
+///
+/// - One process at a time: a second open of the same file, from this process or
+///   another, is refused with an error saying so.
+/// - Every page is checksummed and the whole file is verified when it is opened: a
+///   damaged file is refused, never read in part.
+/// - An `erase` rewrites the subject's earlier `subject` events without their birth
+///   date and age, in the same transaction as the erase event.
+///
+/// ```no_run
+/// use consent_guard::store::RedbConsentStore;
+/// use consent_guard::{Guard, Policy};
+///
+/// let store = RedbConsentStore::open("consent.redb")?;
+/// let policy = Policy::from_toml_file("examples/policies/exmo.toml")?;
+/// let guard = Guard::builder(policy).store(store).build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RedbConsentStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl RedbConsentStore {
+    /// Opens the store at `path`, creating the file if it does not exist.
+    ///
+    /// The whole file is read and its checksums verified, so opening takes time in
+    /// proportion to its size.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created or read, is open elsewhere, is damaged, or is
+    /// not a consent store.
+    pub fn open(path: impl AsRef<Path>) -> Result<RedbConsentStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut builder = Database::builder();
+        builder.set_check_integrity_on_open(true);
+        let db = builder.create(&path).map_err(|error| open_error(&path, error))?;
+        let store = RedbConsentStore { db, path };
+        store.initialise()?;
+        Ok(store)
+    }
+
+    /// The file the store is kept in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates the tables of a new file, or checks the format version of an old one.
+    fn initialise(&self) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.fail("open the consent store", e))?;
+            let found = meta.get(FORMAT_KEY).map_err(|e| self.fail("open the consent store", e))?.map(|v| v.value());
+            let events = txn.open_table(EVENTS).map_err(|e| self.fail("open the consent store", e))?;
+            txn.open_table(BY_SUBJECT).map_err(|e| self.fail("open the consent store", e))?;
+            match found {
+                Some(FORMAT_VERSION) => {}
+                Some(other) => {
+                    return Err(StoreError::new(format!(
+                        "consent store {} has format version {other}; this build reads version {FORMAT_VERSION}",
+                        self.path.display()
+                    )))
+                }
+                None if events.last().map_err(|e| self.fail("open the consent store", e))?.is_some() => {
+                    return Err(StoreError::new(format!(
+                        "consent store {} holds events but no format version",
+                        self.path.display()
+                    )))
+                }
+                None => {
+                    meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(|e| self.fail("open the consent store", e))?;
+                }
+            }
+        }
+        txn.commit().map_err(|e| self.fail("open the consent store", e))
+    }
+
+    /// A write transaction that is durable on commit: one fsync for the data and the
+    /// commit slot, one for the switch to it.
+    fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.fail("write to the consent store", e))?;
+        txn.set_durability(Durability::Immediate).map_err(|e| self.fail("write to the consent store", e))?;
+        txn.set_two_phase_commit(true);
+        Ok(txn)
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.db.begin_read().map_err(|e| self.fail("read the consent store", e))
+    }
+
+    fn last_position(&self) -> Result<u64, StoreError> {
+        let txn = self.begin_read()?;
+        let events = txn.open_table(EVENTS).map_err(|e| self.fail("read the consent store", e))?;
+        let last = events.last().map_err(|e| self.fail("read the consent store", e))?;
+        Ok(last.map_or(0, |(position, _)| position.value()))
+    }
+
+    /// A store error for a failed `action`, saying so when redb found the file damaged.
+    fn fail(&self, action: &str, error: impl Into<redb::Error>) -> StoreError {
+        let error: redb::Error = error.into();
+        match error {
+            redb::Error::Corrupted(_) => StoreError::with_source(
+                format!("cannot {action}: consent store {} is corrupted", self.path.display()),
+                error,
+            ),
+            _ => StoreError::with_source(format!("cannot {action} {}", self.path.display()), error),
+        }
+    }
+}
+
+/// The error of a failed open, naming the cases an operator must act on.
+fn open_error(path: &Path, error: DatabaseError) -> StoreError {
+    let path = path.display();
+    match error {
+        DatabaseError::DatabaseAlreadyOpen => StoreError::with_source(
+            format!("consent store {path} is already open, by another process or another store in this one"),
+            error,
+        ),
+        DatabaseError::Storage(StorageError::Corrupted(_)) => StoreError::with_source(
+            format!("consent store {path} is corrupted and was not opened; restore it from a backup"),
+            error,
+        ),
+        DatabaseError::Storage(StorageError::Io(ref io)) if io.kind() == std::io::ErrorKind::InvalidData => {
+            StoreError::with_source(format!("cannot open consent store {path}: not a redb file"), error)
+        }
+        DatabaseError::Storage(StorageError::Io(_)) => {
+            StoreError::with_source(format!("cannot open consent store {path}"), error)
+        }
+        _ => StoreError::with_source(format!("cannot open consent store {path}: not a readable consent store"), error),
+    }
+}
+
+fn decode(position: u64, json: &str) -> Result<ConsentEvent, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|error| StoreError::with_source(format!("stored event at position {position} cannot be read"), error))
+}
+
+fn encode(event: &ConsentEvent) -> Result<String, StoreError> {
+    serde_json::to_string(event).map_err(|error| StoreError::with_source("cannot encode a consent event", error))
+}
+
+impl ConsentStore for RedbConsentStore {
+    fn append(&self, events: &[ConsentEvent]) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return self.last_position();
+        }
+        let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let write = |e: redb::Error| self.fail("write to the consent store", e);
+        let txn = self.begin_write()?;
+        let last = {
+            let mut table = txn.open_table(EVENTS).map_err(|e| write(e.into()))?;
+            let mut index = txn.open_table(BY_SUBJECT).map_err(|e| write(e.into()))?;
+            let mut position = table.last().map_err(|e| write(e.into()))?.map_or(0, |(key, _)| key.value());
+            for (event, json) in events.iter().zip(&encoded) {
+                position = position.checked_add(1).ok_or_else(|| StoreError::new("consent store is full"))?;
+                if let ConsentEvent::Erase(erase) = event {
+                    let earlier: Vec<u64> = index
+                        .range((erase.subject.as_str(), 0)..(erase.subject.as_str(), position))
+                        .map_err(|e| write(e.into()))?
+                        .map(|entry| entry.map(|(key, _)| key.value().1))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| write(e.into()))?;
+                    for at in earlier {
+                        let Some(stored) = table.get(at).map_err(|e| write(e.into()))?.map(|v| v.value().to_owned())
+                        else {
+                            return Err(StoreError::new(format!("consent store index names a missing event {at}")));
+                        };
+                        if let ConsentEvent::Subject(mut attributes) = decode(at, &stored)? {
+                            if attributes.birth_date.is_some() || attributes.age.is_some() {
+                                attributes.birth_date = None;
+                                attributes.age = None;
+                                let scrubbed = encode(&ConsentEvent::Subject(attributes))?;
+                                table.insert(at, scrubbed.as_str()).map_err(|e| write(e.into()))?;
+                            }
+                        }
+                    }
+                }
+                table.insert(position, json.as_str()).map_err(|e| write(e.into()))?;
+                index.insert((event.subject(), position), ()).map_err(|e| write(e.into()))?;
+            }
+            position
+        };
+        txn.commit().map_err(|e| write(e.into()))?;
+        Ok(last)
+    }
+
+    fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
+        let read = |e: redb::Error| self.fail("read the consent store", e);
+        let txn = self.begin_read()?;
+        let table = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
+        let index = txn.open_table(BY_SUBJECT).map_err(|e| read(e.into()))?;
+        let mut events = Vec::new();
+        for entry in index.range((subject, 0)..=(subject, u64::MAX)).map_err(|e| read(e.into()))? {
+            let position = entry.map_err(|e| read(e.into()))?.0.value().1;
+            let Some(json) = table.get(position).map_err(|e| read(e.into()))? else {
+                return Err(StoreError::new(format!("consent store index names a missing event {position}")));
+            };
+            events.push(decode(position, json.value())?);
+        }
+        Ok(ConsentHistory::new(subject, events))
+    }
+
+    fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
+        let Some(first) = after.checked_add(1) else { return Ok(Vec::new()) };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let read = |e: redb::Error| self.fail("read the consent store", e);
+        let txn = self.begin_read()?;
+        let table = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
+        let mut events = Vec::with_capacity(limit.min(4096));
+        for entry in table.range(first..).map_err(|e| read(e.into()))?.take(limit) {
+            let (position, json) = entry.map_err(|e| read(e.into()))?;
+            let position = position.value();
+            events.push((position, decode(position, json.value())?));
+        }
+        Ok(events)
+    }
+}
+
+impl fmt::Debug for RedbConsentStore {
+    /// Prints the file, never the events: they are personal data.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbConsentStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
