@@ -190,7 +190,14 @@ fn native(subjects: u64) -> HashMap<u64, Native> {
     (0..subjects)
         .map(|i| {
             let roll = rng.below(100);
-            (i, Native { granted: 1 << (roll % 8), withdrawn: u64::from(roll.is_multiple_of(3)), flags: (roll % 5) as u8 })
+            (
+                i,
+                Native {
+                    granted: 1 << (roll % 8),
+                    withdrawn: u64::from(roll.is_multiple_of(3)),
+                    flags: (roll % 5) as u8,
+                },
+            )
         })
         .collect()
 }
