@@ -756,3 +756,18 @@ fn bit(index: usize) -> u128 {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Services share one guard between threads: a field that is not `Send + Sync`
+    /// must fail this test at compile time.
+    #[test]
+    fn guard_is_send_and_sync() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Guard>();
+        shareable::<Policy>();
+        shareable::<Decision<'static>>();
+    }
+}
