@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::basis::{ConsentLevel, LegalBasis};
+use crate::policy::Retention;
 use crate::purpose::Purpose;
 
 /// Why a decision was made: stable, machine-readable. Allow codes are
@@ -146,7 +147,7 @@ pub(crate) enum Detail<'a> {
     /// Deemed (opt-out) consent where an affirmative one is needed.
     Deemed { needed: ConsentLevel },
     /// Retention: the limit, and when the data was collected (`None`: unknown).
-    Retention { limit: Cow<'a, str>, collected: Option<i64> },
+    Retention { limit: Retention, collected: Option<i64> },
     /// Session retention, with the sessions compared.
     Session,
     /// The scope of the grant excludes the request.
@@ -164,7 +165,7 @@ impl Detail<'_> {
             Detail::At(at) => Detail::At(at),
             Detail::Level { given, needed, at } => Detail::Level { given, needed, at },
             Detail::Deemed { needed } => Detail::Deemed { needed },
-            Detail::Retention { limit, collected } => Detail::Retention { limit: own(limit), collected },
+            Detail::Retention { limit, collected } => Detail::Retention { limit, collected },
             Detail::Session => Detail::Session,
             Detail::Scope(what) => Detail::Scope(what),
             Detail::Transfer(region) => Detail::Transfer(own(region)),

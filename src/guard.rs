@@ -375,10 +375,7 @@ impl Guard {
             if purposes.is_empty() {
                 return Err(EventError::Empty("purposes"));
             }
-            match purposes.iter().find(|p| !policy.knows_purpose(p)) {
-                Some(unknown) => Err(EventError::UnknownPurpose(unknown.to_string())),
-                None => policy.purpose_mask_of(purposes).ok_or(EventError::Empty("purposes")),
-            }
+            policy.purpose_mask_of(purposes).map_err(|unknown| EventError::UnknownPurpose(unknown.to_string()))
         };
         match event {
             ConsentEvent::Subject(subject) => {
@@ -636,19 +633,16 @@ impl<'a> Evaluation<'a, '_> {
                 };
                 (!same).then(|| deny(ReasonCode::RetentionExpired, Detail::Session))
             }
-            Some(limit) => {
-                let label = Cow::Borrowed(self.rule.retention_label.as_str());
-                match request.collected_at.map(|t| t.timestamp_millis()) {
-                    None => {
-                        Some(deny(ReasonCode::RetentionExpired, Detail::Retention { limit: label, collected: None }))
-                    }
-                    Some(collected) if self.now.saturating_sub(collected) > limit => Some(deny(
-                        ReasonCode::RetentionExpired,
-                        Detail::Retention { limit: label, collected: Some(collected) },
-                    )),
-                    Some(_) => None,
+            Some(limit) => match request.collected_at.map(|t| t.timestamp_millis()) {
+                None => {
+                    Some(deny(ReasonCode::RetentionExpired, Detail::Retention { limit: retention, collected: None }))
                 }
-            }
+                Some(collected) if self.now.saturating_sub(collected) > limit => Some(deny(
+                    ReasonCode::RetentionExpired,
+                    Detail::Retention { limit: retention, collected: Some(collected) },
+                )),
+                Some(_) => None,
+            },
         }
     }
 

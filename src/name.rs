@@ -122,14 +122,14 @@ impl Tree {
         if self.names.len() >= MAX_NODES {
             return Err(ExtendError::Full);
         }
-        let shared: Arc<str> = Arc::from(name);
-        self.extensions.insert(shared.clone(), self.names.len());
+        self.extensions.insert(Arc::from(name), self.names.len());
         self.push(Cow::Owned(name.to_owned()));
         Ok(())
     }
 
     pub(crate) fn index_of_name(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == name).or_else(|| self.extensions.get(name).copied())
+        // Declared names are in the map; only built-ins need the scan.
+        self.extensions.get(name).copied().or_else(|| self.names.iter().position(|n| n == name))
     }
 
     pub(crate) fn index(&self, node: &Node) -> Option<usize> {

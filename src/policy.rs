@@ -122,8 +122,6 @@ pub(crate) struct Rule {
     pub(crate) deidentification: Deidentification,
     pub(crate) anonymized_exempt: bool,
     pub(crate) retention: Option<Retention>,
-    /// The retention as written (`30d`), for messages.
-    pub(crate) retention_label: String,
     pub(crate) regions: Vec<Region>,
     pub(crate) transfer_regions: TransferRegions,
     pub(crate) dnt: bool,
@@ -259,9 +257,10 @@ impl Policy {
         Ok(())
     }
 
-    pub(crate) fn purpose_mask_of(&self, purposes: &[Purpose]) -> Option<u128> {
+    /// The bits of the named purposes (not down-closed), or the first unknown purpose.
+    pub(crate) fn purpose_mask_of<'p>(&self, purposes: &'p [Purpose]) -> Result<u128, &'p Purpose> {
         purposes.iter().try_fold(0u128, |mask, p| {
-            self.purposes.index(&p.0).map(|i| mask | (1u128 << (i % crate::name::MAX_NODES)))
+            self.purposes.index(&p.0).map(|i| mask | (1u128 << (i % crate::name::MAX_NODES))).ok_or(p)
         })
     }
 

@@ -10,7 +10,7 @@ use crate::category::{DataCategory, CATEGORY_NAMES, SENSITIVE_BUILTINS};
 use crate::error::Severity;
 use crate::name::{ExtendError, Tree, MAX_NODES};
 use crate::purpose::{Purpose, PURPOSE_NAMES};
-use crate::request::{Action, Actions, Deidentification, RecipientKind, RecipientKinds, Region};
+use crate::request::{Action, Actions, RecipientKind, RecipientKinds, Region};
 
 /// The most recipients a policy may declare (they are bits of a `u64`).
 const MAX_RECIPIENTS: usize = 64;
@@ -369,48 +369,35 @@ fn compile_rule(
         }
     }
 
-    let actions = match &rule.actions {
-        None => Actions::COLLECT | Actions::STORE | Actions::USE | Actions::DELETE,
-        Some(list) if list.is_empty() => {
-            problems
-                .error(at(path, &[key("actions")]), "an empty action list permits nothing: remove the rule instead");
-            Actions::empty()
-        }
-        Some(list) => list.iter().fold(Actions::empty(), |set, a| set | Action::flag(*a)),
-    };
+    if rule.actions.as_ref().is_some_and(Vec::is_empty) {
+        problems.error(at(path, &[key("actions")]), "an empty action list permits nothing: remove the rule instead");
+    }
+    let actions = rule.effective_actions().iter().fold(Actions::empty(), |set, a| set | Action::flag(*a));
 
     let mut recipient_kinds = RecipientKinds::empty();
     let mut recipient_names = 0u64;
-    match &rule.recipients {
-        None => recipient_kinds = RecipientKinds::FIRST_PARTY,
-        Some(list) => {
-            if list.is_empty() {
-                problems.error(
-                    at(path, &[key("recipients")]),
-                    "an empty recipient list permits nothing: list `first_party` at least",
-                );
-            }
-            for (i, name) in list.iter().enumerate() {
-                if let Some(kind) = RecipientKind::from_name(name) {
-                    recipient_kinds |= kind.flag();
-                } else if let Some(position) = recipients.iter().position(|r| r.name == *name) {
-                    recipient_names |= 1u64 << (position % 64);
-                } else {
-                    problems.error(
-                        at(path, &[key("recipients"), PathSegment::Index(i)]),
-                        format!("`{name}` is neither a recipient kind nor a recipient declared under [recipients]"),
-                    );
-                }
-            }
+    if rule.recipients.as_ref().is_some_and(Vec::is_empty) {
+        problems.error(
+            at(path, &[key("recipients")]),
+            "an empty recipient list permits nothing: list `first_party` at least",
+        );
+    }
+    for (i, name) in rule.effective_recipients().enumerate() {
+        if let Some(kind) = RecipientKind::from_name(name) {
+            recipient_kinds |= kind.flag();
+        } else if let Some(position) = recipients.iter().position(|r| r.name == name) {
+            recipient_names |= 1u64 << (position % 64);
+        } else {
+            problems.error(
+                at(path, &[key("recipients"), PathSegment::Index(i)]),
+                format!("`{name}` is neither a recipient kind nor a recipient declared under [recipients]"),
+            );
         }
     }
 
-    let mut deidentification = rule.deidentification.unwrap_or_default();
-    if rule.basis == LegalBasis::ResearchDeidentified && deidentification < Deidentification::Pseudonymized {
-        deidentification = Deidentification::Pseudonymized;
-    }
+    let deidentification = rule.effective_deidentification();
 
-    let regions = rule.regions.clone().unwrap_or_else(|| storage_regions.to_vec());
+    let regions = rule.effective_regions(storage_regions).to_vec();
     if regions.is_empty() {
         problems.error(at(path, &[key("regions")]), "an empty region list permits nothing");
     }
@@ -463,7 +450,6 @@ fn compile_rule(
         deidentification,
         anonymized_exempt: rule.anonymized_exempt.unwrap_or(false),
         retention: rule.retention,
-        retention_label: rule.retention.map(|r| r.to_string()).unwrap_or_default(),
         regions,
         transfer_regions,
         dnt: signals.contains(&Signal::Dnt),

@@ -287,6 +287,43 @@ pub struct RuleDocument {
 }
 
 impl RuleDocument {
+    /// The actions a rule permits when it lists none.
+    pub const DEFAULT_ACTIONS: [Action; 4] = [Action::Collect, Action::Store, Action::Use, Action::Delete];
+
+    /// The actions the rule permits, its default applied.
+    pub fn effective_actions(&self) -> &[Action] {
+        self.actions.as_deref().unwrap_or(&Self::DEFAULT_ACTIONS)
+    }
+
+    /// The recipient kinds and names the rule permits, its default (`first_party`)
+    /// applied.
+    pub fn effective_recipients(&self) -> impl Iterator<Item = &str> {
+        let listed = self.recipients.as_deref().map(|list| list.iter().map(String::as_str));
+        let default = listed.is_none().then_some(RecipientKind::FirstParty.as_str());
+        listed.into_iter().flatten().chain(default)
+    }
+
+    /// The minimum de-identification the guard enforces: research on de-identified data
+    /// needs pseudonymized data at least, whatever the rule says.
+    pub fn effective_deidentification(&self) -> Deidentification {
+        let written = self.deidentification.unwrap_or_default();
+        if self.basis == LegalBasis::ResearchDeidentified {
+            written.max(Deidentification::Pseudonymized)
+        } else {
+            written
+        }
+    }
+
+    /// The regions the rule permits, the policy's storage regions when it lists none.
+    pub fn effective_regions<'a>(&'a self, storage_regions: &'a [Region]) -> &'a [Region] {
+        self.regions.as_deref().unwrap_or(storage_regions)
+    }
+
+    /// The consent level the rule needs (consent rules only).
+    pub fn effective_level(&self) -> Option<ConsentLevel> {
+        (self.basis == LegalBasis::Consent).then_some(self.level.unwrap_or(ConsentLevel::Separate))
+    }
+
     /// A rule with only its required fields.
     pub fn new(
         id: impl Into<String>,

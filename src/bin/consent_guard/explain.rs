@@ -127,7 +127,7 @@ fn one(policy: &Policy, purpose: &Purpose) -> String {
 fn rule_body(policy: &Policy, rule: &RuleDocument, text: &mut String) {
     match rule.basis {
         LegalBasis::Consent => {
-            let level = rule.level.unwrap_or(ConsentLevel::Separate);
+            let level = rule.effective_level().unwrap_or(ConsentLevel::Separate);
             let default = match rule.default.unwrap_or_default() {
                 ConsentDefault::OptIn => "opt-in (absent until granted)",
                 ConsentDefault::OptOut => "opt-out (given until withdrawn)",
@@ -147,25 +147,14 @@ fn rule_body(policy: &Policy, rule: &RuleDocument, text: &mut String) {
     let categories =
         rule.categories.iter().map(|c| if policy.is_sensitive(c) { format!("{c} (sensitive)") } else { c.to_string() });
     let _ = writeln!(text, "  categories: {}", join(categories));
-    let actions = match &rule.actions {
-        Some(actions) => join(actions.iter().map(ToString::to_string)),
-        None => "collect, store, use, delete".to_owned(),
-    };
+    let actions = join(rule.effective_actions().iter().map(ToString::to_string));
     let _ = writeln!(text, "  actions: {actions}");
-    let recipients = match &rule.recipients {
-        None => "first_party".to_owned(),
-        Some(list) => join(list.iter().map(|name| match policy.document().recipients.get(name) {
-            Some(declared) => format!("{name} ({})", declared.kind),
-            None => name.clone(),
-        })),
-    };
+    let recipients = join(rule.effective_recipients().map(|name| match policy.document().recipients.get(name) {
+        Some(declared) => format!("{name} ({})", declared.kind),
+        None => name.to_owned(),
+    }));
     let _ = writeln!(text, "  recipients: {recipients}");
-    let mut deidentification = rule.deidentification.unwrap_or_default();
-    // The compiler raises research on de-identified data to pseudonymized at least.
-    if rule.basis == LegalBasis::ResearchDeidentified && deidentification < Deidentification::Pseudonymized {
-        deidentification = Deidentification::Pseudonymized;
-    }
-    let _ = match deidentification {
+    let _ = match rule.effective_deidentification() {
         Deidentification::None => writeln!(text, "  de-identification: none required"),
         level => writeln!(text, "  de-identification: at least {level}"),
     };
@@ -176,10 +165,7 @@ fn rule_body(policy: &Policy, rule: &RuleDocument, text: &mut String) {
         }
         Some(retention) => writeln!(text, "  retention: {retention}"),
     };
-    let regions = match &rule.regions {
-        Some(regions) => join(regions.iter().map(ToString::to_string)),
-        None => join(policy.storage_regions().iter().map(ToString::to_string)),
-    };
+    let regions = join(rule.effective_regions(policy.storage_regions()).iter().map(ToString::to_string));
     let _ = writeln!(text, "  regions: {regions}");
     let _ = match rule.transfer_regions.as_deref() {
         None | Some([]) => writeln!(text, "  transfer regions: none"),
