@@ -258,8 +258,18 @@ fn bench_checks(c: &mut Criterion) {
     let guard = Guard::builder(policy("exmo")).clock(FixedClock::new(at(150))).audit(sink.clone()).build().unwrap();
     record_population(&guard, 10_000);
     let mut rng = Rng(42);
+    let mut kept = 0u32;
     c.bench_function("exmo/10000/check_memory_audit", |b| {
-        b.iter(|| guard_step(&guard, &templates, &mut rng, 10_000));
+        b.iter(|| {
+            // A service drains its sink; emptied, the sink keeps its buffers and stores
+            // without growing (growth is measured apart, in the summary).
+            kept += 1;
+            if kept == 1 << 20 {
+                kept = 0;
+                sink.clear();
+            }
+            guard_step(&guard, &templates, &mut rng, 10_000)
+        });
     });
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/aimate.toml")).unwrap();
     c.bench_function("load_policy/aimate", |b| {
@@ -354,10 +364,20 @@ fn summary() {
     let mut rng = Rng(42);
     let baseline = median_ns(9, 200_000, |n| (0..n).filter(|_| native_step(&map, &mut rng, 10_000)).count());
     let mut rng = Rng(42);
-    let audited =
-        median_ns(9, 200_000, |n| (0..n).filter(|_| guard_step(&guard, &templates, &mut rng, 10_000)).count());
+    // The first run grows the sink's buffers from empty; the median is of runs into a
+    // drained sink, as a service that reads and clears its sink runs.
+    let mut samples = Vec::new();
+    for _ in 0..10 {
+        sink.clear();
+        let start = Instant::now();
+        black_box((0..200_000).filter(|_| guard_step(&guard, &templates, &mut rng, 10_000)).count());
+        samples.push(start.elapsed().as_nanos() as f64 / 200_000.0);
+    }
+    let growing = samples.remove(0);
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let audited = samples[samples.len() / 2];
     println!(
-        "check, memory audit     exmo     10000 subjects: {audited:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x",
+        "check, memory audit     exmo     10000 subjects: {audited:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x  (growing from empty: {growing:.1} ns)",
         audited / baseline
     );
     drop(guard);

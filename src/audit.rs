@@ -1,13 +1,13 @@
 //! Audit: every decision produces an [`AuditRecord`] (time, request, decision) handed
 //! to an [`AuditSink`]. Sinks compose through std types (`Arc`, `Box`, `Option`, `Vec`).
 //!
-//! Shipped sinks: [`NoAuditSink`] (keeps nothing), [`MemoryAuditSink`] (keeps owned
-//! copies) and, with the `json` feature, [`JsonLinesAuditSink`], a file of JSON lines
-//! chained by SHA-256 so that [`verify_log`] can tell an altered, removed, inserted or
-//! reordered record from an intact log.
+//! Shipped sinks: [`NoAuditSink`] (keeps nothing), [`MemoryAuditSink`] (keeps every
+//! record, compactly, in memory) and, with the `json` feature, [`JsonLinesAuditSink`],
+//! a file of JSON lines chained by SHA-256 so that [`verify_log`] can tell an altered,
+//! removed, inserted or reordered record from an intact log.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +17,10 @@ use crate::request::AccessRequest;
 
 #[cfg(feature = "json")]
 mod chain;
+mod memory;
 #[cfg(feature = "json")]
 pub use chain::{verify_log, JsonLinesAuditSink, LogVerdict};
+pub use memory::MemoryAuditSink;
 
 /// What the guard hands to the sink for each decision. The decision's `at` is the
 /// time of the check.
@@ -82,49 +84,6 @@ pub struct NoAuditSink;
 impl AuditSink for NoAuditSink {
     fn record(&self, _: &AuditRecord<'_>) -> Result<(), AuditError> {
         Ok(())
-    }
-}
-
-/// Keeps owned copies of every record in memory.
-#[derive(Default)]
-pub struct MemoryAuditSink {
-    records: Mutex<Vec<OwnedAuditRecord>>,
-}
-
-impl MemoryAuditSink {
-    /// An empty sink.
-    pub fn new() -> MemoryAuditSink {
-        MemoryAuditSink::default()
-    }
-
-    /// A copy of the records kept so far.
-    pub fn records(&self) -> Vec<OwnedAuditRecord> {
-        self.records.lock().map(|r| r.clone()).unwrap_or_default()
-    }
-
-    /// How many records were kept.
-    pub fn len(&self) -> usize {
-        self.records.lock().map(|r| r.len()).unwrap_or(0)
-    }
-
-    /// Whether nothing was kept yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl AuditSink for MemoryAuditSink {
-    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
-        let owned = record.to_owned_record();
-        self.records.lock().map_err(|_| AuditError::new("memory sink poisoned by a panic"))?.push(owned);
-        Ok(())
-    }
-}
-
-impl fmt::Debug for MemoryAuditSink {
-    /// Prints a count, never the records: they hold personal data.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryAuditSink").field("records", &self.len()).finish()
     }
 }
 

@@ -14,6 +14,13 @@ use chrono::{DateTime, Utc};
 pub trait Clock: fmt::Debug + Send + Sync {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+
+    /// The current time in milliseconds since the Unix epoch: what a check compares
+    /// against. Override it when the clock has the number at hand, so that the check
+    /// path does not build a calendar date only to take it apart again.
+    fn now_millis(&self) -> i64 {
+        self.now().timestamp_millis()
+    }
 }
 
 /// The system's clock.
@@ -23,6 +30,13 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn now_millis(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+        }
     }
 }
 
@@ -49,10 +63,37 @@ impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.millis.load(Ordering::Acquire)).unwrap_or_default()
     }
+
+    fn now_millis(&self) -> i64 {
+        self.millis.load(Ordering::Acquire)
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
     fn now(&self) -> DateTime<Utc> {
         (**self).now()
+    }
+
+    fn now_millis(&self) -> i64 {
+        (**self).now_millis()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_agree_with_the_calendar_time() {
+        let system = SystemClock;
+        let (before, millis, after) = (system.now(), system.now_millis(), system.now());
+        assert!(before.timestamp_millis() <= millis && millis <= after.timestamp_millis());
+
+        let at = DateTime::from_timestamp_millis(1_767_225_600_123).unwrap();
+        let fixed = std::sync::Arc::new(FixedClock::new(at));
+        assert_eq!((fixed.now(), fixed.now_millis()), (at, at.timestamp_millis()));
+        let earlier = DateTime::from_timestamp_millis(-86_400_001).unwrap();
+        fixed.set(earlier);
+        assert_eq!((fixed.now(), fixed.now_millis()), (earlier, -86_400_001));
     }
 }

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::basis::{ConsentLevel, LegalBasis};
-use crate::policy::Retention;
+use crate::policy::{Policy, Retention};
 use crate::purpose::Purpose;
+use crate::request::AccessRequest;
 
 /// Why a decision was made: stable, machine-readable. Allow codes are
 /// `consent_given`, `legal_basis` and `deidentified_exempt`; every other code denies.
@@ -93,6 +94,7 @@ impl ReasonCode {
     ];
 
     /// Whether the code allows.
+    #[inline]
     pub fn is_allow(self) -> bool {
         matches!(self, ReasonCode::ConsentGiven | ReasonCode::LegalBasis | ReasonCode::DeidentifiedExempt)
     }
@@ -176,29 +178,51 @@ impl Detail<'_> {
 /// What the guard answered for one request.
 ///
 /// A denial is a value, never an error. The JSON form is the one of `interchange.md`.
+///
+/// A decision the guard returns borrows the policy and the request it was made for, so
+/// answering costs no copy; [`Decision::into_owned`] keeps one beyond them.
 #[derive(Clone)]
 #[must_use = "a decision that is not looked at protects nothing"]
 pub struct Decision<'a> {
     pub(crate) code: ReasonCode,
     pub(crate) basis: Option<LegalBasis>,
-    pub(crate) clause: Option<Cow<'a, str>>,
-    pub(crate) policy: Cow<'a, str>,
-    pub(crate) policy_version: Cow<'a, str>,
-    pub(crate) subject: Cow<'a, str>,
-    pub(crate) purpose: Purpose,
-    pub(crate) at: DateTime<Utc>,
+    /// The time decided for, in milliseconds since the Unix epoch: the calendar form is
+    /// built only when asked for.
+    pub(crate) at: i64,
+    pub(crate) facts: Facts<'a>,
     pub(crate) detail: Detail<'a>,
-    /// The message as read back from JSON; built from `detail` otherwise.
-    pub(crate) message: Option<Cow<'a, str>>,
+}
+
+/// Which policy, clause, subject and purpose a decision is about.
+#[derive(Clone)]
+pub(crate) enum Facts<'a> {
+    /// As the guard decided: borrowed from the policy and the request.
+    Checked { policy: &'a Policy, clause: Option<&'a str>, request: &'a AccessRequest<'a> },
+    /// Kept beyond the guard, or read back from JSON.
+    Owned(Box<OwnedFacts>),
+}
+
+/// The facts of a decision that owns them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OwnedFacts {
+    pub(crate) clause: Option<String>,
+    pub(crate) policy: String,
+    pub(crate) policy_version: String,
+    pub(crate) subject: String,
+    pub(crate) purpose: Purpose,
+    /// The message as read back from JSON; built from the detail otherwise.
+    pub(crate) message: Option<String>,
 }
 
 impl<'a> Decision<'a> {
     /// Whether the access may go ahead.
+    #[inline]
     pub fn allowed(&self) -> bool {
         self.code.is_allow()
     }
 
     /// The reason code.
+    #[inline]
     pub fn code(&self) -> ReasonCode {
         self.code
     }
@@ -210,46 +234,70 @@ impl<'a> Decision<'a> {
 
     /// The id of the rule that decided (`None` for `no_rule`).
     pub fn clause(&self) -> Option<&str> {
-        self.clause.as_deref()
+        match &self.facts {
+            Facts::Checked { clause, .. } => *clause,
+            Facts::Owned(facts) => facts.clause.as_deref(),
+        }
     }
 
     /// The policy's name.
     pub fn policy(&self) -> &str {
-        &self.policy
+        match &self.facts {
+            Facts::Checked { policy, .. } => policy.name(),
+            Facts::Owned(facts) => &facts.policy,
+        }
     }
 
     /// The policy's version.
     pub fn policy_version(&self) -> &str {
-        &self.policy_version
+        match &self.facts {
+            Facts::Checked { policy, .. } => policy.version(),
+            Facts::Owned(facts) => &facts.policy_version,
+        }
     }
 
     /// The subject of the request.
     pub fn subject(&self) -> &str {
-        &self.subject
+        match &self.facts {
+            Facts::Checked { request, .. } => &request.subject,
+            Facts::Owned(facts) => &facts.subject,
+        }
     }
 
     /// The purpose of the request.
     pub fn purpose(&self) -> &Purpose {
-        &self.purpose
+        match &self.facts {
+            Facts::Checked { request, .. } => &request.purpose,
+            Facts::Owned(facts) => &facts.purpose,
+        }
     }
 
     /// The time the request was decided for.
     pub fn at(&self) -> DateTime<Utc> {
-        self.at
+        // In range by construction: it came from a `DateTime` or a clock.
+        DateTime::from_timestamp_millis(self.at).unwrap_or_default()
+    }
+
+    /// The message as read back from JSON, if this decision was.
+    pub(crate) fn stored_message(&self) -> Option<&str> {
+        match &self.facts {
+            Facts::Checked { .. } => None,
+            Facts::Owned(facts) => facts.message.as_deref(),
+        }
     }
 
     /// A sentence for people; it may change between versions, the code does not.
     pub fn message(&self) -> Cow<'_, str> {
-        if let Some(message) = &self.message {
+        if let Some(message) = self.stored_message() {
             return Cow::Borrowed(message);
         }
         Cow::Owned(self.build_message())
     }
 
     fn build_message(&self) -> String {
-        let purpose = &self.purpose;
-        let subject = &self.subject;
-        let clause = self.clause.as_deref().unwrap_or("the policy");
+        let purpose = self.purpose();
+        let subject = self.subject();
+        let clause = self.clause().unwrap_or("the policy");
         let day = |ms: i64| {
             DateTime::from_timestamp_millis(ms).map_or_else(String::new, |t| t.format("%Y-%m-%d").to_string())
         };
@@ -339,17 +387,23 @@ impl<'a> Decision<'a> {
     /// An owned copy, for keeping beyond the guard and the request. The message is
     /// still built only when asked for.
     pub fn into_owned(self) -> Decision<'static> {
+        let facts = match self.facts {
+            Facts::Owned(facts) => facts,
+            Facts::Checked { policy, clause, request } => Box::new(OwnedFacts {
+                clause: clause.map(str::to_owned),
+                policy: policy.name().to_owned(),
+                policy_version: policy.version().to_owned(),
+                subject: request.subject.clone().into_owned(),
+                purpose: request.purpose.clone(),
+                message: None,
+            }),
+        };
         Decision {
             code: self.code,
             basis: self.basis,
-            clause: self.clause.map(|c| Cow::Owned(c.into_owned())),
-            policy: Cow::Owned(self.policy.into_owned()),
-            policy_version: Cow::Owned(self.policy_version.into_owned()),
-            subject: Cow::Owned(self.subject.into_owned()),
-            purpose: self.purpose,
             at: self.at,
+            facts: Facts::Owned(facts),
             detail: self.detail.into_owned(),
-            message: self.message.map(|m| Cow::Owned(m.into_owned())),
         }
     }
 }
@@ -358,11 +412,11 @@ impl PartialEq for Decision<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.code == other.code
             && self.basis == other.basis
-            && self.clause == other.clause
-            && self.policy == other.policy
-            && self.policy_version == other.policy_version
-            && self.subject == other.subject
-            && self.purpose == other.purpose
+            && self.clause() == other.clause()
+            && self.policy() == other.policy()
+            && self.policy_version() == other.policy_version()
+            && self.subject() == other.subject()
+            && self.purpose() == other.purpose()
             && self.at == other.at
             && self.message() == other.message()
     }
@@ -375,11 +429,11 @@ impl fmt::Debug for Decision<'_> {
             .field("allowed", &self.allowed())
             .field("code", &self.code)
             .field("basis", &self.basis)
-            .field("clause", &self.clause)
-            .field("policy", &self.policy)
-            .field("purpose", &self.purpose)
+            .field("clause", &self.clause())
+            .field("policy", &self.policy())
+            .field("purpose", self.purpose())
             .field("subject", &"<redacted>")
-            .field("at", &self.at)
+            .field("at", &self.at())
             .finish()
     }
 }
@@ -412,12 +466,12 @@ impl Serialize for Decision<'_> {
             code: self.code,
             message: self.message(),
             basis: self.basis,
-            clause: self.clause.as_deref().map(Cow::Borrowed),
-            policy: Cow::Borrowed(&self.policy),
-            policy_version: Cow::Borrowed(&self.policy_version),
-            subject: Cow::Borrowed(&self.subject),
-            purpose: self.purpose.clone(),
-            at: self.at,
+            clause: self.clause().map(Cow::Borrowed),
+            policy: Cow::Borrowed(self.policy()),
+            policy_version: Cow::Borrowed(self.policy_version()),
+            subject: Cow::Borrowed(self.subject()),
+            purpose: self.purpose().clone(),
+            at: self.at(),
         }
         .serialize(serializer)
     }
@@ -440,14 +494,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Decision<'a> {
         Ok(Decision {
             code: json.code,
             basis: json.basis,
-            clause: json.clause,
-            policy: json.policy,
-            policy_version: json.policy_version,
-            subject: json.subject,
-            purpose: json.purpose,
-            at: json.at,
+            at: json.at.timestamp_millis(),
+            facts: Facts::Owned(Box::new(OwnedFacts {
+                clause: json.clause.map(Cow::into_owned),
+                policy: json.policy.into_owned(),
+                policy_version: json.policy_version.into_owned(),
+                subject: json.subject.into_owned(),
+                purpose: json.purpose,
+                message: Some(json.message.into_owned()),
+            })),
             detail: Detail::None,
-            message: Some(json.message),
         })
     }
 }

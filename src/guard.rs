@@ -21,9 +21,9 @@ use chrono::{Datelike, NaiveDate};
 use crate::audit::{AuditRecord, AuditSink, NoAuditSink};
 use crate::basis::{ConsentLevel, LegalBasis};
 use crate::clock::{Clock, SystemClock};
-use crate::consent::state::{Change, ConsentState, EventKind, Grant, ScopeMask, StateEvent, SubjectState};
+use crate::consent::state::{Change, ConsentState, ScopeMask, StateEvent, SubjectView, Terms};
 use crate::consent::{ConsentEvent, ConsentHistory};
-use crate::decision::{Decision, Detail, ReasonCode};
+use crate::decision::{Decision, Detail, Facts, ReasonCode};
 use crate::error::{EventError, StoreError};
 use crate::name::MAX_NODES;
 use crate::policy::{Policy, PolicyVersion, Retention, Rule};
@@ -320,49 +320,49 @@ impl Guard {
     /// Decides one request and hands the audit record to the sink. A denial is a
     /// value; if the audit sink fails, an allow becomes a denial with code
     /// `audit_unavailable`.
+    #[inline]
     pub fn check<'a>(&'a self, request: &'a AccessRequest<'_>) -> Decision<'a> {
-        let decision = self.decide(request);
-        let record = AuditRecord { request, decision: &decision };
-        match self.audit.record(&record) {
-            Ok(()) => decision,
-            Err(_) => Decision { code: ReasonCode::AuditUnavailable, basis: None, detail: Detail::None, ..decision },
+        let mut decision = self.decide(request);
+        if self.audit.record(&AuditRecord { request, decision: &decision }).is_err() {
+            decision.code = ReasonCode::AuditUnavailable;
+            decision.basis = None;
+            decision.detail = Detail::None;
         }
+        decision
     }
 
     /// Decides one request without auditing it: for dry runs (`explain`, tests of a
     /// policy), never for real access.
+    #[inline]
     pub fn decide<'a>(&'a self, request: &'a AccessRequest<'_>) -> Decision<'a> {
-        let at = request.at.unwrap_or_else(|| self.clock.now());
-        let mut decision = Decision {
-            code: ReasonCode::NoRule,
-            basis: None,
-            clause: None,
-            policy: Cow::Borrowed(self.policy.name()),
-            policy_version: Cow::Borrowed(self.policy.version()),
-            subject: Cow::Borrowed(&request.subject),
-            purpose: request.purpose.clone(),
+        let at = match request.at {
+            Some(at) => at.timestamp_millis(),
+            None => self.clock.now_millis(),
+        };
+        let (clause, verdict, basis) = match self.rule_for(request) {
+            None => (None, Verdict { code: ReasonCode::NoRule, detail: Detail::None }, None),
+            Some((rule, clause, node)) => {
+                let verdict = Evaluation { policy: &self.policy, rule, request, node, now: at }.run(&self.state);
+                let basis = verdict.code.is_allow().then_some(rule.basis);
+                (Some(clause), verdict, basis)
+            }
+        };
+        Decision {
+            code: verdict.code,
+            basis,
             at,
-            detail: Detail::None,
-            message: None,
-        };
-        let Some(node) = self.policy.purposes.index(&request.purpose.0) else { return decision };
-        let Some(rule_index) = self.policy.rule_for.get(node).copied().flatten().map(usize::from) else {
-            return decision;
-        };
-        let (Some(rule), Some(document)) =
-            (self.policy.rules.get(rule_index), self.policy.document.rules.get(rule_index))
-        else {
-            return decision;
-        };
-        decision.clause = Some(Cow::Borrowed(&document.id));
-        let verdict =
-            Evaluation { policy: &self.policy, rule, request, node, now: at.timestamp_millis() }.run(&self.state);
-        decision.code = verdict.code;
-        decision.detail = verdict.detail;
-        if decision.code.is_allow() {
-            decision.basis = Some(rule.basis);
+            facts: Facts::Checked { policy: &self.policy, clause, request },
+            detail: verdict.detail,
         }
-        decision
+    }
+
+    /// The rule for the request's purpose, its clause id and the purpose's node.
+    fn rule_for(&self, request: &AccessRequest<'_>) -> Option<(&Rule, &str, usize)> {
+        let node = self.policy.purposes.index(&request.purpose.0)?;
+        let index = usize::from(self.policy.rule_for.get(node).copied().flatten()?);
+        let rule = self.policy.rules.get(index)?;
+        let document = self.policy.document.rules.get(index)?;
+        Some((rule, &document.id, node))
     }
 
     /// Validates an event against the policy and compiles it.
@@ -430,23 +430,19 @@ impl Guard {
                         }))
                     }
                 };
-                Ok(Change::Event(StateEvent {
+                let plain = version == policy.version && expires_at == i64::MAX && scope.is_none();
+                Ok(Change::Grant {
                     at: grant.at.timestamp_millis(),
                     purposes,
-                    kind: EventKind::Grant(Grant {
-                        level: grant.level,
-                        by_guardian: grant.by_guardian,
-                        version,
-                        expires_at,
-                        scope,
-                    }),
-                }))
+                    level: grant.level,
+                    by_guardian: grant.by_guardian,
+                    terms: (!plain).then_some(Terms { version, expires_at, scope }),
+                })
             }
-            ConsentEvent::Withdraw(withdraw) => Ok(Change::Event(StateEvent {
+            ConsentEvent::Withdraw(withdraw) => Ok(Change::Withdraw {
                 at: withdraw.at.timestamp_millis(),
                 purposes: purposes_mask(&withdraw.purposes)?,
-                kind: EventKind::Withdraw,
-            })),
+            }),
             ConsentEvent::Erase(erase) => Ok(Change::Erase { at: erase.at.timestamp_millis() }),
         }
     }
@@ -502,10 +498,10 @@ impl<'a> Evaluation<'a, '_> {
         }
     }
 
-    fn with_subject(&self, subject: Option<&SubjectState>, compliance: bool) -> Verdict<'a> {
+    fn with_subject(&self, subject: Option<SubjectView<'_>>, compliance: bool) -> Verdict<'a> {
         let (policy, rule, request, now) = (self.policy, self.rule, self.request, self.now);
 
-        if let Some(erased_at) = subject.map(|s| s.erased_at).filter(|at| *at <= now) {
+        if let Some(erased_at) = subject.and_then(|s| s.erased_at()).filter(|at| *at <= now) {
             if !compliance {
                 return deny(ReasonCode::SubjectErased, Detail::At(erased_at));
             }
@@ -649,7 +645,7 @@ impl<'a> Evaluation<'a, '_> {
     /// The subject's consent to the purpose, at the needed level.
     fn consent(
         &self,
-        subject: Option<&SubjectState>,
+        subject: Option<SubjectView<'_>>,
         purpose_up: u128,
         requested: u128,
         minor: bool,
@@ -659,20 +655,20 @@ impl<'a> Evaluation<'a, '_> {
         let Some(subject) = subject else { return deny(ReasonCode::ConsentMissing, Detail::None) };
         let guardian_needed = minor && !self.policy.minors.not_served;
         let mut verdict: Option<Verdict<'a>> = None;
-        for event in subject.events.iter().take_while(|e| e.at <= self.now) {
-            if event.purposes & purpose_up == 0 {
+        for event in subject.events().take_while(|e| e.at <= self.now) {
+            if event.purposes() & purpose_up == 0 {
                 continue;
             }
-            match &event.kind {
+            if event.is_withdrawal() {
                 // A withdrawal ends every earlier grant; only later grants re-open.
-                EventKind::Withdraw => verdict = Some(deny(ReasonCode::ConsentWithdrawn, Detail::At(event.at))),
-                EventKind::Grant(grant) => {
-                    if verdict.as_ref().is_some_and(|v| v.code.is_allow()) {
-                        continue;
-                    }
-                    verdict = Some(self.grant(event.at, grant, requested, guardian_needed, transfer, needed));
-                }
+                verdict = Some(deny(ReasonCode::ConsentWithdrawn, Detail::At(event.at)));
+                continue;
             }
+            if verdict.as_ref().is_some_and(|v| v.code.is_allow()) {
+                continue;
+            }
+            let terms = subject.terms(event);
+            verdict = Some(self.grant(event, terms, requested, guardian_needed, transfer, needed));
         }
         match verdict {
             Some(verdict) => verdict,
@@ -693,18 +689,19 @@ impl<'a> Evaluation<'a, '_> {
 
     fn grant(
         &self,
-        at: i64,
-        grant: &Grant,
+        grant: &StateEvent,
+        terms: Option<&Terms>,
         requested: u128,
         guardian_needed: bool,
         transfer: Option<&'a Region>,
         needed: ConsentLevel,
     ) -> Verdict<'a> {
-        let request = self.request;
-        if grant.expires_at <= self.now {
-            return deny(ReasonCode::ConsentExpired, Detail::At(grant.expires_at));
+        let (request, at) = (self.request, grant.at);
+        let scope = terms.and_then(|t| t.scope.as_deref());
+        if let Some(expires_at) = terms.map(|t| t.expires_at).filter(|at| *at <= self.now) {
+            return deny(ReasonCode::ConsentExpired, Detail::At(expires_at));
         }
-        if let Some(scope) = &grant.scope {
+        if let Some(scope) = scope {
             if scope.categories != 0 && requested & !scope.categories != 0 {
                 return deny(ReasonCode::ConsentMissing, Detail::Scope("data category"));
             }
@@ -720,12 +717,12 @@ impl<'a> Evaluation<'a, '_> {
             }
         }
         if let Some(region) = transfer {
-            let names_region = grant.scope.as_ref().is_some_and(|s| s.regions.contains(region));
+            let names_region = scope.is_some_and(|s| s.regions.contains(region));
             if grant.level < ConsentLevel::Separate || !names_region {
                 return deny(ReasonCode::SeparateConsentRequired, Detail::Transfer(Cow::Borrowed(region.as_str())));
             }
         }
-        if guardian_needed && !grant.by_guardian {
+        if guardian_needed && !grant.by_guardian() {
             return deny(ReasonCode::GuardianConsentRequired, Detail::None);
         }
         if grant.level < needed {
@@ -736,13 +733,14 @@ impl<'a> Evaluation<'a, '_> {
             };
             return deny(code, Detail::Level { given: grant.level, needed, at });
         }
-        if self.rule.changed_in.is_some_and(|changed| grant.version < changed) {
+        if self.rule.changed_in.is_some_and(|changed| terms.map_or(self.policy.version, |t| t.version) < changed) {
             return deny(ReasonCode::ReconsentRequired, Detail::At(at));
         }
         Verdict { code: ReasonCode::ConsentGiven, detail: Detail::At(at) }
     }
 }
 
+#[inline]
 fn bit(index: usize) -> u128 {
     if index < MAX_NODES {
         1u128 << index
@@ -763,5 +761,13 @@ mod tests {
         shareable::<Guard>();
         shareable::<Policy>();
         shareable::<Decision<'static>>();
+    }
+
+    /// Every check returns a decision by value: a large one costs a copy on every
+    /// access (it was about 200 bytes before it borrowed the policy and request).
+    #[test]
+    fn a_decision_is_small_to_move() {
+        let size = std::mem::size_of::<Decision<'static>>();
+        assert!(size <= 80, "{size} bytes");
     }
 }

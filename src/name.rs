@@ -132,6 +132,7 @@ impl Tree {
         self.extensions.get(name).copied().or_else(|| self.names.iter().position(|n| n == name))
     }
 
+    #[inline]
     pub(crate) fn index(&self, node: &Node) -> Option<usize> {
         match node {
             Node::Builtin(i) => Some(usize::from(*i)).filter(|i| *i < self.names.len()),
@@ -143,6 +144,7 @@ impl Tree {
         self.names.get(index).map_or("", |n| n.as_ref())
     }
 
+    #[inline]
     pub(crate) fn up(&self, index: usize) -> u128 {
         self.up.get(index).copied().unwrap_or(0)
     }

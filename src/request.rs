@@ -70,6 +70,7 @@ impl Action {
         }
     }
 
+    #[inline]
     pub(crate) fn flag(self) -> Actions {
         match self {
             Action::Collect => Actions::COLLECT,
@@ -157,6 +158,7 @@ impl RecipientKind {
         RecipientKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
+    #[inline]
     pub(crate) fn flag(self) -> RecipientKinds {
         match self {
             RecipientKind::FirstParty => RecipientKinds::FIRST_PARTY,

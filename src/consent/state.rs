@@ -1,15 +1,26 @@
 //! The consent state the guard reads on every check: per subject, the events compiled
-//! to bit masks and milliseconds, sorted by time, in a sharded map.
+//! to bit masks and milliseconds, sorted by time, in a sharded table built for one
+//! cache miss per check.
 //!
-//! Why sharded `RwLock`s: a check takes one uncontended read lock on one of many
-//! shards, so readers on different subjects do not share a cache line, and an update
-//! of a subject is applied whole under the write lock (a check sees the state before
-//! or after it, never half of it). Subject ids are hashed once with a per-process key
-//! (std's SipHash), and that hash is the map key, so the id is not hashed twice.
+//! Layout, and why:
+//! - **Shards behind `RwLock`s, each on its own cache lines.** A check takes one read
+//!   lock on one of 64 shards, so two threads rarely touch the same lock word, and an
+//!   update of a subject is applied whole under the write lock (a check sees the state
+//!   before or after it, never half of it).
+//! - **A keyed hash of the id, computed once.** It picks the shard, the slot and an
+//!   8-bit tag; the id itself is compared only on a tag match.
+//! - **One 56-byte record per subject**, in one vector per shard: the id (inline up
+//!   to 15 bytes; longer ids in a table of their own) and the first event. Most
+//!   subjects have one or two events and no stated age, so a check usually reads one
+//!   record and little else. Later events, age and erasure live in an overflow box;
+//!   what few grants carry (an expiry, a scope, an older policy version) lives in a
+//!   per-shard side table.
+//! - **An index of `u32` slots** (linear probing, at most three quarters full): a tag
+//!   and a record number, so a probe that meets another subject's slot is rejected
+//!   without reading that subject's record.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
@@ -19,26 +30,50 @@ use crate::request::Region;
 
 const SHARDS: usize = 64;
 
-/// One compiled consent event of a subject.
-#[derive(Clone, Debug)]
+/// One compiled consent event of a subject: 32 bytes.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct StateEvent {
     pub(crate) at: i64,
     /// The purposes the event names (not down-closed: a check tests them against the
-    /// request purpose's ancestors).
-    pub(crate) purposes: u128,
-    pub(crate) kind: EventKind,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) enum EventKind {
-    Withdraw,
-    Grant(Grant),
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Grant {
+    /// request purpose's ancestors), as two halves: a `u128` field would align the
+    /// event, and the record holding it, to 16 bytes.
+    purposes: [u64; 2],
+    /// The level of a grant (unused for a withdrawal).
     pub(crate) level: ConsentLevel,
-    pub(crate) by_guardian: bool,
+    flags: u8,
+    /// Index of the grant's [`Terms`] in the shard's side table, when it has some.
+    terms: u32,
+}
+
+const WITHDRAWAL: u8 = 1;
+const BY_GUARDIAN: u8 = 1 << 1;
+const HAS_TERMS: u8 = 1 << 2;
+
+impl StateEvent {
+    fn new(at: i64, purposes: u128, level: ConsentLevel, flags: u8, terms: u32) -> StateEvent {
+        StateEvent { at, purposes: [purposes as u64, (purposes >> 64) as u64], level, flags, terms }
+    }
+
+    #[inline]
+    pub(crate) fn purposes(&self) -> u128 {
+        let [low, high] = self.purposes;
+        u128::from(high) << 64 | u128::from(low)
+    }
+
+    pub(crate) fn is_withdrawal(&self) -> bool {
+        self.flags & WITHDRAWAL != 0
+    }
+
+    pub(crate) fn by_guardian(&self) -> bool {
+        self.flags & BY_GUARDIAN != 0
+    }
+}
+
+/// What a grant carries beyond level and guardian, when it carries anything: most
+/// grants are given under the current policy version, for good and without scope, and
+/// store none of this.
+#[derive(Clone, Debug)]
+pub(crate) struct Terms {
     pub(crate) version: PolicyVersion,
     /// `i64::MAX` when the grant does not expire.
     pub(crate) expires_at: i64,
@@ -54,109 +89,368 @@ pub(crate) struct ScopeMask {
     pub(crate) categories: u128,
 }
 
-/// What the guard knows of one subject.
+/// A compiled change to a subject's state.
 #[derive(Clone, Debug)]
-pub(crate) struct SubjectState {
-    /// When the subject stops being a minor for this policy; [`AGE_UNKNOWN`]: unknown.
-    adult_from: i64,
-    /// `i64::MAX` when not erased.
-    pub(crate) erased_at: i64,
-    /// Sorted by time; events of equal time keep the order they were recorded in.
-    /// A boxed slice sized exactly: most subjects have one or two events, and a
-    /// growable vector would reserve room for four.
-    pub(crate) events: Box<[StateEvent]>,
+pub(crate) enum Change {
+    Attributes {
+        adult_from: Option<i64>,
+    },
+    Withdraw {
+        at: i64,
+        purposes: u128,
+    },
+    Grant {
+        at: i64,
+        purposes: u128,
+        level: ConsentLevel,
+        by_guardian: bool,
+        /// `None`: the current policy version, no expiry, no scope.
+        terms: Option<Terms>,
+    },
+    Erase {
+        at: i64,
+    },
 }
 
 /// `adult_from` of a subject whose age is unknown.
 const AGE_UNKNOWN: i64 = i64::MIN;
 
-impl Default for SubjectState {
+/// Ids up to this many bytes are kept in the record itself.
+const INLINE_ID: usize = 15;
+/// The length byte of a longer id, kept in the shard's table of long ids; the first
+/// four bytes are then its index there.
+const LONG_ID: u8 = u8::MAX;
+
+/// One subject: 56 bytes.
+#[derive(Debug)]
+struct Record {
+    /// The id's bytes, then its length in the last byte (or [`LONG_ID`]).
+    id: [u8; INLINE_ID + 1],
+    /// The earliest event; `None` when the subject has no event.
+    first: Option<StateEvent>,
+    overflow: Option<Box<Overflow>>,
+}
+
+/// The rarer parts of a subject's state.
+#[derive(Debug)]
+struct Overflow {
+    /// Events after the first, sorted by time; events of equal time keep the order they
+    /// were recorded in. Sized exactly: a growable vector would reserve room for four.
+    rest: Box<[StateEvent]>,
+    /// When the subject stops being a minor for this policy; [`AGE_UNKNOWN`]: unknown.
+    adult_from: i64,
+    /// `i64::MAX` when not erased.
+    erased_at: i64,
+}
+
+impl Default for Overflow {
     fn default() -> Self {
-        SubjectState { adult_from: AGE_UNKNOWN, erased_at: i64::MAX, events: Box::default() }
+        Overflow { rest: Box::default(), adult_from: AGE_UNKNOWN, erased_at: i64::MAX }
     }
 }
 
-/// A compiled change to a subject's state.
-#[derive(Clone, Debug)]
-pub(crate) enum Change {
-    Attributes { adult_from: Option<i64> },
-    Event(StateEvent),
-    Erase { at: i64 },
+impl Record {
+    /// The index of a long id in the shard's table.
+    fn long_id(&self) -> Option<usize> {
+        let [a, b, c, d, ..] = self.id;
+        (self.id[INLINE_ID] == LONG_ID).then(|| u32::from_le_bytes([a, b, c, d]) as usize)
+    }
+
+    fn overflow(&mut self) -> &mut Overflow {
+        self.overflow.get_or_insert_with(Box::default)
+    }
 }
 
-impl SubjectState {
+/// What the guard knows of one subject, borrowed from the state for one check.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SubjectView<'s> {
+    record: &'s Record,
+    terms: &'s [Terms],
+}
+
+impl<'s> SubjectView<'s> {
+    /// When the subject was erased, if it was.
+    pub(crate) fn erased_at(&self) -> Option<i64> {
+        self.record.overflow.as_ref().map(|o| o.erased_at).filter(|at| *at != i64::MAX)
+    }
+
     /// When the subject stops being a minor; `None` when the age is unknown.
     pub(crate) fn adult_from(&self) -> Option<i64> {
-        (self.adult_from != AGE_UNKNOWN).then_some(self.adult_from)
+        self.record.overflow.as_ref().map(|o| o.adult_from).filter(|at| *at != AGE_UNKNOWN)
     }
 
-    /// Applies a group of changes, rebuilding the event list once.
-    pub(crate) fn apply(&mut self, changes: impl IntoIterator<Item = Change>) {
-        let mut events: Option<Vec<StateEvent>> = None;
-        for change in changes {
-            match change {
-                Change::Attributes { adult_from } => self.adult_from = adult_from.unwrap_or(AGE_UNKNOWN),
-                Change::Event(event) => {
-                    let list = events.get_or_insert_with(|| std::mem::take(&mut self.events).into_vec());
-                    // Usually appended at the end; an event from the past slides back
-                    // to its place in time, after the events of the same instant.
-                    let position = list.partition_point(|e| e.at <= event.at);
-                    list.insert(position, event);
-                }
-                Change::Erase { at } => self.erased_at = self.erased_at.min(at),
+    /// The subject's events, sorted by time.
+    pub(crate) fn events(&self) -> impl Iterator<Item = &'s StateEvent> {
+        let rest: &'s [StateEvent] = self.record.overflow.as_ref().map_or(&[], |o| &o.rest);
+        self.record.first.iter().chain(rest)
+    }
+
+    /// The terms of a grant, when it has some.
+    pub(crate) fn terms(&self, event: &StateEvent) -> Option<&'s Terms> {
+        if event.flags & HAS_TERMS == 0 {
+            return None;
+        }
+        self.terms.get(event.terms as usize)
+    }
+}
+
+/// A per-process keyed hash of subject ids (a folded multiply, as in foldhash):
+/// subject ids are chosen by users, and a fixed function would let someone pick ids
+/// that all land in one slot. A collision costs probes, never a wrong answer: the id
+/// is compared before a record is used.
+#[derive(Clone, Copy, Debug)]
+struct SubjectHasher {
+    seeds: [u64; 2],
+}
+
+const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+impl SubjectHasher {
+    fn new() -> SubjectHasher {
+        // std's RandomState draws its keys from the operating system.
+        let random = RandomState::new();
+        SubjectHasher { seeds: [random.hash_one(1u64), random.hash_one(2u64)] }
+    }
+
+    #[inline]
+    fn hash(&self, id: &str) -> u64 {
+        let [seed, other] = self.seeds;
+        let bytes = id.as_bytes();
+        let mut state = seed ^ (bytes.len() as u64).wrapping_mul(MIX);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            state = folded_multiply(state ^ word, other ^ MIX);
+        }
+        let mut tail = [0u8; 8];
+        let remainder = words.remainder();
+        if let Some(space) = tail.get_mut(..remainder.len()) {
+            space.copy_from_slice(remainder);
+        }
+        state = folded_multiply(state ^ u64::from_le_bytes(tail), other);
+        folded_multiply(state, seed ^ MIX)
+    }
+}
+
+/// A subject id made ready for the lookup: its key, and its inline form.
+struct Probe<'s> {
+    subject: &'s str,
+    key: u64,
+    /// The bytes and length of a short id, as a record keeps them; for a long id, zeros
+    /// and [`LONG_ID`].
+    id: [u8; INLINE_ID + 1],
+}
+
+impl<'s> Probe<'s> {
+    #[inline]
+    fn new(hasher: &SubjectHasher, subject: &'s str) -> Probe<'s> {
+        let mut id = [0u8; INLINE_ID + 1];
+        match id.get_mut(..subject.len()) {
+            Some(bytes) if subject.len() <= INLINE_ID => {
+                bytes.copy_from_slice(subject.as_bytes());
+                id[INLINE_ID] = subject.len() as u8;
+            }
+            _ => id[INLINE_ID] = LONG_ID,
+        }
+        Probe { subject, key: hasher.hash(subject), id }
+    }
+}
+
+/// The shard a key belongs to: its top bits (the slot uses the low bits).
+fn shard_of(key: u64) -> usize {
+    (key >> 58) as usize % SHARDS
+}
+
+/// The 8-bit tag kept in a slot: bits the shard and slot choice do not use.
+fn tag_of(key: u64) -> u32 {
+    ((key >> 40) & 0xFF) as u32
+}
+
+/// Record numbers that fit a slot beside the tag.
+const MAX_RECORDS: usize = (1 << 24) - 1;
+
+/// One shard: records in arrival order, and the index over them.
+#[derive(Debug, Default)]
+struct Shard {
+    /// 0: empty; otherwise `tag << 24 | (record number + 1)`. Power-of-two length.
+    slots: Vec<u32>,
+    records: Vec<Record>,
+    terms: Vec<Terms>,
+    long_ids: Vec<Box<str>>,
+}
+
+impl Shard {
+    /// Whether a record is the probe's subject: a short id is one 16-byte comparison,
+    /// length included; a long one compares the text in the table of long ids.
+    #[inline]
+    fn is(&self, record: &Record, probe: &Probe<'_>) -> bool {
+        match record.long_id() {
+            None => record.id == probe.id,
+            Some(index) => {
+                probe.id[INLINE_ID] == LONG_ID && self.long_ids.get(index).map(|id| &**id) == Some(probe.subject)
             }
         }
+    }
+
+    #[inline]
+    fn find(&self, probe: &Probe<'_>) -> Option<usize> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let tag = tag_of(probe.key);
+        let mut slot = probe.key as usize & mask;
+        // The index is never full, so an empty slot ends every probe; the count only
+        // bounds the loop.
+        for _ in 0..self.slots.len() {
+            let entry = *self.slots.get(slot)?;
+            if entry == 0 {
+                return None;
+            }
+            if entry >> 24 == tag {
+                let number = ((entry & 0x00FF_FFFF) as usize).wrapping_sub(1);
+                if self.records.get(number).is_some_and(|r| self.is(r, probe)) {
+                    return Some(number);
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+        None
+    }
+
+    fn insert(&mut self, probe: &Probe<'_>, hasher: &SubjectHasher) -> Result<usize, Unavailable> {
+        let number = self.records.len();
+        if number >= MAX_RECORDS {
+            return Err(Unavailable);
+        }
+        // At most three quarters full, so probes stay short and always end.
+        if (number + 1) * 4 > self.slots.len() * 3 {
+            self.grow(hasher);
+        }
+        let mut id = probe.id;
+        if probe.id[INLINE_ID] == LONG_ID {
+            let index = u32::try_from(self.long_ids.len()).map_err(|_| Unavailable)?;
+            if let Some(bytes) = id.get_mut(..4) {
+                bytes.copy_from_slice(&index.to_le_bytes());
+            }
+            self.long_ids.push(probe.subject.into());
+        }
+        self.records.push(Record { id, first: None, overflow: None });
+        self.place(probe.key, number);
+        Ok(number)
+    }
+
+    fn place(&mut self, key: u64, number: usize) {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut slot = key as usize & mask;
+        while let Some(entry) = self.slots.get_mut(slot) {
+            if *entry == 0 {
+                *entry = tag_of(key) << 24 | (number as u32 + 1);
+                return;
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// Doubles the index. Records keep no key (it would cost 8 bytes a subject), so
+    /// their ids are hashed again.
+    fn grow(&mut self, hasher: &SubjectHasher) {
+        let size = (self.slots.len() * 2).max(16);
+        self.slots = vec![0; size];
+        let keys: Vec<u64> = self.records.iter().map(|r| hasher.hash(self.id_of(r))).collect();
+        for (number, key) in keys.into_iter().enumerate() {
+            self.place(key, number);
+        }
+    }
+
+    fn id_of<'r>(&'r self, record: &'r Record) -> &'r str {
+        let text = match record.long_id() {
+            Some(index) => self.long_ids.get(index).map(|id| id.as_bytes()),
+            None => record.id.get(..usize::from(record.id[INLINE_ID])),
+        };
+        // Both were copied from a `&str` whole, so they are valid UTF-8.
+        text.and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or_default()
+    }
+
+    fn view(&self, number: usize) -> Option<SubjectView<'_>> {
+        Some(SubjectView { record: self.records.get(number)?, terms: &self.terms })
+    }
+
+    /// Applies a group of changes to one record, rebuilding its events once.
+    fn apply(&mut self, number: usize, changes: impl IntoIterator<Item = Change>) -> Result<(), Unavailable> {
+        let mut events: Option<Vec<StateEvent>> = None;
+        for change in changes {
+            let event = match change {
+                Change::Attributes { adult_from } => {
+                    let record = self.records.get_mut(number).ok_or(Unavailable)?;
+                    match adult_from {
+                        Some(at) => record.overflow().adult_from = at,
+                        None => {
+                            if let Some(overflow) = record.overflow.as_mut() {
+                                overflow.adult_from = AGE_UNKNOWN;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Change::Erase { at } => {
+                    let overflow = self.records.get_mut(number).ok_or(Unavailable)?.overflow();
+                    overflow.erased_at = overflow.erased_at.min(at);
+                    continue;
+                }
+                Change::Withdraw { at, purposes } => {
+                    StateEvent::new(at, purposes, ConsentLevel::Implied, WITHDRAWAL, 0)
+                }
+                Change::Grant { at, purposes, level, by_guardian, terms } => {
+                    let mut flags = if by_guardian { BY_GUARDIAN } else { 0 };
+                    let mut index = 0;
+                    if let Some(terms) = terms {
+                        index = u32::try_from(self.terms.len()).map_err(|_| Unavailable)?;
+                        self.terms.push(terms);
+                        flags |= HAS_TERMS;
+                    }
+                    StateEvent::new(at, purposes, level, flags, index)
+                }
+            };
+            let list = match &mut events {
+                Some(list) => list,
+                None => {
+                    let record = self.records.get(number).ok_or(Unavailable)?;
+                    let rest: &[StateEvent] = record.overflow.as_ref().map_or(&[], |o| &o.rest);
+                    events.insert(record.first.iter().chain(rest).copied().collect())
+                }
+            };
+            // Usually appended at the end; an event from the past slides back to its
+            // place in time, after the events of the same instant.
+            let position = list.partition_point(|e| e.at <= event.at);
+            list.insert(position, event);
+        }
         if let Some(list) = events {
-            self.events = list.into_boxed_slice();
+            let record = self.records.get_mut(number).ok_or(Unavailable)?;
+            let mut list = list.into_iter();
+            record.first = list.next();
+            let rest: Box<[StateEvent]> = list.collect();
+            if !rest.is_empty() || record.overflow.is_some() {
+                record.overflow().rest = rest;
+            }
         }
+        Ok(())
     }
 }
 
-struct Entry {
-    subject: Box<str>,
-    state: SubjectState,
-}
-
-/// Entries under one 64-bit key: almost always one; a hash collision adds more (a
-/// boxed slice, empty without allocating, keeps the common slot small).
-struct Slot {
-    first: Entry,
-    others: Box<[Entry]>,
-}
-
-impl Slot {
-    fn find(&self, subject: &str) -> Option<&SubjectState> {
-        if &*self.first.subject == subject {
-            return Some(&self.first.state);
-        }
-        self.others.iter().find(|e| &*e.subject == subject).map(|e| &e.state)
-    }
-}
-
-/// The keys are already keyed SipHash outputs, so the map passes them through.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
-        }
-    }
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
-}
-
-type Shard = HashMap<u64, Slot, BuildHasherDefault<PassThrough>>;
+/// A shard on cache lines of its own, so that readers of neighbouring shards do not
+/// invalidate each other's lock word.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(RwLock<Shard>);
 
 /// The consent state of every subject a guard knows.
 pub(crate) struct ConsentState {
-    shards: Box<[RwLock<Shard>]>,
-    keys: RandomState,
+    shards: Box<[Padded]>,
+    hasher: SubjectHasher,
     available: AtomicBool,
 }
 
@@ -167,56 +461,43 @@ pub(crate) struct Unavailable;
 impl ConsentState {
     pub(crate) fn new() -> ConsentState {
         ConsentState {
-            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
-            keys: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Padded::default()).collect(),
+            hasher: SubjectHasher::new(),
             available: AtomicBool::new(true),
         }
     }
 
-    fn locate(&self, subject: &str) -> (u64, Option<&RwLock<Shard>>) {
-        let key = self.keys.hash_one(subject);
-        // The high bits pick the shard; the map uses the low bits for its buckets.
-        let shard = (key >> 58) as usize % SHARDS;
-        (key, self.shards.get(shard))
+    #[inline]
+    fn locate<'s>(&self, subject: &'s str) -> (Probe<'s>, Result<&RwLock<Shard>, Unavailable>) {
+        let probe = Probe::new(&self.hasher, subject);
+        let shard = self.shards.get(shard_of(probe.key)).map(|p| &p.0).ok_or(Unavailable);
+        (probe, shard)
     }
 
     /// Runs `f` on the subject's state (`None`: unknown subject) under a read lock.
-    pub(crate) fn read<R>(&self, subject: &str, f: impl FnOnce(Option<&SubjectState>) -> R) -> Result<R, Unavailable> {
+    #[inline]
+    pub(crate) fn read<R>(
+        &self,
+        subject: &str,
+        f: impl FnOnce(Option<SubjectView<'_>>) -> R,
+    ) -> Result<R, Unavailable> {
         if !self.available.load(Ordering::Acquire) {
             return Err(Unavailable);
         }
-        let (key, shard) = self.locate(subject);
-        let guard = shard.ok_or(Unavailable)?.read().map_err(|_| Unavailable)?;
-        Ok(f(guard.get(&key).and_then(|slot| slot.find(subject))))
+        let (probe, shard) = self.locate(subject);
+        let shard = shard?.read().map_err(|_| Unavailable)?;
+        Ok(f(shard.find(&probe).and_then(|number| shard.view(number))))
     }
 
     /// Applies changes to one subject atomically: a reader sees all or none of them.
     pub(crate) fn update(&self, subject: &str, changes: impl IntoIterator<Item = Change>) -> Result<(), Unavailable> {
-        let (key, shard) = self.locate(subject);
-        let mut guard = shard.ok_or(Unavailable)?.write().map_err(|_| Unavailable)?;
-        let slot = guard.entry(key).or_insert_with(|| Slot {
-            first: Entry { subject: subject.into(), state: SubjectState::default() },
-            others: Box::default(),
-        });
-        let state = if &*slot.first.subject == subject {
-            &mut slot.first.state
-        } else {
-            let index = match slot.others.iter().position(|e| &*e.subject == subject) {
-                Some(index) => index,
-                None => {
-                    let mut others = std::mem::take(&mut slot.others).into_vec();
-                    others.push(Entry { subject: subject.into(), state: SubjectState::default() });
-                    slot.others = others.into_boxed_slice();
-                    slot.others.len() - 1
-                }
-            };
-            match slot.others.get_mut(index) {
-                Some(entry) => &mut entry.state,
-                None => return Err(Unavailable),
-            }
+        let (probe, shard) = self.locate(subject);
+        let mut shard = shard?.write().map_err(|_| Unavailable)?;
+        let number = match shard.find(&probe) {
+            Some(number) => number,
+            None => shard.insert(&probe, &self.hasher)?,
         };
-        state.apply(changes);
-        Ok(())
+        shard.apply(number, changes)
     }
 
     /// Marks the state as unreadable (store down) or readable again.
@@ -230,17 +511,14 @@ impl ConsentState {
 
     /// How many subjects are known.
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().map(|m| m.values().map(|slot| 1 + slot.others.len()).sum::<usize>()).unwrap_or(0))
-            .sum()
+        self.shards.iter().map(|s| s.0.read().map(|shard| shard.records.len()).unwrap_or(0)).sum()
     }
 
     /// Forgets every subject (before a reload from a store).
     pub(crate) fn clear(&self) {
         for shard in self.shards.iter() {
-            if let Ok(mut map) = shard.write() {
-                map.clear();
+            if let Ok(mut shard) = shard.0.write() {
+                *shard = Shard::default();
             }
         }
     }
@@ -257,7 +535,17 @@ mod tests {
     use super::*;
 
     fn withdraw(at: i64) -> Change {
-        Change::Event(StateEvent { at, purposes: 1, kind: EventKind::Withdraw })
+        Change::Withdraw { at, purposes: 1 }
+    }
+
+    fn times(state: &ConsentState, subject: &str) -> Vec<i64> {
+        state.read(subject, |s| s.unwrap().events().map(|e| e.at).collect()).unwrap()
+    }
+
+    #[test]
+    fn layout_stays_small() {
+        assert_eq!(std::mem::size_of::<StateEvent>(), 32);
+        assert_eq!(std::mem::size_of::<Record>(), 56);
     }
 
     #[test]
@@ -266,9 +554,85 @@ mod tests {
         for at in [5, 1, 5, 3] {
             state.update("u", [withdraw(at)]).unwrap();
         }
-        let times = state.read("u", |s| s.unwrap().events.iter().map(|e| e.at).collect::<Vec<_>>()).unwrap();
-        assert_eq!(times, [1, 3, 5, 5]);
+        assert_eq!(times(&state, "u"), [1, 3, 5, 5]);
         assert!(state.read("v", |s| s.is_none()).unwrap());
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_keeps_terms() {
+        let state = ConsentState::new();
+        let terms = Terms { version: PolicyVersion::parse("1.0").unwrap(), expires_at: 99, scope: None };
+        state
+            .update(
+                "u",
+                [
+                    Change::Grant { at: 4, purposes: 2, level: ConsentLevel::Separate, by_guardian: true, terms: None },
+                    Change::Grant {
+                        at: 2,
+                        purposes: 4,
+                        level: ConsentLevel::Explicit,
+                        by_guardian: false,
+                        terms: Some(terms),
+                    },
+                    Change::Attributes { adult_from: Some(7) },
+                    Change::Erase { at: 9 },
+                    Change::Erase { at: 8 },
+                ],
+            )
+            .unwrap();
+        state
+            .read("u", |view| {
+                let view = view.unwrap();
+                let events: Vec<_> = view.events().collect();
+                assert_eq!(events.iter().map(|e| e.at).collect::<Vec<_>>(), [2, 4]);
+                assert_eq!(view.terms(events[0]).unwrap().expires_at, 99);
+                assert!(view.terms(events[1]).is_none());
+                assert!(events[1].by_guardian() && !events[0].by_guardian());
+                assert_eq!(view.adult_from(), Some(7));
+                assert_eq!(view.erased_at(), Some(8));
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn ids_short_and_long_and_similar_are_told_apart() {
+        let state = ConsentState::new();
+        let long = "a-subject-id-longer-than-fifteen-bytes";
+        let ids = ["", "u", "u1", "u10", "exactly15bytes!", "exactly16bytes!!", long];
+        for (at, id) in ids.iter().enumerate() {
+            state.update(id, [withdraw(at as i64)]).unwrap();
+        }
+        for (at, id) in ids.iter().enumerate() {
+            assert_eq!(times(&state, id), [at as i64], "{id}");
+        }
+        assert!(state.read(&long[..long.len() - 1], |s| s.is_none()).unwrap());
+        assert!(state.read("exactly15bytes?", |s| s.is_none()).unwrap());
+        assert_eq!(state.len(), ids.len());
+    }
+
+    #[test]
+    fn many_subjects_survive_growth() {
+        let state = ConsentState::new();
+        for index in 0..20_000 {
+            state.update(&format!("s{index}"), [withdraw(index)]).unwrap();
+        }
+        assert_eq!(state.len(), 20_000);
+        for index in (0..20_000).step_by(7) {
+            assert_eq!(times(&state, &format!("s{index}")), [index]);
+        }
+        assert!(state.read("s20000", |s| s.is_none()).unwrap());
+        state.clear();
+        assert_eq!(state.len(), 0);
+    }
+
+    #[test]
+    fn hash_depends_on_every_byte_and_the_length() {
+        let hasher = SubjectHasher::new();
+        let base = hasher.hash("subject-000000001");
+        assert_ne!(base, hasher.hash("subject-000000002"));
+        assert_ne!(base, hasher.hash("Subject-000000001"));
+        assert_ne!(hasher.hash("a"), hasher.hash("a\0"));
+        assert_ne!(SubjectHasher::new().hash("u1"), hasher.hash("u1"), "keyed per state");
     }
 
     #[test]
