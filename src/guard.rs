@@ -667,7 +667,9 @@ impl<'a> Evaluation<'a, '_> {
             if verdict.as_ref().is_some_and(|v| v.code.is_allow()) {
                 continue;
             }
-            let terms = subject.terms(event);
+            let Ok(terms) = subject.terms(event) else {
+                return deny(ReasonCode::ConsentStateUnavailable, Detail::None);
+            };
             verdict = Some(self.grant(event, terms, requested, guardian_needed, transfer, needed));
         }
         match verdict {

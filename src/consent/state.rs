@@ -185,12 +185,14 @@ impl<'s> SubjectView<'s> {
         self.record.first.iter().chain(rest)
     }
 
-    /// The terms of a grant, when it has some.
-    pub(crate) fn terms(&self, event: &StateEvent) -> Option<&'s Terms> {
+    /// The terms of a grant, when it has some. A grant whose terms cannot be found is
+    /// an error, not a grant without terms: read as one, it would lose its expiry or
+    /// scope and allow more than was consented to.
+    pub(crate) fn terms(&self, event: &StateEvent) -> Result<Option<&'s Terms>, Unavailable> {
         if event.flags & HAS_TERMS == 0 {
-            return None;
+            return Ok(None);
         }
-        self.terms.get(event.terms as usize)
+        self.terms.get(event.terms as usize).map(Some).ok_or(Unavailable)
     }
 }
 
@@ -585,8 +587,8 @@ mod tests {
                 let view = view.unwrap();
                 let events: Vec<_> = view.events().collect();
                 assert_eq!(events.iter().map(|e| e.at).collect::<Vec<_>>(), [2, 4]);
-                assert_eq!(view.terms(events[0]).unwrap().expires_at, 99);
-                assert!(view.terms(events[1]).is_none());
+                assert_eq!(view.terms(events[0]).unwrap().unwrap().expires_at, 99);
+                assert!(view.terms(events[1]).unwrap().is_none());
                 assert!(events[1].by_guardian() && !events[0].by_guardian());
                 assert_eq!(view.adult_from(), Some(7));
                 assert_eq!(view.erased_at(), Some(8));
