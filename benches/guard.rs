@@ -8,6 +8,10 @@
 //! purposes, categories, recipients and regions; subjects are drawn uniformly at random
 //! on every request, so large populations miss the cache as real traffic does.
 //!
+//! Each `check` figure has a `prepared` twin: the same workload through
+//! [`PreparedAccess::check`], each template prepared once, as a batch job or a fixed
+//! access point runs.
+//!
 //! `cargo bench --bench guard` runs the criterion groups, then prints the summary
 //! table used in BENCHMARKS.md (medians of repeated timed runs).
 #![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
@@ -27,7 +31,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use consent_guard::consent::{EraseEvent, GrantEvent, SubjectEvent, WithdrawEvent};
 use consent_guard::{
     AccessRequest, Action, ConsentEvent, ConsentLevel, DataCategory, Deidentification, FixedClock, Guard,
-    MemoryAuditSink, NoAuditSink, Policy, Purpose, Recipient, RecipientKind, Region,
+    MemoryAuditSink, NoAuditSink, Policy, PreparedAccess, Purpose, Recipient, RecipientKind, Region,
 };
 use criterion::{criterion_group, Criterion};
 
@@ -222,6 +226,16 @@ fn guard_step(guard: &Guard, templates: &[AccessRequest<'static>], rng: &mut Rng
     guard.check(&request).allowed()
 }
 
+/// One prepared check (one kind of access, prepared once) of a random subject with a
+/// random template: the same workload as [`guard_step`], without the per-check
+/// request-only evaluation or the request clone.
+#[inline(always)]
+fn prepared_step(prepared: &[PreparedAccess<'_>], rng: &mut Rng, subjects: u64) -> bool {
+    let id = SubjectId::new(rng.below(subjects));
+    let access = &prepared[rng.below(prepared.len() as u64) as usize];
+    access.check(id.as_str()).allowed()
+}
+
 #[inline(always)]
 fn native_step(map: &HashMap<u64, Native>, rng: &mut Rng, subjects: u64) -> bool {
     let subject = rng.below(subjects);
@@ -229,17 +243,32 @@ fn native_step(map: &HashMap<u64, Native>, rng: &mut Rng, subjects: u64) -> bool
     native_check(map, subject, 1 << (purpose % 8))
 }
 
-/// Median nanoseconds per operation over `runs` runs of `per_run` operations.
-fn median_ns(runs: usize, per_run: u64, mut body: impl FnMut(u64) -> usize) -> f64 {
-    let mut samples: Vec<f64> = (0..runs)
-        .map(|_| {
+/// Median nanoseconds per operation of each body, over `runs` rounds of `per_run`
+/// operations. The bodies take turns within each round, so that the machine's noise
+/// (this VM's neighbours come and go) falls on the baseline and the guard alike and the
+/// ratio between them holds.
+fn interleaved_medians(runs: usize, per_run: u64, bodies: &mut [&mut dyn FnMut(u64) -> usize]) -> Vec<f64> {
+    let mut samples = vec![Vec::with_capacity(runs); bodies.len()];
+    for _ in 0..runs {
+        for (body, samples) in bodies.iter_mut().zip(&mut samples) {
             let start = Instant::now();
             black_box(body(per_run));
-            start.elapsed().as_nanos() as f64 / per_run as f64
+            samples.push(start.elapsed().as_nanos() as f64 / per_run as f64);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut samples| {
+            samples.sort_by(|a, b| a.total_cmp(b));
+            samples[samples.len() / 2]
         })
-        .collect();
-    samples.sort_by(|a, b| a.total_cmp(b));
-    samples[samples.len() / 2]
+        .collect()
+}
+
+/// Median nanoseconds per operation over `runs` runs of `per_run` operations.
+fn median_ns(runs: usize, per_run: u64, body: impl FnMut(u64) -> usize) -> f64 {
+    let mut body = body;
+    interleaved_medians(runs, per_run, &mut [&mut body])[0]
 }
 
 fn bench_checks(c: &mut Criterion) {
@@ -252,6 +281,9 @@ fn bench_checks(c: &mut Criterion) {
         group.bench_function("native_baseline", |b| b.iter(|| native_step(&map, &mut rng, subjects)));
         let mut rng = Rng(42);
         group.bench_function("check_no_audit", |b| b.iter(|| guard_step(&guard, &templates, &mut rng, subjects)));
+        let prepared: Vec<PreparedAccess<'_>> = templates.iter().map(|t| guard.prepare(t)).collect();
+        let mut rng = Rng(42);
+        group.bench_function("prepared_no_audit", |b| b.iter(|| prepared_step(&prepared, &mut rng, subjects)));
         group.finish();
     }
     let sink = Arc::new(MemoryAuditSink::new());
@@ -271,6 +303,21 @@ fn bench_checks(c: &mut Criterion) {
             guard_step(&guard, &templates, &mut rng, 10_000)
         });
     });
+    let prepared: Vec<PreparedAccess<'_>> = templates.iter().map(|t| guard.prepare(t)).collect();
+    let mut rng = Rng(42);
+    let mut kept = 0u32;
+    sink.clear();
+    c.bench_function("exmo/10000/prepared_memory_audit", |b| {
+        b.iter(|| {
+            kept += 1;
+            if kept == 1 << 20 {
+                kept = 0;
+                sink.clear();
+            }
+            prepared_step(&prepared, &mut rng, 10_000)
+        });
+    });
+    drop(prepared);
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/aimate.toml")).unwrap();
     c.bench_function("load_policy/aimate", |b| {
         b.iter(|| Policy::from_toml_str(black_box(&text), "aimate.toml").unwrap())
@@ -340,52 +387,127 @@ fn throughput(guard: &Arc<Guard>, subjects: u64, threads: usize, writes_per_seco
     (threads as u64 * per_thread) as f64 / elapsed
 }
 
-/// The table of BENCHMARKS.md: every figure beside the baseline of the same run.
+/// The table of BENCHMARKS.md, every figure beside the baseline of the same run,
+/// section by section. `GUARD_SUMMARY=threads,memory` (a comma-separated list of `checks`, `audit`, `threads`, `memory`, `load`) runs only
+/// those; with a criterion filter that matches nothing (`cargo bench --bench guard --
+/// --quick none`), only the summary runs.
 fn summary() {
-    let templates = templates();
+    let only = std::env::var("GUARD_SUMMARY").ok();
+    let wanted = |section: &str| only.as_deref().is_none_or(|list| list.split(',').any(|s| s.trim() == section));
     println!("\n== consent-guard summary (medians; baseline = HashMap<u64, record> + bit tests) ==");
+    if wanted("checks") {
+        summary_checks();
+    }
+    if wanted("audit") {
+        summary_audit();
+    }
+    if wanted("threads") {
+        summary_threads();
+    }
+    if wanted("memory") {
+        summary_memory();
+    }
+    if wanted("load") {
+        summary_load();
+    }
+    let _ = NoAuditSink;
+}
+
+/// `check` and prepared checks without auditing, beside the baseline.
+fn summary_checks() {
+    let templates = templates();
     for (name, subjects) in [("exmo", 10_000u64), ("aimate", 10_000), ("exmo", 1_000_000), ("aimate", 1_000_000)] {
         let guard = populated(policy(name), subjects);
         let map = native(subjects);
-        let mut rng = Rng(42);
-        let baseline = median_ns(9, 1_000_000, |n| (0..n).filter(|_| native_step(&map, &mut rng, subjects)).count());
-        let mut rng = Rng(42);
-        let check =
-            median_ns(9, 1_000_000, |n| (0..n).filter(|_| guard_step(&guard, &templates, &mut rng, subjects)).count());
+        let prepared: Vec<PreparedAccess<'_>> = templates.iter().map(|t| guard.prepare(t)).collect();
+        let (mut rng_a, mut rng_b, mut rng_c) = (Rng(42), Rng(42), Rng(42));
+        let medians = interleaved_medians(
+            9,
+            1_000_000,
+            &mut [
+                &mut |n| (0..n).filter(|_| native_step(&map, &mut rng_a, subjects)).count(),
+                &mut |n| (0..n).filter(|_| guard_step(&guard, &templates, &mut rng_b, subjects)).count(),
+                &mut |n| (0..n).filter(|_| prepared_step(&prepared, &mut rng_c, subjects)).count(),
+            ],
+        );
+        let (baseline, check, prepared_check) = (medians[0], medians[1], medians[2]);
         println!(
             "check, no audit      {name:>7} {subjects:>9} subjects: {check:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x",
             check / baseline
         );
+        println!(
+            "prepared, no audit   {name:>7} {subjects:>9} subjects: {prepared_check:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x",
+            prepared_check / baseline
+        );
     }
+}
+
+/// Checks handed to the in-memory audit sink.
+fn summary_audit() {
+    let templates = templates();
     let sink = Arc::new(MemoryAuditSink::new());
     let guard = Guard::builder(policy("exmo")).clock(FixedClock::new(at(150))).audit(sink.clone()).build().unwrap();
     record_population(&guard, 10_000);
     let map = native(10_000);
-    let mut rng = Rng(42);
-    let baseline = median_ns(9, 200_000, |n| (0..n).filter(|_| native_step(&map, &mut rng, 10_000)).count());
-    let mut rng = Rng(42);
-    // The first run grows the sink's buffers from empty; the median is of runs into a
-    // drained sink, as a service that reads and clears its sink runs.
-    let mut samples = Vec::new();
-    for _ in 0..10 {
-        sink.clear();
-        let start = Instant::now();
-        black_box((0..200_000).filter(|_| guard_step(&guard, &templates, &mut rng, 10_000)).count());
-        samples.push(start.elapsed().as_nanos() as f64 / 200_000.0);
-    }
-    let growing = samples.remove(0);
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let audited = samples[samples.len() / 2];
-    println!(
-        "check, memory audit     exmo     10000 subjects: {audited:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x  (growing from empty: {growing:.1} ns)",
-        audited / baseline
+    let prepared: Vec<PreparedAccess<'_>> = templates.iter().map(|t| guard.prepare(t)).collect();
+    // The first round grows the sink's buffers from empty (reported apart); the medians
+    // are of rounds into a drained sink, as a service that reads and clears its sink
+    // runs.
+    let (mut rng_a, mut rng_b, mut rng_c) = (Rng(42), Rng(42), Rng(42));
+    let growing = [std::cell::Cell::new(0.0), std::cell::Cell::new(0.0)];
+    let first_round = |slot: usize, start: Instant, n: u64| {
+        if growing[slot].get() == 0.0 {
+            growing[slot].set(start.elapsed().as_nanos() as f64 / n as f64);
+        }
+    };
+    let medians = interleaved_medians(
+        11,
+        200_000,
+        &mut [
+            &mut |n| (0..n).filter(|_| native_step(&map, &mut rng_a, 10_000)).count(),
+            &mut |n| {
+                let start = Instant::now();
+                let kept = (0..n).filter(|_| guard_step(&guard, &templates, &mut rng_b, 10_000)).count();
+                first_round(0, start, n);
+                sink.clear();
+                kept
+            },
+            &mut |n| {
+                let start = Instant::now();
+                let kept = (0..n).filter(|_| prepared_step(&prepared, &mut rng_c, 10_000)).count();
+                first_round(1, start, n);
+                sink.clear();
+                kept
+            },
+        ],
     );
+    let baseline = medians[0];
+    for (name, audited, growing) in
+        [("check,", medians[1], growing[0].get()), ("prepared,", medians[2], growing[1].get())]
+    {
+        println!(
+            "{name:<9} memory audit exmo     10000 subjects: {audited:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x  (growing from empty: {growing:.1} ns)",
+            audited / baseline
+        );
+    }
+    drop(prepared);
     drop(guard);
+}
 
+/// Two checking threads against one, and one with a writer.
+fn summary_threads() {
     let guard = Arc::new(populated(policy("exmo"), 10_000));
-    let one = throughput(&guard, 10_000, 1, 0);
-    let two = throughput(&guard, 10_000, 2, 0);
-    let one_with_writer = throughput(&guard, 10_000, 1, 10_000);
+    // Rounds of the three set-ups in turn, medians of five: noise falls on all alike.
+    let mut rounds = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        rounds[0].push(throughput(&guard, 10_000, 1, 0));
+        rounds[1].push(throughput(&guard, 10_000, 2, 0));
+        rounds[2].push(throughput(&guard, 10_000, 1, 10_000));
+    }
+    let [one, two, one_with_writer] = rounds.map(|mut samples| {
+        samples.sort_by(|a, b| a.total_cmp(b));
+        samples[samples.len() / 2]
+    });
     println!("throughput 1 thread: {:.1} M checks/s; 2 threads: {:.1} M/s ({:.2}x)", one / 1e6, two / 1e6, two / one);
     println!(
         "throughput 1 thread with a writer at 10,000 events/s: {:.1} M/s ({:+.1}%)",
@@ -393,7 +515,10 @@ fn summary() {
         (one_with_writer / one - 1.0) * 100.0
     );
     drop(guard);
+}
 
+/// Consent state per subject.
+fn summary_memory() {
     // Bytes per subject: the heap the consent state holds, net, per subject.
     let guard = Guard::builder(policy("exmo")).clock(FixedClock::new(at(150))).build().unwrap();
     let mut events = 0u64;
@@ -410,11 +535,14 @@ fn summary() {
         info.bytes_current as f64 / 1e6,
         events as f64 / 1e6
     );
+}
+
+/// Loading and compiling a seed policy.
+fn summary_load() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/aimate.toml")).unwrap();
     let load =
         median_ns(9, 200, |n| (0..n).map(|_| Policy::from_toml_str(&text, "aimate.toml").unwrap().rules().len()).sum());
     println!("load and compile aimate.toml: {:.0} µs", load / 1000.0);
-    let _ = NoAuditSink;
 }
 
 criterion_group! {

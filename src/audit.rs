@@ -75,6 +75,14 @@ pub trait AuditSink: fmt::Debug + Send + Sync {
     ///
     /// When the record could not be kept.
     fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError>;
+
+    /// Whether the sink discards every record unread and never fails, as
+    /// [`NoAuditSink`] does: the guard then skips building the records it would hand
+    /// it. The answer must not change over the sink's life; the default, `false`, is
+    /// always correct.
+    fn discards_records(&self) -> bool {
+        false
+    }
 }
 
 /// Keeps nothing: for benchmarks, and services that audit elsewhere.
@@ -85,11 +93,19 @@ impl AuditSink for NoAuditSink {
     fn record(&self, _: &AuditRecord<'_>) -> Result<(), AuditError> {
         Ok(())
     }
+
+    fn discards_records(&self) -> bool {
+        true
+    }
 }
 
 impl<S: AuditSink + ?Sized> AuditSink for Arc<S> {
     fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
         (**self).record(record)
+    }
+
+    fn discards_records(&self) -> bool {
+        (**self).discards_records()
     }
 }
 
@@ -97,11 +113,19 @@ impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
     fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
         (**self).record(record)
     }
+
+    fn discards_records(&self) -> bool {
+        (**self).discards_records()
+    }
 }
 
 impl<S: AuditSink> AuditSink for Option<S> {
     fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
         self.as_ref().map_or(Ok(()), |sink| sink.record(record))
+    }
+
+    fn discards_records(&self) -> bool {
+        self.as_ref().is_none_or(S::discards_records)
     }
 }
 
@@ -109,5 +133,9 @@ impl<S: AuditSink> AuditSink for Option<S> {
 impl<S: AuditSink> AuditSink for Vec<S> {
     fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
         self.iter().try_for_each(|sink| sink.record(record))
+    }
+
+    fn discards_records(&self) -> bool {
+        self.iter().all(S::discards_records)
     }
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::basis::{ConsentLevel, LegalBasis};
+use crate::guard::PreparedAccess;
 use crate::policy::{Policy, Retention};
 use crate::purpose::Purpose;
 use crate::request::AccessRequest;
@@ -197,7 +198,11 @@ pub struct Decision<'a> {
 #[derive(Clone)]
 pub(crate) enum Facts<'a> {
     /// As the guard decided: borrowed from the policy and the request.
-    Checked { policy: &'a Policy, clause: Option<&'a str>, request: &'a AccessRequest<'a> },
+    /// `rule` is the deciding rule's index in the policy: smaller than its id, which
+    /// keeps a decision small to return.
+    Checked { policy: &'a Policy, rule: Option<u16>, request: &'a AccessRequest<'a> },
+    /// As a prepared access decided: borrowed from it, with the subject checked.
+    Prepared { access: &'a PreparedAccess<'a>, subject: &'a str },
     /// Kept beyond the guard, or read back from JSON.
     Owned(Box<OwnedFacts>),
 }
@@ -235,7 +240,8 @@ impl<'a> Decision<'a> {
     /// The id of the rule that decided (`None` for `no_rule`).
     pub fn clause(&self) -> Option<&str> {
         match &self.facts {
-            Facts::Checked { clause, .. } => *clause,
+            Facts::Checked { policy, rule, .. } => rule.and_then(|index| policy.clause(index)),
+            Facts::Prepared { access, .. } => access.clause(),
             Facts::Owned(facts) => facts.clause.as_deref(),
         }
     }
@@ -244,6 +250,7 @@ impl<'a> Decision<'a> {
     pub fn policy(&self) -> &str {
         match &self.facts {
             Facts::Checked { policy, .. } => policy.name(),
+            Facts::Prepared { access, .. } => access.policy().name(),
             Facts::Owned(facts) => &facts.policy,
         }
     }
@@ -252,6 +259,7 @@ impl<'a> Decision<'a> {
     pub fn policy_version(&self) -> &str {
         match &self.facts {
             Facts::Checked { policy, .. } => policy.version(),
+            Facts::Prepared { access, .. } => access.policy().version(),
             Facts::Owned(facts) => &facts.policy_version,
         }
     }
@@ -260,6 +268,7 @@ impl<'a> Decision<'a> {
     pub fn subject(&self) -> &str {
         match &self.facts {
             Facts::Checked { request, .. } => &request.subject,
+            Facts::Prepared { subject, .. } => subject,
             Facts::Owned(facts) => &facts.subject,
         }
     }
@@ -268,6 +277,7 @@ impl<'a> Decision<'a> {
     pub fn purpose(&self) -> &Purpose {
         match &self.facts {
             Facts::Checked { request, .. } => &request.purpose,
+            Facts::Prepared { access, .. } => access.purpose(),
             Facts::Owned(facts) => &facts.purpose,
         }
     }
@@ -281,7 +291,7 @@ impl<'a> Decision<'a> {
     /// The message as read back from JSON, if this decision was.
     pub(crate) fn stored_message(&self) -> Option<&str> {
         match &self.facts {
-            Facts::Checked { .. } => None,
+            Facts::Checked { .. } | Facts::Prepared { .. } => None,
             Facts::Owned(facts) => facts.message.as_deref(),
         }
     }
@@ -389,12 +399,20 @@ impl<'a> Decision<'a> {
     pub fn into_owned(self) -> Decision<'static> {
         let facts = match self.facts {
             Facts::Owned(facts) => facts,
-            Facts::Checked { policy, clause, request } => Box::new(OwnedFacts {
-                clause: clause.map(str::to_owned),
+            Facts::Checked { policy, rule, request } => Box::new(OwnedFacts {
+                clause: rule.and_then(|index| policy.clause(index)).map(str::to_owned),
                 policy: policy.name().to_owned(),
                 policy_version: policy.version().to_owned(),
                 subject: request.subject.clone().into_owned(),
                 purpose: request.purpose.clone(),
+                message: None,
+            }),
+            Facts::Prepared { access, subject } => Box::new(OwnedFacts {
+                clause: access.clause().map(str::to_owned),
+                policy: access.policy().name().to_owned(),
+                policy_version: access.policy().version().to_owned(),
+                subject: subject.to_owned(),
+                purpose: access.purpose().clone(),
                 message: None,
             }),
         };

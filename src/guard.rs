@@ -12,24 +12,31 @@
 //! assert_eq!(guard.check(&training).code(), ReasonCode::ConsentMissing);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A job that checks one kind of access for many subjects prepares it once
+//! ([`Guard::prepare`]): each [`PreparedAccess::check`] then reads only the subject's
+//! consent, and answers what `check` would.
 
-use std::borrow::Cow;
+mod plan;
+mod prepared;
+
+pub use prepared::PreparedAccess;
+
 use std::fmt;
 
 use chrono::{Datelike, NaiveDate};
 
 use crate::audit::{AuditRecord, AuditSink, NoAuditSink};
-use crate::basis::{ConsentLevel, LegalBasis};
 use crate::clock::{Clock, SystemClock};
-use crate::consent::state::{Change, ConsentState, ScopeMask, StateEvent, SubjectView, Terms};
+use crate::consent::state::{Change, ConsentState, ScopeMask, Terms};
 use crate::consent::{ConsentEvent, ConsentHistory};
 use crate::decision::{Decision, Detail, Facts, ReasonCode};
 use crate::error::{EventError, StoreError};
-use crate::name::MAX_NODES;
-use crate::policy::{Policy, PolicyVersion, Retention, Rule};
+use crate::policy::{Policy, PolicyVersion};
 use crate::purpose::Purpose;
-use crate::request::{AccessRequest, Action, RecipientKind, Region};
+use crate::request::AccessRequest;
 use crate::store::ConsentStore;
+use plan::{Plan, Verdict};
 
 /// Decides every access to personal data. `Send + Sync`: share one guard between
 /// threads; checks run concurrently with consent updates and see the state either
@@ -38,6 +45,8 @@ pub struct Guard {
     policy: Policy,
     state: ConsentState,
     audit: Box<dyn AuditSink>,
+    /// The sink discards records unread: prepared checks skip building them.
+    audit_discards: bool,
     clock: Box<dyn Clock>,
     store: Option<Box<dyn ConsentStore>>,
     /// Store positions applied so far; appends and syncs serialise on it so that each
@@ -96,6 +105,7 @@ impl GuardBuilder {
         let guard = Guard {
             policy: self.policy,
             state: ConsentState::new(),
+            audit_discards: self.audit.discards_records(),
             audit: self.audit,
             clock: self.clock,
             store: self.store,
@@ -119,6 +129,7 @@ impl Guard {
             policy,
             state: ConsentState::new(),
             audit: Box::new(NoAuditSink),
+            audit_discards: true,
             clock: Box::new(SystemClock),
             store: None,
             applied: std::sync::Mutex::new(Applied::default()),
@@ -339,30 +350,45 @@ impl Guard {
             Some(at) => at.timestamp_millis(),
             None => self.clock.now_millis(),
         };
-        let (clause, verdict, basis) = match self.rule_for(request) {
+        let (rule, verdict, basis) = match Plan::new(&self.policy, request) {
             None => (None, Verdict { code: ReasonCode::NoRule, detail: Detail::None }, None),
-            Some((rule, clause, node)) => {
-                let verdict = Evaluation { policy: &self.policy, rule, request, node, now: at }.run(&self.state);
-                let basis = verdict.code.is_allow().then_some(rule.basis);
-                (Some(clause), verdict, basis)
+            Some(plan) => {
+                let verdict = plan.run(&self.state, &request.subject, at);
+                let basis = verdict.code.is_allow().then_some(plan.rule.basis);
+                (Some(plan.index), verdict, basis)
             }
         };
         Decision {
             code: verdict.code,
             basis,
             at,
-            facts: Facts::Checked { policy: &self.policy, clause, request },
+            facts: Facts::Checked { policy: &self.policy, rule, request },
             detail: verdict.detail,
         }
     }
 
-    /// The rule for the request's purpose, its clause id and the purpose's node.
-    fn rule_for(&self, request: &AccessRequest<'_>) -> Option<(&Rule, &str, usize)> {
-        let node = self.policy.purposes.index(&request.purpose.0)?;
-        let index = usize::from(self.policy.rule_for.get(node).copied().flatten()?);
-        let rule = self.policy.rules.get(index)?;
-        let document = self.policy.document.rules.get(index)?;
-        Some((rule, &document.id, node))
+    /// Prepares one kind of access (purpose, categories, action, recipient, region,
+    /// de-identification, signals, retention facts, time) for checking many subjects:
+    /// what depends on the request alone is evaluated once, here, and each
+    /// [`PreparedAccess::check`] reads only the subject's consent. The template's own
+    /// subject is not used.
+    ///
+    /// A prepared check answers exactly what [`Guard::check`] answers for the template
+    /// with the subject filled in, and audits the same record.
+    ///
+    /// ```
+    /// use consent_guard::{AccessRequest, DataCategory, Guard, Policy, Purpose, ReasonCode};
+    ///
+    /// let guard = Guard::new(Policy::from_toml_file("examples/policies/exmo.toml")?);
+    /// let template = AccessRequest::new("", Purpose::ADVERTISING_PERSONALIZED, &[DataCategory::BEHAVIOR_LOG][..]);
+    /// let ads = guard.prepare(&template);
+    /// for subject in ["u1", "u2"] {
+    ///     assert_eq!(ads.check(subject).code(), ReasonCode::ConsentMissing);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn prepare<'g>(&'g self, template: &'g AccessRequest<'_>) -> PreparedAccess<'g> {
+        PreparedAccess::new(self, template)
     }
 
     /// Validates an event against the policy and compiles it.
@@ -466,291 +492,6 @@ fn coming_of_age(birth: NaiveDate, age: u8) -> i64 {
     date.and_hms_opt(0, 0, 0).map_or(i64::MAX, |t| t.and_utc().timestamp_millis())
 }
 
-struct Verdict<'a> {
-    code: ReasonCode,
-    detail: Detail<'a>,
-}
-
-fn deny(code: ReasonCode, detail: Detail<'_>) -> Verdict<'_> {
-    Verdict { code, detail }
-}
-
-/// One evaluation of one request against one rule.
-struct Evaluation<'a, 'r> {
-    policy: &'a Policy,
-    rule: &'a Rule,
-    request: &'a AccessRequest<'r>,
-    /// The request purpose's node in the policy's purpose tree.
-    node: usize,
-    now: i64,
-}
-
-impl<'a> Evaluation<'a, '_> {
-    fn run(&self, state: &ConsentState) -> Verdict<'a> {
-        let request = self.request;
-        // Purposes under `compliance` on a basis other than consent do not depend on
-        // the subject at all: they survive erasure and an unreadable state.
-        let compliance = self.policy.compliance & bit(self.node) != 0 && self.rule.basis != LegalBasis::Consent;
-        match state.read(&request.subject, |subject| self.with_subject(subject, compliance)) {
-            Ok(verdict) => verdict,
-            Err(_) if compliance => self.with_subject(None, compliance),
-            Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),
-        }
-    }
-
-    fn with_subject(&self, subject: Option<SubjectView<'_>>, compliance: bool) -> Verdict<'a> {
-        let (policy, rule, request, now) = (self.policy, self.rule, self.request, self.now);
-
-        if let Some(erased_at) = subject.and_then(|s| s.erased_at()).filter(|at| *at <= now) {
-            if !compliance {
-                return deny(ReasonCode::SubjectErased, Detail::At(erased_at));
-            }
-        }
-        let minor = policy.minors.under.is_some()
-            && subject.and_then(|s| s.adult_from()).map_or(policy.minors.unknown_is_minor, |adult| now < adult);
-        if minor && policy.minors.not_served && !rule.basis.is_imposed_by_law() {
-            return deny(ReasonCode::MinorNotServed, Detail::None);
-        }
-        if !rule.actions.contains(request.action.flag()) {
-            return deny(ReasonCode::ActionNotPermitted, Detail::Item(Cow::Borrowed(request.action.as_str())));
-        }
-
-        // Categories: one bit test once the request's mask is known.
-        let mut requested = 0u128;
-        for category in request.categories.iter() {
-            match policy.categories.index(&category.0) {
-                Some(node) if rule.categories & bit(node) != 0 => requested |= bit(node),
-                _ => return deny(ReasonCode::CategoryNotPermitted, Detail::Item(Cow::Borrowed(category.as_str()))),
-            }
-        }
-        if requested == 0 {
-            return deny(ReasonCode::CategoryNotPermitted, Detail::Item(Cow::Borrowed("no")));
-        }
-
-        let recipient = &request.recipient;
-        let named = match &recipient.name {
-            None => None,
-            Some(name) => match policy.recipient_index(name) {
-                Some(index) => policy.recipients.get(index).map(|declared| (index, declared)),
-                None => return deny(ReasonCode::RecipientNotPermitted, Detail::Item(Cow::Borrowed(name.as_ref()))),
-            },
-        };
-        let recipient_name = || Cow::Borrowed(recipient.name.as_deref().unwrap_or(recipient.kind.as_str()));
-        let kind_permitted = rule.recipient_kinds.contains(recipient.kind.flag());
-        if let Some((index, declared)) = named {
-            let permitted = declared.kind == recipient.kind
-                && (kind_permitted || rule.recipient_names & (1u64 << (index % 64)) != 0)
-                && declared.purposes & bit(self.node) != 0
-                && requested & !declared.categories == 0;
-            if !permitted {
-                return deny(ReasonCode::RecipientNotPermitted, Detail::Item(recipient_name()));
-            }
-        } else if !kind_permitted {
-            return deny(ReasonCode::RecipientNotPermitted, Detail::Item(recipient_name()));
-        }
-
-        let region: &'a Region = request.region.as_ref().unwrap_or(&policy.document.policy.home_region);
-        let transfer = if rule.regions.contains(region) {
-            false
-        } else if rule.transfer_regions.contains(*region) {
-            true
-        } else {
-            return deny(ReasonCode::RegionNotPermitted, Detail::Item(Cow::Borrowed(region.as_str())));
-        };
-
-        let needed_deidentification =
-            named.map_or(rule.deidentification, |(_, d)| d.deidentification.max(rule.deidentification));
-        if request.deidentification < needed_deidentification {
-            return deny(
-                ReasonCode::DeidentificationRequired,
-                Detail::Item(Cow::Borrowed(needed_deidentification.as_str())),
-            );
-        }
-
-        if let Some(retention) = rule.retention {
-            if let Some(verdict) = self.retention(retention) {
-                return verdict;
-            }
-        }
-
-        if rule.dnt && request.signals.dnt {
-            return deny(ReasonCode::OptOutSignal, Detail::Item(Cow::Borrowed("dnt")));
-        }
-        if rule.gpc && request.signals.gpc {
-            return deny(ReasonCode::OptOutSignal, Detail::Item(Cow::Borrowed("gpc")));
-        }
-
-        let purpose_up = policy.purposes.up(self.node);
-        if rule.basis != LegalBasis::Consent {
-            if transfer {
-                let verdict = self.consent(subject, purpose_up, requested, minor, Some(region), ConsentLevel::Separate);
-                if !verdict.code.is_allow() {
-                    return match verdict.code {
-                        ReasonCode::ConsentMissing | ReasonCode::ConsentLevelInsufficient => {
-                            deny(ReasonCode::SeparateConsentRequired, Detail::Transfer(Cow::Borrowed(region.as_str())))
-                        }
-                        _ => verdict,
-                    };
-                }
-            }
-            let code = if rule.basis == LegalBasis::ResearchDeidentified {
-                ReasonCode::DeidentifiedExempt
-            } else {
-                ReasonCode::LegalBasis
-            };
-            return Verdict { code, detail: Detail::None };
-        }
-        if rule.anonymized_exempt && request.deidentification == crate::request::Deidentification::Anonymized {
-            return Verdict { code: ReasonCode::DeidentifiedExempt, detail: Detail::None };
-        }
-
-        let triggers = &policy.separate;
-        let escalate = (triggers.sensitive && requested & policy.sensitive != 0)
-            || (triggers.minor && minor)
-            || (triggers.third_party && recipient.kind == RecipientKind::ThirdParty)
-            || (triggers.public && (recipient.kind == RecipientKind::Public || request.action == Action::Disclose))
-            || (triggers.cross_border && !policy.storage_regions.contains(region));
-        let needed = if escalate { ConsentLevel::Separate } else { rule.level };
-        let transfer_region = transfer.then_some(region);
-        self.consent(subject, purpose_up, requested, minor, transfer_region, needed)
-    }
-
-    fn retention(&self, retention: Retention) -> Option<Verdict<'a>> {
-        let request = self.request;
-        // Collecting starts the clock; deleting expired data is what retention asks.
-        if matches!(request.action, Action::Collect | Action::Delete) {
-            return None;
-        }
-        match retention.millis() {
-            None => {
-                let same = match (&request.session, &request.collected_session) {
-                    (Some(now), Some(then)) => now == then,
-                    _ => false,
-                };
-                (!same).then(|| deny(ReasonCode::RetentionExpired, Detail::Session))
-            }
-            Some(limit) => match request.collected_at.map(|t| t.timestamp_millis()) {
-                None => {
-                    Some(deny(ReasonCode::RetentionExpired, Detail::Retention { limit: retention, collected: None }))
-                }
-                Some(collected) if self.now.saturating_sub(collected) > limit => Some(deny(
-                    ReasonCode::RetentionExpired,
-                    Detail::Retention { limit: retention, collected: Some(collected) },
-                )),
-                Some(_) => None,
-            },
-        }
-    }
-
-    /// The subject's consent to the purpose, at the needed level.
-    fn consent(
-        &self,
-        subject: Option<SubjectView<'_>>,
-        purpose_up: u128,
-        requested: u128,
-        minor: bool,
-        transfer: Option<&'a Region>,
-        needed: ConsentLevel,
-    ) -> Verdict<'a> {
-        let Some(subject) = subject else { return deny(ReasonCode::ConsentMissing, Detail::None) };
-        let guardian_needed = minor && !self.policy.minors.not_served;
-        let mut verdict: Option<Verdict<'a>> = None;
-        for event in subject.events().take_while(|e| e.at <= self.now) {
-            if event.purposes() & purpose_up == 0 {
-                continue;
-            }
-            if event.is_withdrawal() {
-                // A withdrawal ends every earlier grant; only later grants re-open.
-                verdict = Some(deny(ReasonCode::ConsentWithdrawn, Detail::At(event.at)));
-                continue;
-            }
-            if verdict.as_ref().is_some_and(|v| v.code.is_allow()) {
-                continue;
-            }
-            let Ok(terms) = subject.terms(event) else {
-                return deny(ReasonCode::ConsentStateUnavailable, Detail::None);
-            };
-            verdict = Some(self.grant(event, terms, requested, guardian_needed, transfer, needed));
-        }
-        match verdict {
-            Some(verdict) => verdict,
-            None if self.rule.opt_out && transfer.is_none() => {
-                // Deemed consent: given until withdrawn, but never guardian or
-                // separate consent.
-                if guardian_needed {
-                    deny(ReasonCode::GuardianConsentRequired, Detail::None)
-                } else if needed > self.rule.level {
-                    deny(ReasonCode::SeparateConsentRequired, Detail::Deemed { needed })
-                } else {
-                    Verdict { code: ReasonCode::ConsentGiven, detail: Detail::None }
-                }
-            }
-            None => deny(ReasonCode::ConsentMissing, Detail::None),
-        }
-    }
-
-    fn grant(
-        &self,
-        grant: &StateEvent,
-        terms: Option<&Terms>,
-        requested: u128,
-        guardian_needed: bool,
-        transfer: Option<&'a Region>,
-        needed: ConsentLevel,
-    ) -> Verdict<'a> {
-        let (request, at) = (self.request, grant.at);
-        let scope = terms.and_then(|t| t.scope.as_deref());
-        if let Some(expires_at) = terms.map(|t| t.expires_at).filter(|at| *at <= self.now) {
-            return deny(ReasonCode::ConsentExpired, Detail::At(expires_at));
-        }
-        if let Some(scope) = scope {
-            if scope.categories != 0 && requested & !scope.categories != 0 {
-                return deny(ReasonCode::ConsentMissing, Detail::Scope("data category"));
-            }
-            let region = request.region.unwrap_or(self.policy.document.policy.home_region);
-            if !scope.regions.is_empty() && !scope.regions.contains(&region) {
-                return deny(ReasonCode::ConsentMissing, Detail::Scope("region"));
-            }
-            if scope.recipients_limited && request.recipient.kind != RecipientKind::FirstParty {
-                let named = request.recipient.name.as_deref().and_then(|n| self.policy.recipient_index(n));
-                if named.is_none_or(|index| scope.recipients & (1u64 << (index % 64)) == 0) {
-                    return deny(ReasonCode::ConsentMissing, Detail::Scope("recipient"));
-                }
-            }
-        }
-        if let Some(region) = transfer {
-            let names_region = scope.is_some_and(|s| s.regions.contains(region));
-            if grant.level < ConsentLevel::Separate || !names_region {
-                return deny(ReasonCode::SeparateConsentRequired, Detail::Transfer(Cow::Borrowed(region.as_str())));
-            }
-        }
-        if guardian_needed && !grant.by_guardian() {
-            return deny(ReasonCode::GuardianConsentRequired, Detail::None);
-        }
-        if grant.level < needed {
-            let code = if needed == ConsentLevel::Separate {
-                ReasonCode::SeparateConsentRequired
-            } else {
-                ReasonCode::ConsentLevelInsufficient
-            };
-            return deny(code, Detail::Level { given: grant.level, needed, at });
-        }
-        if self.rule.changed_in.is_some_and(|changed| terms.map_or(self.policy.version, |t| t.version) < changed) {
-            return deny(ReasonCode::ReconsentRequired, Detail::At(at));
-        }
-        Verdict { code: ReasonCode::ConsentGiven, detail: Detail::At(at) }
-    }
-}
-
-#[inline]
-fn bit(index: usize) -> u128 {
-    if index < MAX_NODES {
-        1u128 << index
-    } else {
-        0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -763,6 +504,7 @@ mod tests {
         shareable::<Guard>();
         shareable::<Policy>();
         shareable::<Decision<'static>>();
+        shareable::<PreparedAccess<'static>>();
     }
 
     /// Every check returns a decision by value: a large one costs a copy on every

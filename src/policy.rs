@@ -195,6 +195,12 @@ impl Policy {
         self.rule_index(purpose).and_then(|i| self.document.rules.get(i))
     }
 
+    /// The id of the rule at `index` (of `rule_for`).
+    #[inline]
+    pub(crate) fn clause(&self, index: u16) -> Option<&str> {
+        self.document.rules.get(usize::from(index)).map(|rule| rule.id.as_str())
+    }
+
     pub(crate) fn rule_index(&self, purpose: &Purpose) -> Option<usize> {
         let node = self.purposes.index(&purpose.0)?;
         self.rule_for.get(node).copied().flatten().map(usize::from)

@@ -494,6 +494,25 @@ impl<'a> AccessRequest<'a> {
             at: self.at,
         }
     }
+
+    /// The same request for another subject, borrowing everything else from this one:
+    /// what a prepared access hands to the audit sink, without allocating.
+    pub(crate) fn for_subject<'b>(&'b self, subject: &'b str) -> AccessRequest<'b> {
+        AccessRequest {
+            subject: Cow::Borrowed(subject),
+            purpose: self.purpose.clone(),
+            categories: Cow::Borrowed(&self.categories),
+            action: self.action,
+            recipient: Recipient { kind: self.recipient.kind, name: self.recipient.name.as_deref().map(Cow::Borrowed) },
+            deidentification: self.deidentification,
+            region: self.region,
+            signals: self.signals,
+            collected_at: self.collected_at,
+            collected_session: self.collected_session.as_deref().map(Cow::Borrowed),
+            session: self.session.as_deref().map(Cow::Borrowed),
+            at: self.at,
+        }
+    }
 }
 
 impl std::fmt::Debug for AccessRequest<'_> {

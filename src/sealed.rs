@@ -11,7 +11,7 @@
 //!   outlive the record it borrows;
 //! - [`share`] and [`into_shared`] hand over an owned value ([`Shared<T>`]);
 //! - [`select`] and [`select_owned`] filter a stream of records for a pipeline, and
-//!   count what they withhold per [`ReasonCode`] ([`Tally`]).
+//!   count what they withhold per [`ReasonCode`](crate::ReasonCode) ([`Tally`]).
 //!
 //! Each of them builds the [`AccessRequest`] from the record's own tags, so retention
 //! and session rules see when and where the data was really collected (a caller cannot

@@ -72,6 +72,52 @@ fn checks_do_not_allocate() {
     }
 }
 
+/// A prepared access checks subjects without allocating either, audited or not, and
+/// answers what the plain check answers.
+#[test]
+fn prepared_checks_do_not_allocate() {
+    let sink = Arc::new(MemoryAuditSink::new());
+    let guard = Guard::builder(exmo()).audit(sink.clone()).build().unwrap();
+    guard.record(&grant("in", "2026-01-01T00:00:00Z")).unwrap();
+    guard.record(&grant("out", "2026-01-01T00:00:00Z")).unwrap();
+    guard.record(&withdraw("out", "2026-02-01T00:00:00Z")).unwrap();
+    let template = training("");
+    let prepared = guard.prepare(&template);
+    let denied = training("").deidentification(Deidentification::None);
+    let prepared_denied = guard.prepare(&denied);
+    let cases = [
+        (&prepared, "in", ReasonCode::ConsentGiven),
+        (&prepared, "out", ReasonCode::ConsentWithdrawn),
+        (&prepared, "nobody", ReasonCode::ConsentMissing),
+        (&prepared_denied, "in", ReasonCode::DeidentificationRequired),
+    ];
+    // Give the sink room for every record below: its growth is where it may allocate.
+    for _ in 0..4 {
+        for (access, subject, _) in cases {
+            let _ = access.check(subject);
+        }
+    }
+    sink.clear();
+    for (access, subject, code) in cases {
+        let mut seen = None;
+        let info = allocation_counter::measure(|| {
+            let decision = access.check(subject);
+            seen = Some(decision.code());
+        });
+        assert_eq!(seen, Some(code));
+        assert_eq!(info.count_total, 0, "{code} allocated {} times", info.count_total);
+        let mut request = access.template().clone();
+        request.subject = subject.into();
+        assert_eq!(guard.check(&request).code(), code);
+    }
+    let records = sink.records();
+    assert_eq!(records.len(), 8);
+    // The audit record names the subject checked, not the template's.
+    assert_eq!(records[0].request.subject, "in");
+    assert_eq!(records[0], records[1]);
+    assert_eq!(records[2].request.subject, "out");
+}
+
 /// With the in-memory sink, a check allocates only when the sink's buffers grow, and
 /// they grow by doubling: never once per record.
 #[test]

@@ -7,7 +7,7 @@ use consent_guard::consent::{EraseEvent, GrantEvent, SubjectEvent, WithdrawEvent
 use consent_guard::policy::PolicyDocument;
 use consent_guard::{
     AccessRequest, Action, ConsentEvent, ConsentLevel, DataCategory, Deidentification, FixedClock, Guard, LegalBasis,
-    Policy, PolicyBuilder, Purpose, ReasonCode, Recipient, RecipientKind, Region, Signals,
+    MemoryAuditSink, Policy, PolicyBuilder, Purpose, ReasonCode, Recipient, RecipientKind, Region, Signals,
 };
 use proptest::prelude::*;
 
@@ -254,6 +254,62 @@ proptest! {
         let json = serde_json::to_string(&decision).unwrap();
         let back: consent_guard::Decision<'_> = serde_json::from_str(&json).unwrap();
         prop_assert_eq!(back, decision);
+    }
+
+    /// A prepared access answers, for every subject, exactly what `check` answers for
+    /// the same request: code, basis, clause, message, and the audit record.
+    #[test]
+    fn a_prepared_check_answers_what_check_answers(
+        seed_index in 0..SEEDS.len(),
+        request in requests("template"),
+        history in prop::collection::vec(
+            (0..3usize, any::<bool>(), purposes(), levels(), times(), any::<bool>(), prop::option::of(times())),
+            0..8,
+        ),
+        birth_years in prop::option::of(1u32..30),
+    ) {
+        let sink = std::sync::Arc::new(MemoryAuditSink::new());
+        let now = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        let guard = Guard::builder(seed(SEEDS[seed_index])).clock(FixedClock::new(now)).audit(sink.clone()).build().unwrap();
+        let subjects = ["s0", "s1", "s2"];
+        if let Some(years) = birth_years {
+            let birth = (now - Duration::days(i64::from(years) * 365)).date_naive();
+            guard.record(&ConsentEvent::Subject(SubjectEvent { subject: "s0".into(), birth_date: Some(birth), age: None, at: None })).unwrap();
+        }
+        for (who, withdraw, purpose, level, at, by_guardian, expires_at) in history {
+            let subject = subjects[who];
+            let event = if withdraw {
+                ConsentEvent::Withdraw(WithdrawEvent { subject: subject.into(), purposes: vec![purpose], at })
+            } else {
+                ConsentEvent::Grant(GrantEvent {
+                    subject: subject.into(),
+                    purposes: vec![purpose],
+                    level,
+                    at,
+                    policy_version: None,
+                    by_guardian,
+                    expires_at: expires_at.filter(|e| *e > at),
+                    scope: None,
+                })
+            };
+            // Events the policy refuses are skipped: the property is about the answers.
+            let _ = guard.record(&event);
+        }
+        let prepared = guard.prepare(&request);
+        for subject in subjects.into_iter().chain(["unknown"]) {
+            let mut plain = request.clone();
+            plain.subject = subject.into();
+            let expected = guard.check(&plain);
+            let decision = prepared.check(subject);
+            prop_assert_eq!(&decision, &expected);
+            prop_assert_eq!(decision.message(), expected.message());
+            prop_assert_eq!(serde_json::to_string(&decision).unwrap(), serde_json::to_string(&expected).unwrap());
+        }
+        let records = sink.records();
+        prop_assert_eq!(records.len(), 8);
+        for pair in records.chunks(2) {
+            prop_assert_eq!(&pair[0], &pair[1]);
+        }
     }
 
     /// Loading arbitrary text, or TOML made of policy-like fragments, never panics.

@@ -388,7 +388,7 @@ mod tests {
     fn facts<'d>(decision: &'d mut Decision<'_>) -> &'d mut OwnedFacts {
         match &mut decision.facts {
             Facts::Owned(facts) => facts,
-            Facts::Checked { .. } => panic!("the tests' decisions own their facts"),
+            Facts::Checked { .. } | Facts::Prepared { .. } => panic!("the tests' decisions own their facts"),
         }
     }
 

@@ -1,0 +1,372 @@
+//! The evaluation of a request, in two parts: the [`Plan`], everything that depends on
+//! the request alone (computed once per request by `Guard::check`, once per kind of
+//! access by `PreparedAccess`), and its run against one subject's consent state.
+//!
+//! The order of the checks is the policy's, whichever part computes them: erasure,
+//! minors not served, then action, category, recipient, region and de-identification,
+//! retention, opt-out signals, and last the basis and the subject's consent. A plan
+//! keeps the first request-only denial and returns it only after the subject's own
+//! checks that come before it, so a prepared check answers the same code as a plain one.
+
+use std::borrow::Cow;
+use std::ops::ControlFlow;
+
+use crate::basis::{ConsentLevel, LegalBasis};
+use crate::consent::state::{ConsentState, StateEvent, SubjectView, Terms};
+use crate::decision::{Detail, ReasonCode};
+use crate::name::MAX_NODES;
+use crate::policy::{Policy, Retention, Rule};
+use crate::request::{AccessRequest, Action, Deidentification, RecipientKind, Region};
+
+pub(super) struct Verdict<'a> {
+    pub(super) code: ReasonCode,
+    pub(super) detail: Detail<'a>,
+}
+
+fn deny(code: ReasonCode, detail: Detail<'_>) -> Verdict<'_> {
+    Verdict { code, detail }
+}
+
+/// A request's subject-independent evaluation against its rule.
+pub(super) struct Plan<'a> {
+    policy: &'a Policy,
+    pub(super) rule: &'a Rule,
+    /// The rule's index in the policy.
+    pub(super) index: u16,
+    request: &'a AccessRequest<'a>,
+    /// Purposes under `compliance` on a basis other than consent do not depend on the
+    /// subject at all: they survive erasure and an unreadable state.
+    compliance: bool,
+    /// The first denial among action, category, recipient, region and
+    /// de-identification.
+    early: Option<(ReasonCode, Detail<'a>)>,
+    /// The opt-out signal that denies, if any.
+    signal: Option<&'static str>,
+    /// The requested categories as a mask of the policy's category tree.
+    requested: u128,
+    /// The request's purpose and its ancestors.
+    purpose_up: u128,
+    region: &'a Region,
+    /// The region is reachable only as a transfer, which needs separate consent.
+    transfer: bool,
+    /// The declared recipient's index in the policy, if the request names one.
+    recipient: Option<usize>,
+    /// Separate consent is needed whatever the subject's age.
+    escalate: bool,
+    /// Anonymized data that the rule exempts from consent.
+    exempt: bool,
+}
+
+impl<'a> Plan<'a> {
+    /// The plan for `request`; `None` if the policy has no rule for its purpose.
+    pub(super) fn new(policy: &'a Policy, request: &'a AccessRequest<'a>) -> Option<Plan<'a>> {
+        let node = policy.purposes.index(&request.purpose.0)?;
+        let index = policy.rule_for.get(node).copied().flatten()?;
+        let rule = policy.rules.get(usize::from(index))?;
+        let mut plan = Plan {
+            policy,
+            rule,
+            index,
+            request,
+            compliance: policy.compliance & bit(node) != 0 && rule.basis != LegalBasis::Consent,
+            early: None,
+            signal: None,
+            requested: 0,
+            purpose_up: policy.purposes.up(node),
+            region: request.region.as_ref().unwrap_or(&policy.document.policy.home_region),
+            transfer: false,
+            recipient: None,
+            escalate: false,
+            exempt: false,
+        };
+        plan.early = plan.request_only(node).err();
+        plan.signal = if rule.dnt && request.signals.dnt {
+            Some("dnt")
+        } else if rule.gpc && request.signals.gpc {
+            Some("gpc")
+        } else {
+            None
+        };
+        let triggers = &policy.separate;
+        let recipient = &request.recipient;
+        plan.escalate = (triggers.sensitive && plan.requested & policy.sensitive != 0)
+            || (triggers.third_party && recipient.kind == RecipientKind::ThirdParty)
+            || (triggers.public && (recipient.kind == RecipientKind::Public || request.action == Action::Disclose))
+            || (triggers.cross_border && !policy.storage_regions.contains(plan.region));
+        plan.exempt = rule.anonymized_exempt && request.deidentification == Deidentification::Anonymized;
+        Some(plan)
+    }
+
+    /// Action, categories, recipient, region and de-identification, in that order.
+    fn request_only(&mut self, node: usize) -> Result<(), (ReasonCode, Detail<'a>)> {
+        let (policy, rule, request) = (self.policy, self.rule, self.request);
+        if !rule.actions.contains(request.action.flag()) {
+            return Err((ReasonCode::ActionNotPermitted, Detail::Item(Cow::Borrowed(request.action.as_str()))));
+        }
+
+        for category in request.categories.iter() {
+            match policy.categories.index(&category.0) {
+                Some(node) if rule.categories & bit(node) != 0 => self.requested |= bit(node),
+                _ => return Err((ReasonCode::CategoryNotPermitted, Detail::Item(Cow::Borrowed(category.as_str())))),
+            }
+        }
+        if self.requested == 0 {
+            return Err((ReasonCode::CategoryNotPermitted, Detail::Item(Cow::Borrowed("no"))));
+        }
+
+        let recipient = &request.recipient;
+        let named = match &recipient.name {
+            None => None,
+            Some(name) => match policy.recipient_index(name) {
+                Some(index) => policy.recipients.get(index).map(|declared| (index, declared)),
+                None => return Err((ReasonCode::RecipientNotPermitted, Detail::Item(Cow::Borrowed(name.as_ref())))),
+            },
+        };
+        self.recipient = named.map(|(index, _)| index);
+        let recipient_name = || Cow::Borrowed(recipient.name.as_deref().unwrap_or(recipient.kind.as_str()));
+        let kind_permitted = rule.recipient_kinds.contains(recipient.kind.flag());
+        if let Some((index, declared)) = named {
+            let permitted = declared.kind == recipient.kind
+                && (kind_permitted || rule.recipient_names & (1u64 << (index % 64)) != 0)
+                && declared.purposes & bit(node) != 0
+                && self.requested & !declared.categories == 0;
+            if !permitted {
+                return Err((ReasonCode::RecipientNotPermitted, Detail::Item(recipient_name())));
+            }
+        } else if !kind_permitted {
+            return Err((ReasonCode::RecipientNotPermitted, Detail::Item(recipient_name())));
+        }
+
+        let region = self.region;
+        if rule.regions.contains(region) {
+            self.transfer = false;
+        } else if rule.transfer_regions.contains(*region) {
+            self.transfer = true;
+        } else {
+            return Err((ReasonCode::RegionNotPermitted, Detail::Item(Cow::Borrowed(region.as_str()))));
+        }
+
+        let needed = named.map_or(rule.deidentification, |(_, d)| d.deidentification.max(rule.deidentification));
+        if request.deidentification < needed {
+            return Err((ReasonCode::DeidentificationRequired, Detail::Item(Cow::Borrowed(needed.as_str()))));
+        }
+        Ok(())
+    }
+
+    /// The verdict for one subject at `now` (milliseconds).
+    #[inline]
+    pub(super) fn run(&self, state: &ConsentState, subject: &str, now: i64) -> Verdict<'a> {
+        match state.read(subject, |view| self.with_subject(view, now)) {
+            Ok(verdict) => verdict,
+            Err(_) if self.compliance => self.with_subject(None, now),
+            Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),
+        }
+    }
+
+    fn with_subject(&self, subject: Option<SubjectView<'_>>, now: i64) -> Verdict<'a> {
+        let (policy, rule) = (self.policy, self.rule);
+
+        if let Some(erased_at) = subject.and_then(|s| s.erased_at()).filter(|at| *at <= now) {
+            if !self.compliance {
+                return deny(ReasonCode::SubjectErased, Detail::At(erased_at));
+            }
+        }
+        let minor = policy.minors.under.is_some()
+            && subject.and_then(|s| s.adult_from()).map_or(policy.minors.unknown_is_minor, |adult| now < adult);
+        if minor && policy.minors.not_served && !rule.basis.is_imposed_by_law() {
+            return deny(ReasonCode::MinorNotServed, Detail::None);
+        }
+        if let Some((code, detail)) = &self.early {
+            return deny(*code, detail.clone());
+        }
+        if let Some(retention) = rule.retention {
+            if let Some(verdict) = self.retention(retention, now) {
+                return verdict;
+            }
+        }
+        if let Some(signal) = self.signal {
+            return deny(ReasonCode::OptOutSignal, Detail::Item(Cow::Borrowed(signal)));
+        }
+
+        let region = self.region;
+        if rule.basis != LegalBasis::Consent {
+            if self.transfer {
+                let verdict = self.consent(subject, minor, Some(region), ConsentLevel::Separate, now);
+                if !verdict.code.is_allow() {
+                    return match verdict.code {
+                        ReasonCode::ConsentMissing | ReasonCode::ConsentLevelInsufficient => {
+                            deny(ReasonCode::SeparateConsentRequired, Detail::Transfer(Cow::Borrowed(region.as_str())))
+                        }
+                        _ => verdict,
+                    };
+                }
+            }
+            let code = if rule.basis == LegalBasis::ResearchDeidentified {
+                ReasonCode::DeidentifiedExempt
+            } else {
+                ReasonCode::LegalBasis
+            };
+            return Verdict { code, detail: Detail::None };
+        }
+        if self.exempt {
+            return Verdict { code: ReasonCode::DeidentifiedExempt, detail: Detail::None };
+        }
+
+        let escalate = self.escalate || (policy.separate.minor && minor);
+        let needed = if escalate { ConsentLevel::Separate } else { rule.level };
+        self.consent(subject, minor, self.transfer.then_some(region), needed, now)
+    }
+
+    fn retention(&self, retention: Retention, now: i64) -> Option<Verdict<'a>> {
+        let request = self.request;
+        // Collecting starts the clock; deleting expired data is what retention asks.
+        if matches!(request.action, Action::Collect | Action::Delete) {
+            return None;
+        }
+        match retention.millis() {
+            None => {
+                let same = match (&request.session, &request.collected_session) {
+                    (Some(now), Some(then)) => now == then,
+                    _ => false,
+                };
+                (!same).then(|| deny(ReasonCode::RetentionExpired, Detail::Session))
+            }
+            Some(limit) => match request.collected_at.map(|t| t.timestamp_millis()) {
+                None => {
+                    Some(deny(ReasonCode::RetentionExpired, Detail::Retention { limit: retention, collected: None }))
+                }
+                Some(collected) if now.saturating_sub(collected) > limit => Some(deny(
+                    ReasonCode::RetentionExpired,
+                    Detail::Retention { limit: retention, collected: Some(collected) },
+                )),
+                Some(_) => None,
+            },
+        }
+    }
+
+    /// The subject's consent to the purpose, at the needed level.
+    fn consent(
+        &self,
+        subject: Option<SubjectView<'_>>,
+        minor: bool,
+        transfer: Option<&'a Region>,
+        needed: ConsentLevel,
+        now: i64,
+    ) -> Verdict<'a> {
+        let Some(subject) = subject else { return deny(ReasonCode::ConsentMissing, Detail::None) };
+        let guardian_needed = minor && !self.policy.minors.not_served;
+        let mut verdict: Option<Verdict<'a>> = None;
+        let mut step = |event: &StateEvent| -> ControlFlow<Option<Verdict<'a>>> {
+            if event.at > now {
+                return ControlFlow::Break(None);
+            }
+            if event.purposes() & self.purpose_up == 0 {
+                return ControlFlow::Continue(());
+            }
+            if event.is_withdrawal() {
+                // A withdrawal ends every earlier grant; only later grants re-open.
+                verdict = Some(deny(ReasonCode::ConsentWithdrawn, Detail::At(event.at)));
+            } else if !verdict.as_ref().is_some_and(|v| v.code.is_allow()) {
+                let Ok(terms) = subject.terms(event) else {
+                    return ControlFlow::Break(Some(deny(ReasonCode::ConsentStateUnavailable, Detail::None)));
+                };
+                verdict = Some(self.grant(event, terms, guardian_needed, transfer, needed, now));
+            }
+            ControlFlow::Continue(())
+        };
+        let (early, rest) = subject.early_and_rest();
+        let mut flow = ControlFlow::Continue(());
+        for event in early.iter().flatten() {
+            flow = step(event);
+            if flow.is_break() {
+                break;
+            }
+        }
+        if flow.is_continue() {
+            for event in rest {
+                flow = step(event);
+                if flow.is_break() {
+                    break;
+                }
+            }
+        }
+        if let ControlFlow::Break(Some(unavailable)) = flow {
+            return unavailable;
+        }
+        match verdict {
+            Some(verdict) => verdict,
+            None if self.rule.opt_out && transfer.is_none() => {
+                // Deemed consent: given until withdrawn, but never guardian or
+                // separate consent.
+                if guardian_needed {
+                    deny(ReasonCode::GuardianConsentRequired, Detail::None)
+                } else if needed > self.rule.level {
+                    deny(ReasonCode::SeparateConsentRequired, Detail::Deemed { needed })
+                } else {
+                    Verdict { code: ReasonCode::ConsentGiven, detail: Detail::None }
+                }
+            }
+            None => deny(ReasonCode::ConsentMissing, Detail::None),
+        }
+    }
+
+    fn grant(
+        &self,
+        grant: &StateEvent,
+        terms: Option<&Terms>,
+        guardian_needed: bool,
+        transfer: Option<&'a Region>,
+        needed: ConsentLevel,
+        now: i64,
+    ) -> Verdict<'a> {
+        let at = grant.at;
+        let scope = terms.and_then(|t| t.scope.as_deref());
+        if let Some(expires_at) = terms.map(|t| t.expires_at).filter(|at| *at <= now) {
+            return deny(ReasonCode::ConsentExpired, Detail::At(expires_at));
+        }
+        if let Some(scope) = scope {
+            if scope.categories != 0 && self.requested & !scope.categories != 0 {
+                return deny(ReasonCode::ConsentMissing, Detail::Scope("data category"));
+            }
+            if !scope.regions.is_empty() && !scope.regions.contains(self.region) {
+                return deny(ReasonCode::ConsentMissing, Detail::Scope("region"));
+            }
+            if scope.recipients_limited && self.request.recipient.kind != RecipientKind::FirstParty {
+                let named = self.recipient;
+                if named.is_none_or(|index| scope.recipients & (1u64 << (index % 64)) == 0) {
+                    return deny(ReasonCode::ConsentMissing, Detail::Scope("recipient"));
+                }
+            }
+        }
+        if let Some(region) = transfer {
+            let names_region = scope.is_some_and(|s| s.regions.contains(region));
+            if grant.level < ConsentLevel::Separate || !names_region {
+                return deny(ReasonCode::SeparateConsentRequired, Detail::Transfer(Cow::Borrowed(region.as_str())));
+            }
+        }
+        if guardian_needed && !grant.by_guardian() {
+            return deny(ReasonCode::GuardianConsentRequired, Detail::None);
+        }
+        if grant.level < needed {
+            let code = if needed == ConsentLevel::Separate {
+                ReasonCode::SeparateConsentRequired
+            } else {
+                ReasonCode::ConsentLevelInsufficient
+            };
+            return deny(code, Detail::Level { given: grant.level, needed, at });
+        }
+        if self.rule.changed_in.is_some_and(|changed| terms.map_or(self.policy.version, |t| t.version) < changed) {
+            return deny(ReasonCode::ReconsentRequired, Detail::At(at));
+        }
+        Verdict { code: ReasonCode::ConsentGiven, detail: Detail::At(at) }
+    }
+}
+
+#[inline]
+pub(super) fn bit(index: usize) -> u128 {
+    if index < MAX_NODES {
+        1u128 << index
+    } else {
+        0
+    }
+}

@@ -1,0 +1,108 @@
+//! Prepared accesses: one kind of access checked for many subjects, with the
+//! request-only part of the evaluation done once.
+
+use std::fmt;
+
+use super::plan::{Plan, Verdict};
+use super::Guard;
+use crate::audit::AuditRecord;
+use crate::decision::{Decision, Detail, Facts, ReasonCode};
+use crate::policy::Policy;
+use crate::purpose::Purpose;
+use crate::request::AccessRequest;
+
+/// One kind of access, prepared by [`Guard::prepare`] for checking many subjects: a
+/// batch job over every user, or a request handler's fixed access point. Each check
+/// costs a lookup of the subject's consent and the scan of its events; the policy's
+/// request-only checks (rule, action, categories, recipient, region,
+/// de-identification, signals) were decided when it was prepared.
+///
+/// It borrows the guard, so consent recorded after it was prepared is seen by its next
+/// check, exactly as with [`Guard::check`]. `Send + Sync`: threads may share it.
+pub struct PreparedAccess<'g> {
+    guard: &'g Guard,
+    template: &'g AccessRequest<'g>,
+    /// `None`: the policy has no rule for the purpose.
+    plan: Option<Plan<'g>>,
+    /// The template's time, in milliseconds, if it names one.
+    at: Option<i64>,
+}
+
+impl<'g> PreparedAccess<'g> {
+    pub(super) fn new(guard: &'g Guard, template: &'g AccessRequest<'_>) -> PreparedAccess<'g> {
+        PreparedAccess {
+            guard,
+            template,
+            plan: Plan::new(&guard.policy, template),
+            at: template.at.map(|at| at.timestamp_millis()),
+        }
+    }
+
+    /// The request this access was prepared from (its subject is not used).
+    pub fn template(&self) -> &AccessRequest<'g> {
+        self.template
+    }
+
+    /// Decides the access for one subject and hands the audit record (the template
+    /// with this subject) to the guard's sink, as [`Guard::check`] does.
+    #[inline]
+    pub fn check<'a>(&'a self, subject: &'a str) -> Decision<'a> {
+        let mut decision = self.decide(subject);
+        if self.guard.audit_discards {
+            return decision;
+        }
+        let request = self.template.for_subject(subject);
+        if self.guard.audit.record(&AuditRecord { request: &request, decision: &decision }).is_err() {
+            decision.code = ReasonCode::AuditUnavailable;
+            decision.basis = None;
+            decision.detail = Detail::None;
+        }
+        decision
+    }
+
+    /// Decides the access for one subject without auditing it: for dry runs, never for
+    /// real access.
+    #[inline]
+    pub fn decide<'a>(&'a self, subject: &'a str) -> Decision<'a> {
+        let at = match self.at {
+            Some(at) => at,
+            None => self.guard.clock.now_millis(),
+        };
+        let (verdict, basis) = match &self.plan {
+            None => (Verdict { code: ReasonCode::NoRule, detail: Detail::None }, None),
+            Some(plan) => {
+                let verdict = plan.run(&self.guard.state, subject, at);
+                let basis = verdict.code.is_allow().then_some(plan.rule.basis);
+                (verdict, basis)
+            }
+        };
+        Decision {
+            code: verdict.code,
+            basis,
+            at,
+            facts: Facts::Prepared { access: self, subject },
+            detail: verdict.detail,
+        }
+    }
+
+    pub(crate) fn policy(&self) -> &'g Policy {
+        &self.guard.policy
+    }
+
+    pub(crate) fn clause(&self) -> Option<&'g str> {
+        self.plan.as_ref().and_then(|plan| self.guard.policy.clause(plan.index))
+    }
+
+    pub(crate) fn purpose(&self) -> &'g Purpose {
+        &self.template.purpose
+    }
+}
+
+impl fmt::Debug for PreparedAccess<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedAccess")
+            .field("request", self.template)
+            .field("clause", &self.clause())
+            .finish_non_exhaustive()
+    }
+}
