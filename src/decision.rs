@@ -288,6 +288,14 @@ impl<'a> Decision<'a> {
         DateTime::from_timestamp_millis(self.at).unwrap_or_default()
     }
 
+    /// Turns the decision into the denial of an access that could not be audited: an
+    /// access that cannot be audited does not happen.
+    pub(crate) fn unaudited(&mut self) {
+        self.code = ReasonCode::AuditUnavailable;
+        self.basis = None;
+        self.detail = Detail::None;
+    }
+
     /// The message as read back from JSON, if this decision was.
     pub(crate) fn stored_message(&self) -> Option<&str> {
         match &self.facts {

@@ -335,9 +335,7 @@ impl Guard {
     pub fn check<'a>(&'a self, request: &'a AccessRequest<'_>) -> Decision<'a> {
         let mut decision = self.decide(request);
         if self.audit.record(&AuditRecord { request, decision: &decision }).is_err() {
-            decision.code = ReasonCode::AuditUnavailable;
-            decision.basis = None;
-            decision.detail = Detail::None;
+            decision.unaudited();
         }
         decision
     }
@@ -505,6 +503,35 @@ mod tests {
         shareable::<Policy>();
         shareable::<Decision<'static>>();
         shareable::<PreparedAccess<'static>>();
+    }
+
+    /// A sink that cannot keep the record.
+    #[derive(Debug)]
+    struct BrokenSink;
+
+    impl AuditSink for BrokenSink {
+        fn record(&self, _: &AuditRecord<'_>) -> Result<(), crate::error::AuditError> {
+            Err(crate::error::AuditError::new("disk full"))
+        }
+    }
+
+    /// An access that cannot be audited does not happen, whether checked plainly or
+    /// through a prepared access, and a dry run is not audited at all.
+    #[test]
+    fn an_allow_that_cannot_be_audited_is_denied() {
+        let policy = Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let guard = Guard::builder(policy).audit(BrokenSink).build().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!guard.audit_discards);
+        let request = AccessRequest::new("u1", crate::Purpose::SECURITY, &[crate::DataCategory::DEVICE_INFO][..]);
+        assert!(guard.decide(&request).allowed(), "{}", guard.decide(&request).message());
+        let plain = guard.check(&request);
+        assert_eq!((plain.code(), plain.basis()), (ReasonCode::AuditUnavailable, None));
+        let prepared = guard.prepare(&request);
+        assert!(prepared.decide("u2").allowed());
+        let decision = prepared.check("u2");
+        assert_eq!((decision.code(), decision.basis()), (ReasonCode::AuditUnavailable, None));
+        assert_eq!(decision.subject(), "u2");
     }
 
     /// Every check returns a decision by value: a large one costs a copy on every

@@ -53,9 +53,7 @@ impl<'g> PreparedAccess<'g> {
         }
         let request = self.template.for_subject(subject);
         if self.guard.audit.record(&AuditRecord { request: &request, decision: &decision }).is_err() {
-            decision.code = ReasonCode::AuditUnavailable;
-            decision.basis = None;
-            decision.detail = Detail::None;
+            decision.unaudited();
         }
         decision
     }
