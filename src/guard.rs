@@ -30,13 +30,13 @@ use crate::audit::{AuditRecord, AuditSink, NoAuditSink};
 use crate::clock::{Clock, SystemClock};
 use crate::consent::state::{Change, ConsentState, ScopeMask, Terms};
 use crate::consent::{ConsentEvent, ConsentHistory};
-use crate::decision::{Decision, Detail, Facts, ReasonCode};
+use crate::decision::{Decision, Facts};
 use crate::error::{EventError, StoreError};
 use crate::policy::{Policy, PolicyVersion};
 use crate::purpose::Purpose;
 use crate::request::AccessRequest;
 use crate::store::ConsentStore;
-use plan::{Plan, Verdict};
+use plan::Plan;
 
 /// Decides every access to personal data. `Send + Sync`: share one guard between
 /// threads; checks run concurrently with consent updates and see the state either
@@ -334,10 +334,17 @@ impl Guard {
     #[inline]
     pub fn check<'a>(&'a self, request: &'a AccessRequest<'_>) -> Decision<'a> {
         let mut decision = self.decide(request);
-        if self.audit.record(&AuditRecord { request, decision: &decision }).is_err() {
+        self.hand_to_sink(request, &mut decision);
+        decision
+    }
+
+    /// Hands the audit record of a decision to the sink, unless the sink discards
+    /// records; an access that cannot be audited does not happen.
+    #[inline]
+    fn hand_to_sink(&self, request: &AccessRequest<'_>, decision: &mut Decision<'_>) {
+        if !self.audit_discards && self.audit.record(&AuditRecord { request, decision }).is_err() {
             decision.unaudited();
         }
-        decision
     }
 
     /// Decides one request without auditing it: for dry runs (`explain`, tests of a
@@ -348,14 +355,9 @@ impl Guard {
             Some(at) => at.timestamp_millis(),
             None => self.clock.now_millis(),
         };
-        let (rule, verdict, basis) = match Plan::new(&self.policy, request) {
-            None => (None, Verdict { code: ReasonCode::NoRule, detail: Detail::None }, None),
-            Some(plan) => {
-                let verdict = plan.run(&self.state, &request.subject, at);
-                let basis = verdict.code.is_allow().then_some(plan.rule.basis);
-                (Some(plan.index), verdict, basis)
-            }
-        };
+        let plan = Plan::new(&self.policy, request);
+        let (verdict, basis) = plan::decide(plan.as_ref(), &self.state, &request.subject, at);
+        let rule = plan.map(|plan| plan.index);
         Decision {
             code: verdict.code,
             basis,
@@ -493,6 +495,7 @@ fn coming_of_age(birth: NaiveDate, age: u8) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::ReasonCode;
 
     /// Services share one guard between threads: a field that is not `Send + Sync`
     /// must fail this test at compile time.

@@ -27,10 +27,29 @@ fn deny(code: ReasonCode, detail: Detail<'_>) -> Verdict<'_> {
     Verdict { code, detail }
 }
 
+/// The verdict for one subject at `now` and, on an allow, the rule's basis; without a
+/// plan (no rule for the purpose), `no_rule`.
+#[inline]
+pub(super) fn decide<'a>(
+    plan: Option<&Plan<'a>>,
+    state: &ConsentState,
+    subject: &str,
+    now: i64,
+) -> (Verdict<'a>, Option<LegalBasis>) {
+    match plan {
+        None => (deny(ReasonCode::NoRule, Detail::None), None),
+        Some(plan) => {
+            let verdict = plan.run(state, subject, now);
+            let basis = verdict.code.is_allow().then_some(plan.rule.basis);
+            (verdict, basis)
+        }
+    }
+}
+
 /// A request's subject-independent evaluation against its rule.
 pub(super) struct Plan<'a> {
     policy: &'a Policy,
-    pub(super) rule: &'a Rule,
+    rule: &'a Rule,
     /// The rule's index in the policy.
     pub(super) index: u16,
     request: &'a AccessRequest<'a>,
@@ -155,7 +174,7 @@ impl<'a> Plan<'a> {
 
     /// The verdict for one subject at `now` (milliseconds).
     #[inline]
-    pub(super) fn run(&self, state: &ConsentState, subject: &str, now: i64) -> Verdict<'a> {
+    fn run(&self, state: &ConsentState, subject: &str, now: i64) -> Verdict<'a> {
         match state.read(subject, |view| self.with_subject(view, now)) {
             Ok(verdict) => verdict,
             Err(_) if self.compliance => self.with_subject(None, now),

@@ -3,10 +3,9 @@
 
 use std::fmt;
 
-use super::plan::{Plan, Verdict};
+use super::plan::{self, Plan};
 use super::Guard;
-use crate::audit::AuditRecord;
-use crate::decision::{Decision, Detail, Facts, ReasonCode};
+use crate::decision::{Decision, Facts};
 use crate::policy::Policy;
 use crate::purpose::Purpose;
 use crate::request::AccessRequest;
@@ -48,12 +47,9 @@ impl<'g> PreparedAccess<'g> {
     #[inline]
     pub fn check<'a>(&'a self, subject: &'a str) -> Decision<'a> {
         let mut decision = self.decide(subject);
-        if self.guard.audit_discards {
-            return decision;
-        }
-        let request = self.template.for_subject(subject);
-        if self.guard.audit.record(&AuditRecord { request: &request, decision: &decision }).is_err() {
-            decision.unaudited();
+        // Building the record is the only cost of auditing a sink that discards it.
+        if !self.guard.audit_discards {
+            self.guard.hand_to_sink(&self.template.for_subject(subject), &mut decision);
         }
         decision
     }
@@ -66,14 +62,7 @@ impl<'g> PreparedAccess<'g> {
             Some(at) => at,
             None => self.guard.clock.now_millis(),
         };
-        let (verdict, basis) = match &self.plan {
-            None => (Verdict { code: ReasonCode::NoRule, detail: Detail::None }, None),
-            Some(plan) => {
-                let verdict = plan.run(&self.guard.state, subject, at);
-                let basis = verdict.code.is_allow().then_some(plan.rule.basis);
-                (verdict, basis)
-            }
-        };
+        let (verdict, basis) = plan::decide(self.plan.as_ref(), &self.guard.state, subject, at);
         Decision {
             code: verdict.code,
             basis,
