@@ -115,9 +115,11 @@ fn age_facts_are_never_lost() {
 /// them at once too, so a decision does not change when the guard restarts.
 #[test]
 fn an_erasure_decides_the_same_before_and_after_a_restart() {
-    let policy = || Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap();
+    let policy =
+        || Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap();
     let store = Arc::new(MemoryConsentStore::new());
-    let build = || Guard::builder(policy()).clock(FixedClock::new(time(NOW))).store(Arc::clone(&store)).build().unwrap();
+    let build =
+        || Guard::builder(policy()).clock(FixedClock::new(time(NOW))).store(Arc::clone(&store)).build().unwrap();
     let running = build();
     for line in [
         r#"{"type":"subject","subject":"kid","birth_date":"2015-01-01"}"#,
