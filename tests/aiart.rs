@@ -207,7 +207,7 @@ fn personal_information_is_stored_in_china() {
     );
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.customer_support","action":"store","categories":["support.record"],"region":"US"}"#,
-        "region_not_permitted",
+        "separate_consent_required",
         "aiart.customer_support",
     );
     // Generation content may leave China only with a separate consent naming the region.
@@ -305,7 +305,7 @@ fn uploaded_photos_are_kept_only_for_the_synthesis_session() {
     );
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.upload_processing.photo_synthesis","action":"store","categories":["content.upload"],"region":"US","collected_session":"s1","session":"s1"}"#,
-        "region_not_permitted",
+        "separate_consent_required",
         "aiart.face_upload",
     );
 }

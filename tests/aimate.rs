@@ -169,9 +169,15 @@ fn cross_border_transfer_needs_separate_consent() {
     s.expect_clause(&chat("exp", "SG"), "separate_consent_required", "aimate.core");
     s.expect_clause(&chat("sep", "SG"), "legal_basis", "aimate.core");
     s.expect_clause(&chat("sep", "US"), "separate_consent_required", "aimate.core");
-    // Data with no transfer clause never leaves China.
-    let risk = r#"{"subject":"sep","purpose":"security.account_protection","action":"store","categories":["device.identifier"],"region":"SG"}"#;
-    s.expect_clause(risk, "region_not_permitted", "aimate.security");
+    // "If cross-border transfer is required" covers every purpose: risk control data
+    // too leaves China only on a separate grant for it that names the region.
+    let risk = |subject: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"security.account_protection","action":"store","categories":["device.identifier"],"region":"SG"}}"#
+        )
+    };
+    s.expect_clause(&risk("sep"), "separate_consent_required", "aimate.security");
+    s.expect_clause(&risk("nobody"), "separate_consent_required", "aimate.security");
 }
 
 /// §1.5 "Such information may be processed through cooperating third-party
