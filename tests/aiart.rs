@@ -730,3 +730,19 @@ fn only_a_withdrawal_turns_an_opt_out_feature_off() {
     s.expect(&ads("elsewhere"), "consent_given");
     s.expect(&ads("off"), "consent_withdrawn");
 }
+
+/// "we may conduct mergers, acquisitions, asset transfers or similar transactions, and
+/// your information may be part of such transactions and was transferred."
+#[test]
+fn a_merger_transfers_data_to_the_successor_and_nothing_else() {
+    let s = Scenario::new("aiart").events(ADULT);
+    let hand_over = |action: &str, recipient: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.business_transfer","action":"{action}","categories":["contact.phone","content.generated"],"recipient":{{"kind":"{recipient}"}}}}"#
+        )
+    };
+    s.expect_clause(&hand_over("transfer", "third_party"), "legal_basis", "aiart.merger");
+    s.expect_clause(&hand_over("transfer", "affiliate"), "legal_basis", "aiart.merger");
+    s.expect_clause(&hand_over("share", "third_party"), "action_not_permitted", "aiart.merger");
+    s.expect_clause(&hand_over("transfer", "public"), "recipient_not_permitted", "aiart.merger");
+}

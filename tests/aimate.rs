@@ -572,3 +572,20 @@ fn policy_loads_with_only_the_intended_sensitive_data_warning() {
     let phone = r#"{"subject":"u1","purpose":"marketing.campaigns","action":"collect","categories":["contact.phone"]}"#;
     s.expect_clause(phone, "consent_given", "aimate.marketing");
 }
+
+/// §3.6(2) "In the event of mergers, acquisitions, or asset transfers, if personal
+/// information is involved in the transfer, we will require the new company or
+/// organization holding your personal information to continue to be bound by this policy."
+#[test]
+fn a_merger_transfers_data_to_the_successor_and_nothing_else() {
+    let s = aimate();
+    let hand_over = |action: &str, recipient: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.business_transfer","action":"{action}","categories":["contact.phone","content.generated"],"recipient":{{"kind":"{recipient}"}}}}"#
+        )
+    };
+    s.expect_clause(&hand_over("transfer", "third_party"), "legal_basis", "aimate.merger");
+    s.expect_clause(&hand_over("transfer", "affiliate"), "legal_basis", "aimate.merger");
+    s.expect_clause(&hand_over("share", "third_party"), "action_not_permitted", "aimate.merger");
+    s.expect_clause(&hand_over("transfer", "public"), "recipient_not_permitted", "aimate.merger");
+}
