@@ -191,3 +191,93 @@ fn a_torn_tail_is_cut_off_and_tampering_is_caught() {
     assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Tampered { segment: 1, .. }));
     assert!(AuditLog::open(dir.path(), Durability::Synced).is_err());
 }
+
+#[cfg(feature = "cli")]
+mod cli {
+    use super::*;
+
+    fn cg() -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("consent-guard").unwrap();
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd
+    }
+
+    fn check(log: &std::path::Path) -> std::process::Output {
+        cg().args(["check", "--policy", "examples/policies/exmo.toml", "--at", "2026-06-01T00:00:00Z"])
+            .args(["--events", "tests/data/cli/exmo_events.jsonl", "--audit"])
+            .arg(log)
+            .arg("tests/data/cli/exmo_requests.jsonl")
+            .output()
+            .unwrap()
+    }
+
+    fn verify(log: &std::path::Path, anchor: Option<&str>) -> (Option<i32>, String) {
+        let mut cmd = cg();
+        cmd.args(["audit", "verify"]).arg(log);
+        if let Some(anchor) = anchor {
+            cmd.args(["--anchor", anchor]);
+        }
+        let output = cmd.output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    #[test]
+    fn check_writes_a_directory_log_that_verifies_exports_and_anchors() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit");
+        let output = check(&log);
+        assert_eq!(output.status.code(), Some(0));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(stderr.contains("holds 14 records; head 14:"), "{stderr}");
+        let first = stderr.split("head ").nth(1).unwrap().trim().to_owned();
+        assert_eq!(std::fs::read_to_string(log.join("head")).unwrap().trim(), first);
+        // A second run starts a new segment and continues the chain.
+        let output = check(&log);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let head = stderr.split("head ").nth(1).unwrap().trim().to_owned();
+        assert!(head.starts_with("28:"), "{stderr}");
+        let (status, out) = verify(&log, Some(&head));
+        assert_eq!(status, Some(0), "{out}");
+        assert!(out.contains("intact: 28 records in 2 segments"), "{out}");
+        // Earlier anchors, the genesis, and the head file hold; a wrong one does not.
+        assert_eq!(verify(&log, Some(&first)).0, Some(0));
+        assert_eq!(verify(&log, Some(&format!("0:{}", "0".repeat(64)))).0, Some(0));
+        assert_eq!(verify(&log, Some(log.join("head").to_str().unwrap())).0, Some(0));
+        let (status, out) = verify(&log, Some(&format!("29:{}", "0".repeat(64))));
+        assert_eq!(status, Some(1), "{out}");
+        assert!(out.contains("removed from its end"), "{out}");
+        assert_eq!(verify(&log, Some(&format!("14:{}", "0".repeat(64)))).0, Some(1));
+        // Export: full JSON lines, the same decisions `check` printed.
+        let output = cg().args(["audit", "export"]).arg(&log).output().unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        let lines: Vec<serde_json::Value> = output
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 28);
+        assert!(lines.iter().all(|l| l["decision"]["code"].is_string() && l["request"]["purpose"].is_string()));
+        // An emptied log verifies only against the genesis.
+    }
+
+    #[test]
+    fn a_second_writer_of_one_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit");
+        let _held = AuditLog::open(&log, Durability::Synced).unwrap();
+        let output = check(&log);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("already open for writing"), "{stderr}");
+    }
+
+    #[test]
+    fn an_empty_log_verifies_against_the_genesis() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+        let (status, out) = verify(dir.path(), Some(&format!("0:{}", "0".repeat(64))));
+        assert_eq!(status, Some(0), "{out}");
+        assert!(out.contains("intact: 0 records"), "{out}");
+    }
+}
