@@ -160,7 +160,7 @@ fn rounds(count: u64) {
         };
         // Any moment: while the child opens the files (one round in four), or well
         // into its work (it is slow to start in a debug build: wait for its first line).
-        let early = next_random(&mut seed) % 4 == 0;
+        let early = next_random(&mut seed).is_multiple_of(4);
         if !early {
             let waiting = Instant::now();
             while seen.lock().unwrap().0.is_empty() && waiting.elapsed() < Duration::from_secs(30) {
