@@ -116,7 +116,7 @@ impl AuditLogOptions {
 pub struct AuditLogStats {
     /// Batches committed.
     pub commits: u64,
-    /// fsyncs of segment files (one per commit; directory syncs at rotation not counted).
+    /// fsyncs of segment files (directory syncs at rotation not counted).
     pub fsyncs: u64,
     /// Records committed.
     pub records: u64,
@@ -148,6 +148,21 @@ struct ShardState {
     durable: u64,
     /// Templates known to be registered with the log: checked before the registry.
     known: Vec<u64>,
+    /// How many records `buffer` holds.
+    records: u64,
+    /// The templates the records in `buffer` name, each once, and the last one added:
+    /// the writer puts their lines before the buffer without reading it line by line.
+    keys: Vec<u64>,
+    last_key: Option<u64>,
+}
+
+/// One shard's buffer as the writer took it.
+struct Taken {
+    shard: usize,
+    generation: u64,
+    lines: Vec<u8>,
+    records: u64,
+    keys: Vec<u64>,
 }
 
 #[repr(align(128))]
@@ -167,6 +182,7 @@ struct Shared {
     failure: Mutex<Option<String>>,
     head: Mutex<Head>,
     commits: AtomicU64,
+    fsyncs: AtomicU64,
     records: AtomicU64,
     bytes: AtomicU64,
     segments: AtomicU64,
@@ -275,6 +291,7 @@ impl AuditLog {
             failure: Mutex::new(None),
             head: Mutex::new(head.clone()),
             commits: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             segments: AtomicU64::new(0),
@@ -288,6 +305,7 @@ impl AuditLog {
             written: HashSet::new(),
             out: Vec::with_capacity(1 << 16),
             spare: Vec::new(),
+            head_file: None,
         };
         let handle = std::thread::Builder::new()
             .name("consent-guard-audit".into())
@@ -316,7 +334,7 @@ impl AuditLog {
         let commits = self.shared.commits.load(Ordering::Acquire);
         AuditLogStats {
             commits,
-            fsyncs: commits,
+            fsyncs: self.shared.fsyncs.load(Ordering::Acquire),
             records: self.shared.records.load(Ordering::Acquire),
             bytes: self.shared.bytes.load(Ordering::Acquire),
             segments: self.shared.segments.load(Ordering::Acquire),
@@ -387,6 +405,15 @@ impl AuditLog {
         if let Err(e) = written {
             state.buffer.truncate(start);
             return Err(e);
+        }
+        state.records += 1;
+        if let Some(key) = compact {
+            if state.last_key != Some(key) {
+                if !state.keys.contains(&key) {
+                    state.keys.push(key);
+                }
+                state.last_key = Some(key);
+            }
         }
         let generation = state.generation;
         let large = state.buffer.len() >= shared.options.shard_bytes / 2;
@@ -633,6 +660,7 @@ struct Writer {
     written: HashSet<u64>,
     out: Vec<u8>,
     spare: Vec<Vec<u8>>,
+    head_file: Option<File>,
 }
 
 impl Writer {
@@ -665,8 +693,8 @@ impl Writer {
         }
     }
 
-    /// Takes every shard's buffer: `(shard, generation, lines)`.
-    fn take(&mut self) -> Vec<(usize, u64, Vec<u8>)> {
+    /// Takes every shard's buffer.
+    fn take(&mut self) -> Vec<Taken> {
         let mut taken = Vec::new();
         for (index, shard) in self.shared.shards.iter().enumerate() {
             let Ok(mut state) = shard.state.lock() else { continue };
@@ -677,16 +705,19 @@ impl Writer {
             let lines = std::mem::replace(&mut state.buffer, fresh);
             let generation = state.generation;
             state.generation = generation.saturating_add(1);
+            let records = std::mem::take(&mut state.records);
+            let keys = std::mem::take(&mut state.keys);
+            state.last_key = None;
             drop(state);
             // Waiters on a full queue may go on.
             shard.kept.notify_all();
-            taken.push((index, generation, lines));
+            taken.push(Taken { shard: index, generation, lines, records, keys });
         }
         taken
     }
 
-    fn publish(&mut self, taken: Vec<(usize, u64, Vec<u8>)>) {
-        for (index, generation, mut lines) in taken {
+    fn publish(&mut self, taken: Vec<Taken>) {
+        for Taken { shard: index, generation, mut lines, .. } in taken {
             if let Some(shard) = self.shared.shards.get(index) {
                 if let Ok(mut state) = shard.state.lock() {
                     state.durable = state.durable.max(generation);
@@ -701,7 +732,7 @@ impl Writer {
     }
 
     /// Writes one batch and its commit line, fsyncs, and writes the head file.
-    fn commit(&mut self, taken: &[(usize, u64, Vec<u8>)]) -> Result<(), String> {
+    fn commit(&mut self, taken: &[Taken]) -> Result<(), String> {
         let rotate = match &self.file {
             None => true,
             Some((_, len, created)) => {
@@ -714,23 +745,21 @@ impl Writer {
         let mut records = 0u64;
         {
             let templates = self.shared.templates.lock().map_err(|_| "template registry poisoned".to_owned())?;
-            for (_, _, lines) in taken {
-                for line in lines.split_inclusive(|b| *b == b'\n') {
-                    if line.first() == Some(&b'[') {
-                        let key = leading_number(line.get(1..).unwrap_or_default());
-                        if self.written.insert(key) {
-                            let Some(template) = templates.get(&key) else {
-                                return Err(format!("template {key} was never registered"));
-                            };
-                            self.out.extend_from_slice(b"{\"template\":");
-                            push_u64(&mut self.out, key);
-                            self.out.push(b',');
-                            self.out.extend_from_slice(template);
-                        }
+            for batch in taken {
+                // A template's line comes before the first buffer that names it.
+                for key in &batch.keys {
+                    if self.written.insert(*key) {
+                        let Some(template) = templates.get(key) else {
+                            return Err(format!("template {key} was never registered"));
+                        };
+                        self.out.extend_from_slice(b"{\"template\":");
+                        push_u64(&mut self.out, *key);
+                        self.out.push(b',');
+                        self.out.extend_from_slice(template);
                     }
-                    self.out.extend_from_slice(line);
-                    records += 1;
                 }
+                self.out.extend_from_slice(&batch.lines);
+                records += batch.records;
             }
         }
         let seq = self.head.seq.checked_add(records).ok_or_else(|| "audit log is full".to_owned())?;
@@ -755,6 +784,7 @@ impl Writer {
             return Err(format!("cannot write the audit log: {e}"));
         }
         file.sync_data().map_err(|e| format!("cannot sync the audit log: {e}"))?;
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         *len = len.saturating_add(self.out.len() as u64);
         self.shared.bytes.fetch_add(self.out.len() as u64, Ordering::Relaxed);
         self.out.clear();
@@ -791,20 +821,23 @@ impl Writer {
         Ok(())
     }
 
-    /// The head file: `SEQ:HASH`, replaced whole (written aside, then renamed).
-    fn write_head(&self) {
-        let aside = self.dir.join("head.tmp");
-        let written = std::fs::write(&aside, format!("{}\n", self.head))
-            .and_then(|()| std::fs::rename(&aside, self.dir.join("head")));
-        // The head file is a convenience copy; the log itself is the record.
-        let _ = written;
+    /// The head file: `SEQ:HASH`, written over the previous one in place (it only
+    /// grows, as the record count does). Not fsynced, and not written aside and
+    /// renamed, which costs a file creation per commit: it is a convenience copy, the
+    /// log itself is the record.
+    fn write_head(&mut self) {
+        use std::io::{Seek, SeekFrom};
+        if self.head_file.is_none() {
+            self.head_file =
+                OpenOptions::new().create(true).truncate(true).write(true).open(self.dir.join("head")).ok();
+        }
+        let line = format!("{}\n", self.head);
+        let written = self
+            .head_file
+            .as_mut()
+            .map(|file| file.seek(SeekFrom::Start(0)).and_then(|_| file.write_all(line.as_bytes())));
+        if let Some(Err(_)) = written {
+            self.head_file = None;
+        }
     }
-}
-
-/// The number at the start of `bytes`.
-fn leading_number(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .fold(0u64, |n, b| n.saturating_mul(10).saturating_add(u64::from(b - b'0')))
 }
