@@ -24,9 +24,9 @@ use crate::error::AuditError;
 
 /// When a record counts as kept, and what a power failure can take.
 ///
-/// Both modes survive a crash of the process (`kill -9`, a panic that aborts): what the
-/// writer thread has written is in the operating system's page cache. They differ on a
-/// power failure or a kernel crash.
+/// What the writer thread has written survives a crash of the process (`kill -9`, an
+/// abort): it is in the operating system's page cache. Only fsynced batches survive a
+/// power failure or a kernel crash. See `docs/audit.md` for the full table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Durability {
@@ -37,9 +37,9 @@ pub enum Durability {
     /// off at the next open.
     Synced,
     /// `record` returns at once; the writer commits (write and fsync) at least every
-    /// `within`. A power failure loses the records of at most the last `within` plus
-    /// one commit's time: decisions already released whose records never reached the
-    /// disk. If the writer fails, or the queue stays full longer than the log's
+    /// `within`. A crash of the process loses the records still in memory, and a power
+    /// failure those not yet fsynced: at most the last `within` plus one commit's time
+    /// of decisions, already released. If the writer fails, or the queue stays full longer than the log's
     /// `full_timeout`, `record` fails from then on and the guard denies
     /// (`audit_unavailable`); no record is ever dropped silently.
     Buffered {
