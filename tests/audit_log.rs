@@ -192,6 +192,36 @@ fn a_torn_tail_is_cut_off_and_tampering_is_caught() {
     assert!(AuditLog::open(dir.path(), Durability::Synced).is_err());
 }
 
+/// The writer cannot go on (here: the next segment cannot be created): `flush` says
+/// so, and the guard denies every later check (`audit_unavailable`), in both modes.
+#[test]
+fn a_failed_writer_makes_the_guard_fail_closed() {
+    for durability in [Durability::BUFFERED, Durability::Synced] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        // Every commit rotates, so every commit creates a file.
+        let log = Arc::new(AuditLog::open_with(&path, AuditLogOptions::new(durability).segment_bytes(1)).unwrap());
+        let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
+        assert!(guard.check(&security("u1")).allowed());
+        log.flush().unwrap();
+        std::fs::rename(&path, dir.path().join("moved")).unwrap();
+        let u2 = security("u2");
+        let decision = guard.check(&u2);
+        match durability {
+            // Released before the failure showed: flush reports that it was not kept.
+            Durability::Buffered { .. } => assert!(decision.allowed()),
+            _ => assert_eq!(decision.code(), consent_guard::ReasonCode::AuditUnavailable),
+        }
+        let error = log.flush().unwrap_err().to_string();
+        assert!(error.contains("writer failed"), "{error}");
+        assert_eq!(guard.check(&security("u3")).code(), consent_guard::ReasonCode::AuditUnavailable);
+        let template = security("");
+        let prepared = guard.prepare(&template);
+        let batch = prepared.check_batch(&["u4", "u5"]);
+        assert!(batch.iter().all(|d| d.code() == consent_guard::ReasonCode::AuditUnavailable));
+    }
+}
+
 #[cfg(feature = "cli")]
 mod cli {
     use super::*;
