@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use consent_guard::audit::{AuditLog, AuditSink, Durability};
+use consent_guard::audit::{AuditLog, AuditLogOptions, AuditSink, Durability};
 use consent_guard::sealed::{self, Access, Personal, Tags};
 use consent_guard::store::{ConsentStore, RedbConsentStore};
 use consent_guard::{
@@ -127,6 +127,26 @@ fn throughput(threads: usize, time: Duration, step: &(dyn Fn(&mut Rng) -> bool +
     total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// CPU time (user and system) of the audit writer threads of this process, in ns.
+fn writer_cpu_ns() -> f64 {
+    let mut total = 0.0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return f64::NAN };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "consent-guard-a" && !comm.starts_with("consent-guard-audit") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the command name: utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0.0);
+        total += ticks * 1e7; // 100 ticks per second
+    }
+    total
+}
+
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(|a, b| a.total_cmp(b));
     samples[samples.len() / 2]
@@ -195,6 +215,36 @@ fn summary() {
         m[3],
         m[3] / m[2]
     );
+    println!(
+        "writer thread CPU so far: {:.1} ns per record (on an idle machine it runs on the other core)",
+        writer_cpu_ns() / log.stats().records.max(1) as f64
+    );
+    // The check path alone: the writer parked during the timed rounds (within = 60 s,
+    // shards large enough), the records flushed between rounds, untimed.
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let options =
+            AuditLogOptions::new(Durability::Buffered { within: Duration::from_secs(60) }).shard_bytes(1 << 30);
+        let parked = Arc::new(AuditLog::open_with(dir.path(), options).unwrap());
+        let g = guard(parked.clone(), &names);
+        let p = g.prepare(&template);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut ra, mut rb) = (Rng(3), Rng(3));
+        for _ in 0..9 {
+            let start = Instant::now();
+            black_box((0..n).filter(|_| pp.check(&names[ra.below(SUBJECTS) as usize]).allowed()).count());
+            a.push(start.elapsed().as_nanos() as f64 / n as f64);
+            let start = Instant::now();
+            black_box((0..n).filter(|_| p.check(&names[rb.below(SUBJECTS) as usize]).allowed()).count());
+            b.push(start.elapsed().as_nanos() as f64 / n as f64);
+            parked.flush().unwrap();
+        }
+        let (a, b) = (median(a), median(b));
+        println!(
+            "1 thread, prepared, check path only (writer parked while timed): unaudited {a:.1} ns, Buffered {b:.1} ns: ratio {:.2}x",
+            b / a
+        );
+    }
     let stats = log.stats();
     println!(
         "Buffered log: {} records, {} commits, {:.1} records/commit",

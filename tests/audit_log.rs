@@ -185,6 +185,15 @@ fn a_torn_tail_is_cut_off_and_tampering_is_caught() {
     drop(log);
     assert_eq!(std::fs::read(&path).unwrap(), intact);
     assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Intact { .. }));
+    // Whole lines that cannot be read, after the last commit: still a torn tail.
+    let mut garbage = intact.clone();
+    garbage.extend_from_slice(b"[1,\"u7\",\"no_such_code\",1]\n\0\0\0\n");
+    std::fs::write(&path, &garbage).unwrap();
+    assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::TornTail { .. }));
+    // The same followed by a commit line: tampering.
+    garbage.extend_from_slice(b"{\"commit\":6,\"records\":1,\"prev\":\"00\",\"hash\":\"00\"}\n");
+    std::fs::write(&path, &garbage).unwrap();
+    assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Tampered { .. }));
     // An altered record.
     let altered = String::from_utf8(intact.clone()).unwrap().replacen("\"u3\"", "\"u9\"", 1);
     std::fs::write(&path, altered).unwrap();

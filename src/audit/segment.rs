@@ -286,6 +286,9 @@ fn scan_segment(
     let mut templates: HashMap<u64, Template> = HashMap::new();
     let mut pending = Pending { items: Vec::new() };
     let bad = |line: u64, reason: String| Ok(SegmentEnd::Tampered { line, reason });
+    // A line that cannot be read is tampering only if a commit follows it: after the
+    // last commit it is part of a batch never acknowledged (a torn tail).
+    let mut unreadable: Option<(u64, String)> = None;
     loop {
         buffer.clear();
         let read = reader.read_until(b'\n', &mut buffer)?;
@@ -326,6 +329,9 @@ fn scan_segment(
             continue;
         }
         if body.starts_with(b"{\"commit\":") {
+            if let Some((line, reason)) = unreadable.take() {
+                return bad(line, reason);
+            }
             let Some(mark) = find_last(body, HASH_MARK) else { return bad(line_number, "no hash field".into()) };
             let (hashed, rest) = body.split_at(mark);
             let stated = rest.get(HASH_MARK.len()..).and_then(|r| r.strip_suffix(b"\"}"));
@@ -365,29 +371,46 @@ fn scan_segment(
             continue;
         }
         hasher.update(&buffer);
+        if unreadable.is_some() {
+            continue;
+        }
+        let mut defer = |reason: String| unreadable = Some((line_number, reason));
         if body.starts_with(b"[") {
             let line: CompactLine = match serde_json::from_slice(body) {
                 Ok(line) => line,
-                Err(e) => return bad(line_number, format!("malformed compact record: {e}")),
+                Err(e) => {
+                    defer(format!("malformed compact record: {e}"));
+                    continue;
+                }
             };
             let Some(template) = templates.get(&line.0) else {
-                return bad(line_number, format!("names template {} that this segment does not define", line.0));
+                defer(format!("names template {} that this segment does not define", line.0));
+                continue;
             };
             match rebuild(template, line) {
                 Ok(record) => pending.items.push(record),
-                Err(reason) => return bad(line_number, reason),
+                Err(reason) => {
+                    defer(reason);
+                    continue;
+                }
             }
             batch_records += 1;
         } else if body.starts_with(b"{\"record\":") {
             match serde_json::from_slice::<RecordLine>(body) {
                 Ok(line) => pending.items.push(line.record),
-                Err(e) => return bad(line_number, format!("malformed record: {e}")),
+                Err(e) => {
+                    defer(format!("malformed record: {e}"));
+                    continue;
+                }
             }
             batch_records += 1;
         } else if body.starts_with(b"{\"template\":") {
             let line: TemplateLine = match serde_json::from_slice(body) {
                 Ok(line) => line,
-                Err(e) => return bad(line_number, format!("malformed template: {e}")),
+                Err(e) => {
+                    defer(format!("malformed template: {e}"));
+                    continue;
+                }
             };
             let template = Template {
                 request: line.request,
@@ -397,7 +420,7 @@ fn scan_segment(
             };
             templates.insert(line.template, template);
         } else {
-            return bad(line_number, "not a line of an audit segment".into());
+            defer("not a line of an audit segment".into());
         }
     }
 }
