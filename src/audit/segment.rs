@@ -21,7 +21,8 @@
 //!
 //! Bytes after the last commit line of the last segment were never acknowledged (a
 //! crash before the batch's commit was on disk): they are a torn tail, cut off when the
-//! log is opened again, never tampering. Whoever can write the files can recompute
+//! log is opened again, never tampering, even whole lines among them that cannot be
+//! read. A line that cannot be read followed by a commit line is tampering. Whoever can write the files can recompute
 //! every hash: keep the head (`S:hash`, also written to the `head` file after each
 //! commit) somewhere else and pass it to `--anchor`.
 
