@@ -124,8 +124,11 @@ fn next_random(state: &mut u64) -> u64 {
     *state
 }
 
-fn rounds(count: u64) {
-    let dir = tempfile::tempdir().unwrap();
+/// `count` rounds, `per_directory` of them on one log and store before starting afresh:
+/// each round re-reads both whole (the parent exports every record), so a long run on
+/// one pair would slow down.
+fn rounds(count: u64, per_directory: u64) {
+    let mut dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     println!("seed {seed}");
@@ -134,6 +137,9 @@ fn rounds(count: u64) {
     let mut torn = 0;
     let started = Instant::now();
     for round in 0..count {
+        if round > 0 && round % per_directory == 0 {
+            dir = tempfile::tempdir().unwrap();
+        }
         let mut child = Command::new(&exe)
             .args(["--exact", "child_checks_and_records_until_killed", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
@@ -251,7 +257,7 @@ fn released_decisions_and_acknowledged_events_survive_kill_9() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    rounds(20);
+    rounds(20, 5);
 }
 
 #[test]
@@ -260,5 +266,5 @@ fn released_decisions_and_acknowledged_events_survive_kill_9_long() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    rounds(200);
+    rounds(200, 25);
 }
