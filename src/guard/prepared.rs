@@ -58,11 +58,16 @@ impl<'g> PreparedAccess<'g> {
     /// real access.
     #[inline]
     pub fn decide<'a>(&'a self, subject: &'a str) -> Decision<'a> {
-        let at = match self.at {
-            Some(at) => at,
-            None => self.guard.clock.now_millis(),
+        let (at, present) = match self.at {
+            // A state that is stale now does not answer for the past either: a late
+            // event may be dated before the request's time.
+            Some(at) => (at, self.guard.clock.now_millis()),
+            None => {
+                let now = self.guard.clock.now_millis();
+                (now, now)
+            }
         };
-        let (verdict, basis) = plan::decide(self.plan.as_ref(), &self.guard.state, subject, at);
+        let (verdict, basis) = plan::decide(self.plan.as_ref(), &self.guard.state, subject, at, present);
         Decision {
             code: verdict.code,
             basis,

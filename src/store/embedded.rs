@@ -247,6 +247,11 @@ impl ConsentStore for RedbConsentStore {
         }
         Ok(events)
     }
+
+    /// One process at a time writes the file, so a guard over it is never stale.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 impl fmt::Debug for RedbConsentStore {
