@@ -44,8 +44,8 @@ impl FreshDatabase {
         let admin_url = server_url()?;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let name = format!("cg_{label}_{}_{nanos}", std::process::id());
-        let mut admin = Client::connect(&admin_url, NoTls).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let (admin, create) = (admin_url.clone(), format!("CREATE DATABASE {name}"));
+        off_runtime(move || Client::connect(&admin, NoTls).unwrap().batch_execute(&create).unwrap());
         let url = with_database(&admin_url, &name);
         Some(FreshDatabase { admin_url, name, url })
     }
@@ -58,10 +58,19 @@ impl FreshDatabase {
 
 impl Drop for FreshDatabase {
     fn drop(&mut self) {
-        if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
+        let (admin, drop) = (self.admin_url.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        off_runtime(move || {
+            if let Ok(mut admin) = Client::connect(&admin, NoTls) {
+                let _ = admin.batch_execute(&drop);
+            }
+        });
     }
+}
+
+/// Runs `f` on a thread of its own: the blocking `postgres` client starts a runtime,
+/// which tokio refuses inside the async tests' runtime.
+fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f).join().unwrap()
 }
 
 /// Splits `scheme://authority/path?query`.
