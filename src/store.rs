@@ -222,6 +222,10 @@ impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
 mod embedded;
 #[cfg(feature = "redb")]
 pub use embedded::RedbConsentStore;
+#[cfg(feature = "redb")]
+mod embedded_reader;
+#[cfg(feature = "redb")]
+pub use embedded_reader::ReadOnlyRedbStore;
 
 #[cfg(feature = "postgres")]
 mod postgres;
