@@ -101,7 +101,7 @@ const LAST_SQL: &str = "SELECT coalesce(max(position), 0)::bigint FROM consent_g
 /// - TLS by rustls, chosen in the connection string: `sslmode=require`, `verify-ca`
 ///   or `verify-full`, with `sslrootcert=<PEM file>` for a private authority.
 ///
-/// The store owns a small tokio runtime (see the [module docs](self)); it is made and
+/// The store owns a small tokio runtime (see `docs/stores.md`); it is made and
 /// used from any thread, inside an async runtime or not.
 ///
 /// ```no_run
