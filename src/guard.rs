@@ -19,8 +19,10 @@
 
 mod plan;
 mod prepared;
+mod quarantine;
 
 pub use prepared::PreparedAccess;
+pub use quarantine::QuarantinedEvent;
 
 use std::fmt;
 
@@ -52,7 +54,17 @@ pub struct Guard {
     /// Store positions applied so far; appends and syncs serialise on it so that each
     /// position is applied once.
     applied: std::sync::Mutex<Applied>,
+    /// How long the state stays usable after a sync confirmed it current, in
+    /// milliseconds of the guard's clock; `None` when no other process writes the
+    /// store (or there is none), so the state cannot go stale.
+    max_staleness: Option<i64>,
+    /// Stored events the policy cannot apply, skipped by syncs.
+    quarantined: std::sync::Mutex<Vec<QuarantinedEvent>>,
 }
+
+/// How long a guard over a shared store may answer from its state after the store last
+/// confirmed it current, unless [`GuardBuilder::max_staleness`] says.
+pub const DEFAULT_MAX_STALENESS: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Which store positions the guard's state reflects.
 #[derive(Debug, Default)]
@@ -74,9 +86,23 @@ pub struct GuardBuilder {
     audit: Box<dyn AuditSink>,
     clock: Box<dyn Clock>,
     store: Option<Box<dyn ConsentStore>>,
+    max_staleness: std::time::Duration,
 }
 
 impl GuardBuilder {
+    /// How long the guard may answer from its consent state after a store shared with
+    /// other processes last confirmed it current (a successful [`Guard::sync`], which
+    /// [`Guard::follow`] runs continually): [`DEFAULT_MAX_STALENESS`], 1 s, unless
+    /// set. Past it, every check that depends on consent denies with
+    /// `consent_state_unavailable` until a sync succeeds again, so a replica cut off
+    /// from its store cannot go on allowing what another replica has seen withdrawn.
+    /// Measured on the guard's clock; ignored for stores no other process writes
+    /// ([`ConsentStore::shared`]). Rounded down to milliseconds.
+    pub fn max_staleness(mut self, max_staleness: std::time::Duration) -> Self {
+        self.max_staleness = max_staleness;
+        self
+    }
+
     /// Where audit records go ([`NoAuditSink`] by default).
     pub fn audit(mut self, sink: impl AuditSink + 'static) -> Self {
         self.audit = Box::new(sink);
@@ -102,7 +128,30 @@ impl GuardBuilder {
     ///
     /// When the store cannot be read, or holds an event this policy cannot apply.
     pub fn build(self) -> Result<Guard, EventError> {
-        let guard = Guard {
+        let guard = self.assemble();
+        guard.reload()?;
+        Ok(guard)
+    }
+
+    /// As [`GuardBuilder::build`], replaying the store from async code (through
+    /// [`ConsentStore::events_since_async`], which keeps a PostgreSQL store's I/O off
+    /// the caller's runtime).
+    ///
+    /// # Errors
+    ///
+    /// As [`GuardBuilder::build`].
+    pub async fn build_async(self) -> Result<Guard, EventError> {
+        let guard = self.assemble();
+        guard.reload_async().await?;
+        Ok(guard)
+    }
+
+    fn assemble(self) -> Guard {
+        let max_staleness = match &self.store {
+            Some(store) if store.shared() => Some(i64::try_from(self.max_staleness.as_millis()).unwrap_or(i64::MAX)),
+            _ => None,
+        };
+        Guard {
             policy: self.policy,
             state: ConsentState::new(),
             audit_discards: self.audit.discards_records(),
@@ -110,9 +159,9 @@ impl GuardBuilder {
             clock: self.clock,
             store: self.store,
             applied: std::sync::Mutex::new(Applied::default()),
-        };
-        guard.reload()?;
-        Ok(guard)
+            max_staleness,
+            quarantined: std::sync::Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -133,12 +182,20 @@ impl Guard {
             clock: Box::new(SystemClock),
             store: None,
             applied: std::sync::Mutex::new(Applied::default()),
+            max_staleness: None,
+            quarantined: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     /// Configures a guard.
     pub fn builder(policy: Policy) -> GuardBuilder {
-        GuardBuilder { policy, audit: Box::new(NoAuditSink), clock: Box::new(SystemClock), store: None }
+        GuardBuilder {
+            policy,
+            audit: Box::new(NoAuditSink),
+            clock: Box::new(SystemClock),
+            store: None,
+            max_staleness: DEFAULT_MAX_STALENESS,
+        }
     }
 
     /// The policy enforced.
@@ -248,13 +305,35 @@ impl Guard {
         if self.store.is_none() {
             return Ok(());
         }
+        self.forget();
+        self.sync()?;
+        Ok(())
+    }
+
+    /// As [`Guard::reload`], from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`Guard::reload`].
+    pub async fn reload_async(&self) -> Result<(), EventError> {
+        if self.store.is_none() {
+            return Ok(());
+        }
+        self.forget();
+        self.sync_async().await?;
+        Ok(())
+    }
+
+    /// Drops the state, the positions applied and the quarantine, before a replay.
+    fn forget(&self) {
         self.state.set_available(false);
         self.state.clear();
         if let Ok(mut applied) = self.applied.lock() {
             *applied = Applied::default();
         }
-        self.sync()?;
-        Ok(())
+        if let Ok(mut quarantined) = self.quarantined.lock() {
+            quarantined.clear();
+        }
     }
 
     /// Applies the events other processes appended to the store since the last sync,
@@ -267,9 +346,55 @@ impl Guard {
     /// When the store cannot be read, or holds an event this policy cannot apply.
     pub fn sync(&self) -> Result<usize, EventError> {
         let Some(store) = &self.store else { return Ok(0) };
+        // The store's head is read after this instant, so the state is current as of it.
+        let started = self.clock.now_millis();
         let result = self.sync_from(store.as_ref());
-        self.state.set_available(result.is_ok());
+        self.confirm(result.is_ok(), started);
         result
+    }
+
+    /// As [`Guard::sync`], from async code: reads the store through
+    /// [`ConsentStore::events_since_async`], so a PostgreSQL store's I/O stays off the
+    /// caller's runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`Guard::sync`].
+    pub async fn sync_async(&self) -> Result<usize, EventError> {
+        let Some(store) = &self.store else { return Ok(0) };
+        let started = self.clock.now_millis();
+        let mut count = 0;
+        let result = loop {
+            let through = match self.applied.lock() {
+                Ok(applied) => applied.through,
+                Err(_) => break Err(EventError::Store(StoreError::new("guard poisoned by a panic"))),
+            };
+            let batch = match store.events_since_async(through, SYNC_BATCH).await {
+                Ok(batch) if batch.is_empty() => break Ok(count),
+                Ok(batch) => batch,
+                Err(error) => break Err(EventError::Store(error)),
+            };
+            let applied = self.applied.lock();
+            match applied {
+                Ok(mut applied) => match self.apply_synced(&mut applied, batch) {
+                    Ok(applied) => count += applied,
+                    Err(error) => break Err(error),
+                },
+                Err(_) => break Err(EventError::Store(StoreError::new("guard poisoned by a panic"))),
+            }
+        };
+        self.confirm(result.is_ok(), started);
+        result
+    }
+
+    /// After a sync: a success makes the state current as of `started` (for as long
+    /// as `max_staleness` allows), a failure makes it unavailable.
+    fn confirm(&self, success: bool, started: i64) {
+        match (success, self.max_staleness) {
+            (false, _) => self.state.set_available(false),
+            (true, None) => self.state.set_available(true),
+            (true, Some(bound)) => self.state.set_fresh_until(started.saturating_add(bound)),
+        }
     }
 
     fn sync_from(&self, store: &dyn ConsentStore) -> Result<usize, EventError> {
@@ -278,29 +403,103 @@ impl Guard {
         let mut count = 0;
         loop {
             let batch = store.events_since(applied.through, SYNC_BATCH)?;
-            let Some((last, _)) = batch.last() else { return Ok(count) };
-            let last = *last;
-            let (positions, events): (Vec<u64>, Vec<ConsentEvent>) =
-                batch.into_iter().filter(|(position, _)| !applied.ahead.contains(position)).unzip();
-            let changes = events.iter().map(|e| self.compile_event(e)).collect::<Result<Vec<_>, _>>()?;
-            self.apply(&events, changes)?;
-            count += positions.len();
-            applied.through = last;
-            applied.ahead = applied.ahead.split_off(&last.saturating_add(1));
+            if batch.is_empty() {
+                return Ok(count);
+            }
+            count += self.apply_synced(&mut applied, batch)?;
         }
+    }
+
+    /// Applies a batch read from the store: positions already applied are skipped, and
+    /// events the policy cannot apply are quarantined (their subjects fail closed)
+    /// instead of stopping the sync for everyone. Returns how many were applied.
+    fn apply_synced(&self, applied: &mut Applied, batch: Vec<(u64, ConsentEvent)>) -> Result<usize, EventError> {
+        let Some(last) = batch.last().map(|(position, _)| *position) else { return Ok(0) };
+        let through = applied.through;
+        let mut events = Vec::with_capacity(batch.len());
+        let mut changes = Vec::with_capacity(batch.len());
+        for (position, event) in batch {
+            if position <= through || applied.ahead.contains(&position) {
+                continue;
+            }
+            match self.compile_stored(&event) {
+                Ok(change) => {
+                    events.push(event);
+                    changes.push(change);
+                }
+                Err(error) => self.quarantine(position, &event, &error)?,
+            }
+        }
+        let count = events.len();
+        self.apply(&events, changes)?;
+        applied.through = applied.through.max(last);
+        applied.ahead = applied.ahead.split_off(&(applied.through + 1));
+        Ok(count)
+    }
+
+    /// Compiles an event read from the store. Beyond what [`Guard::record`] checks, a
+    /// grant given under a later policy version than this guard's is refused: it was
+    /// recorded by a replica that already runs a newer policy, whose terms this one
+    /// cannot know.
+    fn compile_stored(&self, event: &ConsentEvent) -> Result<Change, EventError> {
+        let change = self.compile_event(event)?;
+        if let ConsentEvent::Grant(grant) = event {
+            if let Some(text) = &grant.policy_version {
+                let version = PolicyVersion::parse(text).map_err(EventError::Version)?;
+                if version > self.policy.version {
+                    return Err(EventError::Version(format!(
+                        "grant under policy version {text}, later than this policy's {}",
+                        self.policy.version()
+                    )));
+                }
+            }
+        }
+        Ok(change)
+    }
+
+    fn quarantine(&self, position: u64, event: &ConsentEvent, error: &EventError) -> Result<(), EventError> {
+        let unavailable = || EventError::Store(StoreError::new("consent state unavailable"));
+        self.state.quarantine(event.subject()).map_err(|_| unavailable())?;
+        let mut quarantined = self.quarantined.lock().map_err(|_| unavailable())?;
+        quarantined.push(QuarantinedEvent { position, subject: event.subject().to_owned(), reason: error.to_string() });
+        Ok(())
+    }
+
+    /// The stored events this guard's policy cannot apply, in store order. Each one's
+    /// subject is decided `consent_state_unavailable` (fail closed) until a guard whose
+    /// policy knows the event replays the store; other subjects are unaffected.
+    pub fn quarantined(&self) -> Vec<QuarantinedEvent> {
+        self.quarantined.lock().map(|q| q.clone()).unwrap_or_default()
+    }
+
+    /// The freshness bound of this guard's state: `None` when no other process writes
+    /// its store (see [`GuardBuilder::max_staleness`]).
+    pub fn max_staleness(&self) -> Option<std::time::Duration> {
+        self.max_staleness.map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
     }
 
     /// Follows the store until `stop` is set: waits for changes (or polls every
     /// `interval`) and syncs. Store failures make the guard fail closed and are retried
-    /// at the next interval. Run it on a thread of its own.
+    /// at the next interval. Run it on a thread of its own (in an async service too:
+    /// it is a blocking loop, and the PostgreSQL store does its I/O on its own runtime).
+    ///
+    /// Every round ends with a sync, which is what confirms the state current (a
+    /// notification is only a hint to sync sooner). Over a shared store the wait is
+    /// kept to a quarter of `max_staleness`, so that a healthy guard never goes stale.
     pub fn follow(&self, interval: std::time::Duration, stop: &std::sync::atomic::AtomicBool) {
         let Some(store) = &self.store else { return };
+        let interval = match self.max_staleness() {
+            Some(bound) => interval.min(bound / 4),
+            None => interval,
+        };
         while !stop.load(std::sync::atomic::Ordering::Acquire) {
             let after = self.applied.lock().map(|a| a.through).unwrap_or(0);
             if store.wait_for_change(after, interval).is_err() {
-                self.state.set_available(false);
+                if self.max_staleness.is_none() {
+                    self.state.set_available(false);
+                }
+                // The sync below decides; wait first so that a failing wait does not spin.
                 std::thread::sleep(interval);
-                continue;
             }
             if self.sync().is_err() {
                 // Already failing closed; wait before asking again so that a store
@@ -312,8 +511,11 @@ impl Guard {
 
     /// Marks the consent state unreadable (`false`) or readable again: a service that
     /// loses its store calls this so that the guard fails closed.
+    ///
+    /// Over a shared store, `true` makes the state current as of now, for
+    /// `max_staleness`, as a sync would.
     pub fn set_state_available(&self, available: bool) {
-        self.state.set_available(available);
+        self.confirm(available, self.clock.now_millis());
     }
 
     /// The subject's history from the store, for proof of consent and portability.
@@ -326,6 +528,57 @@ impl Guard {
             Some(store) => store.history(subject),
             None => Err(StoreError::new("this guard has no consent store")),
         }
+    }
+
+    /// As [`Guard::history`], from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`Guard::history`].
+    pub async fn history_async(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
+        match &self.store {
+            Some(store) => store.history_async(subject).await,
+            None => Err(StoreError::new("this guard has no consent store")),
+        }
+    }
+
+    /// As [`Guard::record`], from async code: the append goes through
+    /// [`ConsentStore::append_async`], so a PostgreSQL store's I/O stays off the
+    /// caller's runtime. The check itself stays synchronous and in memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Guard::record`].
+    pub async fn record_async(&self, event: &ConsentEvent) -> Result<(), EventError> {
+        self.record_all_async(std::slice::from_ref(event)).await
+    }
+
+    /// As [`Guard::record_all`], from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`Guard::record`]; nothing of the batch is recorded then.
+    pub async fn record_all_async(&self, events: &[ConsentEvent]) -> Result<(), EventError> {
+        let stamped: Vec<ConsentEvent> = events.iter().map(|e| self.stamp(e)).collect();
+        let changes = stamped.iter().map(|e| self.compile_event(e)).collect::<Result<Vec<_>, _>>()?;
+        let Some(store) = &self.store else { return self.apply(&stamped, changes) };
+        // The lock on the applied positions cannot be held across the append (it is
+        // not held across an await); a sync that ran meanwhile may have applied some
+        // of the batch already, and those are skipped here.
+        let last = store.append_async(&stamped).await?;
+        let mut applied =
+            self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
+        let count = stamped.len() as u64;
+        let first = last.saturating_sub(count) + 1;
+        let done = usize::try_from(applied.through.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
+        let done = done.min(stamped.len());
+        if applied.through.saturating_add(1) >= first {
+            applied.through = applied.through.max(last);
+        } else {
+            applied.ahead.extend(first..=last);
+        }
+        let (events, changes) = (stamped.get(done..).unwrap_or_default(), changes.into_iter().skip(done).collect());
+        self.apply(events, changes)
     }
 
     /// Decides one request now, at the guard's clock, and hands the audit record to the
@@ -414,8 +667,11 @@ impl Guard {
 
     #[inline]
     fn decide_at<'a>(&'a self, request: &'a AccessRequest<'_>, at: i64, what_if: bool) -> Decision<'a> {
+        // A state that is stale now does not answer for the past either: a late event
+        // may be dated before the time asked about.
+        let present = if what_if { self.clock.now_millis() } else { at };
         let plan = Plan::new(&self.policy, request);
-        let (verdict, basis) = plan::decide(plan.as_ref(), &self.state, &request.subject, at);
+        let (verdict, basis) = plan::decide(plan.as_ref(), &self.state, &request.subject, at, present);
         let rule = plan.map(|plan| plan.index);
         Decision {
             code: verdict.code,

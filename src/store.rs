@@ -5,10 +5,16 @@
 //! state changes, and replayed when a guard starts.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 
 use crate::consent::{ConsentEvent, ConsentHistory};
 use crate::error::StoreError;
+
+/// The future an async store method returns: boxed, so that the trait stays usable as
+/// `dyn ConsentStore`, and `Send`, so that it can be awaited in a spawned task.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Persistence for consent events.
 ///
@@ -65,6 +71,37 @@ pub trait ConsentStore: fmt::Debug + Send + Sync {
         std::thread::sleep(timeout);
         Ok(())
     }
+
+    /// [`ConsentStore::append`] for async code. The default runs the blocking method
+    /// when called, which suits stores that answer from memory or a local file; a store
+    /// that waits on the network (PostgreSQL) overrides it to keep the caller's runtime
+    /// free.
+    fn append_async<'a>(&'a self, events: &'a [ConsentEvent]) -> StoreFuture<'a, u64> {
+        Box::pin(std::future::ready(self.append(events)))
+    }
+
+    /// [`ConsentStore::history`] for async code; the default as for
+    /// [`ConsentStore::append_async`].
+    fn history_async<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, ConsentHistory> {
+        Box::pin(std::future::ready(self.history(subject)))
+    }
+
+    /// [`ConsentStore::events_since`] for async code; the default as for
+    /// [`ConsentStore::append_async`].
+    fn events_since_async(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<(u64, ConsentEvent)>> {
+        Box::pin(std::future::ready(self.events_since(after, limit)))
+    }
+
+    /// Whether other processes may append to this store behind the guard's back. A
+    /// guard over a shared store knows its state only as of its last sync and, past
+    /// its `max_staleness` (see [`GuardBuilder::max_staleness`]), fails closed. The
+    /// default is `true`, the safe answer; a store only its own process writes
+    /// (memory, the embedded file) says `false`.
+    ///
+    /// [`GuardBuilder::max_staleness`]: crate::GuardBuilder::max_staleness
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 /// Keeps events in memory: for tests, and for services that replay events from
@@ -113,6 +150,10 @@ impl ConsentStore for MemoryConsentStore {
         let skip = usize::try_from(after).unwrap_or(usize::MAX);
         Ok(stored.iter().enumerate().skip(skip).take(limit).map(|(i, e)| (i as u64 + 1, e.clone())).collect())
     }
+
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 impl fmt::Debug for MemoryConsentStore {
@@ -136,6 +177,18 @@ impl<S: ConsentStore + ?Sized> ConsentStore for Box<S> {
     fn wait_for_change(&self, after: u64, timeout: std::time::Duration) -> Result<(), StoreError> {
         (**self).wait_for_change(after, timeout)
     }
+    fn append_async<'a>(&'a self, events: &'a [ConsentEvent]) -> StoreFuture<'a, u64> {
+        (**self).append_async(events)
+    }
+    fn history_async<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, ConsentHistory> {
+        (**self).history_async(subject)
+    }
+    fn events_since_async(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<(u64, ConsentEvent)>> {
+        (**self).events_since_async(after, limit)
+    }
+    fn shared(&self) -> bool {
+        (**self).shared()
+    }
 }
 
 impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
@@ -151,14 +204,30 @@ impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
     fn wait_for_change(&self, after: u64, timeout: std::time::Duration) -> Result<(), StoreError> {
         (**self).wait_for_change(after, timeout)
     }
+    fn append_async<'a>(&'a self, events: &'a [ConsentEvent]) -> StoreFuture<'a, u64> {
+        (**self).append_async(events)
+    }
+    fn history_async<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, ConsentHistory> {
+        (**self).history_async(subject)
+    }
+    fn events_since_async(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<(u64, ConsentEvent)>> {
+        (**self).events_since_async(after, limit)
+    }
+    fn shared(&self) -> bool {
+        (**self).shared()
+    }
 }
 
 #[cfg(feature = "redb")]
 mod embedded;
 #[cfg(feature = "redb")]
 pub use embedded::RedbConsentStore;
+#[cfg(feature = "redb")]
+mod embedded_reader;
+#[cfg(feature = "redb")]
+pub use embedded_reader::ReadOnlyRedbStore;
 
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
-pub use self::postgres::PostgresConsentStore;
+pub use self::postgres::{PostgresConsentStore, PostgresStoreBuilder};

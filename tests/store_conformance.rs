@@ -1,6 +1,7 @@
 //! One conformance suite for every `ConsentStore`: the obligations of the trait's
 //! documentation, checked the same way on the memory store, the redb file and (when
-//! `CONSENT_GUARD_POSTGRES_URL` is set) PostgreSQL.
+//! `CONSENT_GUARD_POSTGRES_URL` is set; with `CI` set and no URL the PostgreSQL test
+//! fails instead of skipping) PostgreSQL.
 //!
 //! Measurements (ignored by default, release mode):
 //! `cargo test --release --test store_conformance -- --ignored --nocapture measure_redb`
@@ -370,51 +371,10 @@ fn postgres_store() {
     conformance(&|| Arc::new(PostgresConsentStore::connect(&db.url).unwrap()));
 }
 
-/// A fresh database per test run, dropped afterwards.
+/// A fresh database per test run, dropped afterwards; fails under `CI` without a server.
 #[cfg(feature = "postgres")]
-mod pg {
-    use postgres::{Client, NoTls};
-
-    pub const URL_VAR: &str = "CONSENT_GUARD_POSTGRES_URL";
-
-    pub struct FreshDatabase {
-        admin_url: String,
-        name: String,
-        pub url: String,
-    }
-
-    impl FreshDatabase {
-        /// `None` (after saying why) when `CONSENT_GUARD_POSTGRES_URL` is not set.
-        pub fn create(label: &str) -> Option<FreshDatabase> {
-            let Ok(admin_url) = std::env::var(URL_VAR) else {
-                eprintln!("skipped: {URL_VAR} is not set (.ci/run starts PostgreSQL and sets it)");
-                return None;
-            };
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-            let name = format!("cg_{label}_{}_{nanos}", std::process::id());
-            let mut admin = Client::connect(&admin_url, NoTls).unwrap();
-            admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-            let url = with_database(&admin_url, &name);
-            Some(FreshDatabase { admin_url, name, url })
-        }
-    }
-
-    impl Drop for FreshDatabase {
-        fn drop(&mut self) {
-            if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
-                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-            }
-        }
-    }
-
-    /// `postgres://user:password@host:port/db?query` with another database.
-    pub fn with_database(url: &str, name: &str) -> String {
-        let (scheme, rest) = url.split_once("://").unwrap();
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let query = path.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
-        format!("{scheme}://{authority}/{name}{query}")
-    }
-}
+#[path = "pg_support/mod.rs"]
+mod pg;
 
 /// Appends per second (single events, batches of 100 and 1000), time to warm a guard
 /// from 1,000,000 events, bytes on disk per event.

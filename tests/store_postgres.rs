@@ -1,12 +1,17 @@
 //! The PostgreSQL store against a real server: migrations, the append-only table,
 //! NOTIFY, two guards over one database, failing closed when the database goes away
-//! and recovering when it returns.
+//! or the path to it goes silent, recovering when it returns, quarantined events in a
+//! rolling policy upgrade, and TLS.
 //!
-//! Needs `CONSENT_GUARD_POSTGRES_URL` (`.ci/run` starts PostgreSQL and sets it) with a
-//! role that may create databases: each test makes a fresh database and drops it.
-//! Without the variable every test prints that it was skipped, and passes.
+//! Needs `CONSENT_GUARD_POSTGRES_URL` (`.ci/postgres` starts a private server and sets
+//! it, with `CONSENT_GUARD_POSTGRES_CA` for the TLS test) with a role that may create
+//! databases: each test makes a fresh database and drops it. Without the variable
+//! every test says it was skipped, unless `CI` is set: then they fail.
 //!
-//! Measurements (ignored by default, release mode):
+//! Measurements printed by the tests (run with `--nocapture`): time to deny and to
+//! recover under a silent path, and withdrawal propagation latency:
+//! `cargo test --release --features postgres --test store_postgres -- --nocapture black_hole withdrawals_propagate`
+//! Appends per second (ignored by default):
 //! `cargo test --release --features postgres --test store_postgres -- --ignored --nocapture measure_postgres`
 #![allow(
     clippy::unwrap_used,
@@ -17,9 +22,12 @@
 )]
 #![cfg(feature = "postgres")]
 
-use std::io::Read;
+#[path = "pg_support/mod.rs"]
+mod pg_support;
+
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,80 +36,21 @@ use consent_guard::store::{ConsentStore, PostgresConsentStore};
 use consent_guard::{
     AccessRequest, ConsentEvent, DataCategory, Deidentification, FixedClock, Guard, Policy, Purpose, ReasonCode,
 };
+use pg_support::{host_port, with_host_port, with_param, FreshDatabase};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
 
-const URL_VAR: &str = "CONSENT_GUARD_POSTGRES_URL";
+/// What the proxy does with the bytes of its connections.
+const FORWARD: u8 = 0;
+/// Cuts every connection and refuses new ones (a stopped server).
+const CUT: u8 = 1;
+/// Keeps every socket open, accepts new ones, and forwards nothing (a partition, a
+/// paused VM): bytes wait in the sockets until forwarding resumes.
+const SILENT: u8 = 2;
 
-/// A fresh database per test, dropped afterwards.
-struct FreshDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl FreshDatabase {
-    fn create(label: &str) -> Option<FreshDatabase> {
-        let Ok(admin_url) = std::env::var(URL_VAR) else {
-            eprintln!("skipped: {URL_VAR} is not set (.ci/run starts PostgreSQL and sets it)");
-            return None;
-        };
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("cg_{label}_{}_{nanos}", std::process::id());
-        let mut admin = Client::connect(&admin_url, NoTls).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let url = with_database(&admin_url, &name);
-        Some(FreshDatabase { admin_url, name, url })
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(&self.url, NoTls).unwrap()
-    }
-}
-
-impl Drop for FreshDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
-    }
-}
-
-/// Splits `scheme://authority/path?query`.
-fn parts(url: &str) -> (&str, &str, &str) {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    (scheme, authority, path)
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (scheme, authority, path) = parts(url);
-    let query = path.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
-    format!("{scheme}://{authority}/{name}{query}")
-}
-
-/// The URL's `host:port`, and the URL with another `host:port`.
-fn host_port(url: &str) -> String {
-    let (_, authority, _) = parts(url);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:5432")
-    }
-}
-
-fn with_host_port(url: &str, host_port: &str) -> String {
-    let (scheme, authority, path) = parts(url);
-    let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
-    format!("{scheme}://{user}{host_port}/{path}")
-}
-
-/// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new
-/// ones, to make the database disappear for one client only.
+/// A TCP proxy in front of PostgreSQL, to make the database disappear for one client.
 struct Proxy {
     port: u16,
-    up: Arc<AtomicBool>,
+    mode: Arc<AtomicU8>,
     streams: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -109,13 +58,13 @@ impl Proxy {
     fn start(target: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
+        let mode = Arc::new(AtomicU8::new(FORWARD));
         let streams = Arc::new(Mutex::new(Vec::new()));
-        let (up2, streams2) = (up.clone(), streams.clone());
+        let (mode2, streams2) = (mode.clone(), streams.clone());
         std::thread::spawn(move || {
             for incoming in listener.incoming() {
                 let Ok(client) = incoming else { continue };
-                if !up2.load(Ordering::Acquire) {
+                if mode2.load(Ordering::Acquire) == CUT {
                     continue; // dropped: connection closed at once
                 }
                 let Ok(server) = TcpStream::connect(&target) else { continue };
@@ -125,16 +74,32 @@ impl Proxy {
                 drop(registered);
                 for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
                 {
+                    let mode = mode2.clone();
                     std::thread::spawn(move || {
+                        from.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
                         let mut buffer = [0u8; 16 * 1024];
                         loop {
+                            match mode.load(Ordering::Acquire) {
+                                CUT => break,
+                                SILENT => {
+                                    std::thread::sleep(Duration::from_millis(2));
+                                    continue;
+                                }
+                                _ => {}
+                            }
                             match from.read(&mut buffer) {
-                                Ok(0) | Err(_) => break,
+                                Ok(0) => break,
                                 Ok(n) => {
-                                    if std::io::Write::write_all(&mut to, &buffer[..n]).is_err() {
+                                    if to.write_all(&buffer[..n]).is_err() {
                                         break;
                                     }
                                 }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
                             }
                         }
                         let _ = from.shutdown(Shutdown::Both);
@@ -143,18 +108,22 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, up, streams }
+        Proxy { port, mode, streams }
     }
 
     fn cut(&self) {
-        self.up.store(false, Ordering::Release);
+        self.mode.store(CUT, Ordering::Release);
         for stream in self.streams.lock().unwrap().drain(..) {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
 
+    fn silence(&self) {
+        self.mode.store(SILENT, Ordering::Release);
+    }
+
     fn restore(&self) {
-        self.up.store(true, Ordering::Release);
+        self.mode.store(FORWARD, Ordering::Release);
     }
 }
 
@@ -210,12 +179,34 @@ fn migrations_are_versioned_idempotent_and_safe_to_race() {
     PostgresConsentStore::connect(&db.url).unwrap();
     let mut client = db.client();
     let versions: Vec<(i32, String)> = client
-        .query("SELECT version, name FROM consent_guard_schema_version ORDER BY version", &[])
+        .query("SELECT version, name FROM consent_guard_schema_history ORDER BY version", &[])
         .unwrap()
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
     assert_eq!(versions, [(1, "events".to_owned())]);
+}
+
+/// A database set up by the hand-written runner of 0.1 (its own version table, no
+/// refinery history) is taken over: V1 is safe to run again, and events survive.
+#[test]
+fn a_database_migrated_before_refinery_is_taken_over() {
+    let Some(db) = FreshDatabase::create("takeover") else { return };
+    let mut client = db.client();
+    client.batch_execute(include_str!("../migrations/V1__events.sql")).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE consent_guard_schema_version (version integer PRIMARY KEY, name text NOT NULL, \
+             applied_at timestamptz NOT NULL DEFAULT now()); INSERT INTO consent_guard_schema_version VALUES (1, 'events')",
+        )
+        .unwrap();
+    let json = serde_json::to_string(&grant("old1")).unwrap();
+    client
+        .execute("INSERT INTO consent_guard_events (subject, event) VALUES ('old1', $1::text::jsonb)", &[&json])
+        .unwrap();
+    let store = PostgresConsentStore::connect(&db.url).unwrap();
+    assert_eq!(store.events_since(0, 10).unwrap().len(), 1);
+    assert_eq!(store.append(&[grant("new1")]).unwrap(), 2);
 }
 
 #[test]
@@ -415,4 +406,257 @@ fn measure_postgres() {
     let guard = guard(store);
     println!("postgres: guard warm from {total} events in {:.2} s", started.elapsed().as_secs_f64());
     assert_eq!(guard.subjects(), 50_000);
+}
+
+/// A guard on the system clock, so that staleness advances with real time.
+fn live_guard(store: PostgresConsentStore) -> Guard {
+    let policy = Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap();
+    Guard::builder(policy).store(store).build().unwrap()
+}
+
+/// The path to the database goes silent: sockets stay open, no byte flows. The cut-off
+/// replica denies within `max_staleness` + 100 ms, allows no withdrawn subject after
+/// that, its own append fails within the store's timeout instead of hanging, and it
+/// recovers within a second of the path's return.
+#[test]
+fn black_hole_a_silent_path_fails_closed_within_the_bound_and_recovers() {
+    let Some(db) = FreshDatabase::create("blackhole") else { return };
+    let proxy = Proxy::start(host_port(&db.url));
+    let through_proxy = with_host_port(&db.url, &format!("127.0.0.1:{}", proxy.port));
+    let a = live_guard(PostgresConsentStore::connect(&db.url).unwrap());
+    let b = live_guard(PostgresConsentStore::connect(&through_proxy).unwrap());
+    // A third client on the same path, to time one store call by itself.
+    let c = PostgresConsentStore::connect(&through_proxy).unwrap();
+    c.events_since(0, 1).unwrap();
+    let bound = b.max_staleness().unwrap();
+    assert_eq!(bound, Duration::from_secs(1), "the documented default");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| b.follow(Duration::from_millis(200), &stop));
+        a.record_all(&[grant("h1"), grant("h2")]).unwrap();
+        assert!(within(Duration::from_secs(2), || training(&b, "h1") == ReasonCode::ConsentGiven).is_some());
+        // Let the follower settle into its rhythm of waits and syncs.
+        std::thread::sleep(Duration::from_millis(500));
+
+        proxy.silence();
+        let silenced = Instant::now();
+        a.record(&withdraw("h1")).unwrap();
+        let acknowledged = silenced.elapsed();
+        // Watch b closely from now on: every check's answer and when it was given.
+        let mut allowed_after_deny = 0;
+        let mut denied_at = None;
+        while silenced.elapsed() < Duration::from_secs(3) {
+            let code = training(&b, "h1");
+            if code == ReasonCode::ConsentStateUnavailable && denied_at.is_none() {
+                denied_at = Some(silenced.elapsed());
+            }
+            if code == ReasonCode::ConsentGiven && denied_at.is_some() {
+                allowed_after_deny += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let denied_at = denied_at.expect("the cut-off replica never failed closed");
+        // A store call cannot reach the database: it fails within the store's timeout
+        // rather than hanging for the TCP retransmission time. The replica's own
+        // record waits for its follower's sync in flight first, so it takes up to
+        // twice that.
+        let started = Instant::now();
+        let append = c.append(&[grant("h3")]);
+        let append_took = started.elapsed();
+        let started = Instant::now();
+        let record = b.record(&grant("h4"));
+        let record_took = started.elapsed();
+        assert_eq!(training(&b, "h2"), ReasonCode::ConsentStateUnavailable, "every consent check fails closed");
+
+        proxy.restore();
+        let recovered = within(Duration::from_secs(3), || {
+            training(&b, "h1") == ReasonCode::ConsentWithdrawn && training(&b, "h2") == ReasonCode::ConsentGiven
+        });
+        stop.store(true, Ordering::Release);
+        println!(
+            "black hole: withdrawal acknowledged by the other replica {acknowledged:?} after the path went silent; \
+             the cut-off replica denied {denied_at:?} after it (max_staleness {bound:?}); allowed the withdrawn \
+             subject {allowed_after_deny} times after that; an append on the path failed after {append_took:?} \
+             ({:?}), the replica's own record after {record_took:?}; recovered {recovered:?} after the path \
+             returned",
+            append.as_ref().err().map(ToString::to_string),
+        );
+        assert!(denied_at <= bound + Duration::from_millis(100), "denied only after {denied_at:?}");
+        assert_eq!(allowed_after_deny, 0, "a withdrawn subject was allowed after the replica failed closed");
+        assert!(append.is_err() && record.is_err(), "an append through a silent path cannot succeed");
+        assert!(append_took < Duration::from_millis(1200), "the append hung for {append_took:?}");
+        assert!(record_took < Duration::from_millis(2400), "the record hung for {record_took:?}");
+        let recovered = recovered.expect("the replica did not recover by itself");
+        assert!(recovered <= Duration::from_secs(1), "recovered only after {recovered:?}");
+    });
+}
+
+/// Percentile of sorted durations.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// 1,000 withdrawals recorded by one replica, each timed until the other replica
+/// denies with `consent_withdrawn`: p50 and p99, from the acknowledgement of the
+/// append and from its start.
+#[test]
+fn withdrawals_propagate_across_replicas_quickly() {
+    let Some(db) = FreshDatabase::create("propagate") else { return };
+    let a = live_guard(PostgresConsentStore::connect(&db.url).unwrap());
+    let b = live_guard(PostgresConsentStore::connect(&db.url).unwrap());
+    const N: usize = 1000;
+    let subjects: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
+    a.record_all(&subjects.iter().map(|s| grant(s)).collect::<Vec<_>>()).unwrap();
+    let stop = AtomicBool::new(false);
+    let (mut from_ack, mut from_start) = (Vec::with_capacity(N), Vec::with_capacity(N));
+    std::thread::scope(|s| {
+        s.spawn(|| b.follow(Duration::from_millis(200), &stop));
+        assert!(within(Duration::from_secs(3), || training(&b, &subjects[N - 1]) == ReasonCode::ConsentGiven).is_some());
+        for subject in &subjects {
+            let started = Instant::now();
+            a.record(&withdraw(subject)).unwrap();
+            let acked = Instant::now();
+            let deadline = acked + Duration::from_secs(2);
+            while training(&b, subject) != ReasonCode::ConsentWithdrawn {
+                assert!(Instant::now() < deadline, "withdrawal of {subject} not seen within 2 s");
+                std::thread::yield_now();
+            }
+            from_ack.push(acked.elapsed());
+            from_start.push(started.elapsed());
+        }
+        stop.store(true, Ordering::Release);
+    });
+    from_ack.sort();
+    from_start.sort();
+    println!(
+        "withdrawal propagation over {N} withdrawals: after the append's acknowledgement p50 {:?} p99 {:?} max {:?}; \
+         from the start of the append p50 {:?} p99 {:?}",
+        percentile(&from_ack, 0.5),
+        percentile(&from_ack, 0.99),
+        from_ack[N - 1],
+        percentile(&from_start, 0.5),
+        percentile(&from_start, 0.99)
+    );
+    assert!(percentile(&from_ack, 0.99) < Duration::from_secs(1));
+}
+
+/// The exmo policy at version 2.0, with a purpose that 1.0 does not know.
+fn exmo_v2() -> Policy {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap();
+    let text = text.replacen("version = \"1.0\"", "version = \"2.0\"", 1).replacen(
+        "purposes = [\"service.task_management\", \"service.business_transfer\"]",
+        "purposes = [\"service.task_management\", \"service.business_transfer\", \"service.newsletter\"]",
+        1,
+    );
+    Policy::from_toml_str(&text, "exmo-2.0.toml").unwrap()
+}
+
+/// A rolling upgrade on one store: a replica on policy 2.0 records what a replica on
+/// 1.0 cannot apply. The old replica quarantines those events, fails closed for their
+/// subjects only, keeps deciding everyone else, and a replica on 2.0 applies them all.
+#[test]
+fn a_rolling_upgrade_quarantines_what_the_old_policy_cannot_apply() {
+    let Some(db) = FreshDatabase::create("rolling") else { return };
+    let v1 = Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap();
+    // A generous staleness bound: this test is about quarantine, not time.
+    let replica = |policy| {
+        let store = PostgresConsentStore::connect(&db.url).unwrap();
+        Guard::builder(policy).store(store).max_staleness(Duration::from_secs(600)).build().unwrap()
+    };
+    let old = replica(v1);
+    let new = replica(exmo_v2());
+    new.record(&grant("r-old")).unwrap();
+    new.record(&event(
+        r#"{"type":"grant","subject":"r-new","purposes":["service.newsletter"],"level":"explicit","at":"2026-01-02T00:00:00Z"}"#,
+    ))
+    .unwrap();
+    // Stamped with 2.0 by the new replica: the old one cannot know its terms.
+    new.record(&event(
+        r#"{"type":"grant","subject":"r-later","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#,
+    ))
+    .unwrap();
+    old.record(&grant("r-both")).unwrap();
+    assert_eq!(old.sync().unwrap(), 1, "one applicable event from the other replica");
+    let quarantined = old.quarantined();
+    assert_eq!(
+        quarantined.iter().map(|q| (q.position, q.subject.as_str())).collect::<Vec<_>>(),
+        [(2, "r-new"), (3, "r-later")]
+    );
+    assert!(quarantined[0].reason.contains("service.newsletter"), "{}", quarantined[0]);
+    assert!(quarantined[1].reason.contains("2.0"), "{}", quarantined[1]);
+    assert!(!format!("{quarantined:?}").contains("r-new"), "Debug redacts the subject");
+    for subject in ["r-new", "r-later"] {
+        assert_eq!(training(&old, subject), ReasonCode::ConsentStateUnavailable, "{subject}");
+    }
+    assert_eq!(training(&old, "r-old"), ReasonCode::ConsentGiven);
+    assert_eq!(training(&old, "r-both"), ReasonCode::ConsentGiven);
+    assert_eq!(training(&old, "nobody"), ReasonCode::ConsentMissing);
+    // A later sync does not quarantine them twice, and stays healthy.
+    assert_eq!(old.sync().unwrap(), 0);
+    assert_eq!(old.quarantined().len(), 2);
+    // The upgraded replica and a fresh one on 2.0 apply every event.
+    assert_eq!(new.sync().unwrap(), 1);
+    let fresh = replica(exmo_v2());
+    for guard in [&new, &fresh] {
+        assert!(guard.quarantined().is_empty());
+        assert_eq!(training(guard, "r-later"), ReasonCode::ConsentGiven);
+        assert_eq!(training(guard, "r-both"), ReasonCode::ConsentGiven);
+    }
+}
+
+fn ca() -> Option<String> {
+    match std::env::var(pg_support::CA_VAR) {
+        Ok(ca) => Some(ca),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("{} is not set, and CI is: the TLS test must run (.ci/postgres sets it)", pg_support::CA_VAR)
+        }
+        Err(_) => {
+            eprintln!("skipped: {} is not set", pg_support::CA_VAR);
+            None
+        }
+    }
+}
+
+/// TLS by rustls against the CI server's self-signed authority: `verify-full` with
+/// the authority trusted connects over TLS; without it (public roots only) it is
+/// refused; `require` encrypts without checking.
+#[test]
+fn tls_verify_full_with_the_test_authority() {
+    let Some(db) = FreshDatabase::create("tls") else { return };
+    let Some(ca) = ca() else { return };
+    let verified = with_param(&with_param(&db.url, "sslmode=verify-full"), &format!("sslrootcert={ca}"));
+    let store = PostgresConsentStore::connect(&verified).unwrap();
+    store.append(&[grant("tls1")]).unwrap();
+    assert_eq!(store.history("tls1").unwrap().events().len(), 1);
+    let mut admin = db.client();
+    let encrypted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND datname = current_database() AND application_name = 'consent-guard'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "no TLS session from the store");
+    let plain: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE NOT ssl AND datname = current_database() AND application_name = 'consent-guard'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(plain, 0, "a session of the store without TLS");
+    drop(store);
+
+    let untrusted = PostgresConsentStore::connect(&with_param(&db.url, "sslmode=verify-full")).unwrap_err();
+    let chain = std::iter::successors(Some(&untrusted as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+
+    let require = PostgresConsentStore::connect(&with_param(&db.url, "sslmode=require")).unwrap();
+    assert_eq!(require.events_since(0, 10).unwrap().len(), 1);
 }

@@ -9,6 +9,11 @@
 //! | `explain --policy P [--purpose X]` | 0, 2 unreadable policy or unknown purpose |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
 //! | `audit export A` | 0 intact, 1 tampered (records before it printed), 2 unreadable |
+//! | `history --store S --subject U` | 0, 2 unreadable store |
+//! | `quarantine --policy P --store S` | 0 none, 1 events quarantined, 2 unreadable |
+//!
+//! A store named on the command line is only read, and never created: a redb file is
+//! opened read-only beside the service that writes it (see `docs/stores.md`).
 #![forbid(unsafe_code)]
 
 #[path = "consent_guard/audit.rs"]
@@ -80,6 +85,17 @@ enum Command {
         /// The subject.
         #[arg(long, value_name = "U")]
         subject: String,
+    },
+    /// List the stored events a policy cannot apply, as JSON lines (position, subject,
+    /// reason): during a rolling policy upgrade, what replicas on this policy skip, and
+    /// whose decisions they answer `consent_state_unavailable`.
+    Quarantine {
+        /// The policy file (TOML).
+        #[arg(long, value_name = "P")]
+        policy: PathBuf,
+        /// The consent store: a redb file, or a `postgres://` URL (`postgres` feature).
+        #[arg(long, value_name = "S")]
+        store: String,
     },
 }
 
@@ -246,6 +262,7 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
         Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
         Command::History { store, subject } => history(&store, &subject),
+        Command::Quarantine { policy, store } => quarantine(&policy, &store),
     };
     match result {
         Ok(code) => code,
@@ -313,9 +330,49 @@ fn open_store(spec: &str) -> Result<Box<dyn ConsentStore>, CliError> {
             message: "this build has no PostgreSQL support; build with `--features cli,postgres`".to_owned(),
         });
     }
-    consent_guard::store::RedbConsentStore::open(spec)
+    // Read-only: it works while a service has the file open, and a mistyped path is
+    // an error rather than a new, empty store.
+    consent_guard::store::ReadOnlyRedbStore::open(spec)
         .map(|store| Box::new(store) as Box<dyn ConsentStore>)
         .map_err(failed)
+}
+
+/// A guard that replays a store as of now, for one run of the command line: its
+/// decisions come from that snapshot, so they do not go stale while a long request
+/// file is decided.
+fn snapshot_builder(policy: Policy, spec: &str) -> Result<consent_guard::GuardBuilder, CliError> {
+    Ok(Guard::builder(policy).store(open_store(spec)?).max_staleness(std::time::Duration::MAX))
+}
+
+/// Warns on standard error of every stored event the policy cannot apply.
+fn warn_quarantined(guard: &Guard, spec: &str) {
+    let quarantined = guard.quarantined();
+    for event in &quarantined {
+        eprintln!("warning: {spec}: {event} (subject {:?})", event.subject);
+    }
+    if !quarantined.is_empty() {
+        eprintln!(
+            "warning: {spec}: {} events this policy cannot apply; decisions for their subjects are \
+             consent_state_unavailable",
+            quarantined.len()
+        );
+    }
+}
+
+/// `quarantine`: the stored events a policy cannot apply, as JSON lines.
+fn quarantine(policy: &Path, spec: &str) -> Result<ExitCode, CliError> {
+    let policy = Policy::from_toml_file(policy)?;
+    let guard = snapshot_builder(policy, spec)?
+        .build()
+        .map_err(|e| CliError::Store { store: spec.to_owned(), message: e.to_string() })?;
+    let quarantined = guard.quarantined();
+    let mut out = io::stdout().lock();
+    for event in &quarantined {
+        let line = serde_json::json!({"position": event.position, "subject": event.subject, "reason": event.reason});
+        writeln!(out, "{line}").map_err(CliError::Output)?;
+    }
+    warn_quarantined(&guard, spec);
+    Ok(if quarantined.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// `history`: one subject's events from a store, as pretty JSON.
@@ -333,7 +390,10 @@ fn history(spec: &str, subject: &str) -> Result<ExitCode, CliError> {
 /// `check`: events first, then one decision per request.
 fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let policy = Policy::from_toml_file(&args.policy)?;
-    let mut builder = Guard::builder(policy);
+    let mut builder = match &args.store {
+        Some(spec) => snapshot_builder(policy, spec)?,
+        None => Guard::builder(policy),
+    };
     if let Some(at) = args.at {
         builder = builder.clock(FixedClock::new(at));
     }
@@ -355,13 +415,14 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     if let Some((_, sink)) = &sink {
         builder = builder.audit(Arc::clone(sink));
     }
-    if let Some(spec) = &args.store {
-        builder = builder.store(open_store(spec)?);
-    }
-    // With a store, building replays it; an event the policy cannot apply is bad input.
+    // With a store, building replays it; events the policy cannot apply are
+    // quarantined, with a warning, and only their subjects fail closed.
     let guard = builder
         .build()
         .map_err(|e| CliError::Store { store: args.store.clone().unwrap_or_default(), message: e.to_string() })?;
+    if let Some(spec) = &args.store {
+        warn_quarantined(&guard, spec);
+    }
 
     if let Some(path) = &args.events {
         record_events(&guard, path)?;

@@ -22,7 +22,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
 use crate::basis::ConsentLevel;
@@ -152,11 +152,20 @@ struct Overflow {
     sensitive_until: i64,
     /// `i64::MAX` when not erased.
     erased_at: i64,
+    /// The store holds an event of this subject that the policy cannot apply: its
+    /// state is incomplete, so every check that reads it fails closed.
+    quarantined: bool,
 }
 
 impl Default for Overflow {
     fn default() -> Self {
-        Overflow { rest: Vec::new(), adult_from: AGE_UNKNOWN, sensitive_until: AGE_UNKNOWN, erased_at: i64::MAX }
+        Overflow {
+            rest: Vec::new(),
+            adult_from: AGE_UNKNOWN,
+            sensitive_until: AGE_UNKNOWN,
+            erased_at: i64::MAX,
+            quarantined: false,
+        }
     }
 }
 
@@ -522,7 +531,12 @@ struct Padded(RwLock<Shard>);
 pub(crate) struct ConsentState {
     shards: Box<[Padded]>,
     hasher: SubjectHasher,
-    available: AtomicBool,
+    /// The state may be read by checks deciding before this instant (milliseconds of
+    /// the guard's clock): `i64::MAX` for a state that cannot go stale, the last
+    /// confirmation plus `max_staleness` for one kept fresh by a shared store, and
+    /// `i64::MIN` for an unreadable state. One atomic serves both, so that a check
+    /// pays one load and one comparison for them.
+    fresh_until: AtomicI64,
 }
 
 /// The state cannot be read: the guard fails closed.
@@ -534,7 +548,7 @@ impl ConsentState {
         ConsentState {
             shards: (0..SHARDS).map(|_| Padded::default()).collect(),
             hasher: SubjectHasher::new(),
-            available: AtomicBool::new(true),
+            fresh_until: AtomicI64::new(i64::MAX),
         }
     }
 
@@ -545,19 +559,56 @@ impl ConsentState {
         (probe, shard)
     }
 
-    /// Runs `f` on the subject's state (`None`: unknown subject) under a read lock.
-    #[inline]
+    /// Runs `f` on the subject's state (`None`: unknown subject) under a read lock,
+    /// unless the state is unreadable; staleness is not considered (see
+    /// [`ConsentState::read_at`]).
+    #[cfg(test)]
     pub(crate) fn read<R>(
         &self,
         subject: &str,
         f: impl FnOnce(Option<SubjectView<'_>>) -> R,
     ) -> Result<R, Unavailable> {
-        if !self.available.load(Ordering::Acquire) {
+        self.read_at(subject, i64::MIN, f)
+    }
+
+    /// As [`ConsentState::read`], for a check made at `now` (the guard's clock, in
+    /// milliseconds): a state past its freshness bound, or a quarantined subject, is
+    /// unavailable.
+    #[inline]
+    pub(crate) fn read_at<R>(
+        &self,
+        subject: &str,
+        now: i64,
+        f: impl FnOnce(Option<SubjectView<'_>>) -> R,
+    ) -> Result<R, Unavailable> {
+        if now >= self.fresh_until.load(Ordering::Acquire) {
             return Err(Unavailable);
         }
         let (probe, shard) = self.locate(subject);
         let shard = shard?.read().map_err(|_| Unavailable)?;
-        Ok(f(shard.find(&probe).and_then(|number| shard.view(number))))
+        let view = shard.find(&probe).and_then(|number| shard.view(number));
+        if view.is_some_and(|view| view.record.overflow.as_ref().is_some_and(|o| o.quarantined)) {
+            return Err(Unavailable);
+        }
+        Ok(f(view))
+    }
+
+    /// Marks a subject whose stored events the policy cannot all apply: its checks
+    /// fail closed until the state is rebuilt (by a guard whose policy knows them).
+    pub(crate) fn quarantine(&self, subject: &str) -> Result<(), Unavailable> {
+        let (probe, shard) = self.locate(subject);
+        let mut shard = shard?.write().map_err(|_| Unavailable)?;
+        let number = match shard.find(&probe) {
+            Some(number) => number,
+            None => shard.insert(&probe, &self.hasher)?,
+        };
+        shard.records.get_mut(number).ok_or(Unavailable)?.overflow().quarantined = true;
+        Ok(())
+    }
+
+    /// The state may be read by checks deciding before `until` (milliseconds).
+    pub(crate) fn set_fresh_until(&self, until: i64) {
+        self.fresh_until.store(until, Ordering::Release);
     }
 
     /// Applies changes to one subject atomically: a reader sees all or none of them.
@@ -573,11 +624,11 @@ impl ConsentState {
 
     /// Marks the state as unreadable (store down) or readable again.
     pub(crate) fn set_available(&self, available: bool) {
-        self.available.store(available, Ordering::Release);
+        self.set_fresh_until(if available { i64::MAX } else { i64::MIN });
     }
 
     pub(crate) fn is_available(&self) -> bool {
-        self.available.load(Ordering::Acquire)
+        self.fresh_until.load(Ordering::Acquire) != i64::MIN
     }
 
     /// How many subjects are known.
@@ -765,5 +816,23 @@ mod tests {
         let state = ConsentState::new();
         state.set_available(false);
         assert_eq!(state.read("u", |_| ()), Err(Unavailable));
+    }
+
+    #[test]
+    fn a_stale_state_and_a_quarantined_subject_fail_closed() {
+        let state = ConsentState::new();
+        state.update("u", [withdraw(1)]).unwrap();
+        state.set_fresh_until(1_000);
+        assert!(state.read_at("u", 999, |_| ()).is_ok());
+        assert_eq!(state.read_at("u", 1_000, |_| ()), Err(Unavailable));
+        state.set_available(true);
+        assert!(state.read_at("u", i64::MAX - 1, |_| ()).is_ok());
+        state.quarantine("q").unwrap();
+        state.quarantine("u").unwrap();
+        assert_eq!(state.read_at("q", 0, |_| ()), Err(Unavailable));
+        assert_eq!(state.read_at("u", 0, |_| ()), Err(Unavailable));
+        assert!(state.read_at("v", 0, |v| v.is_none()).unwrap());
+        state.clear();
+        assert!(state.read_at("u", 0, |v| v.is_none()).unwrap());
     }
 }

@@ -28,18 +28,21 @@ fn deny(code: ReasonCode, detail: Detail<'_>) -> Verdict<'_> {
 }
 
 /// The verdict for one subject at `now` and, on an allow, the rule's basis; without a
-/// plan (no rule for the purpose), `no_rule`.
+/// plan (no rule for the purpose), `no_rule`. `present` is the guard's clock when the
+/// check is made (`now` too, unless the request names a time): the consent state's
+/// freshness is judged against it.
 #[inline]
 pub(super) fn decide<'a>(
     plan: Option<&Plan<'a>>,
     state: &ConsentState,
     subject: &str,
     now: i64,
+    present: i64,
 ) -> (Verdict<'a>, Option<LegalBasis>) {
     match plan {
         None => (deny(ReasonCode::NoRule, Detail::None), None),
         Some(plan) => {
-            let verdict = plan.run(state, subject, now);
+            let verdict = plan.run(state, subject, now, present);
             let basis = if plan.by_consent.is_some() { LegalBasis::Consent } else { plan.rule.basis };
             let basis = verdict.code.is_allow().then_some(basis);
             (verdict, basis)
@@ -201,13 +204,14 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    /// The verdict for one subject at `now` (milliseconds).
+    /// The verdict for one subject at `now` (milliseconds), from a state read at
+    /// `present`.
     #[inline]
-    fn run(&self, state: &ConsentState, subject: &str, now: i64) -> Verdict<'a> {
+    fn run(&self, state: &ConsentState, subject: &str, now: i64, present: i64) -> Verdict<'a> {
         if self.too_broad {
             return deny(ReasonCode::PurposeTooBroad, Detail::None);
         }
-        match state.read(subject, |view| self.with_subject(view, now)) {
+        match state.read_at(subject, present, |view| self.with_subject(view, now)) {
             Ok(verdict) => verdict,
             Err(_) if self.compliance => self.with_subject(None, now),
             Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),

@@ -107,7 +107,10 @@ impl<'g> PreparedAccess<'g> {
 
     #[inline]
     fn decide_at<'a>(&'a self, subject: &'a str, at: i64, what_if: bool) -> Decision<'a> {
-        let (verdict, basis) = plan::decide(self.plan.as_ref(), &self.guard.state, subject, at);
+        // A state that is stale now does not answer for the past either: a late event
+        // may be dated before the time asked about.
+        let present = if what_if { self.guard.clock.now_millis() } else { at };
+        let (verdict, basis) = plan::decide(self.plan.as_ref(), &self.guard.state, subject, at, present);
         Decision {
             code: verdict.code,
             basis,

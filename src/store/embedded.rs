@@ -25,17 +25,20 @@ use super::ConsentStore;
 use crate::consent::{ConsentEvent, ConsentHistory};
 use crate::error::StoreError;
 
-const EVENTS: TableDefinition<'static, u64, &str> = TableDefinition::new("consent_guard.events");
-const BY_SUBJECT: TableDefinition<'static, (&str, u64), ()> = TableDefinition::new("consent_guard.by_subject");
-const META: TableDefinition<'static, &str, u64> = TableDefinition::new("consent_guard.meta");
-const FORMAT_KEY: &str = "format_version";
-const FORMAT_VERSION: u64 = 1;
+pub(super) const EVENTS: TableDefinition<'static, u64, &str> = TableDefinition::new("consent_guard.events");
+pub(super) const BY_SUBJECT: TableDefinition<'static, (&str, u64), ()> =
+    TableDefinition::new("consent_guard.by_subject");
+pub(super) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("consent_guard.meta");
+pub(super) const FORMAT_KEY: &str = "format_version";
+pub(super) const FORMAT_VERSION: u64 = 1;
 
 /// The embedded default consent store: every event in one redb file, made durable
 /// (fsync) before [`ConsentStore::append`] returns.
 ///
-/// - One process at a time: a second open of the same file, from this process or
-///   another, is refused with an error saying so.
+/// - One writer at a time: a second open of the same file, from this process or
+///   another, is refused with an error saying so. Other processes may read the file
+///   meanwhile with [`ReadOnlyRedbStore`](super::ReadOnlyRedbStore) (the CLI's
+///   `history` and `check --store` do), which sees every commit as it is made.
 /// - Every page is checksummed and the whole file is verified when it is opened: a
 ///   damaged file is refused, never read in part.
 /// - An `erase` rewrites the subject's earlier `subject` events without their birth
@@ -101,6 +104,8 @@ impl RedbConsentStore {
         let path = path.as_ref().to_path_buf();
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(true);
+        // One writer, and any number of read-only processes following its commits.
+        builder.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
         let db = builder.create(&path).map_err(|error| open_error(&path, error))?;
         let store = RedbConsentStore { db, path, group: Group::default() };
         store.initialise()?;
@@ -176,7 +181,7 @@ impl RedbConsentStore {
 }
 
 /// The error of a failed open, naming the cases an operator must act on.
-fn open_error(path: &Path, error: DatabaseError) -> StoreError {
+pub(super) fn open_error(path: &Path, error: DatabaseError) -> StoreError {
     let path = path.display();
     match error {
         DatabaseError::DatabaseAlreadyOpen => StoreError::with_source(
@@ -197,7 +202,7 @@ fn open_error(path: &Path, error: DatabaseError) -> StoreError {
     }
 }
 
-fn decode(position: u64, json: &str) -> Result<ConsentEvent, StoreError> {
+pub(super) fn decode(position: u64, json: &str) -> Result<ConsentEvent, StoreError> {
     serde_json::from_str(json)
         .map_err(|error| StoreError::with_source(format!("stored event at position {position} cannot be read"), error))
 }
@@ -349,6 +354,11 @@ impl ConsentStore for RedbConsentStore {
             events.push((position, decode(position, json.value())?));
         }
         Ok(events)
+    }
+
+    /// One process at a time writes the file, so a guard over it is never stale.
+    fn shared(&self) -> bool {
+        false
     }
 }
 

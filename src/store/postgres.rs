@@ -1,24 +1,61 @@
 //! A PostgreSQL consent store, for services with several replicas.
 //!
-//! Events live in the append-only table `consent_guard_events` created by the
-//! versioned migrations of `migrations/` (recorded in `consent_guard_schema_version`).
-//! Replicas learn of each other's appends through `LISTEN`/`NOTIFY` on the channel
-//! `consent_guard_events`, whose payload is the last position appended and never a
-//! subject id; the wait falls back to polling when no notification comes.
+//! Events live in the append-only table `consent_guard_events`, created by the
+//! migrations of `migrations/` run by refinery (recorded in
+//! `consent_guard_schema_history`). Replicas learn of each other's appends through
+//! `LISTEN`/`NOTIFY` on the channel `consent_guard_events`, whose payload is the last
+//! position appended and never a subject id; a notification is a wake-up hint only, and
+//! the guard's sync (a query) is what confirms its state current.
+//!
+//! # Design: I/O off the caller's threads
+//!
+//! The store runs tokio-postgres, with a deadpool-postgres pool, on a tokio runtime of
+//! its own (one worker thread, named `consent-guard-postgres`). Every operation is a
+//! task on that runtime:
+//! - the async methods ([`PostgresConsentStore::connect_async`],
+//!   [`ConsentStore::append_async`] and the rest, used by
+//!   [`Guard::record_async`](crate::Guard::record_async) and
+//!   [`Guard::sync_async`](crate::Guard::sync_async)) await the task, so a service's
+//!   own runtime workers never block on the database;
+//! - the blocking methods of [`ConsentStore`] wait for the task on the calling
+//!   thread. They work anywhere, inside a tokio runtime too (no "runtime within a
+//!   runtime" panic), but in async code they hold a worker: call them from threads of
+//!   your own, as [`Guard::follow`](crate::Guard::follow) is.
+//!
+//! # Bounded waits
+//!
+//! No call waits on the database for longer than the store's timeout (1 s unless
+//! [`PostgresStoreBuilder::timeout`] says): each operation is cancelled on the client
+//! side when it passes it (a network path that stops forwarding answers nothing, so a
+//! server-side limit alone would not do), and its connections are dropped rather than
+//! reused. On the server, every session runs with `statement_timeout`, `lock_timeout`
+//! and `idle_in_transaction_session_timeout` of the same length, so a replica cut off in
+//! the middle of an append cannot hold the append lock for longer. Connections are made
+//! with a connect timeout, TCP keepalives (idle 5 s, interval 1 s, 3 probes) and a TCP
+//! user timeout, so a dead peer is noticed without waiting for the system's two hours.
+
+mod tls;
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ::postgres::fallible_iterator::FallibleIterator;
-use ::postgres::{Client, Config, NoTls, Statement};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{AsyncMessage, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::ConsentStore;
+use super::{ConsentStore, StoreFuture};
 use crate::consent::{ConsentEvent, ConsentHistory};
 use crate::error::StoreError;
 
-/// The migrations shipped with the crate, applied in order: (version, name, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "events", include_str!("../../migrations/V1__events.sql"))];
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The table refinery records applied migrations in.
+const MIGRATION_TABLE: &str = "consent_guard_schema_history";
 
 /// The channel appends notify, with the last position appended as payload.
 const CHANNEL: &str = "consent_guard_events";
@@ -29,11 +66,25 @@ const APPEND_LOCK: i64 = 0x6367_2d65_7665_6e74;
 /// Advisory lock key taken while the schema is migrated (ASCII "cg-schem").
 const MIGRATION_LOCK: i64 = 0x6367_2d73_6368_656d;
 
-/// Idle connections kept for reuse; more are opened under load and closed after.
-const MAX_IDLE: usize = 8;
+/// How long a store call may wait on the database, unless configured.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long a connection attempt may take unless the connection string says.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections the pool keeps at most, unless configured.
+const DEFAULT_MAX_CONNECTIONS: usize = 8;
+
+const APPEND_SQL: [&str; 5] = [
+    "SELECT pg_advisory_xact_lock($1)",
+    "SELECT nextval(pg_get_serial_sequence('consent_guard_events', 'position')) FROM generate_series(1, $1::bigint)",
+    "INSERT INTO consent_guard_events (position, subject, event) \
+     SELECT p, s, e::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[]) AS batch (p, s, e)",
+    "UPDATE consent_guard_events SET event = event - 'birth_date' - 'age' \
+     WHERE subject = $1 AND position < $2 AND event->>'type' = 'subject' AND event ?| array['birth_date', 'age']",
+    "SELECT pg_notify('consent_guard_events', $1)",
+];
+const SINCE_SQL: &str =
+    "SELECT position, event::text FROM consent_guard_events WHERE position > $1 ORDER BY position LIMIT $2";
+const HISTORY_SQL: &str = "SELECT position, event::text FROM consent_guard_events WHERE subject = $1 ORDER BY position";
+const LAST_SQL: &str = "SELECT coalesce(max(position), 0)::bigint FROM consent_guard_events";
 
 /// A consent store in a PostgreSQL database, shared by every replica of a service.
 ///
@@ -42,18 +93,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// - Appends take a transaction-level advisory lock before drawing positions, so
 ///   positions become visible in order and a reader following
 ///   [`ConsentStore::events_since`] never skips an event that commits late.
-/// - [`ConsentStore::wait_for_change`] listens for `NOTIFY` on a dedicated connection
-///   and falls back to polling at the caller's interval.
-/// - A lost connection is an error (the guard fails closed); the next call connects
-///   again, so the guard recovers by itself once the database is back.
+/// - An append that times out or loses its connection returns an error, and its
+///   events may still have been committed: the guard then sees them with its next
+///   sync. Record a withdrawal again when in doubt; applying one twice changes nothing.
+/// - A lost or silent connection is an error (the guard fails closed); the next call
+///   connects again, so the guard recovers by itself once the database answers.
+/// - TLS by rustls, chosen in the connection string: `sslmode=require`, `verify-ca`
+///   or `verify-full`, with `sslrootcert=<PEM file>` for a private authority.
 ///
-/// Connections are made without TLS; use a local socket or a trusted network.
+/// The store owns a small tokio runtime (see `docs/stores.md`); it is made and
+/// used from any thread, inside an async runtime or not.
 ///
 /// ```no_run
 /// use consent_guard::store::PostgresConsentStore;
 /// use consent_guard::{Guard, Policy};
 ///
-/// let store = PostgresConsentStore::connect("postgres://app@127.0.0.1:5432/app")?;
+/// let store = PostgresConsentStore::connect("postgres://app@db.internal/app?sslmode=verify-full")?;
 /// let guard = Guard::builder(Policy::from_toml_file("examples/policies/exmo.toml")?).store(store).build()?;
 /// let stop = std::sync::atomic::AtomicBool::new(false);
 /// std::thread::scope(|s| {
@@ -64,107 +119,311 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct PostgresConsentStore {
-    config: Config,
-    idle: Mutex<Vec<Connection>>,
-    listener: Mutex<Listener>,
+    inner: Arc<Inner>,
+    /// `None` only while being dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// Configures a [`PostgresConsentStore`]: timeouts and pool size.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PostgresStoreBuilder {
+    url: String,
+    timeout: Duration,
+    max_connections: usize,
+}
+
+impl PostgresStoreBuilder {
+    /// The longest a store call waits on the database (1 s by default): each
+    /// operation, each connection attempt, and the session's `statement_timeout`,
+    /// `lock_timeout` and `idle_in_transaction_session_timeout`. Keep it at or below
+    /// the guards' `max_staleness`, so that a replica cut off from the database
+    /// notices within that bound. At least 10 ms.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The most connections the pool opens (8 by default; at least 1). The listener
+    /// for notifications uses one more.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Connects, from blocking code (any thread, inside a tokio runtime too).
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresConsentStore::connect`].
+    pub fn connect(self) -> Result<PostgresConsentStore, StoreError> {
+        let runtime = store_runtime()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let settings = self;
+        runtime.spawn(async move {
+            let _ = tx.send(Inner::connect(settings).await);
+        });
+        let inner = rx.recv().map_err(|_| StoreError::new("the postgresql store's runtime stopped"))??;
+        Ok(PostgresConsentStore { inner: Arc::new(inner), runtime: Some(runtime) })
+    }
+
+    /// Connects, from async code: the connection is made on the store's runtime, and
+    /// this future only waits for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresConsentStore::connect`].
+    pub async fn connect_async(self) -> Result<PostgresConsentStore, StoreError> {
+        let runtime = store_runtime()?;
+        let settings = self;
+        let task = runtime.spawn(async move { Inner::connect(settings).await });
+        let inner =
+            task.await.map_err(|error| StoreError::with_source("the postgresql store's task failed", error))??;
+        Ok(PostgresConsentStore { inner: Arc::new(inner), runtime: Some(runtime) })
+    }
+}
+
+fn store_runtime() -> Result<tokio::runtime::Runtime, StoreError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .thread_name("consent-guard-postgres")
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|error| StoreError::with_source("cannot start the postgresql store's runtime", error))
 }
 
 impl PostgresConsentStore {
     /// Connects to the database named by a connection string (URL
-    /// `postgres://user:password@host:port/database?…` or `key=value` pairs) and
-    /// applies the schema migrations it lacks.
+    /// `postgres://user:password@host:port/database?…` or `key=value` pairs) with the
+    /// default timeouts, and applies the schema migrations it lacks. Call it from any
+    /// thread; in async code prefer [`PostgresConsentStore::connect_async`].
     ///
     /// # Errors
     ///
     /// When the string is invalid, the database cannot be reached, or the schema cannot
     /// be migrated.
     pub fn connect(url: &str) -> Result<PostgresConsentStore, StoreError> {
-        let config = url
-            .parse::<Config>()
-            .map_err(|error| StoreError::with_source("invalid postgresql connection string", error))?;
-        PostgresConsentStore::with_config(config)
+        PostgresConsentStore::builder(url).connect()
     }
 
-    /// As [`PostgresConsentStore::connect`], from a parsed configuration. A connect
-    /// timeout of 5 s and the application name `consent-guard` are set unless given.
+    /// As [`PostgresConsentStore::connect`], without blocking the caller's runtime.
     ///
     /// # Errors
     ///
-    /// When the database cannot be reached or the schema cannot be migrated.
-    pub fn with_config(mut config: Config) -> Result<PostgresConsentStore, StoreError> {
+    /// As [`PostgresConsentStore::connect`].
+    pub async fn connect_async(url: &str) -> Result<PostgresConsentStore, StoreError> {
+        PostgresConsentStore::builder(url).connect_async().await
+    }
+
+    /// Configures a store for the database the connection string names.
+    pub fn builder(url: &str) -> PostgresStoreBuilder {
+        PostgresStoreBuilder { url: url.to_owned(), timeout: DEFAULT_TIMEOUT, max_connections: DEFAULT_MAX_CONNECTIONS }
+    }
+
+    /// Runs `future` on the store's runtime and waits for it on this thread.
+    fn block<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let Some(runtime) = &self.runtime else { return Err(StoreError::new("the postgresql store is closed")) };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        rx.recv().map_err(|_| StoreError::new("the postgresql store's runtime stopped"))?
+    }
+
+    /// Runs `future` on the store's runtime; the returned future waits for it.
+    fn spawn<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let Some(runtime) = &self.runtime else {
+            return Box::pin(std::future::ready(Err(StoreError::new("the postgresql store is closed"))));
+        };
+        let task = runtime.spawn(future);
+        Box::pin(async move {
+            task.await.map_err(|error| StoreError::with_source("the postgresql store's task failed", error))?
+        })
+    }
+
+    /// The store's timeout: the longest any call waits on the database.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+}
+
+impl Drop for PostgresConsentStore {
+    fn drop(&mut self) {
+        // A runtime dropped the ordinary way waits for its tasks, which is refused in
+        // an async context; the store's tasks only talk to the database, so they may
+        // simply stop.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// What the store's tasks share.
+struct Inner {
+    pool: Pool,
+    timeout: Duration,
+    /// For the listener's own connection (not pooled: it stays in `LISTEN`).
+    config: Config,
+    tls: MakeRustlsConnect,
+    listener: tokio::sync::Mutex<Listener>,
+    /// The highest position a notification announced.
+    notified: tokio::sync::watch::Sender<u64>,
+}
+
+/// The connection that listens for notifications, and the highest position already
+/// reported to a waiter.
+struct Listener {
+    client: Option<(tokio_postgres::Client, Arc<AtomicBool>)>,
+    signalled: u64,
+}
+
+/// Why an operation on a connection failed.
+enum Failure {
+    /// Failed before anything but `BEGIN` was sent: safe to repeat.
+    Before(tokio_postgres::Error),
+    /// Failed while running.
+    During(tokio_postgres::Error),
+    /// The database answered something the store cannot read.
+    Store(StoreError),
+}
+
+impl Inner {
+    async fn connect(settings: PostgresStoreBuilder) -> Result<Inner, StoreError> {
+        let tls_settings = tls::split(&settings.url)?;
+        let mut config = tls_settings
+            .rest
+            .parse::<Config>()
+            .map_err(|error| StoreError::with_source("invalid postgresql connection string", error))?;
+        let timeout = settings.timeout;
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
+            config.connect_timeout(timeout);
         }
         if config.get_application_name().is_none() {
             config.application_name("consent-guard");
         }
-        let mut client = open_client(&config)?;
-        migrate(&mut client)
-            .map_err(|error| StoreError::with_source("cannot migrate the consent store schema", error))?;
-        let connection = Connection::new(client)?;
-        let store = PostgresConsentStore {
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(3)
+            .tcp_user_timeout(timeout.max(Duration::from_secs(5)));
+        let tls = MakeRustlsConnect::new(tls::client_config(&tls_settings)?);
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let millis = timeout.as_millis();
+        let session = format!(
+            "SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'; \
+             SET statement_timeout = {millis}; SET lock_timeout = {millis}; \
+             SET idle_in_transaction_session_timeout = {millis}"
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .post_create(Hook::async_fn(move |client, _| {
+                // `append` returns once the commit is durable: a server or role
+                // configured with `synchronous_commit = off` would acknowledge commits
+                // it can still lose. The time limits bound what a silent client can hold.
+                let session = session.clone();
+                Box::pin(async move { client.batch_execute(&session).await.map_err(HookError::Backend) })
+            }))
+            .build()
+            .map_err(|error| StoreError::with_source("cannot build the postgresql connection pool", error))?;
+        let inner = Inner {
+            pool,
+            timeout,
             config,
-            idle: Mutex::new(vec![connection]),
-            listener: Mutex::new(Listener { client: None, signalled: 0 }),
+            tls,
+            listener: tokio::sync::Mutex::new(Listener { client: None, signalled: 0 }),
+            notified: tokio::sync::watch::Sender::new(0),
         };
-        Ok(store)
+        inner.migrate().await?;
+        Ok(inner)
     }
 
-    fn idle(&self) -> Result<MutexGuard<'_, Vec<Connection>>, StoreError> {
-        self.idle.lock().map_err(|_| StoreError::new("postgresql store poisoned by a panic"))
-    }
-
-    /// An idle connection (`true`) or a new one (`false`).
-    fn acquire(&self) -> Result<(Connection, bool), StoreError> {
-        if let Some(connection) = self.idle()?.pop() {
-            return Ok((connection, true));
-        }
-        Ok((Connection::new(open_client(&self.config)?)?, false))
-    }
-
-    fn release(&self, connection: Connection) {
-        if let Ok(mut idle) = self.idle() {
-            if idle.len() < MAX_IDLE && !connection.client.is_closed() {
-                idle.push(connection);
+    /// Applies the migrations the database lacks, one replica at a time.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let fail =
+            |error: tokio_postgres::Error| StoreError::with_source("cannot migrate the consent store schema", error);
+        let mut client = self.get().await?;
+        let migration = async {
+            // Session-level, so it spans refinery's transactions; released below, and
+            // with the session if this one dies.
+            client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(fail)?;
+            let report = embedded::migrations::runner()
+                .set_migration_table_name(MIGRATION_TABLE)
+                .run_async(&mut **client)
+                .await
+                .map_err(|error| StoreError::with_source("cannot migrate the consent store schema", error));
+            client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(fail)?;
+            report.map(drop)
+        };
+        // Migrations may take longer than one query, but not forever.
+        let limit = self.timeout.saturating_mul(30);
+        match tokio::time::timeout(limit, migration).await {
+            Ok(result) => result,
+            Err(_) => {
+                drop(Object::take(client));
+                Err(StoreError::new(format!("cannot migrate the consent store schema within {limit:?}")))
             }
         }
     }
 
-    /// Runs `op` on a connection. When the connection turns out to be lost, every idle
-    /// connection is dropped (they are likely lost too) and, if `op` may be repeated
-    /// (`retry`) or failed before sending anything that matters, it runs once more on
-    /// a new connection.
-    fn run<T>(
-        &self,
-        action: &str,
-        retry: bool,
-        mut op: impl FnMut(&mut Connection) -> Result<T, Failure>,
-    ) -> Result<T, StoreError> {
+    async fn get(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|error| StoreError::with_source("cannot connect to postgresql", error))
+    }
+
+    /// Runs `op` on a pooled connection within the timeout. When it times out or the
+    /// connection turns out to be lost, every idle connection is dropped (they are
+    /// likely lost too) and, if `op` may be repeated (`retry`) or failed before
+    /// sending anything that matters, it runs once more on a new connection.
+    async fn run<T, F, Fut>(&self, action: &str, retry: bool, mut op: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Object) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
         let mut retried = false;
         loop {
-            let (mut connection, reused) = self.acquire()?;
-            let error = match op(&mut connection) {
-                Ok(value) => {
-                    self.release(connection);
-                    return Ok(value);
+            let started = Instant::now();
+            let client = tokio::time::timeout(self.timeout, self.get())
+                .await
+                .map_err(|_| StoreError::new(format!("cannot {action}: no connection to postgresql")))??;
+            let reused = Object::metrics(&client).recycle_count > 0;
+            let remaining = self.timeout.saturating_sub(started.elapsed());
+            let error = match tokio::time::timeout(remaining, op(client)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(Failure::Store(error))) => return Err(error),
+                Ok(Err(Failure::Before(error))) => (error, true),
+                Ok(Err(Failure::During(error))) => (error, retry),
+                Err(_) => {
+                    // The connection went back to the pool with the cancelled future;
+                    // it may be stuck on a silent path, so none is reused.
+                    self.pool.retain(|_, _| false);
+                    return Err(StoreError::new(format!(
+                        "cannot {action}: postgresql did not answer within {:?}",
+                        self.timeout
+                    )));
                 }
-                Err(Failure::Store(error)) => {
-                    self.release(connection);
-                    return Err(error);
-                }
-                Err(Failure::Before(error)) => (error, true),
-                Err(Failure::During(error)) => (error, retry),
             };
             let (error, repeatable) = error;
-            if !is_connection_lost(&error, &connection.client) {
+            if !is_connection_lost(&error) {
                 // An SQL error: the transaction was rolled back, the connection is fine.
-                self.release(connection);
                 return Err(StoreError::with_source(format!("cannot {action}"), error));
             }
-            drop(connection);
-            if let Ok(mut idle) = self.idle() {
-                idle.clear();
-            }
+            self.pool.retain(|_, _| false);
             if repeatable && reused && !retried {
                 retried = true;
                 continue;
@@ -173,29 +432,207 @@ impl PostgresConsentStore {
         }
     }
 
-    fn last_position(&self) -> Result<u64, StoreError> {
-        let last = self.run("read the consent store", true, |connection| {
-            let row = connection.client.query_one(&connection.statements.last, &[]).map_err(Failure::During)?;
-            row.try_get::<_, i64>(0).map_err(Failure::During)
-        })?;
+    async fn last_position(&self) -> Result<u64, StoreError> {
+        let last = self
+            .run("read the consent store", true, |client| async move {
+                let statement = client.prepare_cached(LAST_SQL).await.map_err(Failure::Before)?;
+                let row = client.query_one(&statement, &[]).await.map_err(Failure::During)?;
+                row.try_get::<_, i64>(0).map_err(Failure::During)
+            })
+            .await?;
         position(last)
     }
-}
 
-/// Why an operation on a connection failed.
-enum Failure {
-    /// Failed before anything but `BEGIN` was sent: safe to repeat.
-    Before(::postgres::Error),
-    /// Failed while running.
-    During(::postgres::Error),
-    /// The database answered something the store cannot read.
-    Store(StoreError),
+    async fn append(&self, events: Vec<ConsentEvent>) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return self.last_position().await;
+        }
+        let count = i64::try_from(events.len()).map_err(|_| StoreError::new("consent event batch too large"))?;
+        let subjects: Vec<&str> = events.iter().map(ConsentEvent::subject).collect();
+        let encoded = events
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| StoreError::with_source("cannot encode a consent event", error))?;
+        let (events, subjects, encoded) = (&events, &subjects, &encoded);
+        let last = self
+            .run("append to the consent store", false, |mut client| async move {
+                let [lock, positions, insert, scrub, notify] = APPEND_SQL;
+                let txn = client.transaction().await.map_err(Failure::Before)?;
+                // Sequence values are drawn before commit, so without this lock a
+                // transaction holding position 7 could commit after one holding 8, and
+                // a reader that had seen 8 would never look below it again. Holding the
+                // lock from drawing the positions to the commit makes positions visible
+                // in order; appends are serialised, which a consent store can afford.
+                txn.execute(&txn.prepare_cached(lock).await.map_err(Failure::During)?, &[&APPEND_LOCK])
+                    .await
+                    .map_err(Failure::During)?;
+                let rows = txn
+                    .query(&txn.prepare_cached(positions).await.map_err(Failure::During)?, &[&count])
+                    .await
+                    .map_err(Failure::During)?;
+                let mut drawn = rows
+                    .iter()
+                    .map(|row| row.try_get::<_, i64>(0))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(Failure::During)?;
+                drawn.sort_unstable();
+                txn.execute(&txn.prepare_cached(insert).await.map_err(Failure::During)?, &[&drawn, subjects, encoded])
+                    .await
+                    .map_err(Failure::During)?;
+                for (event, position) in events.iter().zip(&drawn) {
+                    if let ConsentEvent::Erase(erase) = event {
+                        let statement = txn.prepare_cached(scrub).await.map_err(Failure::During)?;
+                        txn.execute(&statement, &[&erase.subject, position]).await.map_err(Failure::During)?;
+                    }
+                }
+                let Some(last) = drawn.last().copied() else {
+                    return Err(Failure::Store(StoreError::new("postgresql drew no positions")));
+                };
+                let statement = txn.prepare_cached(notify).await.map_err(Failure::During)?;
+                txn.execute(&statement, &[&last.to_string()]).await.map_err(Failure::During)?;
+                txn.commit().await.map_err(Failure::During)?;
+                Ok(last)
+            })
+            .await?;
+        position(last)
+    }
+
+    async fn history(&self, subject: String) -> Result<ConsentHistory, StoreError> {
+        let subject_ref = &subject;
+        let events = self
+            .run("read the consent store", true, |client| async move {
+                let statement = client.prepare_cached(HISTORY_SQL).await.map_err(Failure::Before)?;
+                let rows = client.query(&statement, &[subject_ref]).await.map_err(Failure::During)?;
+                rows.iter()
+                    .map(|row| {
+                        let position: i64 = row.try_get(0).map_err(Failure::During)?;
+                        let json: &str = row.try_get(1).map_err(Failure::During)?;
+                        decode(position, json).map_err(Failure::Store)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok(ConsentHistory::new(&subject, events))
+    }
+
+    async fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
+        let Ok(after) = i64::try_from(after) else { return Ok(Vec::new()) };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run("read the consent store", true, |client| async move {
+            let statement = client.prepare_cached(SINCE_SQL).await.map_err(Failure::Before)?;
+            let rows = client.query(&statement, &[&after, &limit]).await.map_err(Failure::During)?;
+            rows.iter()
+                .map(|row| {
+                    let at: i64 = row.try_get(0).map_err(Failure::During)?;
+                    let json: &str = row.try_get(1).map_err(Failure::During)?;
+                    let event = decode(at, json).map_err(Failure::Store)?;
+                    Ok((position(at).map_err(Failure::Store)?, event))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Waits until a notification announces a position after `after` (or after what
+    /// was reported before), or `timeout` passes.
+    async fn wait_for_change(&self, after: u64, timeout: Duration) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout.min(Duration::from_secs(24 * 3600));
+        let mut listener = self.listener.lock().await;
+        let result = self.wait_locked(&mut listener, after, deadline).await;
+        if result.is_err() {
+            // Connect again next time.
+            listener.client = None;
+        }
+        result
+    }
+
+    async fn wait_locked(
+        &self,
+        listener: &mut Listener,
+        after: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), StoreError> {
+        let alive = listener
+            .client
+            .as_ref()
+            .is_some_and(|(client, alive)| alive.load(Ordering::Acquire) && !client.is_closed());
+        if !alive {
+            listener.client = None;
+            let client = tokio::time::timeout(self.timeout, self.listen())
+                .await
+                .map_err(|_| StoreError::new("cannot wait for consent store changes: postgresql did not answer"))??;
+            listener.client = Some(client);
+        }
+        let mut notified = self.notified.subscribe();
+        // Positions up to `signalled` were reported already: a caller that asks again
+        // without having moved past them (its sync failed) waits for newer ones rather
+        // than being woken at once in a loop.
+        let threshold = after.max(listener.signalled);
+        // LISTEN is active before this read, so an append committed after it notifies.
+        let current = self.last_position().await?;
+        if current > threshold {
+            listener.signalled = current;
+            return Ok(());
+        }
+        loop {
+            let seen = *notified.borrow_and_update();
+            if seen > threshold {
+                listener.signalled = seen;
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, notified.changed()).await {
+                Err(_) => return Ok(()),
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(StoreError::new("cannot wait for consent store changes: store closed")),
+            }
+            if listener.client.as_ref().is_some_and(|(_, alive)| !alive.load(Ordering::Acquire)) {
+                return Err(StoreError::new(
+                    "cannot wait for consent store changes: lost the connection to postgresql",
+                ));
+            }
+        }
+    }
+
+    /// Opens the listening connection: its messages are pumped by a task that
+    /// forwards notifications to `notified`.
+    async fn listen(&self) -> Result<(tokio_postgres::Client, Arc<AtomicBool>), StoreError> {
+        let lost = |error| StoreError::with_source("cannot wait for consent store changes", error);
+        let (client, mut connection) = self.config.connect(self.tls.clone()).await.map_err(lost)?;
+        let alive = Arc::new(AtomicBool::new(true));
+        let (flag, notified) = (alive.clone(), self.notified.clone());
+        tokio::spawn(async move {
+            while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(AsyncMessage::Notification(notification)) => {
+                        // A payload that is not a position still means "something changed".
+                        let position = notification.payload().parse::<u64>().unwrap_or(u64::MAX);
+                        notified.send_if_modified(|highest| {
+                            let newer = position > *highest;
+                            *highest = (*highest).max(position);
+                            newer
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            flag.store(false, Ordering::Release);
+            // Wake the waiter, which then sees the listener is gone.
+            notified.send_modify(|_| {});
+        });
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(lost)?;
+        Ok((client, alive))
+    }
 }
 
 /// Whether `error` means the connection is unusable (closed, reset, or the server
 /// ended the session), rather than an SQL error on a live connection.
-fn is_connection_lost(error: &::postgres::Error, client: &Client) -> bool {
-    if error.is_closed() || client.is_closed() {
+fn is_connection_lost(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
         return true;
     }
     match error.as_db_error() {
@@ -207,12 +644,8 @@ fn is_connection_lost(error: &::postgres::Error, client: &Client) -> bool {
     }
 }
 
-fn open_client(config: &Config) -> Result<Client, StoreError> {
-    config.connect(NoTls).map_err(|error| StoreError::with_source("cannot connect to postgresql", error))
-}
-
 fn position(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::new(format!("invalid consent store position {value}")))
+    u64::try_from(value).map_err(|_| StoreError::new(format!("postgresql returned an invalid position {value}")))
 }
 
 fn decode(position: i64, json: &str) -> Result<ConsentEvent, StoreError> {
@@ -220,247 +653,56 @@ fn decode(position: i64, json: &str) -> Result<ConsentEvent, StoreError> {
         .map_err(|error| StoreError::with_source(format!("stored event at position {position} cannot be read"), error))
 }
 
-/// Applies the migrations the database lacks, in one transaction, under an advisory
-/// lock so that replicas starting together do not race.
-fn migrate(client: &mut Client) -> Result<(), ::postgres::Error> {
-    let mut txn = client.transaction()?;
-    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-    txn.batch_execute(
-        "CREATE TABLE IF NOT EXISTS consent_guard_schema_version (
-            version    integer     PRIMARY KEY,
-            name       text        NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now()
-        )",
-    )?;
-    let current: i32 =
-        txn.query_one("SELECT coalesce(max(version), 0) FROM consent_guard_schema_version", &[])?.try_get(0)?;
-    // A newer schema (from a newer replica during a rolling upgrade) is left alone:
-    // migrations only ever add.
-    for (version, name, sql) in MIGRATIONS {
-        if *version > current {
-            txn.batch_execute(sql)?;
-            txn.execute("INSERT INTO consent_guard_schema_version (version, name) VALUES ($1, $2)", &[version, name])?;
-        }
-    }
-    txn.commit()
-}
-
-/// A connection with its prepared statements.
-struct Connection {
-    client: Client,
-    statements: Statements,
-}
-
-struct Statements {
-    lock: Statement,
-    positions: Statement,
-    insert: Statement,
-    scrub: Statement,
-    notify: Statement,
-    since: Statement,
-    history: Statement,
-    last: Statement,
-}
-
-impl Connection {
-    fn new(mut client: Client) -> Result<Connection, StoreError> {
-        // `append` returns once the commit is durable: a server or role configured with
-        // `synchronous_commit = off` would acknowledge commits it can still lose.
-        client
-            .batch_execute(
-                "SELECT set_config('synchronous_commit', 'on', false) \
-                 WHERE current_setting('synchronous_commit') = 'off'",
-            )
-            .map_err(|error| StoreError::with_source("cannot configure the postgresql session", error))?;
-        let statements = Statements::prepare(&mut client)
-            .map_err(|error| StoreError::with_source("cannot prepare the consent store queries", error))?;
-        Ok(Connection { client, statements })
-    }
-}
-
-impl Statements {
-    fn prepare(client: &mut Client) -> Result<Statements, ::postgres::Error> {
-        Ok(Statements {
-            lock: client.prepare("SELECT pg_advisory_xact_lock($1)")?,
-            positions: client.prepare(
-                "SELECT nextval(pg_get_serial_sequence('consent_guard_events', 'position')) \
-                 FROM generate_series(1, $1::bigint)",
-            )?,
-            insert: client.prepare(
-                "INSERT INTO consent_guard_events (position, subject, event) \
-                 SELECT p, s, e::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[]) AS batch (p, s, e)",
-            )?,
-            scrub: client.prepare(
-                "UPDATE consent_guard_events SET event = event - 'birth_date' - 'age' \
-                 WHERE subject = $1 AND position < $2 AND event->>'type' = 'subject' \
-                 AND event ?| array['birth_date', 'age']",
-            )?,
-            notify: client.prepare("SELECT pg_notify('consent_guard_events', $1)")?,
-            since: client.prepare(
-                "SELECT position, event::text FROM consent_guard_events \
-                 WHERE position > $1 ORDER BY position LIMIT $2",
-            )?,
-            history: client.prepare(
-                "SELECT position, event::text FROM consent_guard_events WHERE subject = $1 ORDER BY position",
-            )?,
-            last: client.prepare("SELECT coalesce(max(position), 0)::bigint FROM consent_guard_events")?,
-        })
-    }
-}
-
-/// The connection that listens for notifications, and the highest position already
-/// reported to a waiter.
-struct Listener {
-    client: Option<(Client, Statement)>,
-    signalled: u64,
-}
-
-impl Listener {
-    fn wait(&mut self, config: &Config, after: u64, deadline: Instant) -> Result<(), StoreError> {
-        let lost = |error| StoreError::with_source("cannot wait for consent store changes", error);
-        if self.client.is_none() {
-            let mut client = open_client(config)?;
-            client.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(lost)?;
-            let last =
-                client.prepare("SELECT coalesce(max(position), 0)::bigint FROM consent_guard_events").map_err(lost)?;
-            self.client = Some((client, last));
-        }
-        let Some((client, last)) = self.client.as_mut() else {
-            return Err(StoreError::new("cannot wait for consent store changes: no connection"));
-        };
-        // Positions up to `signalled` were reported already: a caller that asks again
-        // without having moved past them (its sync failed) waits for newer ones rather
-        // than being woken at once in a loop.
-        let threshold = after.max(self.signalled);
-        // LISTEN is active before this read, so an append committed after it notifies.
-        let current = position(client.query_one(&*last, &[]).map_err(lost)?.try_get::<_, i64>(0).map_err(lost)?)?;
-        if current > threshold {
-            self.signalled = current;
-            return Ok(());
-        }
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Ok(());
-            }
-            let next = client.notifications().timeout_iter(remaining).next();
-            match next {
-                Ok(Some(notification)) => match notification.payload().parse::<u64>() {
-                    Ok(notified) if notified <= threshold => {}
-                    Ok(notified) => {
-                        self.signalled = notified;
-                        return Ok(());
-                    }
-                    Err(_) => return Ok(()),
-                },
-                Ok(None) if client.is_closed() => {
-                    return Err(StoreError::new(
-                        "cannot wait for consent store changes: lost the connection to postgresql",
-                    ))
-                }
-                Ok(None) => return Ok(()),
-                Err(error) => return Err(lost(error)),
-            }
-        }
-    }
-}
-
 impl ConsentStore for PostgresConsentStore {
     fn append(&self, events: &[ConsentEvent]) -> Result<u64, StoreError> {
-        if events.is_empty() {
-            return self.last_position();
-        }
-        let count = i64::try_from(events.len()).map_err(|_| StoreError::new("consent event batch too large"))?;
-        let subjects: Vec<&str> = events.iter().map(ConsentEvent::subject).collect();
-        let encoded = events
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| StoreError::with_source("cannot encode a consent event", error))?;
-        let last = self.run("append to the consent store", false, |connection| {
-            let Connection { client, statements } = connection;
-            let mut txn = client.transaction().map_err(Failure::Before)?;
-            // Sequence values are drawn before commit, so without this lock a
-            // transaction holding position 7 could commit after one holding 8, and a
-            // reader that had seen 8 would never look below it again. Holding the lock
-            // from drawing the positions to the commit makes positions visible in
-            // order; appends are serialised, which a consent store can afford.
-            txn.execute(&statements.lock, &[&APPEND_LOCK]).map_err(Failure::During)?;
-            let rows = txn.query(&statements.positions, &[&count]).map_err(Failure::During)?;
-            let mut positions = rows
-                .iter()
-                .map(|row| row.try_get::<_, i64>(0))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(Failure::During)?;
-            positions.sort_unstable();
-            txn.execute(&statements.insert, &[&positions, &subjects, &encoded]).map_err(Failure::During)?;
-            for (event, position) in events.iter().zip(&positions) {
-                if let ConsentEvent::Erase(erase) = event {
-                    txn.execute(&statements.scrub, &[&erase.subject, position]).map_err(Failure::During)?;
-                }
-            }
-            let Some(last) = positions.last().copied() else {
-                return Err(Failure::Store(StoreError::new("postgresql drew no positions")));
-            };
-            txn.execute(&statements.notify, &[&last.to_string()]).map_err(Failure::During)?;
-            txn.commit().map_err(Failure::During)?;
-            Ok(last)
-        })?;
-        position(last)
+        let (inner, events) = (self.inner.clone(), events.to_vec());
+        self.block(async move { inner.append(events).await })
     }
 
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
-        let events = self.run("read the consent store", true, |connection| {
-            let rows = connection.client.query(&connection.statements.history, &[&subject]).map_err(Failure::During)?;
-            rows.iter()
-                .map(|row| {
-                    let position: i64 = row.try_get(0).map_err(Failure::During)?;
-                    let json: &str = row.try_get(1).map_err(Failure::During)?;
-                    decode(position, json).map_err(Failure::Store)
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        Ok(ConsentHistory::new(subject, events))
+        let (inner, subject) = (self.inner.clone(), subject.to_owned());
+        self.block(async move { inner.history(subject).await })
     }
 
     fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
-        let Ok(after) = i64::try_from(after) else { return Ok(Vec::new()) };
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run("read the consent store", true, |connection| {
-            let rows =
-                connection.client.query(&connection.statements.since, &[&after, &limit]).map_err(Failure::During)?;
-            rows.iter()
-                .map(|row| {
-                    let at: i64 = row.try_get(0).map_err(Failure::During)?;
-                    let json: &str = row.try_get(1).map_err(Failure::During)?;
-                    let event = decode(at, json).map_err(Failure::Store)?;
-                    Ok((position(at).map_err(Failure::Store)?, event))
-                })
-                .collect()
-        })
+        let inner = self.inner.clone();
+        self.block(async move { inner.events_since(after, limit).await })
     }
 
     fn wait_for_change(&self, after: u64, timeout: Duration) -> Result<(), StoreError> {
-        let deadline = Instant::now().checked_add(timeout).unwrap_or_else(Instant::now);
-        let mut listener = self.listener.lock().map_err(|_| StoreError::new("postgresql store poisoned by a panic"))?;
-        let result = listener.wait(&self.config, after, deadline);
-        if result.is_err() {
-            // Connect again next time.
-            listener.client = None;
-        }
-        result
+        let inner = self.inner.clone();
+        self.block(async move { inner.wait_for_change(after, timeout).await })
+    }
+
+    fn append_async<'a>(&'a self, events: &'a [ConsentEvent]) -> StoreFuture<'a, u64> {
+        let (inner, events) = (self.inner.clone(), events.to_vec());
+        self.spawn(async move { inner.append(events).await })
+    }
+
+    fn history_async<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, ConsentHistory> {
+        let (inner, subject) = (self.inner.clone(), subject.to_owned());
+        self.spawn(async move { inner.history(subject).await })
+    }
+
+    fn events_since_async(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<(u64, ConsentEvent)>> {
+        let inner = self.inner.clone();
+        self.spawn(async move { inner.events_since(after, limit).await })
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }
 
 impl fmt::Debug for PostgresConsentStore {
     /// Prints the database's name, never the password nor the events.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.inner.pool.status();
         f.debug_struct("PostgresConsentStore")
-            .field("dbname", &self.config.get_dbname())
-            .field("idle_connections", &self.idle.lock().map(|idle| idle.len()).unwrap_or(0))
+            .field("dbname", &self.inner.config.get_dbname())
+            .field("timeout", &self.inner.timeout)
+            .field("connections", &status.size)
+            .field("idle_connections", &status.available)
             .finish_non_exhaustive()
     }
 }
