@@ -184,7 +184,7 @@ fn migrations_are_versioned_idempotent_and_safe_to_race() {
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
-    assert_eq!(versions, [(1, "events".to_owned())]);
+    assert_eq!(versions, [(1, "events".to_owned()), (2, "append_function".to_owned())]);
 }
 
 /// A database set up by the hand-written runner of 0.1 (its own version table, no
@@ -357,6 +357,10 @@ fn the_store_reconnects_after_its_backends_are_terminated() {
             .unwrap()
             .get(0);
         assert!(killed >= 3, "{killed} backends terminated");
+        // The client notices a terminated backend when its FATAL message arrives; an
+        // append sent before that is lost with the connection and not repeated (it
+        // may have been committed, as far as the client can tell).
+        std::thread::sleep(Duration::from_millis(200));
         // The writer's idle connection is dead: the append starts over on a new one.
         a.record(&withdraw("t1")).unwrap();
         let seen = within(Duration::from_secs(2), || training(&b, "t1") == ReasonCode::ConsentWithdrawn);
@@ -424,9 +428,12 @@ fn black_hole_a_silent_path_fails_closed_within_the_bound_and_recovers() {
     let proxy = Proxy::start(host_port(&db.url));
     let through_proxy = with_host_port(&db.url, &format!("127.0.0.1:{}", proxy.port));
     let a = live_guard(PostgresConsentStore::connect(&db.url).unwrap());
-    let b = live_guard(PostgresConsentStore::connect(&through_proxy).unwrap());
+    // The default timeouts: 1 s per operation; 1 s to connect (2 s by default, which
+    // leaves room for unoptimised SCRAM in debug builds on a busy machine).
+    let on_path = || PostgresConsentStore::builder(&through_proxy).connect_timeout(Duration::from_secs(1)).connect();
+    let b = live_guard(on_path().unwrap());
     // A third client on the same path, to time one store call by itself.
-    let c = PostgresConsentStore::connect(&through_proxy).unwrap();
+    let c = on_path().unwrap();
     c.events_since(0, 1).unwrap();
     let bound = b.max_staleness().unwrap();
     assert_eq!(bound, Duration::from_secs(1), "the documented default");
@@ -485,7 +492,8 @@ fn black_hole_a_silent_path_fails_closed_within_the_bound_and_recovers() {
         assert_eq!(allowed_after_deny, 0, "a withdrawn subject was allowed after the replica failed closed");
         assert!(append.is_err() && record.is_err(), "an append through a silent path cannot succeed");
         assert!(append_took < Duration::from_millis(1200), "the append hung for {append_took:?}");
-        assert!(record_took < Duration::from_millis(2400), "the record hung for {record_took:?}");
+        // The sync in flight (connect + operation) and then the record's own append.
+        assert!(record_took < Duration::from_millis(4200), "the record hung for {record_took:?}");
         let recovered = recovered.expect("the replica did not recover by itself");
         assert!(recovered <= Duration::from_secs(1), "recovered only after {recovered:?}");
     });
@@ -659,4 +667,46 @@ fn tls_verify_full_with_the_test_authority() {
 
     let require = PostgresConsentStore::connect(&with_param(&db.url, "sslmode=require")).unwrap();
     assert_eq!(require.events_since(0, 10).unwrap().len(), 1);
+}
+
+/// Group commit: appends made at the same time by many threads share transactions
+/// (rows of one transaction have one `xmin`), each caller's positions stay its own and
+/// in order, and nothing is lost.
+#[test]
+fn concurrent_appends_share_transactions() {
+    let Some(db) = FreshDatabase::create("group") else { return };
+    let store = PostgresConsentStore::connect(&db.url).unwrap();
+    const THREADS: usize = 8;
+    const EACH: usize = 50;
+    let started = Instant::now();
+    let positions: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let store = &store;
+                s.spawn(move || (0..EACH).map(|i| store.append(&[grant(&format!("g{t}-{i}"))]).unwrap()).collect())
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    for (thread, mine) in positions.iter().enumerate() {
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "thread {thread}: {mine:?}");
+    }
+    let mut all: Vec<u64> = positions.concat();
+    all.sort_unstable();
+    assert_eq!(all, (1..=(THREADS * EACH) as u64).collect::<Vec<_>>());
+    let events = store.events_since(0, usize::MAX).unwrap();
+    for (position, event) in &events {
+        let (thread, index) = event.subject()[1..].split_once('-').unwrap();
+        assert_eq!(positions[thread.parse::<usize>().unwrap()][index.parse::<usize>().unwrap()], *position);
+    }
+    let transactions: i64 =
+        db.client().query_one("SELECT count(DISTINCT xmin::text) FROM consent_guard_events", &[]).unwrap().get(0);
+    println!(
+        "group commit: {} single-event appends from {THREADS} threads in {seconds:.2} s ({:.0}/s) took {transactions} \
+         transactions",
+        THREADS * EACH,
+        (THREADS * EACH) as f64 / seconds
+    );
+    assert!(transactions < (THREADS * EACH) as i64, "no append shared a transaction");
 }

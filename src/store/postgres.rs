@@ -39,7 +39,7 @@ mod tls;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -60,27 +60,29 @@ const MIGRATION_TABLE: &str = "consent_guard_schema_history";
 /// The channel appends notify, with the last position appended as payload.
 const CHANNEL: &str = "consent_guard_events";
 
-/// Advisory lock key taken by every append until its transaction ends (ASCII "cg-event").
-const APPEND_LOCK: i64 = 0x6367_2d65_7665_6e74;
-
 /// Advisory lock key taken while the schema is migrated (ASCII "cg-schem").
 const MIGRATION_LOCK: i64 = 0x6367_2d73_6368_656d;
 
 /// How long a store call may wait on the database, unless configured.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long making a connection (TCP, TLS, authentication, session set-up) may take,
+/// unless configured.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Connections the pool keeps at most, unless configured.
 const DEFAULT_MAX_CONNECTIONS: usize = 8;
 
-const APPEND_SQL: [&str; 5] = [
-    "SELECT pg_advisory_xact_lock($1)",
-    "SELECT nextval(pg_get_serial_sequence('consent_guard_events', 'position')) FROM generate_series(1, $1::bigint)",
-    "INSERT INTO consent_guard_events (position, subject, event) \
-     SELECT p, s, e::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[]) AS batch (p, s, e)",
-    "UPDATE consent_guard_events SET event = event - 'birth_date' - 'age' \
-     WHERE subject = $1 AND position < $2 AND event->>'type' = 'subject' AND event ?| array['birth_date', 'age']",
-    "SELECT pg_notify('consent_guard_events', $1)",
-];
+/// One statement appends a batch: lock, positions, insert, erase scrub, notify
+/// (`migrations/V2__append_function.sql`). The advisory lock it takes until commit has
+/// the key 0x6367_2d65_7665_6e74 (ASCII "cg-event").
+const APPEND_SQL: &str = "SELECT consent_guard_append($1::text[], $2::text[])";
+
+/// Appends waiting for the group writer, at most; more wait for room.
+const APPEND_QUEUE: usize = 4096;
+
+/// Events one group carries at most (a request larger than that goes alone).
+const GROUP_EVENTS: usize = 10_000;
 const SINCE_SQL: &str =
     "SELECT position, event::text FROM consent_guard_events WHERE position > $1 ORDER BY position LIMIT $2";
 const HISTORY_SQL: &str = "SELECT position, event::text FROM consent_guard_events WHERE subject = $1 ORDER BY position";
@@ -130,6 +132,7 @@ pub struct PostgresConsentStore {
 pub struct PostgresStoreBuilder {
     url: String,
     timeout: Duration,
+    connect_timeout: Duration,
     max_connections: usize,
 }
 
@@ -141,6 +144,14 @@ impl PostgresStoreBuilder {
     /// notices within that bound. At least 10 ms.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The longest making a new connection may take (2 s by default; at least 10 ms):
+    /// TCP, TLS, authentication and session set-up. A call that needs a new connection
+    /// waits at most this plus [`PostgresStoreBuilder::timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout.max(Duration::from_millis(10));
         self
     }
 
@@ -163,8 +174,8 @@ impl PostgresStoreBuilder {
         runtime.spawn(async move {
             let _ = tx.send(Inner::connect(settings).await);
         });
-        let inner = rx.recv().map_err(|_| StoreError::new("the postgresql store's runtime stopped"))??;
-        Ok(PostgresConsentStore { inner: Arc::new(inner), runtime: Some(runtime) })
+        let (inner, appends) = rx.recv().map_err(|_| StoreError::new("the postgresql store's runtime stopped"))??;
+        Ok(PostgresConsentStore::start(inner, appends, runtime))
     }
 
     /// Connects, from async code: the connection is made on the store's runtime, and
@@ -177,9 +188,9 @@ impl PostgresStoreBuilder {
         let runtime = store_runtime()?;
         let settings = self;
         let task = runtime.spawn(async move { Inner::connect(settings).await });
-        let inner =
+        let (inner, appends) =
             task.await.map_err(|error| StoreError::with_source("the postgresql store's task failed", error))??;
-        Ok(PostgresConsentStore { inner: Arc::new(inner), runtime: Some(runtime) })
+        Ok(PostgresConsentStore::start(inner, appends, runtime))
     }
 }
 
@@ -195,6 +206,13 @@ fn store_runtime() -> Result<tokio::runtime::Runtime, StoreError> {
 }
 
 impl PostgresConsentStore {
+    /// The store, with its group writer running.
+    fn start(inner: Inner, appends: Queue, runtime: tokio::runtime::Runtime) -> PostgresConsentStore {
+        let inner = Arc::new(inner);
+        runtime.spawn(write_groups(Arc::downgrade(&inner), appends));
+        PostgresConsentStore { inner, runtime: Some(runtime) }
+    }
+
     /// Connects to the database named by a connection string (URL
     /// `postgres://user:password@host:port/database?…` or `key=value` pairs) with the
     /// default timeouts, and applies the schema migrations it lacks. Call it from any
@@ -219,7 +237,12 @@ impl PostgresConsentStore {
 
     /// Configures a store for the database the connection string names.
     pub fn builder(url: &str) -> PostgresStoreBuilder {
-        PostgresStoreBuilder { url: url.to_owned(), timeout: DEFAULT_TIMEOUT, max_connections: DEFAULT_MAX_CONNECTIONS }
+        PostgresStoreBuilder {
+            url: url.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
     }
 
     /// Runs `future` on the store's runtime and waits for it on this thread.
@@ -270,12 +293,69 @@ impl Drop for PostgresConsentStore {
 struct Inner {
     pool: Pool,
     timeout: Duration,
+    connect_timeout: Duration,
     /// For the listener's own connection (not pooled: it stays in `LISTEN`).
     config: Config,
     tls: MakeRustlsConnect,
     listener: tokio::sync::Mutex<Listener>,
     /// The highest position a notification announced.
     notified: tokio::sync::watch::Sender<u64>,
+    /// Appends waiting for the group writer.
+    appends: tokio::sync::mpsc::Sender<Pending>,
+}
+
+type Queue = tokio::sync::mpsc::Receiver<Pending>;
+
+/// One caller's batch, waiting to be appended with others.
+struct Pending {
+    subjects: Vec<String>,
+    events: Vec<String>,
+    /// The position of the batch's last event, once it is durable.
+    reply: tokio::sync::oneshot::Sender<Result<u64, StoreError>>,
+}
+
+/// Group commit: every append that arrives while one is in flight joins the next, and
+/// each group is one statement in one transaction, whole or not at all. A caller's
+/// events stay together and in order, so its positions are consecutive.
+async fn write_groups(inner: Weak<Inner>, mut queue: Queue) {
+    while let Some(first) = queue.recv().await {
+        let mut count = first.events.len();
+        let mut group = vec![first];
+        while count < GROUP_EVENTS {
+            match queue.try_recv() {
+                Ok(next) => {
+                    count += next.events.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let subjects: Vec<&str> = group.iter().flat_map(|p| p.subjects.iter().map(String::as_str)).collect();
+        let events: Vec<&str> = group.iter().flat_map(|p| p.events.iter().map(String::as_str)).collect();
+        let result = inner.append_group(&subjects, &events).await;
+        drop(inner);
+        match result {
+            Ok(last) => {
+                // The group's positions are consecutive, ending at `last`.
+                let mut end = last.saturating_sub(count as u64);
+                for pending in group {
+                    end = end.saturating_add(pending.events.len() as u64);
+                    let _ = pending.reply.send(Ok(end));
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                let mut group = group.into_iter();
+                if let Some(first) = group.next() {
+                    let _ = first.reply.send(Err(error));
+                }
+                for pending in group {
+                    let _ = pending.reply.send(Err(StoreError::new(message.clone())));
+                }
+            }
+        }
+    }
 }
 
 /// The connection that listens for notifications, and the highest position already
@@ -287,7 +367,7 @@ struct Listener {
 
 /// Why an operation on a connection failed.
 enum Failure {
-    /// Failed before anything but `BEGIN` was sent: safe to repeat.
+    /// Failed before anything was committed: safe to repeat.
     Before(tokio_postgres::Error),
     /// Failed while running.
     During(tokio_postgres::Error),
@@ -296,15 +376,15 @@ enum Failure {
 }
 
 impl Inner {
-    async fn connect(settings: PostgresStoreBuilder) -> Result<Inner, StoreError> {
+    async fn connect(settings: PostgresStoreBuilder) -> Result<(Inner, Queue), StoreError> {
         let tls_settings = tls::split(&settings.url)?;
         let mut config = tls_settings
             .rest
             .parse::<Config>()
             .map_err(|error| StoreError::with_source("invalid postgresql connection string", error))?;
-        let timeout = settings.timeout;
+        let (timeout, connect_timeout) = (settings.timeout, settings.connect_timeout);
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(timeout);
+            config.connect_timeout(connect_timeout);
         }
         if config.get_application_name().is_none() {
             config.application_name("consent-guard");
@@ -331,7 +411,7 @@ impl Inner {
             .max_size(settings.max_connections)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(timeout))
-            .create_timeout(Some(timeout))
+            .create_timeout(Some(connect_timeout))
             .recycle_timeout(Some(timeout))
             .post_create(Hook::async_fn(move |client, _| {
                 // `append` returns once the commit is durable: a server or role
@@ -342,16 +422,19 @@ impl Inner {
             }))
             .build()
             .map_err(|error| StoreError::with_source("cannot build the postgresql connection pool", error))?;
+        let (appends, queue) = tokio::sync::mpsc::channel(APPEND_QUEUE);
         let inner = Inner {
             pool,
             timeout,
+            connect_timeout,
             config,
             tls,
             listener: tokio::sync::Mutex::new(Listener { client: None, signalled: 0 }),
             notified: tokio::sync::watch::Sender::new(0),
+            appends,
         };
         inner.migrate().await?;
-        Ok(inner)
+        Ok((inner, queue))
     }
 
     /// Applies the migrations the database lacks, one replica at a time.
@@ -398,11 +481,21 @@ impl Inner {
         let mut retried = false;
         loop {
             let started = Instant::now();
-            let client = tokio::time::timeout(self.timeout, self.get())
+            let client = tokio::time::timeout(self.connect_timeout.saturating_add(self.timeout), self.get())
                 .await
                 .map_err(|_| StoreError::new(format!("cannot {action}: no connection to postgresql")))??;
             let reused = Object::metrics(&client).recycle_count > 0;
-            let remaining = self.timeout.saturating_sub(started.elapsed());
+            let remaining = self.timeout.saturating_sub(started.elapsed()).max(self.timeout / 2);
+            if client.is_closed() {
+                // Closed after it was recycled (a terminated backend): nothing was sent.
+                drop(client);
+                self.pool.retain(|_, _| false);
+                if !retried {
+                    retried = true;
+                    continue;
+                }
+                return Err(StoreError::new(format!("cannot {action}: lost the connection to postgresql")));
+            }
             let error = match tokio::time::timeout(remaining, op(client)).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(Failure::Store(error))) => return Err(error),
@@ -447,52 +540,46 @@ impl Inner {
         if events.is_empty() {
             return self.last_position().await;
         }
-        let count = i64::try_from(events.len()).map_err(|_| StoreError::new("consent event batch too large"))?;
-        let subjects: Vec<&str> = events.iter().map(ConsentEvent::subject).collect();
+        let subjects = events.iter().map(|e| e.subject().to_owned()).collect();
         let encoded = events
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| StoreError::with_source("cannot encode a consent event", error))?;
-        let (events, subjects, encoded) = (&events, &subjects, &encoded);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::new("cannot append to the consent store: the store is closing");
+        // A group in flight, then this one: each bounded by the timeout.
+        let limit = self.timeout.saturating_mul(2);
+        let queued = Pending { subjects, events: encoded, reply };
+        let appended = async {
+            self.appends.send(queued).await.map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        };
+        match tokio::time::timeout(limit, appended).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::new(format!(
+                "cannot append to the consent store: postgresql did not answer within {limit:?}"
+            ))),
+        }
+    }
+
+    /// Appends one group of events in one statement: one round trip, one transaction.
+    async fn append_group(&self, subjects: &[&str], events: &[&str]) -> Result<u64, StoreError> {
         let last = self
-            .run("append to the consent store", false, |mut client| async move {
-                let [lock, positions, insert, scrub, notify] = APPEND_SQL;
-                let txn = client.transaction().await.map_err(Failure::Before)?;
-                // Sequence values are drawn before commit, so without this lock a
-                // transaction holding position 7 could commit after one holding 8, and
-                // a reader that had seen 8 would never look below it again. Holding the
-                // lock from drawing the positions to the commit makes positions visible
-                // in order; appends are serialised, which a consent store can afford.
-                txn.execute(&txn.prepare_cached(lock).await.map_err(Failure::During)?, &[&APPEND_LOCK])
-                    .await
-                    .map_err(Failure::During)?;
-                let rows = txn
-                    .query(&txn.prepare_cached(positions).await.map_err(Failure::During)?, &[&count])
-                    .await
-                    .map_err(Failure::During)?;
-                let mut drawn = rows
-                    .iter()
-                    .map(|row| row.try_get::<_, i64>(0))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(Failure::During)?;
-                drawn.sort_unstable();
-                txn.execute(&txn.prepare_cached(insert).await.map_err(Failure::During)?, &[&drawn, subjects, encoded])
-                    .await
-                    .map_err(Failure::During)?;
-                for (event, position) in events.iter().zip(&drawn) {
-                    if let ConsentEvent::Erase(erase) = event {
-                        let statement = txn.prepare_cached(scrub).await.map_err(Failure::During)?;
-                        txn.execute(&statement, &[&erase.subject, position]).await.map_err(Failure::During)?;
+            .run("append to the consent store", false, |client| async move {
+                let statement = client.prepare_cached(APPEND_SQL).await.map_err(Failure::Before)?;
+                // One statement in its own transaction: an error the server sent in
+                // answer (even "terminating connection") means it did not commit, so
+                // the group may be sent again on a new connection. A connection that
+                // closed without an answer may have committed: that is not repeated.
+                let row = client.query_one(&statement, &[&subjects, &events]).await.map_err(|error| {
+                    if error.as_db_error().is_some() {
+                        Failure::Before(error)
+                    } else {
+                        Failure::During(error)
                     }
-                }
-                let Some(last) = drawn.last().copied() else {
-                    return Err(Failure::Store(StoreError::new("postgresql drew no positions")));
-                };
-                let statement = txn.prepare_cached(notify).await.map_err(Failure::During)?;
-                txn.execute(&statement, &[&last.to_string()]).await.map_err(Failure::During)?;
-                txn.commit().await.map_err(Failure::During)?;
-                Ok(last)
+                })?;
+                row.try_get::<_, i64>(0).map_err(Failure::During)
             })
             .await?;
         position(last)
