@@ -194,6 +194,15 @@ fn a_torn_tail_is_cut_off_and_tampering_is_caught() {
     garbage.extend_from_slice(b"{\"commit\":6,\"records\":1,\"prev\":\"00\",\"hash\":\"00\"}\n");
     std::fs::write(&path, &garbage).unwrap();
     assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Tampered { .. }));
+    std::fs::write(&path, &intact).unwrap();
+    // A new segment whose first batch never committed, left as unreadable lines (found
+    // by the 200-round crash run): torn, not tampered.
+    let second = dir.path().join("segment-00000002.jsonl");
+    std::fs::write(&second, b"[1,\"u7\",\"legal_basis\",1]\n").unwrap();
+    assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::TornTail { segment: 2, .. }));
+    drop(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+    assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Intact { .. }));
+    std::fs::remove_file(&second).unwrap();
     // An altered record.
     let altered = String::from_utf8(intact.clone()).unwrap().replacen("\"u3\"", "\"u9\"", 1);
     std::fs::write(&path, altered).unwrap();

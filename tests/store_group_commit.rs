@@ -58,3 +58,22 @@ fn concurrent_appends_coalesce_and_each_gets_its_own_positions() {
         }
     }
 }
+
+/// A crash while redb creates a new file can leave it empty or all zeros: such a file
+/// holds no event, and the store is created afresh (found by the 200-round crash run of
+/// `tests/audit_crash.rs`). A file with other content is still refused.
+#[test]
+fn a_store_file_never_written_is_created_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    for content in [Vec::new(), vec![0u8; 4096]] {
+        let path = dir.path().join("fresh.redb");
+        std::fs::write(&path, &content).unwrap();
+        let store = RedbConsentStore::open(&path).unwrap();
+        assert_eq!(store.append(&[grant("a")]).unwrap(), 1);
+        drop(store);
+        std::fs::remove_file(&path).unwrap();
+    }
+    let path = dir.path().join("other.redb");
+    std::fs::write(&path, [0u8, 1, 0]).unwrap();
+    assert!(RedbConsentStore::open(&path).is_err());
+}

@@ -328,24 +328,10 @@ fn scan_segment(
             return Ok(SegmentEnd::Uncommitted { committed, bytes: offset - committed });
         };
         if line_number == 1 {
-            let header: HeaderLine = match serde_json::from_slice(body) {
-                Ok(header) => header,
-                Err(e) => return bad(1, format!("not a segment header: {e}")),
-            };
-            if header.format != FORMAT {
-                return bad(1, format!("format `{}` is not `{FORMAT}`", header.format));
-            }
-            if header.segment != number {
-                return bad(1, format!("header names segment {} in the file of segment {number}", header.segment));
-            }
-            if header.seq != head.seq || header.prev != head.hash {
-                return bad(
-                    1,
-                    format!(
-                        "does not continue the chain: it starts at {}:{} where {} was expected (segments removed, inserted or reordered)",
-                        header.seq, header.prev, head
-                    ),
-                );
+            // The header is part of the segment's first batch: one that cannot be read
+            // is tampering only if a commit follows it.
+            if let Err(reason) = check_header(body, number, head) {
+                unreadable = Some((1, reason));
             }
             hasher.update(&buffer);
             continue;
@@ -445,6 +431,25 @@ fn scan_segment(
             defer("not a line of an audit segment".into());
         }
     }
+}
+
+/// Checks a segment's first line: the header of segment `number`, continuing the
+/// chain at `head`.
+fn check_header(body: &[u8], number: u64, head: &Head) -> Result<(), String> {
+    let header: HeaderLine = serde_json::from_slice(body).map_err(|e| format!("not a segment header: {e}"))?;
+    if header.format != FORMAT {
+        return Err(format!("format `{}` is not `{FORMAT}`", header.format));
+    }
+    if header.segment != number {
+        return Err(format!("header names segment {} in the file of segment {number}", header.segment));
+    }
+    if header.seq != head.seq || header.prev != head.hash {
+        return Err(format!(
+            "does not continue the chain: it starts at {}:{} where {} was expected (segments removed, inserted or reordered)",
+            header.seq, header.prev, head
+        ));
+    }
+    Ok(())
 }
 
 /// The full record of a compact one.

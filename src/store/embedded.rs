@@ -102,6 +102,7 @@ impl RedbConsentStore {
     /// not a consent store.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbConsentStore, StoreError> {
         let path = path.as_ref().to_path_buf();
+        discard_if_never_written(&path)?;
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(true);
         // One writer, and any number of read-only processes following its commits.
@@ -178,6 +179,25 @@ impl RedbConsentStore {
             _ => StoreError::with_source(format!("cannot {action} {}", self.path.display()), error),
         }
     }
+}
+
+/// A crash while redb creates a new file can leave it empty or all zeros: no header,
+/// so no commit, so no event. Such a file is removed so that the store is created
+/// afresh instead of refused as "not a redb file" forever. Anything else is left alone.
+fn discard_if_never_written(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let Ok(metadata) = std::fs::metadata(path) else { return Ok(()) };
+    if !metadata.is_file() || metadata.len() > 1 << 20 {
+        return Ok(());
+    }
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|mut file| file.read_to_end(&mut bytes));
+    if read.is_ok() && bytes.iter().all(|b| *b == 0) {
+        std::fs::remove_file(path).map_err(|e| {
+            StoreError::with_source(format!("cannot remove the never-written consent store {}", path.display()), e)
+        })?;
+    }
+    Ok(())
 }
 
 /// The error of a failed open, naming the cases an operator must act on.
