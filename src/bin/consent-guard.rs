@@ -1,5 +1,5 @@
 //! `consent-guard`: the command line of the crate, speaking the JSON of
-//! `interchange.md` so that any service, reviewer or acceptance suite can ask the same
+//! `docs/interchange.md` (names from `docs/vocabulary.md`) so that any service, reviewer or acceptance suite can ask the same
 //! questions of the same policies.
 //!
 //! | command | exit status |
@@ -39,7 +39,7 @@ const BUFFER: usize = 64 * 1024;
 /// Enforce a privacy policy from the command line: decide access requests, lint and
 /// explain policies, verify audit logs.
 #[derive(Debug, Parser)]
-#[command(name = "consent-guard", version, about, long_about = None)]
+#[command(name = "consent-guard", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -124,6 +124,12 @@ struct CheckArgs {
     requests: Option<PathBuf>,
 }
 
+/// Where the contract is, for every `--help`.
+const AFTER_HELP: &str = "\
+The JSON of events, requests and decisions: docs/interchange.md; the names: \
+docs/vocabulary.md; policy files: docs/policy-format.md \
+(https://github.com/consent-guard/consent-guard/tree/main/docs).";
+
 const CHECK_HELP: &str = "\
 Decide access requests against a policy; print one decision per line as JSON.
 
@@ -132,7 +138,7 @@ of many. Consent events from --events are recorded in file order before the firs
 request. Each decision is printed as one JSON line (allowed, code, message, basis,
 clause, policy, policy_version, subject, purpose, at).
 
---audit A (an extension of interchange.md) appends a hash-chained record of every
+--audit A (an extension of docs/interchange.md) appends a hash-chained record of every
 decision to A; at the end the log's head (N:HASH) is printed on standard error: keep
 it elsewhere and give it to `audit verify --anchor` to catch records removed from the
 end. If a record cannot be written, the access is denied with `audit_unavailable`.
