@@ -16,6 +16,7 @@
 //! | [`store`] | consent stores |
 //! | [`clock`] | injected time |
 //! | [`error`] | one error enum per boundary |
+//! | `testing` (feature `testing`) | golden test files of a policy: request → expected decision |
 //!
 //! # Crate features
 //!
@@ -25,7 +26,9 @@
 //!   file, pure Rust).
 //! - `postgres`: [`store::PostgresConsentStore`], for services with several replicas
 //!   (LISTEN/NOTIFY plus polling; PostgreSQL wire protocol only).
-//! - `cli`: the `consent-guard` command line (`clap`).
+//! - `testing`: `consent_guard::testing`, golden tests of a policy (the engine of
+//!   `consent-guard test`); needs `toml` and `json`.
+//! - `cli`: the `consent-guard` command line (`clap`); enables `testing`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -44,6 +47,8 @@ pub mod purpose;
 pub mod request;
 pub mod sealed;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use audit::{AuditRecord, AuditSink, MemoryAuditSink, NoAuditSink};
 pub use basis::{ConsentLevel, LegalBasis};

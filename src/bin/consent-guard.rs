@@ -7,6 +7,7 @@
 //! | `check --policy P [--events E] [--at T] [--audit A] [REQUESTS]` | 0 every request decided, 2 bad input |
 //! | `lint P...` | 0 clean, 1 problems found, 2 unreadable |
 //! | `explain --policy P [--purpose X]` | 0, 2 unreadable policy or unknown purpose |
+//! | `test FILE...` | 0 every case passed, 1 a case failed, 2 unreadable or invalid file |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,8 @@
 mod audit;
 #[path = "consent_guard/explain.rs"]
 mod explain;
+#[path = "consent_guard/golden.rs"]
+mod golden;
 #[path = "consent_guard/input.rs"]
 mod input;
 
@@ -66,6 +69,13 @@ enum Command {
         /// Explain only the rule governing this purpose.
         #[arg(long, value_name = "X")]
         purpose: Option<String>,
+    },
+    /// Run golden test files of a policy: requests and the decision each must get.
+    #[command(long_about = TEST_HELP)]
+    Test {
+        /// Golden test files (TOML).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
     /// Audit logs written by `check --audit`.
     #[command(subcommand)]
@@ -162,6 +172,19 @@ the rule governing that purpose, or that it is denied by default.
 
 Exit status: 0; 2 on an unreadable policy or an unknown purpose.";
 
+const TEST_HELP: &str = "\
+Run golden test files: each names a policy (relative to the file), consent events, and
+cases of request -> expected `allowed`, `code` and optionally `clause`, with an
+optional `at` (the guard's clock). The format is in docs/interchange.md (\"Golden test
+files\"); the library API consent_guard::testing runs the same files in `cargo test`.
+
+Each failing case prints its request and a diff (`-` expected, `+` actual) with the
+decision's message; each file prints a summary, and the run ends with
+`N passed, M failed`.
+
+Exit status: 0 every case passed, 1 a case failed, 2 a file is unreadable or invalid
+(the other files still run).";
+
 const VERIFY_HELP: &str = "\
 Check an audit log's hash chain (written by `check --audit`) and print a one-line
 summary: the first record altered, removed, inserted or reordered is named by its line.
@@ -231,6 +254,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Lint { policies } => lint(&policies),
         Command::Explain { policy, purpose } => explain::run(&policy, purpose.as_deref()),
+        Command::Test { files } => golden::run(&files),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
         Command::History { store, subject } => history(&store, &subject),
     };
@@ -269,7 +293,7 @@ fn display(path: &Path) -> String {
 }
 
 /// An error and its sources, as one line.
-fn with_sources(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
