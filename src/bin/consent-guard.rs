@@ -5,7 +5,7 @@
 //! | command | exit status |
 //! |---|---|
 //! | `check --policy P [--events E] [--at T] [--audit A] [REQUESTS]` | 0 every request decided, 2 bad input |
-//! | `lint P...` | 0 clean, 1 problems found, 2 unreadable |
+//! | `lint [--deny-warnings] [--format full|short] P...` | 0 no error, 1 an error (or a warning with `--deny-warnings`), 2 unreadable |
 //! | `explain --policy P [--purpose X]` | 0, 2 unreadable policy or unknown purpose |
 //! | `test FILE...` | 0 every case passed, 1 a case failed, 2 unreadable or invalid file |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
@@ -19,6 +19,8 @@ mod explain;
 mod golden;
 #[path = "consent_guard/input.rs"]
 mod input;
+#[path = "consent_guard/lint.rs"]
+mod lint;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -53,12 +55,19 @@ enum Command {
     /// Decide access requests against a policy; print one decision per line as JSON.
     #[command(long_about = CHECK_HELP)]
     Check(CheckArgs),
-    /// Validate policy files; print `file:line:col: message` for each problem.
+    /// Validate policy files; show each problem with its source line.
     #[command(long_about = LINT_HELP)]
     Lint {
         /// Policy files (TOML).
         #[arg(required = true, value_name = "POLICY")]
         policies: Vec<PathBuf>,
+        /// Exit 1 on warnings too (those a rule does not allow), to gate CI.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// `full`: the message with its source line; `short`: one line
+        /// `file:line:col: message` per problem (for editors and scripts).
+        #[arg(long, value_enum, default_value_t = lint::LintFormat::Full)]
+        format: lint::LintFormat,
     },
     /// Print, for people, what a policy permits for each purpose and on which basis.
     #[command(long_about = EXPLAIN_HELP)]
@@ -159,10 +168,20 @@ RFC 3339, an unreadable policy), with a message naming file, line and field. The
 decisions before the bad line are printed.";
 
 const LINT_HELP: &str = "\
-Validate policy files; print `file:line:col: message` for each problem, errors and
-warnings (prefixed `warning: `) in file order.
+Validate policy files; show each problem, errors and warnings in file order, with the
+source line it is about (--format full, the default) or as one line
+`file:line:col: [warning: ]message [name]` (--format short, for editors and scripts).
 
-Exit status: 0 clean, 1 problems found (errors or warnings), 2 a file is unreadable.";
+Each warning has a stable name. A rule that is right as written allows it, with the
+reason, and the warning is no longer shown:
+
+    allow = [{ warning = \"sensitive_below_separate\", reason = \"...\" }]
+
+Names: redundant_purpose, opt_out_sensitive, sensitive_below_separate, shadowed_rule,
+unused_recipient (cannot be allowed: remove the recipient), unused_allow.
+
+Exit status: 0 no error (warnings allowed to pass), 1 an error, or a warning with
+--deny-warnings, 2 a file is unreadable.";
 
 const EXPLAIN_HELP: &str = "\
 Print, for people, what a policy permits for each purpose: basis, consent level,
@@ -252,7 +271,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check(&args),
-        Command::Lint { policies } => lint(&policies),
+        Command::Lint { policies, deny_warnings, format } => {
+            lint::run(&lint::LintOptions { paths: &policies, format, deny_warnings })
+        }
         Command::Explain { policy, purpose } => explain::run(&policy, purpose.as_deref()),
         Command::Test { files } => golden::run(&files),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
@@ -268,7 +289,7 @@ fn main() -> ExitCode {
 }
 
 /// Prints an error on standard error: every error of an invalid policy, one per line.
-fn report(error: &CliError) {
+pub(crate) fn report(error: &CliError) {
     match error {
         // The reader is gone: nobody is left to tell.
         CliError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
@@ -288,7 +309,7 @@ fn rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("`{text}` is not an RFC 3339 time like 2026-06-01T00:00:00Z ({e})"))
 }
 
-fn display(path: &Path) -> String {
+pub(crate) fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
@@ -445,35 +466,5 @@ fn decide_all(
         }
         serde_json::to_writer(&mut *out, &decision).map_err(|e| CliError::Output(e.into()))?;
         out.write_all(b"\n").map_err(CliError::Output)
-    })
-}
-
-/// `lint`: every problem of every file; 2 if one is unreadable, else 1 if any problem.
-fn lint(paths: &[PathBuf]) -> Result<ExitCode, CliError> {
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let (mut problems, mut unreadable) = (false, false);
-    for path in paths {
-        let file = display(path);
-        match Policy::lint_file(path) {
-            Ok(diagnostics) => {
-                for diagnostic in diagnostics {
-                    problems = true;
-                    writeln!(out, "{diagnostic}").map_err(CliError::Output)?;
-                }
-            }
-            Err(source) => {
-                // The other files are still linted.
-                out.flush().map_err(CliError::Output)?;
-                report(&CliError::Read { file, source });
-                unreadable = true;
-            }
-        }
-    }
-    out.flush().map_err(CliError::Output)?;
-    Ok(match (unreadable, problems) {
-        (true, _) => ExitCode::from(2),
-        (false, true) => ExitCode::from(1),
-        (false, false) => ExitCode::SUCCESS,
     })
 }

@@ -316,6 +316,30 @@ pub struct RuleDocument {
     /// The version from which the rule's terms last changed materially.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_in: Option<String>,
+    /// The sentence of the privacy policy the rule encodes, quoted, for reviewers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Warnings about this rule that its authors accept, each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<AllowWarning>,
+}
+
+/// One entry of a rule's `allow`: a named lint warning accepted, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AllowWarning {
+    /// The warning's stable name (`sensitive_below_separate`...).
+    pub warning: String,
+    /// Why the rule is right as written; shown by `lint` and `explain`.
+    pub reason: String,
+}
+
+impl AllowWarning {
+    /// Allows the warning `warning` for `reason`.
+    pub fn new(warning: impl Into<String>, reason: impl Into<String>) -> AllowWarning {
+        AllowWarning { warning: warning.into(), reason: reason.into() }
+    }
 }
 
 impl RuleDocument {
@@ -380,6 +404,8 @@ impl RuleDocument {
             transfer_regions: None,
             opt_out_signals: None,
             changed_in: None,
+            source: None,
+            allow: Vec::new(),
         }
     }
 }
