@@ -534,13 +534,74 @@ fn explain_the_whole_policy() {
         "de-identification: at least anonymized",
         "retention: session (only within the session that collected it)",
         "regions: CN",
-        "transfer regions: none",
-        "opt-out signals: none",
         "recipients: affiliate, third_party",
         "actions: transfer",
+        // The sentence each rule encodes.
+        "  the privacy policy says: \"EXMO will not use your personal information for advertising, profiling, or algorithm training unless you give separate explicit consent.\"",
     ] {
         assert!(out.contains(needle), "want {needle:?} in:\n{out}");
     }
+    // No "none" noise: what a rule does not permit is not listed.
+    for absent in ["transfer regions: none", "opt-out signals: none", "de-identification: none", "categories none"] {
+        assert!(!out.contains(absent), "{absent:?} in:\n{out}");
+    }
+}
+
+/// Every rule of every seed quotes its sentence of the privacy policy; the tables
+/// (Markdown, HTML, JSON) have one row per rule with it; warnings are shown inline.
+#[test]
+fn explain_tables_for_reviewers() {
+    for seed in SEEDS {
+        let file = format!("examples/policies/{seed}.toml");
+        let policy = Policy::from_toml_file(root().join(&file)).unwrap();
+        let run = |format: &str| {
+            let output = cg().args(["explain", "--policy", &file, "--format", format]).output().unwrap();
+            assert_eq!(output.status.code(), Some(0), "{seed} {format}: {}", text(&output.stderr));
+            text(&output.stdout)
+        };
+        let plain = run("text");
+        let markdown = run("markdown");
+        let html = run("html");
+        let json: Value = serde_json::from_str(&run("json")).unwrap();
+        assert_eq!(json["rules"].as_array().unwrap().len(), policy.rules().len(), "{seed}");
+        let header = "| Purpose | Basis | Consent | Data | Recipients | Regions | Retention | Signals | Clause | The privacy policy says | Notes |";
+        assert!(markdown.contains(header), "{seed}: {markdown}");
+        assert_eq!(markdown.lines().filter(|l| l.starts_with("| ")).count(), policy.rules().len() + 1, "{seed}");
+        for (rule, row) in policy.rules().iter().zip(json["rules"].as_array().unwrap()) {
+            let source = rule.source.as_deref().unwrap_or_else(|| panic!("{seed}: {} has no source", rule.id));
+            assert!(source.len() > 20, "{seed}: {}", rule.id);
+            assert!(plain.contains(&format!("the privacy policy says: \"{source}\"")), "{seed}: {}", rule.id);
+            assert!(markdown.contains(&source.replace('|', "\\|")), "{seed}: {}", rule.id);
+            assert!(html.contains(&format!("<tr data-clause=\"{}\">", rule.id)), "{seed}: {}", rule.id);
+            assert_eq!(row["clause"], rule.id.as_str());
+            assert_eq!(row["source"], source);
+        }
+        // One self-contained page: nothing fetched, nothing run.
+        assert!(html.starts_with("<!DOCTYPE html>"), "{seed}");
+        for absent in ["<script", "src=", "href=", "@import", "url("] {
+            assert!(!html.contains(absent), "{seed}: {absent}");
+        }
+    }
+    // The seeds' accepted warnings appear with their reasons...
+    let output = cg().args(["explain", "--policy", "examples/policies/aiart.toml"]).output().unwrap();
+    let out = text(&output.stdout);
+    assert!(out.contains("  accepted warning (opt_out_sensitive): opt-out rule on sensitive data"), "{out}");
+    let output =
+        cg().args(["explain", "--policy", "examples/policies/aiart.toml", "--format", "json"]).output().unwrap();
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let row = json["rules"].as_array().unwrap().iter().find(|r| r["clause"] == "aiart.recommendation").unwrap();
+    assert_eq!(row["warnings"][0]["warning"], "opt_out_sensitive");
+    assert!(row["warnings"][0]["allowed"].as_str().unwrap().contains("escalated"));
+    // ... and a warning nobody accepted is shown under its rule.
+    let output = cg()
+        .args(["explain", "--policy", "tests/data/cli/lint_sensitive_level.toml", "--format", "markdown"])
+        .output()
+        .unwrap();
+    let out = text(&output.stdout);
+    assert!(
+        out.contains("warning (sensitive_below_separate): consent rule on sensitive data (biometric.face)"),
+        "{out}"
+    );
 }
 
 #[test]

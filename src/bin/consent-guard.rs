@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `check --policy P [--events E] [--at T] [--audit A] [REQUESTS]` | 0 every request decided, 2 bad input |
 //! | `lint [--deny-warnings] [--format full|short] P...` | 0 no error, 1 an error (or a warning with `--deny-warnings`), 2 unreadable |
-//! | `explain --policy P [--purpose X]` | 0, 2 unreadable policy or unknown purpose |
+//! | `explain --policy P [--purpose X] [--format text|markdown|html|json]` | 0, 2 unreadable policy or unknown purpose |
 //! | `test FILE...` | 0 every case passed, 1 a case failed, 2 unreadable or invalid file |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
 #![forbid(unsafe_code)]
@@ -21,6 +21,8 @@ mod golden;
 mod input;
 #[path = "consent_guard/lint.rs"]
 mod lint;
+#[path = "consent_guard/report.rs"]
+mod report;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -78,6 +80,10 @@ enum Command {
         /// Explain only the rule governing this purpose.
         #[arg(long, value_name = "X")]
         purpose: Option<String>,
+        /// `text`, or one table for reviewers: `markdown`, `html` (a self-contained
+        /// page), `json`.
+        #[arg(long, value_enum, default_value_t = explain::ExplainFormat::Text)]
+        format: explain::ExplainFormat,
     },
     /// Run golden test files of a policy: requests and the decision each must get.
     #[command(long_about = TEST_HELP)]
@@ -186,8 +192,14 @@ Exit status: 0 no error (warnings allowed to pass), 1 an error, or a warning wit
 const EXPLAIN_HELP: &str = "\
 Print, for people, what a policy permits for each purpose: basis, consent level,
 opt-in or opt-out, categories, actions, recipients, de-identification, retention,
-regions, transfer regions, opt-out signals and the clause id. With --purpose, only
-the rule governing that purpose, or that it is denied by default.
+regions, transfer regions, opt-out signals, the clause id, the sentence of the
+privacy policy the rule encodes (its `source`) and the lint warnings about it. With
+--purpose, only the rule governing that purpose, or that it is denied by default.
+
+--format markdown|html|json prints one table for the policy instead, a row per rule
+(purpose, basis, consent level and default, data, recipients, regions, retention,
+signals, clause, the privacy policy's sentence, notes). The HTML is one
+self-contained page to open in a browser.
 
 Exit status: 0; 2 on an unreadable policy or an unknown purpose.";
 
@@ -274,7 +286,7 @@ fn main() -> ExitCode {
         Command::Lint { policies, deny_warnings, format } => {
             lint::run(&lint::LintOptions { paths: &policies, format, deny_warnings })
         }
-        Command::Explain { policy, purpose } => explain::run(&policy, purpose.as_deref()),
+        Command::Explain { policy, purpose, format } => explain::run(&policy, purpose.as_deref(), format),
         Command::Test { files } => golden::run(&files),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
         Command::History { store, subject } => history(&store, &subject),
