@@ -57,6 +57,25 @@ pub const WARNING_NAMES: [&str; 7] = [
 ];
 
 impl Diagnostic {
+    /// A warning found outside the loader (by a tool comparing policies, say), at
+    /// `file:line:col`, under one of the [`WARNING_NAMES`].
+    pub fn warning(
+        file: &str,
+        line: usize,
+        column: usize,
+        name: &'static str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            file: file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+            warning: Some(name),
+            allowed: None,
+        }
+    }
     /// A warning's stable name (one of [`WARNING_NAMES`]); `None` for an error.
     pub fn warning_name(&self) -> Option<&'static str> {
         self.warning

@@ -7,12 +7,15 @@
 //! | `check --policy P [--events E] [--at T] [--audit A] [REQUESTS]` | 0 every request decided, 2 bad input |
 //! | `lint [--deny-warnings] [--format full|short] P...` | 0 no error, 1 an error (or a warning with `--deny-warnings`), 2 unreadable |
 //! | `explain --policy P [--purpose X] [--format text|markdown|html|json]` | 0, 2 unreadable policy or unknown purpose |
+//! | `diff OLD NEW [--format text|json]` | 0 no undeclared material change, 1 some, 2 unreadable |
 //! | `test FILE...` | 0 every case passed, 1 a case failed, 2 unreadable or invalid file |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
 #![forbid(unsafe_code)]
 
 #[path = "consent_guard/audit.rs"]
 mod audit;
+#[path = "consent_guard/diff.rs"]
+mod diff;
 #[path = "consent_guard/explain.rs"]
 mod explain;
 #[path = "consent_guard/golden.rs"]
@@ -70,6 +73,24 @@ enum Command {
         /// `file:line:col: message` per problem (for editors and scripts).
         #[arg(long, value_enum, default_value_t = lint::LintFormat::Full)]
         format: lint::LintFormat,
+        /// The previous version of the policy: also warn about each material change
+        /// since it that the rule's `changed_in` does not declare.
+        #[arg(long, value_name = "OLD")]
+        since: Option<PathBuf>,
+    },
+    /// Show what changed between two versions of a policy, purpose by purpose, and
+    /// which changes need consent again.
+    #[command(long_about = DIFF_HELP)]
+    Diff {
+        /// The previous version (TOML).
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        /// The new version (TOML).
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
     },
     /// Print, for people, what a policy permits for each purpose and on which basis.
     #[command(long_about = EXPLAIN_HELP)]
@@ -105,6 +126,15 @@ enum Command {
         #[arg(long, value_name = "U")]
         subject: String,
     },
+}
+
+/// How `diff` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DiffFormat {
+    /// For people.
+    Text,
+    /// For tools.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,7 +214,9 @@ reason, and the warning is no longer shown:
     allow = [{ warning = \"sensitive_below_separate\", reason = \"...\" }]
 
 Names: redundant_purpose, opt_out_sensitive, sensitive_below_separate, shadowed_rule,
-unused_recipient (cannot be allowed: remove the recipient), unused_allow.
+unused_recipient (cannot be allowed: remove the recipient), unused_allow, and with
+--since OLD undeclared_material_change (a material change since OLD that the rule's
+changed_in does not declare; see `diff`).
 
 Exit status: 0 no error (warnings allowed to pass), 1 an error, or a warning with
 --deny-warnings, 2 a file is unreadable.";
@@ -202,6 +234,21 @@ signals, clause, the privacy policy's sentence, notes). The HTML is one
 self-contained page to open in a browser.
 
 Exit status: 0; 2 on an unreadable policy or an unknown purpose.";
+
+const DIFF_HELP: &str = "\
+Show what changed between two versions of a policy, purpose by purpose: for each
+purpose a rule names, the fields of its governing rule that changed. A change is
+MATERIAL when people must consent again: a new purpose; broader categories, actions,
+recipients, regions or transfer regions; longer retention; a weaker consent level,
+opt-in becoming opt-out, less de-identification, a signal no longer honoured,
+consent no longer asked.
+
+A material change of a consent rule is declared when the new rule's `changed_in` is
+later than the old policy's version (consent given before it then gets
+`reconsent_required`); `diff` says which are not, and `lint --since OLD NEW` warns
+about them (`undeclared_material_change`).
+
+Exit status: 0 no undeclared material change, 1 some, 2 an unreadable policy.";
 
 const TEST_HELP: &str = "\
 Run golden test files: each names a policy (relative to the file), consent events, and
@@ -283,9 +330,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check(&args),
-        Command::Lint { policies, deny_warnings, format } => {
-            lint::run(&lint::LintOptions { paths: &policies, format, deny_warnings })
+        Command::Lint { policies, deny_warnings, format, since } => {
+            lint::run(&lint::LintOptions { paths: &policies, format, deny_warnings, since: since.as_deref() })
         }
+        Command::Diff { old, new, format } => diff::run(&old, &new, format == DiffFormat::Json),
         Command::Explain { policy, purpose, format } => explain::run(&policy, purpose.as_deref(), format),
         Command::Test { files } => golden::run(&files),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),

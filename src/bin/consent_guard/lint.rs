@@ -29,6 +29,8 @@ pub(crate) struct LintOptions<'a> {
     pub(crate) paths: &'a [PathBuf],
     pub(crate) format: LintFormat,
     pub(crate) deny_warnings: bool,
+    /// `--since OLD`: also warn about material changes from OLD that are not declared.
+    pub(crate) since: Option<&'a std::path::Path>,
 }
 
 /// 2 if a file is unreadable; else 1 on an error, or on a warning with
@@ -37,6 +39,10 @@ pub(crate) fn run(options: &LintOptions<'_>) -> Result<ExitCode, CliError> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (mut errors, mut warnings, mut unreadable) = (0usize, 0usize, false);
+    let old = match options.since {
+        None => None,
+        Some(path) => Some(Policy::from_toml_file(path)?),
+    };
     for path in options.paths {
         let file = display(path);
         let text = match std::fs::read(path) {
@@ -49,7 +55,7 @@ pub(crate) fn run(options: &LintOptions<'_>) -> Result<ExitCode, CliError> {
                 continue;
             }
         };
-        let diagnostics = match Policy::lint_file(path) {
+        let mut diagnostics = match Policy::lint_file(path) {
             Ok(diagnostics) => diagnostics,
             Err(source) => {
                 out.flush().map_err(CliError::Output)?;
@@ -58,6 +64,12 @@ pub(crate) fn run(options: &LintOptions<'_>) -> Result<ExitCode, CliError> {
                 continue;
             }
         };
+        if let Some(old) = &old {
+            if let Ok(new) = Policy::from_toml_str(&text, &file) {
+                diagnostics.extend(crate::diff::undeclared(old, &new, &text, &file));
+                diagnostics.sort_by_key(|d| (d.line(), d.column()));
+            }
+        }
         for diagnostic in diagnostics.iter().filter(|d| d.allowed().is_none()) {
             match diagnostic.severity() {
                 Severity::Error => errors = errors.saturating_add(1),

@@ -74,7 +74,7 @@ struct Row {
 fn basis_words(basis: LegalBasis) -> &'static str {
     match basis.as_str() {
         "consent" => "Consent",
-        "contract" => "Contract: necessary for the service the person asked for",
+        "contract" => "Contract (needed for the service asked for)",
         "legal_obligation" => "Legal obligation",
         "national_security" => "National security or defence",
         "public_interest" => "Public safety, health or major public interest",
@@ -291,7 +291,7 @@ const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sa
 h1{font-size:1.4rem}p.meta{color:#555}table{border-collapse:collapse;width:100%;font-size:.85rem}\
 th,td{border:1px solid #ccc;padding:.4rem .5rem;vertical-align:top;text-align:left}\
 th{background:#f0f2f5;position:sticky;top:0}tr:nth-child(even) td{background:#fafafa}\
-td.quote{font-style:italic;max-width:28rem}td.clause{font-family:ui-monospace,monospace;white-space:nowrap}\
+td.quote{font-style:italic;min-width:22rem;max-width:34rem}td.clause{font-family:ui-monospace,monospace;white-space:nowrap}\
 .warning{color:#8a4b00}.accepted{color:#2f6b2f}ul.notes{padding-left:1.2rem}";
 
 /// One self-contained HTML page.
