@@ -16,6 +16,7 @@
 //! | [`store`] | consent stores |
 //! | [`clock`] | injected time |
 //! | [`error`] | one error enum per boundary |
+//! | `schema` (feature `schema`) | JSON Schemas of the policy, events, requests, decisions |
 //! | `testing` (feature `testing`) | golden test files of a policy: request → expected decision |
 //!
 //! # Crate features
@@ -28,7 +29,10 @@
 //!   (LISTEN/NOTIFY plus polling; PostgreSQL wire protocol only).
 //! - `testing`: `consent_guard::testing`, golden tests of a policy (the engine of
 //!   `consent-guard test`); needs `toml` and `json`.
-//! - `cli`: the `consent-guard` command line (`clap`); enables `testing`.
+//! - `schema`: `consent_guard::schema`, JSON Schemas of policies, events, requests and
+//!   decisions (`schemars`).
+//! - `cli`: the `consent-guard` command line (`clap`, `miette`); enables `testing` and
+//!   `schema`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -45,6 +49,8 @@ pub mod guard;
 pub mod policy;
 pub mod purpose;
 pub mod request;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod sealed;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -8,6 +8,7 @@
 //! | `lint [--deny-warnings] [--format full|short] P...` | 0 no error, 1 an error (or a warning with `--deny-warnings`), 2 unreadable |
 //! | `explain --policy P [--purpose X] [--format text|markdown|html|json]` | 0, 2 unreadable policy or unknown purpose |
 //! | `diff OLD NEW [--format text|json]` | 0 no undeclared material change, 1 some, 2 unreadable |
+//! | `schema policy|event|request|decision` | 0, 2 unknown name |
 //! | `test FILE...` | 0 every case passed, 1 a case failed, 2 unreadable or invalid file |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
 #![forbid(unsafe_code)]
@@ -112,6 +113,13 @@ enum Command {
         /// Golden test files (TOML).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of a policy, a consent event, a request or a decision.
+    #[command(long_about = SCHEMA_HELP)]
+    Schema {
+        /// `policy`, `event`, `request` or `decision`.
+        #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(consent_guard::schema::NAMES))]
+        name: String,
     },
     /// Audit logs written by `check --audit`.
     #[command(subcommand)]
@@ -250,6 +258,14 @@ about them (`undeclared_material_change`).
 
 Exit status: 0 no undeclared material change, 1 some, 2 an unreadable policy.";
 
+const SCHEMA_HELP: &str = "\
+Print a JSON Schema (draft 2020-12) on standard output: `policy` (the TOML policy
+file, for editors such as taplo and Even Better TOML: save it and point a `#:schema`
+comment or the editor's schema association at it), `event` (one line of an events
+file), `request` (an access request), `decision` (one line `check` prints).
+
+Exit status: 0; 2 on an unknown name.";
+
 const TEST_HELP: &str = "\
 Run golden test files: each names a policy (relative to the file), consent events, and
 cases of request -> expected `allowed`, `code` and optionally `clause`, with an
@@ -336,6 +352,7 @@ fn main() -> ExitCode {
         Command::Diff { old, new, format } => diff::run(&old, &new, format == DiffFormat::Json),
         Command::Explain { policy, purpose, format } => explain::run(&policy, purpose.as_deref(), format),
         Command::Test { files } => golden::run(&files),
+        Command::Schema { name } => schema(&name),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
         Command::History { store, subject } => history(&store, &subject),
     };
@@ -408,6 +425,16 @@ fn open_store(spec: &str) -> Result<Box<dyn ConsentStore>, CliError> {
     consent_guard::store::RedbConsentStore::open(spec)
         .map(|store| Box::new(store) as Box<dyn ConsentStore>)
         .map_err(failed)
+}
+
+/// `schema`: one JSON Schema, pretty-printed.
+fn schema(name: &str) -> Result<ExitCode, CliError> {
+    let schema =
+        consent_guard::schema::schema(name).ok_or_else(|| CliError::Usage(format!("unknown schema `{name}`")))?;
+    let text = serde_json::to_string_pretty(&schema).map_err(|e| CliError::Output(e.into()))?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}").map_err(CliError::Output)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `history`: one subject's events from a store, as pretty JSON.

@@ -13,6 +13,7 @@ use crate::request::{Action, Deidentification, RecipientKind, Region};
 
 /// A whole policy file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
     /// Name, version, regions.
@@ -33,6 +34,7 @@ pub struct PolicyDocument {
 
 /// The `[policy]` table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyHeader {
     /// Appears in every decision.
@@ -54,6 +56,7 @@ pub struct PolicyHeader {
 
 /// A situation in which the law asks for separate consent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SeparateTrigger {
     /// Sensitive personal information (PIPL art. 29).
@@ -81,6 +84,7 @@ impl SeparateTrigger {
 
 /// The `[minors]` table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MinorsSection {
     /// Subjects younger than this need guardian consent.
@@ -96,6 +100,7 @@ pub struct MinorsSection {
 
 /// How to treat a subject whose age is unknown.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownAge {
     /// As an adult (the interchange default).
@@ -107,6 +112,7 @@ pub enum UnknownAge {
 
 /// The `[vocabulary]` table: extensions of the built-in names.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VocabularySection {
     /// New purposes, each under an existing parent.
@@ -128,6 +134,7 @@ impl VocabularySection {
 
 /// A `[recipients.NAME]` table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RecipientDeclaration {
     /// What kind of recipient it is.
@@ -148,6 +155,7 @@ pub struct RecipientDeclaration {
 
 /// Whether a consent rule's consent is absent until granted or given until withdrawn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentDefault {
     /// Absent until granted.
@@ -159,6 +167,7 @@ pub enum ConsentDefault {
 
 /// A browser privacy signal a rule honours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     /// Do Not Track.
@@ -267,6 +276,7 @@ impl<'de> Deserialize<'de> for Retention {
 /// A `[[rule]]` table. Build one with [`RuleDocument::new`] and set the optional
 /// fields: the table grows as the format does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RuleDocument {
@@ -326,6 +336,7 @@ pub struct RuleDocument {
 
 /// One entry of a rule's `allow`: a named lint warning accepted, with the reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AllowWarning {
