@@ -848,3 +848,22 @@ fn history_and_check_read_a_store() {
     let (_bad_dir, bad) = temp_file("not.redb", b"not a database");
     cg().args(["history", "--store", bad.to_str().unwrap(), "--subject", "u1"]).assert().code(2);
 }
+
+/// The help points at the contract in the repository, and names every command.
+#[test]
+fn help_points_to_the_docs_and_lists_the_tools() {
+    let output = cg().arg("--help").output().unwrap();
+    let help = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0));
+    for needle in ["docs/interchange.md", "docs/vocabulary.md", "docs/policy-format.md"] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+    for command in ["check", "lint", "explain", "test", "diff", "schema", "audit", "history"] {
+        assert!(help.contains(&format!("  {command} ")), "{command}: {help}");
+    }
+    for needle in ["docs/interchange.md", "vocabulary.md"] {
+        let toml = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+        assert!(toml.contains("repository = ") && toml.contains("documentation = "), "Cargo.toml metadata");
+        assert!(root().join("docs").join(needle.trim_start_matches("docs/")).exists(), "{needle}");
+    }
+}
