@@ -161,3 +161,36 @@ fn the_link_parser_finds_links_and_skips_code() {
     assert_eq!(links(text), vec![(1, "b.md".to_owned()), (5, "f#g".to_owned())]);
     assert_eq!(slug("Golden test files (extension)"), "golden-test-files-extension");
 }
+
+/// The contract pages are kept in step with the code: every reason code, every
+/// built-in purpose and category, and every command is named in them.
+#[test]
+fn the_contract_pages_name_every_code_name_and_command() {
+    let vocabulary = std::fs::read_to_string(root().join("docs/vocabulary.md")).unwrap();
+    let interchange = std::fs::read_to_string(root().join("docs/interchange.md")).unwrap();
+    for code in consent_guard::ReasonCode::ALL {
+        assert!(
+            vocabulary.contains(&format!("`{}`", code.as_str())),
+            "docs/vocabulary.md lacks code {}",
+            code.as_str()
+        );
+    }
+    // Leaves are listed by name (parents are implied by their children).
+    let purposes: Vec<String> = consent_guard::Purpose::builtins().map(|p| p.to_string()).collect();
+    for purpose in purposes.iter().filter(|p| !purposes.iter().any(|q| q.starts_with(&format!("{p}.")))) {
+        assert!(vocabulary.contains(&format!("`{purpose}`")), "docs/vocabulary.md lacks purpose {purpose}");
+    }
+    let categories: Vec<String> = consent_guard::DataCategory::builtins().map(|c| c.to_string()).collect();
+    for category in categories.iter().filter(|c| !categories.iter().any(|d| d.starts_with(&format!("{c}.")))) {
+        assert!(vocabulary.contains(&format!("`{category}`")), "docs/vocabulary.md lacks category {category}");
+    }
+    for command in ["check", "lint", "explain", "audit verify", "history", "test", "diff", "schema"] {
+        assert!(interchange.contains(&format!("`consent-guard {command} ")), "docs/interchange.md lacks {command}");
+    }
+    for extension in ["what_if", "known_subject", "1 MiB", "purpose_too_broad", "audit_unavailable"] {
+        assert!(
+            vocabulary.contains(extension) || interchange.contains(extension),
+            "the contract pages lack {extension}"
+        );
+    }
+}

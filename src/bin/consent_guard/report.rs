@@ -287,11 +287,16 @@ fn escape_html(text: &str) -> String {
     out
 }
 
+// A fixed layout with a share of the width per column: the table always fits the
+// window, and long names wrap inside their cell.
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1d1d1f}\
-h1{font-size:1.4rem}p.meta{color:#555}table{border-collapse:collapse;width:100%;font-size:.85rem}\
-th,td{border:1px solid #ccc;padding:.4rem .5rem;vertical-align:top;text-align:left}\
-th{background:#f0f2f5;position:sticky;top:0}tr:nth-child(even) td{background:#fafafa}\
-td.quote{font-style:italic;min-width:22rem;max-width:34rem}td.clause{font-family:ui-monospace,monospace;white-space:nowrap}\
+h1{font-size:1.4rem}p.meta{color:#555}\
+table{border-collapse:collapse;width:100%;table-layout:fixed;font-size:.85rem}\
+th,td{border:1px solid #ccc;padding:.4rem .5rem;vertical-align:top;text-align:left;overflow-wrap:anywhere}\
+th{background:#f0f2f5}tr:nth-child(even) td{background:#fafafa}\
+col.purpose{width:11%}col.basis{width:8%}col.consent{width:9%}col.data{width:12%}col.recipients{width:10%}\
+col.regions{width:6%}col.retention{width:7%}col.signals{width:5%}col.clause{width:9%}col.quote{width:16%}\
+col.notes{width:7%}td.quote{font-style:italic}td.clause{font-family:ui-monospace,monospace}\
 .warning{color:#8a4b00}.accepted{color:#2f6b2f}ul.notes{padding-left:1.2rem}";
 
 /// One self-contained HTML page.
@@ -314,7 +319,23 @@ pub(crate) fn html(policy: &Policy, rules: &[&RuleDocument], text: &str) -> Stri
         }
         out.push_str("</ul>\n");
     }
-    out.push_str("<table id=\"rules\">\n<thead><tr>");
+    out.push_str("<table id=\"rules\">\n<colgroup>");
+    for class in [
+        "purpose",
+        "basis",
+        "consent",
+        "data",
+        "recipients",
+        "regions",
+        "retention",
+        "signals",
+        "clause",
+        "quote",
+        "notes",
+    ] {
+        let _ = write!(out, "<col class=\"{class}\">");
+    }
+    out.push_str("</colgroup>\n<thead><tr>");
     for header in HEADERS {
         let _ = write!(out, "<th>{header}</th>");
     }
