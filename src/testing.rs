@@ -327,43 +327,148 @@ impl GoldenFile {
         let mut results = Vec::with_capacity(self.cases.len());
         for case in &self.cases {
             let now = case.at.or(self.at).unwrap_or_else(Utc::now);
-            let guard = Guard::builder(self.policy.clone()).clock(FixedClock::new(now)).build().map_err(|e| {
-                TestingError::Invalid { file: self.file.clone(), line: case.line, column: 1, message: e.to_string() }
+            let events: Vec<&ConsentEvent> = self.events.iter().chain(&case.events).collect();
+            let (actual, message) = decide(&self.policy, now, &events, &case.request_json).map_err(|message| {
+                TestingError::Invalid { file: self.file.clone(), line: case.line, column: 1, message }
             })?;
-            for event in self.events.iter().chain(&case.events) {
-                guard.record(event).map_err(|e| TestingError::Invalid {
-                    file: self.file.clone(),
-                    line: case.line,
-                    column: 1,
-                    message: format!("event refused ({}): {e}", event.subject()),
-                })?;
-            }
-            let request: AccessRequest<'_> =
-                serde_json::from_str(&case.request_json).map_err(|e| TestingError::Invalid {
-                    file: self.file.clone(),
-                    line: case.line,
-                    column: 1,
-                    message: format!("request: {e}"),
-                })?;
-            let decision = match request.at {
-                Some(at) => guard.what_if(&request, at),
-                None => guard.check(&request),
-            };
             results.push(CaseResult {
                 name: case.name.clone(),
                 line: case.line,
                 request: case.request_json.clone(),
                 expected: case.expected.clone(),
-                actual: Expected {
-                    allowed: decision.allowed(),
-                    code: decision.code().to_string(),
-                    clause: decision.clause().map(str::to_owned),
-                },
-                message: decision.message().into_owned(),
+                actual,
+                message,
             });
         }
         let header = &self.policy.document().policy;
         Ok(Report { file: self.file.clone(), policy: format!("{} {}", header.name, header.version), results })
+    }
+}
+
+/// One decision by a fresh guard at `now` that has recorded `events`; a request with
+/// its own `at` is a what-if. The answer, and the decision's message.
+fn decide(
+    policy: &Policy,
+    now: DateTime<Utc>,
+    events: &[&ConsentEvent],
+    request_json: &str,
+) -> Result<(Expected, String), String> {
+    let guard = Guard::builder(policy.clone()).clock(FixedClock::new(now)).build().map_err(|e| e.to_string())?;
+    for event in events {
+        guard.record(event).map_err(|e| format!("event refused ({}): {e}", event.subject()))?;
+    }
+    let request: AccessRequest<'_> = serde_json::from_str(request_json).map_err(|e| format!("request: {e}"))?;
+    policy.validate_request(&request).map_err(|e| format!("request: {e}"))?;
+    let decision = match request.at {
+        Some(at) => guard.what_if(&request, at),
+        None => guard.check(&request),
+    };
+    let actual = Expected {
+        allowed: decision.allowed(),
+        code: decision.code().to_string(),
+        clause: decision.clause().map(str::to_owned),
+    };
+    Ok((actual, decision.message().into_owned()))
+}
+
+/// The same engine from Rust, without a file: a policy, consent events as JSON lines,
+/// and requests as interchange JSON, for a service's own `cargo test`.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use consent_guard::testing::Scenario;
+/// let policy = consent_guard::Policy::from_toml_file("examples/policies/exmo.toml")?;
+/// let scenario = Scenario::new(policy)
+///     .at("2026-06-01T00:00:00Z")?
+///     .events(r#"{"type":"grant","subject":"u1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#)?;
+/// let training = r#"{"subject":"u1","purpose":"ai_training.model_training","categories":["behavior.log"],"deidentification":"anonymized"}"#;
+/// let result = scenario.expect(training, true, "consent_given", Some("exmo.training"))?;
+/// assert!(result.passed(), "{}", result.diff());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Scenario {
+    policy: Policy,
+    at: Option<DateTime<Utc>>,
+    events: Vec<ConsentEvent>,
+}
+
+impl Scenario {
+    /// A scenario on `policy`, with no events, deciding at the present time.
+    pub fn new(policy: Policy) -> Scenario {
+        Scenario { policy, at: None, events: Vec::new() }
+    }
+
+    /// The guard's clock (RFC 3339) for every check.
+    ///
+    /// # Errors
+    ///
+    /// When `at` is not an RFC 3339 time.
+    pub fn at(mut self, at: &str) -> Result<Scenario, TestingError> {
+        self.at = Some(time(at).map_err(|message| TestingError::Invalid {
+            file: "<scenario>".to_owned(),
+            line: 1,
+            column: 1,
+            message,
+        })?);
+        Ok(self)
+    }
+
+    /// Adds consent events given as JSON lines (blank lines skipped).
+    ///
+    /// # Errors
+    ///
+    /// When a line is not a consent event; its line number is given.
+    pub fn events(mut self, json_lines: &str) -> Result<Scenario, TestingError> {
+        for (index, line) in json_lines.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event = serde_json::from_str(line).map_err(|e| TestingError::Invalid {
+                file: "<scenario>".to_owned(),
+                line: index.saturating_add(1),
+                column: 1,
+                message: format!("events: {e}"),
+            })?;
+            self.events.push(event);
+        }
+        Ok(self)
+    }
+
+    /// Decides one request (interchange JSON) and compares it with the expectation
+    /// (`clause` checked when given).
+    ///
+    /// # Errors
+    ///
+    /// When the request is not valid, or the guard refuses an event.
+    pub fn expect(
+        &self,
+        request_json: &str,
+        allowed: bool,
+        code: &str,
+        clause: Option<&str>,
+    ) -> Result<CaseResult, TestingError> {
+        let now = self.at.unwrap_or_else(Utc::now);
+        let events: Vec<&ConsentEvent> = self.events.iter().collect();
+        let (actual, message) = decide(&self.policy, now, &events, request_json)
+            .map_err(|message| TestingError::Invalid { file: "<scenario>".to_owned(), line: 1, column: 1, message })?;
+        Ok(CaseResult {
+            name: request_json.to_owned(),
+            line: 0,
+            request: request_json.to_owned(),
+            expected: Expected { allowed, code: code.to_owned(), clause: clause.map(str::to_owned) },
+            actual,
+            message,
+        })
+    }
+}
+
+impl CaseResult {
+    /// Expected (`-`) against actual (`+`), field by field, as `consent-guard test`
+    /// prints a failure.
+    pub fn diff(&self) -> String {
+        diff("<scenario>", self)
     }
 }
 

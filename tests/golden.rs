@@ -180,3 +180,31 @@ fn invalid_files_are_errors_with_their_place() {
         assert!(String::from_utf8_lossy(&output.stderr).contains("nowhere.toml"));
     }
 }
+
+#[test]
+fn the_same_engine_from_rust_without_a_file() {
+    use consent_guard::testing::Scenario;
+    let policy = consent_guard::Policy::from_toml_file(root().join("examples/policies/exmo.toml")).unwrap();
+    let scenario = Scenario::new(policy).at("2026-06-01T00:00:00Z").unwrap().events(GRANT).unwrap();
+    let request = |who: &str| {
+        format!(
+            r#"{{"subject":"{who}","purpose":"ai_training.model_training","categories":["behavior.log"],"deidentification":"anonymized"}}"#
+        )
+    };
+    let result = scenario.expect(&request("u1"), true, "consent_given", Some("exmo.training")).unwrap();
+    assert!(result.passed(), "{}", result.diff());
+    let result = scenario.expect(&request("u2"), true, "consent_given", None).unwrap();
+    assert!(!result.passed());
+    assert!(
+        result.diff().contains("  -code = \"consent_given\"\n  +code = \"consent_missing\"\n"),
+        "{}",
+        result.diff()
+    );
+    // Bad input is an error, not a failed expectation.
+    assert!(scenario
+        .expect(r#"{"subject":"u1","purpose":"nonsense.x","categories":["behavior.log"]}"#, false, "no_rule", None)
+        .is_err());
+    let bad = Scenario::new(consent_guard::Policy::from_toml_file(root().join("examples/policies/exmo.toml")).unwrap())
+        .events("\n{\"type\":\"grant\"}");
+    assert!(matches!(bad.unwrap_err(), TestingError::Invalid { line: 2, .. }));
+}
