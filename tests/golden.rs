@@ -208,3 +208,14 @@ fn the_same_engine_from_rust_without_a_file() {
         .events("\n{\"type\":\"grant\"}");
     assert!(matches!(bad.unwrap_err(), TestingError::Invalid { line: 2, .. }));
 }
+
+/// The example of `docs/interchange.md` ("Golden test files") runs and passes.
+#[test]
+fn the_documented_example_passes() {
+    let doc = std::fs::read_to_string(root().join("docs/interchange.md")).unwrap();
+    let section = doc.split("## Golden test files").nth(1).unwrap();
+    let block = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let file = testing::GoldenFile::from_toml_str(block, "docs/interchange.md", &root().join("tests/golden")).unwrap();
+    let report = file.run().unwrap();
+    assert!(report.is_success() && report.results.len() == 1, "{report}");
+}
