@@ -39,9 +39,51 @@ pub struct Diagnostic {
     pub(crate) line: usize,
     pub(crate) column: usize,
     pub(crate) message: String,
+    /// The warning's stable name (none for errors).
+    pub(crate) warning: Option<&'static str>,
+    /// The reason a rule's `allow` gives for accepting this warning.
+    pub(crate) allowed: Option<String>,
 }
 
+/// The stable names of policy warnings, as a rule's `allow` names them.
+pub const WARNING_NAMES: [&str; 7] = [
+    "redundant_purpose",
+    "opt_out_sensitive",
+    "sensitive_below_separate",
+    "shadowed_rule",
+    "unused_recipient",
+    "unused_allow",
+    "undeclared_material_change",
+];
+
 impl Diagnostic {
+    /// A warning found outside the loader (by a tool comparing policies, say), at
+    /// `file:line:col`, under one of the [`WARNING_NAMES`].
+    pub fn warning(
+        file: &str,
+        line: usize,
+        column: usize,
+        name: &'static str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            file: file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+            warning: Some(name),
+            allowed: None,
+        }
+    }
+    /// A warning's stable name (one of [`WARNING_NAMES`]); `None` for an error.
+    pub fn warning_name(&self) -> Option<&'static str> {
+        self.warning
+    }
+    /// When a rule's `allow` accepts this warning: the reason it gives.
+    pub fn allowed(&self) -> Option<&str> {
+        self.allowed.as_deref()
+    }
     /// Error or warning.
     pub fn severity(&self) -> Severity {
         self.severity

@@ -16,6 +16,8 @@
 //! | [`store`] | consent stores |
 //! | [`clock`] | injected time |
 //! | [`error`] | one error enum per boundary |
+//! | `schema` (feature `schema`) | JSON Schemas of the policy, events, requests, decisions |
+//! | `testing` (feature `testing`) | golden test files of a policy: request → expected decision |
 //!
 //! # Crate features
 //!
@@ -25,7 +27,12 @@
 //!   file, pure Rust).
 //! - `postgres`: [`store::PostgresConsentStore`], for services with several replicas
 //!   (LISTEN/NOTIFY plus polling; PostgreSQL wire protocol only).
-//! - `cli`: the `consent-guard` command line (`clap`).
+//! - `testing`: `consent_guard::testing`, golden tests of a policy (the engine of
+//!   `consent-guard test`); needs `toml` and `json`.
+//! - `schema`: `consent_guard::schema`, JSON Schemas of policies, events, requests and
+//!   decisions (`schemars`).
+//! - `cli`: the `consent-guard` command line (`clap`, `miette`); enables `testing` and
+//!   `schema`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -42,8 +49,12 @@ pub mod guard;
 pub mod policy;
 pub mod purpose;
 pub mod request;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod sealed;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use audit::{AuditRecord, AuditSink, MemoryAuditSink, NoAuditSink};
 pub use basis::{ConsentLevel, LegalBasis};

@@ -171,6 +171,8 @@ impl Policy {
             line: 0,
             column: 0,
             message: format!("{}: {}", p.path_text(), p.message),
+            warning: p.warning,
+            allowed: p.allowed.clone(),
         };
         match compile::compile(document) {
             Ok((mut policy, warnings)) => {
@@ -314,6 +316,10 @@ pub(crate) struct Problem {
     pub(crate) severity: Severity,
     pub(crate) path: Vec<PathSegment>,
     pub(crate) message: String,
+    /// A warning's stable name.
+    pub(crate) warning: Option<&'static str>,
+    /// The reason of the rule's `allow` that accepts this warning.
+    pub(crate) allowed: Option<String>,
 }
 
 /// One step of a path into a policy document.

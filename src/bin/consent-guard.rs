@@ -1,12 +1,15 @@
 //! `consent-guard`: the command line of the crate, speaking the JSON of
-//! `interchange.md` so that any service, reviewer or acceptance suite can ask the same
+//! `docs/interchange.md` (names from `docs/vocabulary.md`) so that any service, reviewer or acceptance suite can ask the same
 //! questions of the same policies.
 //!
 //! | command | exit status |
 //! |---|---|
 //! | `check --policy P [--events E] [--at T] [--audit A] [REQUESTS]` | 0 every request decided, 2 bad input |
-//! | `lint P...` | 0 clean, 1 problems found, 2 unreadable |
-//! | `explain --policy P [--purpose X]` | 0, 2 unreadable policy or unknown purpose |
+//! | `lint [--deny-warnings] [--format full|short] P...` | 0 no error, 1 an error (or a warning with `--deny-warnings`), 2 unreadable |
+//! | `explain --policy P [--purpose X] [--format text|markdown|html|json]` | 0, 2 unreadable policy or unknown purpose |
+//! | `diff OLD NEW [--format text|json]` | 0 no undeclared material change, 1 some, 2 unreadable |
+//! | `schema policy|event|request|decision` | 0, 2 unknown name |
+//! | `test FILE...` | 0 every case passed, 1 a case failed, 2 unreadable or invalid file |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
 //! | `audit export A` | 0 intact, 1 tampered (records before it printed), 2 unreadable |
 //! | `history --store S --subject U` | 0, 2 unreadable store |
@@ -18,10 +21,18 @@
 
 #[path = "consent_guard/audit.rs"]
 mod audit;
+#[path = "consent_guard/diff.rs"]
+mod diff;
 #[path = "consent_guard/explain.rs"]
 mod explain;
+#[path = "consent_guard/golden.rs"]
+mod golden;
 #[path = "consent_guard/input.rs"]
 mod input;
+#[path = "consent_guard/lint.rs"]
+mod lint;
+#[path = "consent_guard/report.rs"]
+mod report;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -45,7 +56,7 @@ const BUFFER: usize = 64 * 1024;
 /// Enforce a privacy policy from the command line: decide access requests, lint and
 /// explain policies, verify audit logs.
 #[derive(Debug, Parser)]
-#[command(name = "consent-guard", version, about, long_about = None)]
+#[command(name = "consent-guard", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,12 +67,37 @@ enum Command {
     /// Decide access requests against a policy; print one decision per line as JSON.
     #[command(long_about = CHECK_HELP)]
     Check(CheckArgs),
-    /// Validate policy files; print `file:line:col: message` for each problem.
+    /// Validate policy files; show each problem with its source line.
     #[command(long_about = LINT_HELP)]
     Lint {
         /// Policy files (TOML).
         #[arg(required = true, value_name = "POLICY")]
         policies: Vec<PathBuf>,
+        /// Exit 1 on warnings too (those a rule does not allow), to gate CI.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// `full`: the message with its source line; `short`: one line
+        /// `file:line:col: message` per problem (for editors and scripts).
+        #[arg(long, value_enum, default_value_t = lint::LintFormat::Full)]
+        format: lint::LintFormat,
+        /// The previous version of the policy: also warn about each material change
+        /// since it that the rule's `changed_in` does not declare.
+        #[arg(long, value_name = "OLD")]
+        since: Option<PathBuf>,
+    },
+    /// Show what changed between two versions of a policy, purpose by purpose, and
+    /// which changes need consent again.
+    #[command(long_about = DIFF_HELP)]
+    Diff {
+        /// The previous version (TOML).
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        /// The new version (TOML).
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
     },
     /// Print, for people, what a policy permits for each purpose and on which basis.
     #[command(long_about = EXPLAIN_HELP)]
@@ -72,6 +108,24 @@ enum Command {
         /// Explain only the rule governing this purpose.
         #[arg(long, value_name = "X")]
         purpose: Option<String>,
+        /// `text`, or one table for reviewers: `markdown`, `html` (a self-contained
+        /// page), `json`.
+        #[arg(long, value_enum, default_value_t = explain::ExplainFormat::Text)]
+        format: explain::ExplainFormat,
+    },
+    /// Run golden test files of a policy: requests and the decision each must get.
+    #[command(long_about = TEST_HELP)]
+    Test {
+        /// Golden test files (TOML).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of a policy, a consent event, a request or a decision.
+    #[command(long_about = SCHEMA_HELP)]
+    Schema {
+        /// `policy`, `event`, `request` or `decision`.
+        #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(consent_guard::schema::NAMES))]
+        name: String,
     },
     /// Audit logs written by `check --audit`.
     #[command(subcommand)]
@@ -97,6 +151,15 @@ enum Command {
         #[arg(long, value_name = "S")]
         store: String,
     },
+}
+
+/// How `diff` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DiffFormat {
+    /// For people.
+    Text,
+    /// For tools.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +213,12 @@ struct CheckArgs {
     requests: Option<PathBuf>,
 }
 
+/// Where the contract is, for every `--help`.
+const AFTER_HELP: &str = "\
+The JSON of events, requests and decisions: docs/interchange.md; the names: \
+docs/vocabulary.md; policy files: docs/policy-format.md \
+(https://github.com/consent-guard/consent-guard/tree/main/docs).";
+
 const CHECK_HELP: &str = "\
 Decide access requests against a policy; print one decision per line as JSON.
 
@@ -158,7 +227,7 @@ of many. Consent events from --events are recorded in file order before the firs
 request. Each decision is printed as one JSON line (allowed, code, message, basis,
 clause, policy, policy_version, subject, purpose, at).
 
---audit A (an extension of interchange.md) records every decision in the durable
+--audit A (an extension of docs/interchange.md) records every decision in the durable
 audit log A: a directory of hash-chained segments, synced (each decision is printed
 only once its record is on disk; decisions share fsyncs). One writer per log: a second
 `check --audit A` at the same time is refused. At the end the log's head (N:HASH) is
@@ -173,18 +242,72 @@ RFC 3339, an unreadable policy), with a message naming file, line and field. The
 decisions before the bad line are printed.";
 
 const LINT_HELP: &str = "\
-Validate policy files; print `file:line:col: message` for each problem, errors and
-warnings (prefixed `warning: `) in file order.
+Validate policy files; show each problem, errors and warnings in file order, with the
+source line it is about (--format full, the default) or as one line
+`file:line:col: [warning: ]message [name]` (--format short, for editors and scripts).
 
-Exit status: 0 clean, 1 problems found (errors or warnings), 2 a file is unreadable.";
+Each warning has a stable name. A rule that is right as written allows it, with the
+reason, and the warning is no longer shown:
+
+    allow = [{ warning = \"sensitive_below_separate\", reason = \"...\" }]
+
+Names: redundant_purpose, opt_out_sensitive, sensitive_below_separate, shadowed_rule,
+unused_recipient (cannot be allowed: remove the recipient), unused_allow, and with
+--since OLD undeclared_material_change (a material change since OLD that the rule's
+changed_in does not declare; see `diff`).
+
+Exit status: 0 no error (warnings allowed to pass), 1 an error, or a warning with
+--deny-warnings, 2 a file is unreadable.";
 
 const EXPLAIN_HELP: &str = "\
 Print, for people, what a policy permits for each purpose: basis, consent level,
 opt-in or opt-out, categories, actions, recipients, de-identification, retention,
-regions, transfer regions, opt-out signals and the clause id. With --purpose, only
-the rule governing that purpose, or that it is denied by default.
+regions, transfer regions, opt-out signals, the clause id, the sentence of the
+privacy policy the rule encodes (its `source`) and the lint warnings about it. With
+--purpose, only the rule governing that purpose, or that it is denied by default.
+
+--format markdown|html|json prints one table for the policy instead, a row per rule
+(purpose, basis, consent level and default, data, recipients, regions, retention,
+signals, clause, the privacy policy's sentence, notes). The HTML is one
+self-contained page to open in a browser.
 
 Exit status: 0; 2 on an unreadable policy or an unknown purpose.";
+
+const DIFF_HELP: &str = "\
+Show what changed between two versions of a policy, purpose by purpose: for each
+purpose a rule names, the fields of its governing rule that changed. A change is
+MATERIAL when people must consent again: a new purpose; broader categories, actions,
+recipients, regions or transfer regions; longer retention; a weaker consent level,
+opt-in becoming opt-out, less de-identification, a signal no longer honoured,
+consent no longer asked.
+
+A material change of a consent rule is declared when the new rule's `changed_in` is
+later than the old policy's version (consent given before it then gets
+`reconsent_required`); `diff` says which are not, and `lint --since OLD NEW` warns
+about them (`undeclared_material_change`).
+
+Exit status: 0 no undeclared material change, 1 some, 2 an unreadable policy.";
+
+const SCHEMA_HELP: &str = "\
+Print a JSON Schema (draft 2020-12) on standard output: `policy` (the TOML policy
+file, for editors such as taplo and Even Better TOML: save it and point a `#:schema`
+comment or the editor's schema association at it), `event` (one line of an events
+file), `request` (an access request), `decision` (one line `check` prints).
+
+Exit status: 0; 2 on an unknown name.";
+
+const TEST_HELP: &str = "\
+Run golden test files: each names a policy (relative to the file), consent events, and
+cases of request -> expected `allowed`, `code` and optionally `clause`, with an
+optional `at` (the guard's clock). The format is in docs/interchange.md (\"Golden test
+files\"); the library API consent_guard::testing runs the same files in `cargo test`.
+
+Each failing case prints its request and a diff (`-` expected, `+` actual) with the
+decision's message; each file prints a summary, and the run ends with
+`N passed, M failed`.
+
+Exit status: 0 every case passed, 1 a case failed, 2 a file is unreadable or invalid
+(the other files still run).";
 
 const VERIFY_HELP: &str = "\
 Check an audit log's hash chain (written by `check --audit`) and print a one-line
@@ -257,8 +380,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check(&args),
-        Command::Lint { policies } => lint(&policies),
-        Command::Explain { policy, purpose } => explain::run(&policy, purpose.as_deref()),
+        Command::Lint { policies, deny_warnings, format, since } => {
+            lint::run(&lint::LintOptions { paths: &policies, format, deny_warnings, since: since.as_deref() })
+        }
+        Command::Diff { old, new, format } => diff::run(&old, &new, format == DiffFormat::Json),
+        Command::Explain { policy, purpose, format } => explain::run(&policy, purpose.as_deref(), format),
+        Command::Test { files } => golden::run(&files),
+        Command::Schema { name } => schema(&name),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
         Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
         Command::History { store, subject } => history(&store, &subject),
@@ -274,7 +402,7 @@ fn main() -> ExitCode {
 }
 
 /// Prints an error on standard error: every error of an invalid policy, one per line.
-fn report(error: &CliError) {
+pub(crate) fn report(error: &CliError) {
     match error {
         // The reader is gone: nobody is left to tell.
         CliError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
@@ -294,12 +422,12 @@ fn rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("`{text}` is not an RFC 3339 time like 2026-06-01T00:00:00Z ({e})"))
 }
 
-fn display(path: &Path) -> String {
+pub(crate) fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
 /// An error and its sources, as one line.
-fn with_sources(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -373,6 +501,16 @@ fn quarantine(policy: &Path, spec: &str) -> Result<ExitCode, CliError> {
     }
     warn_quarantined(&guard, spec);
     Ok(if quarantined.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `schema`: one JSON Schema, pretty-printed.
+fn schema(name: &str) -> Result<ExitCode, CliError> {
+    let schema =
+        consent_guard::schema::schema(name).ok_or_else(|| CliError::Usage(format!("unknown schema `{name}`")))?;
+    let text = serde_json::to_string_pretty(&schema).map_err(|e| CliError::Output(e.into()))?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}").map_err(CliError::Output)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `history`: one subject's events from a store, as pretty JSON.
@@ -504,37 +642,6 @@ fn decide_all(
         out.write_all(b"\n").map_err(CliError::Output)
     })
 }
-
-/// `lint`: every problem of every file; 2 if one is unreadable, else 1 if any problem.
-fn lint(paths: &[PathBuf]) -> Result<ExitCode, CliError> {
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let (mut problems, mut unreadable) = (false, false);
-    for path in paths {
-        let file = display(path);
-        match Policy::lint_file(path) {
-            Ok(diagnostics) => {
-                for diagnostic in diagnostics {
-                    problems = true;
-                    writeln!(out, "{diagnostic}").map_err(CliError::Output)?;
-                }
-            }
-            Err(source) => {
-                // The other files are still linted.
-                out.flush().map_err(CliError::Output)?;
-                report(&CliError::Read { file, source });
-                unreadable = true;
-            }
-        }
-    }
-    out.flush().map_err(CliError::Output)?;
-    Ok(match (unreadable, problems) {
-        (true, _) => ExitCode::from(2),
-        (false, true) => ExitCode::from(1),
-        (false, false) => ExitCode::SUCCESS,
-    })
-}
-
 /// The audit sink of `check --audit`: the durable log, or a file of the older format.
 #[derive(Debug)]
 enum CliSink {

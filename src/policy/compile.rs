@@ -19,10 +19,11 @@ struct Problems(Vec<Problem>);
 
 impl Problems {
     fn error(&mut self, path: Vec<PathSegment>, message: impl Into<String>) {
-        self.0.push(Problem { severity: Severity::Error, path, message: message.into() });
+        self.0.push(Problem { severity: Severity::Error, path, message: message.into(), warning: None, allowed: None });
     }
-    fn warning(&mut self, path: Vec<PathSegment>, message: impl Into<String>) {
-        self.0.push(Problem { severity: Severity::Warning, path, message: message.into() });
+    fn warning(&mut self, name: &'static str, path: Vec<PathSegment>, message: impl Into<String>) {
+        let warning = Some(name);
+        self.0.push(Problem { severity: Severity::Warning, path, message: message.into(), warning, allowed: None });
     }
     fn has_errors(&self) -> bool {
         self.0.iter().any(|p| p.severity == Severity::Error)
@@ -100,6 +101,7 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
             }
             if rule.purposes.iter().any(|p| p != purpose && p.covers(purpose)) {
                 problems.warning(
+                    "redundant_purpose",
                     at(&path, &[key("purposes"), PathSegment::Index(i)]),
                     format!("purpose `{purpose}` is already covered by a parent listed in the same rule"),
                 );
@@ -129,6 +131,7 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
     }
     shadow_warnings(&document, &purposes, &direct, &rule_for, &mut problems);
     unused_recipient_warnings(&document, &mut problems);
+    apply_allows(&document, &mut problems);
 
     if problems.has_errors() {
         return Err(problems.0);
@@ -399,6 +402,7 @@ fn compile_rule(
     if is_consent && category_mask & sensitive != 0 {
         if opt_out {
             problems.warning(
+                "opt_out_sensitive",
                 at(path, &[key("default")]),
                 format!(
                     "opt-out rule on sensitive data ({}): sensitive data needs affirmative separate consent",
@@ -407,6 +411,7 @@ fn compile_rule(
             );
         } else if level < ConsentLevel::Separate {
             problems.warning(
+                "sensitive_below_separate",
                 at(path, &[key("level")]),
                 format!(
                     "consent rule on sensitive data ({}) below `separate`: requests for it will need separate consent",
@@ -598,6 +603,7 @@ fn shadow_warnings(
         }
         if !governs_something && !rule.purposes.is_empty() && direct.iter().any(|d| d.map(usize::from) == Some(index)) {
             problems.warning(
+                "shadowed_rule",
                 vec![key("rule"), PathSegment::Index(index), key("purposes")],
                 format!("rule `{}` is shadowed: more specific rules govern every purpose under it", rule.id),
             );
@@ -610,9 +616,51 @@ fn unused_recipient_warnings(document: &PolicyDocument, problems: &mut Problems)
         let used = document.rules.iter().any(|rule| rule.recipients.as_ref().is_some_and(|list| list.contains(name)));
         if !used {
             problems.warning(
+                "unused_recipient",
                 vec![key("recipients"), key(name)],
                 format!("recipient `{name}` is declared but no rule lets it receive data"),
             );
         }
+    }
+}
+
+/// Marks the warnings a rule's `allow` accepts (they stay in the list, with the
+/// reason, for reviewers); checks the allows themselves: a known warning name, a
+/// reason, and a warning to allow.
+fn apply_allows(document: &PolicyDocument, problems: &mut Problems) {
+    let mut unused = Vec::new();
+    for (index, rule) in document.rules.iter().enumerate() {
+        for (i, allow) in rule.allow.iter().enumerate() {
+            let path = vec![key("rule"), PathSegment::Index(index), key("allow"), PathSegment::Index(i)];
+            if !crate::error::WARNING_NAMES.contains(&allow.warning.as_str()) {
+                problems.error(
+                    path,
+                    format!(
+                        "unknown warning `{}`: expected one of {}",
+                        allow.warning,
+                        crate::error::WARNING_NAMES.map(|n| format!("`{n}`")).join(", ")
+                    ),
+                );
+                continue;
+            }
+            if allow.reason.trim().is_empty() {
+                problems.error(path.clone(), format!("allowing `{}` needs a reason", allow.warning));
+            }
+            let mut matched = false;
+            for problem in problems.0.iter_mut().filter(|p| p.severity == Severity::Warning) {
+                let of_rule = matches!(problem.path.as_slice(), [PathSegment::Key(k), PathSegment::Index(n), ..] if k == "rule" && *n == index);
+                if of_rule && problem.warning.is_some_and(|w| w == allow.warning) {
+                    problem.allowed = Some(allow.reason.clone());
+                    matched = true;
+                }
+            }
+            // Found by `lint --since`, comparing with an older version: not here.
+            if !matched && allow.warning != "undeclared_material_change" {
+                unused.push((path, format!("rule `{}` allows `{}`, but has no such warning", rule.id, allow.warning)));
+            }
+        }
+    }
+    for (path, message) in unused {
+        problems.warning("unused_allow", path, message);
     }
 }

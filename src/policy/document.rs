@@ -13,6 +13,7 @@ use crate::request::{Action, Deidentification, RecipientKind, Region};
 
 /// A whole policy file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
     /// Name, version, regions.
@@ -33,6 +34,7 @@ pub struct PolicyDocument {
 
 /// The `[policy]` table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyHeader {
     /// Appears in every decision.
@@ -54,6 +56,7 @@ pub struct PolicyHeader {
 
 /// A situation in which the law asks for separate consent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SeparateTrigger {
     /// Sensitive personal information (PIPL art. 29).
@@ -81,6 +84,7 @@ impl SeparateTrigger {
 
 /// The `[minors]` table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MinorsSection {
     /// Subjects younger than this need guardian consent.
@@ -103,6 +107,7 @@ pub struct MinorsSection {
 
 /// How to treat a subject whose age is unknown.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownAge {
     /// As an adult (the interchange default).
@@ -114,6 +119,7 @@ pub enum UnknownAge {
 
 /// The `[vocabulary]` table: extensions of the built-in names.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VocabularySection {
     /// New purposes, each under an existing parent.
@@ -135,6 +141,7 @@ impl VocabularySection {
 
 /// A `[recipients.NAME]` table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RecipientDeclaration {
     /// What kind of recipient it is.
@@ -155,6 +162,7 @@ pub struct RecipientDeclaration {
 
 /// Whether a consent rule's consent is absent until granted or given until withdrawn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentDefault {
     /// Absent until granted.
@@ -166,6 +174,7 @@ pub enum ConsentDefault {
 
 /// A browser privacy signal a rule honours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     /// Do Not Track.
@@ -274,6 +283,7 @@ impl<'de> Deserialize<'de> for Retention {
 /// A `[[rule]]` table. Build one with [`RuleDocument::new`] and set the optional
 /// fields: the table grows as the format does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RuleDocument {
@@ -340,11 +350,37 @@ pub struct RuleDocument {
     /// other parties").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub with_consent: Option<WithConsent>,
+    /// The sentence of the privacy policy the rule encodes, quoted, for reviewers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Warnings about this rule that its authors accept, each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<AllowWarning>,
+}
+
+/// One entry of a rule's `allow`: a named lint warning accepted, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AllowWarning {
+    /// The warning's stable name (`sensitive_below_separate`...).
+    pub warning: String,
+    /// Why the rule is right as written; shown by `lint` and `explain`.
+    pub reason: String,
+}
+
+impl AllowWarning {
+    /// Allows the warning `warning` for `reason`.
+    pub fn new(warning: impl Into<String>, reason: impl Into<String>) -> AllowWarning {
+        AllowWarning { warning: warning.into(), reason: reason.into() }
+    }
 }
 
 /// `[rule.with_consent]`: actions and recipients a rule on another basis permits only
 /// with the subject's consent at `level` (separate-consent triggers still apply).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WithConsent {
@@ -432,6 +468,8 @@ impl RuleDocument {
             opt_out_signals: None,
             changed_in: None,
             with_consent: None,
+            source: None,
+            allow: Vec::new(),
         }
     }
 }

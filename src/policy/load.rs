@@ -224,7 +224,7 @@ fn invalid_utf8(error: &std::string::FromUtf8Error, file: &str) -> PolicyError {
 }
 
 fn diagnostic(severity: Severity, file: &str, line: usize, column: usize, message: String) -> Diagnostic {
-    Diagnostic { severity, file: file.to_owned(), line, column, message }
+    Diagnostic { severity, file: file.to_owned(), line, column, message, warning: None, allowed: None }
 }
 
 fn to_diagnostic(
@@ -240,7 +240,15 @@ fn to_diagnostic(
         (0..=problem.path.len()).rev().find_map(|n| problem.path.get(..n).and_then(|p| locate(root, p)))
     });
     let (line, column) = span.map_or((1, 1), |s| lines.locate(text, s.start));
-    Diagnostic { severity: problem.severity, file: file.to_owned(), line, column, message: problem.message.clone() }
+    Diagnostic {
+        severity: problem.severity,
+        file: file.to_owned(),
+        line,
+        column,
+        message: problem.message.clone(),
+        warning: problem.warning,
+        allowed: problem.allowed.clone(),
+    }
 }
 
 /// The byte range of the item at `path`: a key's span for tables (so a reviewer sees

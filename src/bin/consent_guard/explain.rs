@@ -1,4 +1,5 @@
-//! `explain`: what a policy permits, purpose by purpose, written for people.
+//! `explain`: what a policy permits, purpose by purpose, written for people: text, or
+//! one table per policy (`--format markdown|html|json`, in `report.rs`).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -11,13 +12,30 @@ use consent_guard::purpose::Purpose;
 use consent_guard::request::Deidentification;
 use consent_guard::Policy;
 
+use crate::report::Note;
 use crate::CliError;
 
+/// How `explain` writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ExplainFormat {
+    /// Plain text, one block per rule.
+    #[default]
+    Text,
+    /// One Markdown table.
+    Markdown,
+    /// One self-contained HTML page with the table.
+    Html,
+    /// The table as JSON.
+    Json,
+}
+
 /// Loads the policy and prints the explanation on standard output.
-pub(crate) fn run(path: &Path, purpose: Option<&str>) -> Result<ExitCode, CliError> {
+pub(crate) fn run(path: &Path, purpose: Option<&str>, format: ExplainFormat) -> Result<ExitCode, CliError> {
     let policy = Policy::from_toml_file(path)?;
-    let text = match purpose {
-        None => whole(&policy),
+    let source = std::fs::read_to_string(path).unwrap_or_default();
+    let (notes, other) = crate::report::notes(&policy, &source);
+    let purpose = match purpose {
+        None => None,
         Some(name) => {
             let purpose: Purpose = name.parse().map_err(|e| CliError::Usage(format!("--purpose: {e}")))?;
             if !policy.knows_purpose(&purpose) {
@@ -26,8 +44,19 @@ pub(crate) fn run(path: &Path, purpose: Option<&str>) -> Result<ExitCode, CliErr
                     policy.name()
                 )));
             }
-            one(&policy, &purpose)
+            Some(purpose)
         }
+    };
+    let rules: Vec<&RuleDocument> = match &purpose {
+        None => policy.rules().iter().collect(),
+        Some(purpose) => policy.rule_for(purpose).into_iter().collect(),
+    };
+    let text = match (format, &purpose) {
+        (ExplainFormat::Text, None) => whole(&policy, &notes, &other),
+        (ExplainFormat::Text, Some(purpose)) => one(&policy, purpose, &notes),
+        (ExplainFormat::Markdown, _) => crate::report::markdown(&policy, &rules, &source),
+        (ExplainFormat::Html, _) => crate::report::html(&policy, &rules, &source),
+        (ExplainFormat::Json, _) => crate::report::json(&policy, &rules, &source) + "\n",
     };
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -36,7 +65,7 @@ pub(crate) fn run(path: &Path, purpose: Option<&str>) -> Result<ExitCode, CliErr
 }
 
 /// The whole policy: header, recipients, then every rule in the order written.
-fn whole(policy: &Policy) -> String {
+fn whole(policy: &Policy, notes: &[Vec<Note>], other: &[Note]) -> String {
     let document = policy.document();
     let header = &document.policy;
     let mut text = String::new();
@@ -64,12 +93,14 @@ fn whole(policy: &Policy) -> String {
     let _ = writeln!(text, "minors: {}", minors(policy));
     let (purposes, categories) = policy.extensions();
     if !purposes.is_empty() || !categories.is_empty() {
-        let _ = writeln!(
-            text,
-            "declared beyond the vocabulary: purposes {}; categories {}",
-            or_none(join(purposes.iter().map(ToString::to_string))),
-            or_none(join(categories.iter().map(ToString::to_string)))
-        );
+        let mut parts = Vec::new();
+        if !purposes.is_empty() {
+            parts.push(format!("purposes {}", join(purposes.iter().map(ToString::to_string))));
+        }
+        if !categories.is_empty() {
+            parts.push(format!("categories {}", join(categories.iter().map(ToString::to_string))));
+        }
+        let _ = writeln!(text, "declared beyond the vocabulary: {}", parts.join("; "));
     }
     if !document.recipients.is_empty() {
         let _ = writeln!(text, "recipients:");
@@ -90,17 +121,20 @@ fn whole(policy: &Policy) -> String {
             let _ = writeln!(text);
         }
     }
+    for note in other {
+        let _ = writeln!(text, "{}", note_line(note));
+    }
     let _ = writeln!(text, "any purpose no rule below covers is denied by default (no_rule)");
-    for rule in policy.rules() {
+    for (index, rule) in policy.rules().iter().enumerate() {
         let _ = writeln!(text);
         let _ = writeln!(text, "{} [clause {}]", join(rule.purposes.iter().map(ToString::to_string)), rule.id);
-        rule_body(policy, rule, &mut text);
+        rule_body(policy, rule, notes.get(index).map_or(&[], Vec::as_slice), &mut text);
     }
     text
 }
 
 /// One purpose: the rule that governs it, or that it is denied by default.
-fn one(policy: &Policy, purpose: &Purpose) -> String {
+fn one(policy: &Policy, purpose: &Purpose, notes: &[Vec<Note>]) -> String {
     let mut text = String::new();
     match policy.rule_for(purpose) {
         None => {
@@ -117,14 +151,28 @@ fn one(policy: &Policy, purpose: &Purpose) -> String {
                 let _ = write!(text, " through {}", join(parents.map(ToString::to_string)));
             }
             let _ = writeln!(text);
-            rule_body(policy, rule, &mut text);
+            let index = policy.rules().iter().position(|r| r.id == rule.id);
+            rule_body(policy, rule, index.and_then(|i| notes.get(i)).map_or(&[], Vec::as_slice), &mut text);
         }
     }
     text
 }
 
-/// The lines of one rule, every default spelled out.
-fn rule_body(policy: &Policy, rule: &RuleDocument, text: &mut String) {
+/// A warning, as a line of the text output.
+fn note_line(note: &Note) -> String {
+    let name = note.name.map(|n| format!(" ({n})")).unwrap_or_default();
+    match &note.allowed {
+        Some(reason) => format!("  accepted warning{name}: {}; reason: {reason}", note.message),
+        None => format!("  warning{name}: {}", note.message),
+    }
+}
+
+/// The lines of one rule: what it permits, its defaults spelled out where they
+/// permit something, the sentence it encodes and the warnings about it.
+fn rule_body(policy: &Policy, rule: &RuleDocument, notes: &[Note], text: &mut String) {
+    if let Some(source) = &rule.source {
+        let _ = writeln!(text, "  the privacy policy says: \"{source}\"");
+    }
     match rule.basis {
         LegalBasis::Consent => {
             let level = rule.effective_level().unwrap_or(ConsentLevel::Separate);
@@ -157,10 +205,10 @@ fn rule_body(policy: &Policy, rule: &RuleDocument, text: &mut String) {
         None => name.to_owned(),
     }));
     let _ = writeln!(text, "  recipients: {recipients}");
-    let _ = match rule.effective_deidentification() {
-        Deidentification::None => writeln!(text, "  de-identification: none required"),
-        level => writeln!(text, "  de-identification: at least {level}"),
-    };
+    if let level @ (Deidentification::Pseudonymized | Deidentification::Anonymized) = rule.effective_deidentification()
+    {
+        let _ = writeln!(text, "  de-identification: at least {level}");
+    }
     let _ = match rule.retention {
         None => writeln!(text, "  retention: not limited by the policy"),
         Some(consent_guard::policy::Retention::Session) => {
@@ -171,7 +219,7 @@ fn rule_body(policy: &Policy, rule: &RuleDocument, text: &mut String) {
     let regions = join(rule.effective_regions(policy.storage_regions()).iter().map(ToString::to_string));
     let _ = writeln!(text, "  regions: {regions}");
     let _ = match rule.transfer_regions.as_deref() {
-        None | Some([]) => writeln!(text, "  transfer regions: none"),
+        None | Some([]) => Ok(()),
         Some(list) if list.iter().any(|r| r == "*") => {
             writeln!(text, "  transfer regions: any, each with separate consent naming the region")
         }
@@ -180,7 +228,7 @@ fn rule_body(policy: &Policy, rule: &RuleDocument, text: &mut String) {
         }
     };
     let _ = match rule.opt_out_signals.as_deref() {
-        None | Some([]) => writeln!(text, "  opt-out signals: none"),
+        None | Some([]) => Ok(()),
         Some(signals) => writeln!(
             text,
             "  opt-out signals: {} (switch the rule off)",
@@ -193,6 +241,9 @@ fn rule_body(policy: &Policy, rule: &RuleDocument, text: &mut String) {
     let exceptions = exceptions(policy, rule);
     if !exceptions.is_empty() {
         let _ = writeln!(text, "  except: {}", exceptions.join(", "));
+    }
+    for note in notes {
+        let _ = writeln!(text, "{}", note_line(note));
     }
 }
 
@@ -244,12 +295,4 @@ fn signal(signal: Signal) -> &'static str {
 
 fn join(items: impl Iterator<Item = String>) -> String {
     items.collect::<Vec<_>>().join(", ")
-}
-
-fn or_none(text: String) -> String {
-    if text.is_empty() {
-        "none".to_owned()
-    } else {
-        text
-    }
 }

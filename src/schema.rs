@@ -1,0 +1,308 @@
+//! JSON Schemas (draft 2020-12) of the files and messages the crate reads and writes:
+//! the policy (as TOML editors such as taplo and Even Better TOML use it), consent
+//! events, access requests and decisions. `consent-guard schema NAME` prints them.
+//!
+//! The policy schema is derived from [`crate::policy::PolicyDocument`] itself, so it
+//! follows the format as it grows; events, requests and decisions are described by
+//! wire-form mirrors kept in step with the types by the tests that validate every
+//! example policy and test data file against these schemas.
+//!
+//! ```
+//! let schema = consent_guard::schema::schema("policy").unwrap();
+//! assert_eq!(schema["title"], "PolicyDocument");
+//! ```
+
+use std::borrow::Cow;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::Deserialize;
+
+use crate::basis::{ConsentLevel, LegalBasis};
+use crate::category::DataCategory;
+use crate::policy::Retention;
+use crate::purpose::Purpose;
+use crate::request::{Action, Deidentification, RecipientKind, Region};
+
+/// The schemas there are, by the name `schema` takes.
+pub const NAMES: [&str; 4] = ["policy", "event", "request", "decision"];
+
+/// The schema called `name` (one of [`NAMES`]), or `None`.
+pub fn schema(name: &str) -> Option<serde_json::Value> {
+    let schema = match name {
+        "policy" => schemars::schema_for!(crate::policy::PolicyDocument),
+        "event" => schemars::schema_for!(Event),
+        "request" => schemars::schema_for!(Request),
+        "decision" => schemars::schema_for!(DecisionWire),
+        _ => return None,
+    };
+    Some(schema.to_value())
+}
+
+fn names(names: &[&str]) -> Vec<serde_json::Value> {
+    names.iter().map(|n| serde_json::Value::String((*n).to_owned())).collect()
+}
+
+/// A dotted vocabulary name: one of the built-in names (offered for completion), or
+/// a name the policy declares under one of them.
+fn dotted(builtins: &[&str], what: &str) -> Schema {
+    json_schema!({
+        "description": format!("a {what}: a built-in name, or one the policy declares under [vocabulary]"),
+        "anyOf": [
+            { "enum": names(builtins) },
+            { "type": "string", "pattern": "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)*$" }
+        ]
+    })
+}
+
+fn enumeration(values: &[&str], description: &str) -> Schema {
+    json_schema!({ "type": "string", "enum": names(values), "description": description })
+}
+
+macro_rules! schema_by_hand {
+    ($type:ty, $name:literal, $body:expr) => {
+        impl JsonSchema for $type {
+            fn schema_name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                $body
+            }
+        }
+    };
+}
+
+schema_by_hand!(Purpose, "Purpose", dotted(crate::purpose::PURPOSE_NAMES, "purpose"));
+schema_by_hand!(DataCategory, "DataCategory", dotted(crate::category::CATEGORY_NAMES, "data category"));
+schema_by_hand!(
+    Region,
+    "Region",
+    json_schema!({ "type": "string", "pattern": "^[A-Z]{2}$", "description": "ISO 3166-1 alpha-2 code" })
+);
+schema_by_hand!(
+    LegalBasis,
+    "LegalBasis",
+    enumeration(&LegalBasis::ALL.map(LegalBasis::as_str), "the legal basis of a rule")
+);
+schema_by_hand!(
+    ConsentLevel,
+    "ConsentLevel",
+    enumeration(&["implied", "explicit", "separate"], "consent levels, weakest first")
+);
+schema_by_hand!(Action, "Action", enumeration(&Action::ALL.map(Action::as_str), "what is done with the data"));
+schema_by_hand!(
+    RecipientKind,
+    "RecipientKind",
+    enumeration(&RecipientKind::ALL.map(RecipientKind::as_str), "who receives the data")
+);
+schema_by_hand!(
+    Deidentification,
+    "Deidentification",
+    enumeration(&["none", "pseudonymized", "anonymized"], "how far the data is de-identified")
+);
+schema_by_hand!(
+    Retention,
+    "Retention",
+    json_schema!({
+        "type": "string",
+        "pattern": "^(session|[1-9][0-9]*[hdy])$",
+        "description": "`session`, or a duration like `12h`, `30d`, `1y` (at most 1000 years)"
+    })
+);
+
+fn date_time(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "format": "date-time", "description": "RFC 3339" })
+}
+
+fn date(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "format": "date" })
+}
+
+// The wire forms of `interchange.md`, field for field.
+
+/// A consent event (one JSON line of an events file).
+#[derive(Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+enum Event {
+    /// Attributes of a data subject.
+    Subject {
+        /// The subject.
+        subject: String,
+        /// Date of birth.
+        #[serde(default)]
+        #[schemars(schema_with = "date")]
+        birth_date: Option<String>,
+        /// Age in whole years at `at`.
+        #[serde(default)]
+        age: Option<u16>,
+        /// When it was stated.
+        #[serde(default)]
+        #[schemars(schema_with = "date_time")]
+        at: Option<String>,
+    },
+    /// The subject (or a guardian) agreed to purposes.
+    Grant {
+        /// The subject.
+        subject: String,
+        /// The purposes (each covers its children).
+        purposes: Vec<Purpose>,
+        /// The consent level given.
+        level: ConsentLevel,
+        /// When.
+        #[schemars(schema_with = "date_time")]
+        at: String,
+        /// The policy version agreed to; the enforced version when absent.
+        #[serde(default)]
+        policy_version: Option<String>,
+        /// Given by a guardian for a minor.
+        #[serde(default)]
+        by_guardian: bool,
+        /// When the grant ends.
+        #[serde(default)]
+        #[schemars(schema_with = "date_time")]
+        expires_at: Option<String>,
+        /// What was agreed, when narrower than the purposes.
+        #[serde(default)]
+        scope: Option<Scope>,
+    },
+    /// The subject withdrew consent.
+    Withdraw {
+        /// The subject.
+        subject: String,
+        /// The purposes (and their children).
+        purposes: Vec<Purpose>,
+        /// From when.
+        #[schemars(schema_with = "date_time")]
+        at: String,
+    },
+    /// The account was cancelled.
+    Erase {
+        /// The subject.
+        subject: String,
+        /// From when.
+        #[schemars(schema_with = "date_time")]
+        at: String,
+    },
+}
+
+/// A grant's scope.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct Scope {
+    /// Declared recipient names and/or recipient kinds.
+    #[serde(default)]
+    recipients: Vec<String>,
+    /// Regions.
+    #[serde(default)]
+    regions: Vec<Region>,
+    /// Categories.
+    #[serde(default)]
+    categories: Vec<DataCategory>,
+}
+
+/// An access request.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct Request {
+    /// The subject.
+    subject: String,
+    /// The most specific purpose.
+    purpose: Purpose,
+    /// At least one category.
+    #[schemars(length(min = 1))]
+    categories: Vec<DataCategory>,
+    /// `use` when absent.
+    #[serde(default)]
+    action: Option<Action>,
+    /// `{"kind":"first_party"}` when absent.
+    #[serde(default)]
+    recipient: Option<RecipientWire>,
+    /// `none` when absent.
+    #[serde(default)]
+    deidentification: Option<Deidentification>,
+    /// The policy's home region when absent.
+    #[serde(default)]
+    region: Option<Region>,
+    /// Browser signals.
+    #[serde(default)]
+    signals: Option<SignalsWire>,
+    /// When the data was collected.
+    #[serde(default)]
+    #[schemars(schema_with = "date_time")]
+    collected_at: Option<String>,
+    /// The session that collected it.
+    #[serde(default)]
+    collected_session: Option<String>,
+    /// The current session.
+    #[serde(default)]
+    session: Option<String>,
+    /// Asks what would have been decided at that time (a what-if).
+    #[serde(default)]
+    #[schemars(schema_with = "date_time")]
+    at: Option<String>,
+}
+
+/// Who receives the data.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct RecipientWire {
+    /// The kind.
+    kind: RecipientKind,
+    /// A declared recipient name.
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Browser privacy signals.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct SignalsWire {
+    /// Do Not Track.
+    #[serde(default)]
+    dnt: bool,
+    /// Global Privacy Control.
+    #[serde(default)]
+    gpc: bool,
+}
+
+fn reason_code(_: &mut SchemaGenerator) -> Schema {
+    let codes: Vec<&str> = crate::ReasonCode::ALL.iter().map(|c| c.as_str()).collect();
+    enumeration(&codes, "the reason code: stable, machine-readable")
+}
+
+/// A decision.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Decision")]
+#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct DecisionWire {
+    /// Allowed or denied.
+    allowed: bool,
+    /// Exactly one reason code.
+    #[schemars(schema_with = "reason_code")]
+    code: String,
+    /// For people; may change between versions.
+    message: String,
+    /// The legal basis of an allow.
+    basis: Option<LegalBasis>,
+    /// The rule that decided.
+    clause: Option<String>,
+    /// The policy's name.
+    policy: String,
+    /// The policy's version.
+    policy_version: String,
+    /// The subject.
+    subject: String,
+    /// The purpose asked for.
+    purpose: Purpose,
+    /// When it was decided (or asked about).
+    #[schemars(schema_with = "date_time")]
+    at: String,
+    /// Present and true only on an answer about another time.
+    #[serde(default)]
+    what_if: bool,
+}
