@@ -1,0 +1,804 @@
+//! The differential property test of issue 13: random policies (hierarchies, recipients,
+//! minors, every rule field), random consent histories and random requests, decided by
+//! `Guard::check`, by `Guard::prepare(..).check(subject)` and by the reference evaluator
+//! of `tests/reference/mod.rs`. All three must agree on `allowed` and `code`, and the
+//! guard must accept at `record` exactly the events the reference accepts.
+//!
+//! Generation is constructive (every policy is valid by construction and compiles) and
+//! driven by a proptest seed; the dependent structure (names declared by the policy,
+//! used by rules, events and requests) is drawn from one seeded generator, and a
+//! disagreement is minimised by a greedy shrinker (drop events, rules, declarations,
+//! reset request fields) before it is reported.
+//!
+//! - `cargo test --all-features --test differential` runs a few thousand cases.
+//! - `cargo test --release --all-features --test differential -- --ignored` runs the
+//!   long form (at least 1,000,000 cases); `DIFF_CASES=N` sets the number of cases of
+//!   either form.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "tests fail loudly"
+)]
+
+mod reference;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use consent_guard::consent::{EraseEvent, GrantEvent, Scope, SubjectEvent, WithdrawEvent};
+use consent_guard::policy::{
+    ConsentDefault, MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, Retention, RuleDocument,
+    SeparateTrigger, Signal, UnknownAge, VocabularySection,
+};
+use consent_guard::{
+    AccessRequest, Action, ConsentEvent, ConsentLevel, DataCategory, Deidentification, FixedClock, Guard, LegalBasis,
+    Policy, Purpose, Recipient, RecipientKind, Region, Signals,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+// ---------------------------------------------------------------------------------
+// A small seeded generator
+// ---------------------------------------------------------------------------------
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % (n.max(1) as u64)) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())].clone()
+    }
+    fn range(&mut self, low: i64, high: i64) -> i64 {
+        low + (self.next() % ((high - low + 1) as u64)) as i64
+    }
+    /// A non-empty random subset, in the items' order.
+    fn subset<T: Clone>(&mut self, items: &[T], max: usize) -> Vec<T> {
+        let count = 1 + self.below(max.min(items.len()));
+        let mut chosen: Vec<usize> = Vec::new();
+        while chosen.len() < count {
+            let i = self.below(items.len());
+            if !chosen.contains(&i) {
+                chosen.push(i);
+            }
+        }
+        chosen.sort_unstable();
+        chosen.into_iter().map(|i| items[i].clone()).collect()
+    }
+}
+
+fn purpose(name: &str) -> Purpose {
+    name.parse().unwrap()
+}
+
+fn category(name: &str) -> DataCategory {
+    name.parse().unwrap()
+}
+
+fn region(code: &str) -> Region {
+    Region::new(code).unwrap()
+}
+
+const REGIONS: [&str; 5] = ["CN", "SG", "US", "DE", "JP"];
+const VERSIONS: [&str; 5] = ["1.0", "1.5", "2.0", "2.1", "v3"];
+const GRANT_VERSIONS: [&str; 9] = ["0.9", "1.0", "1.5", "2.0", "2.0.1", "2.1", "v3", "7.0", "x"];
+/// Extensions, each after its parent.
+const PURPOSE_EXTENSIONS: [&str; 7] = [
+    "service.core.video_generation",
+    "ai_training.model_training.fine_tune",
+    "ai_training.model_training.fine_tune.lora",
+    "personalization.recommendation.feed",
+    "marketing.campaigns.sms",
+    "analytics.usage.heatmap",
+    "research.academic.survey",
+];
+const CATEGORY_EXTENSIONS: [&str; 6] = [
+    "content.upload.voice_clone",
+    "location.precise.gps",
+    "location.coarse",
+    "behavior.log.search",
+    "health.record.lab",
+    "device.info.battery",
+];
+const RECIPIENT_NAMES: [&str; 4] = ["ad_partner", "cloud", "umeng", "wechat_login"];
+const KINDS: [RecipientKind; 6] = [
+    RecipientKind::FirstParty,
+    RecipientKind::Affiliate,
+    RecipientKind::Processor,
+    RecipientKind::ThirdParty,
+    RecipientKind::Public,
+    RecipientKind::Authority,
+];
+const LEVELS: [ConsentLevel; 3] = [ConsentLevel::Implied, ConsentLevel::Explicit, ConsentLevel::Separate];
+const DEIDS: [Deidentification; 3] =
+    [Deidentification::None, Deidentification::Pseudonymized, Deidentification::Anonymized];
+
+fn with_parents(names: &[&str], chosen: &[&str]) -> Vec<String> {
+    // Keep an extension only if its parent is built in or kept before it.
+    let mut kept: Vec<String> = Vec::new();
+    for name in names {
+        if !chosen.contains(name) {
+            continue;
+        }
+        let parent = &name[..name.rfind('.').unwrap()];
+        let builtin =
+            Purpose::builtins().any(|p| p.as_str() == parent) || DataCategory::builtins().any(|c| c.as_str() == parent);
+        if builtin || kept.iter().any(|k| k == parent) {
+            kept.push((*name).to_owned());
+        }
+    }
+    kept
+}
+
+fn gen_policy(rng: &mut Rng) -> PolicyDocument {
+    let version = rng.pick(&VERSIONS).to_owned();
+    let home = rng.pick(&REGIONS);
+    let storage_regions = if rng.chance(50) {
+        None
+    } else {
+        let mut list = vec![region(home)];
+        for r in rng.subset(&REGIONS, 2) {
+            if !list.contains(&region(r)) {
+                list.push(region(r));
+            }
+        }
+        Some(list)
+    };
+    let separate_consent_for = if rng.chance(50) {
+        None
+    } else if rng.chance(20) {
+        Some(Vec::new())
+    } else {
+        Some(rng.subset(&SeparateTrigger::ALL, 5))
+    };
+    let minors = match rng.below(4) {
+        0 => None,
+        1 | 2 => Some(MinorsSection {
+            guardian_consent_under: Some(rng.pick(&[14u8, 16, 18])),
+            not_served_under: None,
+            unknown_age: rng.pick(&[None, Some(UnknownAge::Adult), Some(UnknownAge::Minor)]),
+        }),
+        _ => Some(MinorsSection {
+            guardian_consent_under: None,
+            not_served_under: Some(rng.pick(&[14u8, 18])),
+            unknown_age: rng.pick(&[None, Some(UnknownAge::Adult), Some(UnknownAge::Minor)]),
+        }),
+    };
+    let chosen_p: Vec<&str> = PURPOSE_EXTENSIONS.iter().copied().filter(|_| rng.chance(40)).collect();
+    let chosen_c: Vec<&str> = CATEGORY_EXTENSIONS.iter().copied().filter(|_| rng.chance(40)).collect();
+    let ext_purposes = with_parents(&PURPOSE_EXTENSIONS, &chosen_p);
+    let ext_categories = with_parents(&CATEGORY_EXTENSIONS, &chosen_c);
+    let mut doc = PolicyDocument {
+        policy: PolicyHeader {
+            name: "random".into(),
+            version: version.clone(),
+            home_region: region(home),
+            storage_regions,
+            source: None,
+            separate_consent_for,
+        },
+        minors,
+        vocabulary: VocabularySection {
+            purposes: ext_purposes.iter().map(|p| purpose(p)).collect(),
+            categories: ext_categories.iter().map(|c| category(c)).collect(),
+            sensitive: Vec::new(),
+        },
+        recipients: BTreeMap::new(),
+        rules: Vec::new(),
+    };
+    let all_purposes = reference::purposes(&doc);
+    let all_categories = reference::categories(&doc);
+    if rng.chance(40) {
+        doc.vocabulary.sensitive = rng.subset(&all_categories, 2).iter().map(|c| category(c)).collect();
+    }
+    let recipient_count = rng.below(4);
+    for name in rng.subset(&RECIPIENT_NAMES, 4).into_iter().take(recipient_count) {
+        let declaration = RecipientDeclaration {
+            kind: rng.pick(&KINDS[1..]),
+            purposes: rng.chance(40).then(|| rng.subset(&all_purposes, 2).iter().map(|p| purpose(p)).collect()),
+            categories: rng.chance(40).then(|| rng.subset(&all_categories, 3).iter().map(|c| category(c)).collect()),
+            deidentification: rng.chance(30).then(|| rng.pick(&DEIDS)),
+            description: None,
+        };
+        doc.recipients.insert(name.to_owned(), declaration);
+    }
+    let storage: Vec<String> = doc
+        .policy
+        .storage_regions
+        .clone()
+        .unwrap_or_else(|| vec![doc.policy.home_region])
+        .iter()
+        .map(|r| r.as_str().to_owned())
+        .collect();
+    let rule_count = 1 + rng.below(6);
+    let mut used: Vec<String> = Vec::new();
+    // Purposes rules may name: every node but the roots, mostly; sometimes a root.
+    for index in 0..rule_count {
+        let mut named = Vec::new();
+        for _ in 0..1 + rng.below(2) {
+            let p = rng.pick(&all_purposes);
+            if !used.contains(&p) && !named.contains(&p) {
+                named.push(p);
+            }
+        }
+        if named.is_empty() {
+            continue;
+        }
+        used.extend(named.iter().cloned());
+        let basis = if rng.chance(60) { LegalBasis::Consent } else { rng.pick(&LegalBasis::ALL) };
+        let consent = basis == LegalBasis::Consent;
+        let mut rule = RuleDocument::new(
+            format!("r{index}"),
+            named.iter().map(|p| purpose(p)).collect(),
+            basis,
+            rng.subset(&all_categories, 3).iter().map(|c| category(c)).collect(),
+        );
+        if rng.chance(25) {
+            // Broad categories make most requests reach the later checks.
+            rule.categories = vec![category(&rng.pick(&["behavior", "location", "content", "device", "identity"]))];
+            rule.categories.extend(rng.subset(&all_categories, 2).iter().map(|c| category(c)));
+        }
+        if consent {
+            let level = rng.pick(&LEVELS);
+            rule.level = Some(level);
+            rule.default = match rng.below(3) {
+                0 => None,
+                1 => Some(ConsentDefault::OptIn),
+                _ if level != ConsentLevel::Separate => Some(ConsentDefault::OptOut),
+                _ => None,
+            };
+            rule.anonymized_exempt = rng.pick(&[None, None, Some(false), Some(true)]);
+        }
+        if rng.chance(40) {
+            rule.actions = Some(rng.subset(&Action::ALL, 4));
+        }
+        if rng.chance(50) {
+            let mut pool: Vec<String> = KINDS.iter().map(|k| k.as_str().to_owned()).collect();
+            pool.extend(doc.recipients.keys().cloned());
+            rule.recipients = Some(rng.subset(&pool, 3));
+        }
+        if rng.chance(30) {
+            rule.deidentification = Some(rng.pick(&DEIDS));
+        }
+        rule.retention = match rng.below(6) {
+            0 => Some(Retention::Session),
+            1 => Some(Retention::Hours(1 + rng.below(48) as u32)),
+            2 => Some(Retention::Days(1 + rng.below(60) as u32)),
+            3 => Some(Retention::Years(1 + rng.below(3) as u32)),
+            _ => None,
+        };
+        if rng.chance(30) {
+            rule.regions = Some(rng.subset(&REGIONS, 2).iter().map(|r| region(r)).collect());
+        }
+        let regular: Vec<String> =
+            rule.regions.as_ref().map_or(storage.clone(), |l| l.iter().map(|r| r.as_str().to_owned()).collect());
+        if rng.chance(35) {
+            if rng.chance(30) {
+                rule.transfer_regions = Some(vec!["*".into()]);
+            } else {
+                let outside: Vec<String> =
+                    REGIONS.iter().map(|r| (*r).to_owned()).filter(|r| !regular.contains(r)).collect();
+                if !outside.is_empty() {
+                    rule.transfer_regions = Some(rng.subset(&outside, 2));
+                }
+            }
+        }
+        if rng.chance(30) {
+            rule.opt_out_signals = Some(rng.subset(&[Signal::Dnt, Signal::Gpc], 2));
+        }
+        if rng.chance(35) {
+            let current = reference::version(&version).unwrap();
+            let older: Vec<&str> =
+                VERSIONS.iter().copied().filter(|v| reference::version(v).unwrap() <= current).collect();
+            rule.changed_in = Some(rng.pick(&older).to_owned());
+        }
+        doc.rules.push(rule);
+    }
+    doc
+}
+
+// ---------------------------------------------------------------------------------
+// Histories and requests
+// ---------------------------------------------------------------------------------
+
+const SUBJECTS: [&str; 4] = ["u1", "u2", "u3", "u4"];
+
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()
+}
+
+/// Instants of interest: leap days, coming-of-age days, and a spread over four years.
+fn gen_time(rng: &mut Rng) -> DateTime<Utc> {
+    let special = [
+        Utc.with_ymd_and_hms(2024, 2, 29, 12, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2024, 2, 29, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2025, 2, 28, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2026, 2, 28, 23, 59, 59).unwrap(),
+        Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2028, 2, 28, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2028, 2, 29, 0, 0, 0).unwrap(),
+    ];
+    if rng.chance(20) {
+        rng.pick(&special)
+    } else {
+        base() + Duration::hours(rng.range(0, 4 * 365 * 24))
+    }
+}
+
+fn gen_purposes(rng: &mut Rng, doc: &PolicyDocument) -> Vec<Purpose> {
+    let mut all = reference::purposes(doc);
+    all.push("service.unknown_thing".into());
+    let mut list: Vec<Purpose> = rng.subset(&all, 2).iter().map(|p| purpose(p)).collect();
+    if rng.chance(2) {
+        list.clear();
+    }
+    list
+}
+
+fn gen_event(rng: &mut Rng, doc: &PolicyDocument, subject: &str) -> ConsentEvent {
+    let subject = subject.to_owned();
+    let at = gen_time(rng);
+    match rng.below(10) {
+        0 | 1 => {
+            let births =
+                ["2012-02-29", "2016-02-29", "2010-02-28", "2010-03-01", "2008-02-29", "1990-05-05", "2011-06-15"];
+            let birth = || NaiveDate::parse_from_str(births[0], "%Y-%m-%d").unwrap();
+            let _ = birth;
+            let birth_date = NaiveDate::parse_from_str(&rng.pick(&births), "%Y-%m-%d").unwrap();
+            let age = rng.range(0, 25) as u16;
+            let (birth_date, age) = match rng.below(10) {
+                0..=3 => (Some(birth_date), None),
+                4..=7 => (None, Some(age)),
+                8 => (None, None),
+                _ => (Some(birth_date), Some(age)),
+            };
+            ConsentEvent::Subject(SubjectEvent { subject, birth_date, age, at: Some(at) })
+        }
+        2..=6 => {
+            let expires_at = match rng.below(4) {
+                0 => Some(at + Duration::hours(rng.range(-24, 400 * 24))),
+                _ => None,
+            };
+            let scope = rng.chance(40).then(|| {
+                let mut recipients_pool: Vec<String> = KINDS.iter().map(|k| k.as_str().to_owned()).collect();
+                recipients_pool.extend(RECIPIENT_NAMES.iter().map(|n| (*n).to_owned()));
+                recipients_pool.push("nobody".into());
+                let categories_pool = reference::categories(doc);
+                Scope {
+                    recipients: if rng.chance(40) { rng.subset(&recipients_pool, 2) } else { Vec::new() },
+                    regions: if rng.chance(40) {
+                        rng.subset(&REGIONS, 2).iter().map(|r| region(r)).collect()
+                    } else {
+                        Vec::new()
+                    },
+                    categories: if rng.chance(40) {
+                        rng.subset(&categories_pool, 2).iter().map(|c| category(c)).collect()
+                    } else {
+                        Vec::new()
+                    },
+                }
+            });
+            ConsentEvent::Grant(GrantEvent {
+                subject,
+                purposes: gen_purposes(rng, doc),
+                level: rng.pick(&LEVELS),
+                at,
+                policy_version: rng.chance(40).then(|| rng.pick(&GRANT_VERSIONS).to_owned()),
+                by_guardian: rng.chance(30),
+                expires_at,
+                scope,
+            })
+        }
+        7 | 8 => ConsentEvent::Withdraw(WithdrawEvent { subject, purposes: gen_purposes(rng, doc), at }),
+        _ => ConsentEvent::Erase(EraseEvent { subject, at }),
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Ask {
+    request: AccessRequest<'static>,
+    t: DateTime<Utc>,
+}
+
+fn gen_request(rng: &mut Rng, doc: &PolicyDocument, events: &[ConsentEvent]) -> Ask {
+    let all_purposes = reference::purposes(doc);
+    let all_categories = reference::categories(doc);
+    // Requests aim at what rules name most of the time, so that checks go deep.
+    let p = if rng.chance(60) && !doc.rules.is_empty() {
+        let rule = rng.pick(&doc.rules);
+        let named = rng.pick(&rule.purposes).as_str().to_owned();
+        let under: Vec<String> = all_purposes.iter().filter(|n| reference::under(n, &named)).cloned().collect();
+        rng.pick(&under)
+    } else {
+        rng.pick(&all_purposes)
+    };
+    let categories: Vec<DataCategory> = if rng.chance(60) && !doc.rules.is_empty() {
+        let rule = rng.pick(&doc.rules);
+        let c = rng.pick(&rule.categories).as_str().to_owned();
+        let under: Vec<String> = all_categories.iter().filter(|n| reference::under(n, &c)).cloned().collect();
+        let mut list = vec![category(&rng.pick(&under))];
+        if rng.chance(20) {
+            list.push(category(&rng.pick(&all_categories)));
+        }
+        list
+    } else {
+        rng.subset(&all_categories, 2).iter().map(|c| category(c)).collect()
+    };
+    let t =
+        if rng.chance(15) && !events.is_empty() { rng.pick(events).at().unwrap_or_else(base) } else { gen_time(rng) };
+    let mut request = AccessRequest::new(rng.pick(&SUBJECTS).to_owned(), purpose(&p), categories);
+    request.action = if rng.chance(50) { Action::Use } else { rng.pick(&Action::ALL) };
+    request.recipient = if rng.chance(40) {
+        Recipient::FIRST_PARTY
+    } else if rng.chance(50) && !doc.recipients.is_empty() {
+        let names: Vec<&String> = doc.recipients.keys().collect();
+        let name = rng.pick(&names).clone();
+        Recipient::named(doc.recipients[&name].kind, name)
+    } else {
+        Recipient::kind(rng.pick(&KINDS))
+    };
+    request.deidentification = rng.pick(&DEIDS);
+    request.region = rng.chance(50).then(|| region(rng.pick(&REGIONS)));
+    request.signals = Signals { dnt: rng.chance(15), gpc: rng.chance(15) };
+    if rng.chance(70) {
+        request.collected_at = Some(t - Duration::hours(rng.range(-48, 800 * 24)));
+    }
+    let sessions = [None, Some(""), Some("s1"), Some("s2")];
+    request.collected_session = rng.pick(&sessions).map(|s| s.to_owned().into());
+    request.session = rng.pick(&sessions).map(|s| s.to_owned().into());
+    if rng.chance(15) {
+        // SEMANTICS 4: a request's own time never moves a check.
+        request.at = Some(gen_time(rng));
+    }
+    Ask { request, t }
+}
+
+// ---------------------------------------------------------------------------------
+// Running one case
+// ---------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Case {
+    doc: PolicyDocument,
+    events: Vec<ConsentEvent>,
+    asks: Vec<Ask>,
+}
+
+fn gen_case(seed: u64, requests: usize) -> Case {
+    let mut rng = Rng(seed);
+    let doc = gen_policy(&mut rng);
+    let mut events = Vec::new();
+    for subject in &SUBJECTS[..3] {
+        for _ in 0..rng.below(7) {
+            events.push(gen_event(&mut rng, &doc, subject));
+        }
+    }
+    // Interleave subjects as a service would record them.
+    for i in (1..events.len()).rev() {
+        let j = rng.below(i + 1);
+        events.swap(i, j);
+    }
+    let asks = (0..requests).map(|_| gen_request(&mut rng, &doc, &events)).collect();
+    Case { doc, events, asks }
+}
+
+/// One disagreement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Finding {
+    /// The guard accepted (true) or rejected (false) an event the reference does not.
+    Record { event: usize, guard_accepts: bool },
+    /// check, prepared and reference verdicts (code, allowed).
+    Decision { ask: usize, check: (String, bool), prepared: (String, bool), reference: (String, bool) },
+}
+
+impl Finding {
+    /// What groups findings of one kind.
+    fn signature(&self, case: &Case) -> String {
+        match self {
+            Finding::Record { event, guard_accepts } => {
+                let e = &case.events[*event];
+                format!("record {} guard_accepts={guard_accepts}", e.kind())
+            }
+            Finding::Decision { ask, check, prepared, reference } => {
+                // A request's own `at` is its own class (SEMANTICS 4).
+                let own_time = if case.asks[*ask].request.at.is_some() { " (request names its own at)" } else { "" };
+                format!("check={} prepared={} reference={}{own_time}", check.0, prepared.0, reference.0)
+            }
+        }
+    }
+}
+
+/// Runs a case; every disagreement. The case is valid by construction; `None` from
+/// compile means a shrinking step broke it. After an event the two sides judge
+/// differently, the reference goes on with what the guard recorded.
+fn run(case: &Case) -> Option<Vec<Finding>> {
+    let policy = Policy::compile(case.doc.clone(), "random.toml").ok()?;
+    let clock = Arc::new(FixedClock::new(base()));
+    let guard = Guard::builder(policy).clock(Arc::clone(&clock)).build().unwrap();
+    let mut findings = Vec::new();
+    let mut accepted = Vec::new();
+    for (index, event) in case.events.iter().enumerate() {
+        let guard_accepts = guard.record(event).is_ok();
+        if guard_accepts != reference::accepts(&case.doc, event) {
+            findings.push(Finding::Record { event: index, guard_accepts });
+        }
+        if guard_accepts {
+            accepted.push(event.clone());
+        }
+    }
+    for (index, ask) in case.asks.iter().enumerate() {
+        clock.set(ask.t);
+        let checked = guard.check(&ask.request);
+        let check = (checked.code().as_str().to_owned(), checked.allowed());
+        let prepared_access = guard.prepare(&ask.request);
+        let prepared_decision = prepared_access.check(&ask.request.subject);
+        let prepared = (prepared_decision.code().as_str().to_owned(), prepared_decision.allowed());
+        let verdict = reference::decide(&case.doc, &accepted, &ask.request, ask.t);
+        let reference = (verdict.code.to_owned(), verdict.allowed);
+        if check != reference || prepared != reference {
+            findings.push(Finding::Decision { ask: index, check, prepared, reference });
+        }
+    }
+    Some(findings)
+}
+
+/// Greedy minimisation keeping the same kind of disagreement.
+fn shrink(mut case: Case, finding: &Finding) -> Case {
+    let signature = finding.signature(&case);
+    let still = |c: &Case| -> bool { run(c).is_some_and(|found| found.iter().any(|f| f.signature(c) == signature)) };
+    // Keep only the ask (or event) at fault.
+    if let Finding::Decision { ask, .. } = finding {
+        let mut c = case.clone();
+        c.asks = vec![case.asks[*ask].clone()];
+        if still(&c) {
+            case = c;
+        }
+    } else if let Finding::Record { event, .. } = finding {
+        let mut c = case.clone();
+        c.events = vec![case.events[*event].clone()];
+        c.asks.clear();
+        if still(&c) {
+            case = c;
+        }
+    }
+    let mut progress = true;
+    while progress {
+        progress = false;
+        for i in (0..case.events.len()).rev() {
+            let mut c = case.clone();
+            c.events.remove(i);
+            if still(&c) {
+                case = c;
+                progress = true;
+            }
+        }
+        for i in (0..case.doc.rules.len()).rev() {
+            let mut c = case.clone();
+            c.doc.rules.remove(i);
+            if still(&c) {
+                case = c;
+                progress = true;
+            }
+        }
+        let names: Vec<String> = case.doc.recipients.keys().cloned().collect();
+        for name in names {
+            let mut c = case.clone();
+            c.doc.recipients.remove(&name);
+            if still(&c) {
+                case = c;
+                progress = true;
+            }
+        }
+        let edits: Vec<fn(&mut Case)> = vec![
+            |c| c.doc.vocabulary.sensitive.clear(),
+            |c| {
+                c.doc.vocabulary.purposes.pop();
+            },
+            |c| {
+                c.doc.vocabulary.categories.pop();
+            },
+            |c| c.doc.policy.separate_consent_for = None,
+            |c| c.doc.policy.storage_regions = None,
+            |c| c.doc.minors = None,
+            |c| {
+                for r in &mut c.doc.rules {
+                    r.retention = None;
+                }
+            },
+            |c| {
+                for r in &mut c.doc.rules {
+                    r.opt_out_signals = None;
+                    r.changed_in = None;
+                }
+            },
+            |c| {
+                for r in &mut c.doc.rules {
+                    r.actions = None;
+                    r.deidentification = None;
+                    r.anonymized_exempt = None;
+                }
+            },
+            |c| {
+                for r in &mut c.doc.rules {
+                    r.transfer_regions = None;
+                    r.regions = None;
+                }
+            },
+            |c| {
+                for r in &mut c.doc.rules {
+                    r.recipients = None;
+                }
+            },
+            |c| {
+                for r in &mut c.doc.rules {
+                    r.categories.truncate(1);
+                    r.purposes.truncate(1);
+                }
+            },
+            |c| {
+                for a in &mut c.asks {
+                    a.request.at = None;
+                }
+            },
+            |c| {
+                for a in &mut c.asks {
+                    a.request.signals = Signals::default();
+                    a.request.region = None;
+                }
+            },
+            |c| {
+                for a in &mut c.asks {
+                    a.request.collected_at = None;
+                    a.request.collected_session = None;
+                    a.request.session = None;
+                }
+            },
+            |c| {
+                for a in &mut c.asks {
+                    a.request.action = Action::Use;
+                    a.request.deidentification = Deidentification::None;
+                }
+            },
+            |c| {
+                for a in &mut c.asks {
+                    a.request.recipient = Recipient::FIRST_PARTY;
+                }
+            },
+            |c| {
+                for a in &mut c.asks {
+                    let first = a.request.categories[0].clone();
+                    a.request.categories = vec![first].into();
+                }
+            },
+            |c| {
+                for e in &mut c.events {
+                    if let ConsentEvent::Grant(g) = e {
+                        g.scope = None;
+                        g.expires_at = None;
+                        g.policy_version = None;
+                        g.by_guardian = false;
+                    }
+                }
+            },
+        ];
+        for edit in &edits {
+            let mut c = case.clone();
+            edit(&mut c);
+            if still(&c) && format!("{c:?}") != format!("{case:?}") {
+                case = c;
+                progress = true;
+            }
+        }
+    }
+    case
+}
+
+/// A reproducer: the policy as TOML, the events as JSON lines, the request as JSON
+/// with its decision time.
+fn describe(case: &Case, finding: &Finding) -> String {
+    let mut text = String::new();
+    text.push_str(&format!("disagreement: {}\n\n", finding.signature(case)));
+    text.push_str("```toml\n");
+    text.push_str(&toml::to_string(&case.doc).unwrap_or_else(|e| format!("<toml: {e}>")));
+    text.push_str("```\n\nevents (recorded in this order):\n\n```json\n");
+    for event in &case.events {
+        text.push_str(&serde_json::to_string(event).unwrap());
+        text.push('\n');
+    }
+    text.push_str("```\n");
+    if let Finding::Decision { ask, check, prepared, reference } = finding {
+        let ask = &case.asks[*ask];
+        text.push_str(&format!(
+            "\nrequest, decided at {} (FixedClock):\n\n```json\n{}\n```\n\ncheck: {:?}, prepared: {:?}, reference: {:?}\n",
+            ask.t.to_rfc3339(),
+            serde_json::to_string(&ask.request).unwrap(),
+            check,
+            prepared,
+            reference
+        ));
+    }
+    text
+}
+
+const REQUESTS_PER_CASE: usize = 16;
+
+/// Runs `cases` decisions (in groups of `REQUESTS_PER_CASE` per generated policy and
+/// history) and returns one minimised reproducer per kind of disagreement, with
+/// its count.
+fn differential(cases: u64) -> BTreeMap<String, (u64, String)> {
+    let policies = cases.div_ceil(REQUESTS_PER_CASE as u64).max(1);
+    let mut runner = TestRunner::new(Config { cases: policies as u32, failure_persistence: None, ..Config::default() });
+    let found = std::cell::RefCell::new(BTreeMap::<String, (u64, String)>::new());
+    let result = runner.run(&any::<u64>(), |seed| {
+        let case = gen_case(seed, REQUESTS_PER_CASE);
+        // Every generated policy is valid by construction.
+        let outcome = run(&case).unwrap_or_else(|| {
+            let error = Policy::compile(case.doc.clone(), "random.toml").err();
+            panic!("generated an invalid policy (seed {seed}): {error:?}\n{}", toml::to_string(&case.doc).unwrap())
+        });
+        for finding in outcome {
+            let signature = finding.signature(&case);
+            let mut found = found.borrow_mut();
+            let entry = found.entry(signature.clone()).or_insert((0, String::new()));
+            entry.0 += 1;
+            if entry.1.is_empty() {
+                let small = shrink(case.clone(), &finding);
+                let small_finding = run(&small)
+                    .and_then(|all| all.into_iter().find(|f| f.signature(&small) == signature))
+                    .unwrap_or_else(|| finding.clone());
+                entry.1 = format!("seed {seed}\n{}", describe(&small, &small_finding));
+            }
+        }
+        Ok(())
+    });
+    result.unwrap();
+    found.into_inner()
+}
+
+fn report(found: &BTreeMap<String, (u64, String)>, cases: u64) {
+    let mut text = format!("{cases} cases, {} kinds of disagreement\n", found.len());
+    for (signature, (count, example)) in found {
+        text.push_str(&format!("\n==== {signature}: {count} case(s)\n{example}\n"));
+    }
+    let path = concat!(env!("CARGO_TARGET_TMPDIR"), "/differential-report.md");
+    std::fs::write(path, &text).unwrap();
+    eprintln!("{text}\nreport written to {path}");
+}
+
+fn cases_from_env(default: u64) -> u64 {
+    std::env::var("DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[test]
+fn check_prepared_and_reference_agree() {
+    let cases = cases_from_env(4_000);
+    let found = differential(cases);
+    report(&found, cases);
+    assert!(found.is_empty(), "{} kinds of disagreement, see the report above", found.len());
+}
+
+#[test]
+#[ignore = "long run: cargo test --release --all-features --test differential -- --ignored"]
+fn check_prepared_and_reference_agree_long() {
+    let cases = cases_from_env(1_000_000);
+    let found = differential(cases);
+    report(&found, cases);
+    assert!(found.is_empty(), "{} kinds of disagreement, see the report above", found.len());
+}
