@@ -514,15 +514,149 @@ impl Finding {
         match self {
             Finding::Record { event, guard_accepts } => {
                 let e = &case.events[*event];
-                format!("record {} guard_accepts={guard_accepts}", e.kind())
+                let later = matches!(e, ConsentEvent::Grant(g) if g.policy_version.as_deref().is_some_and(|v| {
+                    reference::version(v).is_some_and(|v| Some(v) > reference::version(&case.doc.policy.version))
+                }));
+                if later && *guard_accepts {
+                    "S5 record accepts a grant whose version is later than the policy's".to_owned()
+                } else {
+                    format!("record {} guard_accepts={guard_accepts}", e.kind())
+                }
             }
-            Finding::Decision { ask, check, prepared, reference } => {
-                // A request's own `at` is its own class (SEMANTICS 4).
-                let own_time = if case.asks[*ask].request.at.is_some() { " (request names its own at)" } else { "" };
-                format!("check={} prepared={} reference={}{own_time}", check.0, prepared.0, reference.0)
-            }
+            Finding::Decision { ask, check, prepared, reference } => match attribute(case, *ask) {
+                Some(point) => point.to_owned(),
+                None => {
+                    let tags = tags(case, &case.asks[*ask]);
+                    format!(
+                        "unattributed [{}]: check={} prepared={} reference={}",
+                        tags.join(", "),
+                        check.0,
+                        prepared.0,
+                        reference.0
+                    )
+                }
+            },
         }
     }
+}
+
+/// Whether the ask at `index` of the case agrees on all three sides.
+fn agrees(case: &Case, index: usize) -> bool {
+    run(case).is_some_and(|found| !found.iter().any(|f| matches!(f, Finding::Decision { ask, .. } if *ask == index)))
+}
+
+/// Which settled point explains a disagreement: the first change of the input that
+/// makes both readings coincide (the old and the settled meaning give the same answer
+/// on it) and makes the sides agree.
+fn attribute(case: &Case, index: usize) -> Option<&'static str> {
+    let subject = case.asks[index].request.subject.to_string();
+    let t = case.asks[index].t;
+    type Neutralize = fn(&mut Case, usize, &str, DateTime<Utc>);
+    let points: [(&'static str, Neutralize); 7] = [
+        ("S4 a request's own at moves the check", |c, i, _, _| c.asks[i].request.at = None),
+        ("S4 empty session or future collected_at", |c, i, _, t| {
+            let r = &mut c.asks[i].request;
+            if r.session.as_deref() == Some("") {
+                r.session = None;
+            }
+            if r.collected_session.as_deref() == Some("") {
+                r.collected_session = None;
+            }
+            if r.collected_at.is_some_and(|at| at > t) {
+                r.collected_at = None;
+            }
+        }),
+        ("S8 opt-out deems consent for unknown subjects", |c, _, s, _| {
+            c.events.push(ConsentEvent::Subject(SubjectEvent {
+                subject: s.to_owned(),
+                birth_date: None,
+                age: None,
+                at: Some(base()),
+            }));
+        }),
+        ("S2 age facts (ages, birth dates, erasure as minor)", |c, _, s, _| {
+            c.events.retain(|e| !(e.subject() == s && matches!(e, ConsentEvent::Subject(_) | ConsentEvent::Erase(_))));
+        }),
+        ("S6 scope recipients", |c, _, s, _| {
+            for e in &mut c.events {
+                if let ConsentEvent::Grant(g) = e {
+                    if g.subject == s {
+                        if let Some(scope) = &mut g.scope {
+                            scope.recipients.clear();
+                        }
+                    }
+                }
+            }
+        }),
+        ("R transfer on a basis without consent (reading)", |c, i, _, _| {
+            // The request moves to a regular region of its rule.
+            let doc = &c.doc;
+            let storage = doc.policy.storage_regions.clone().unwrap_or_else(|| vec![doc.policy.home_region]);
+            let rule = reference::rule_for(doc, c.asks[i].request.purpose.as_str()).map(|r| &doc.rules[r]);
+            let regular = rule.and_then(|r| r.regions.clone()).unwrap_or(storage);
+            c.asks[i].request.region = regular.first().copied();
+        }),
+        ("S5 versions (grant versions later than the policy)", |c, _, s, _| {
+            let current = c.doc.policy.version.clone();
+            for e in &mut c.events {
+                if let ConsentEvent::Grant(g) = e {
+                    if g.subject == s {
+                        let later = g
+                            .policy_version
+                            .as_deref()
+                            .is_some_and(|v| reference::version(v) > reference::version(&current));
+                        if later {
+                            g.policy_version = Some(current.clone());
+                        }
+                    }
+                }
+            }
+        }),
+    ];
+    for (name, neutralize) in points {
+        let mut changed = case.clone();
+        neutralize(&mut changed, index, &subject, t);
+        if agrees(&changed, index) {
+            return Some(name);
+        }
+    }
+    // Points that no change of the input neutralises: named by what the request involves.
+    let tags = tags(case, &case.asks[index]);
+    for point in ["S3 purpose with children", "S1 parent of a sensitive category"] {
+        if tags.contains(&point) {
+            return Some(point);
+        }
+    }
+    None
+}
+
+/// What a request involves, for disagreements no single change explains.
+fn tags(case: &Case, ask: &Ask) -> Vec<&'static str> {
+    let doc = &case.doc;
+    let request = &ask.request;
+    let mut tags = Vec::new();
+    if reference::leaves_under(doc, request.purpose.as_str()) != [request.purpose.as_str().to_owned()] {
+        tags.push("S3 purpose with children");
+    }
+    let marked: Vec<String> = reference::SENSITIVE_BUILTINS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(doc.vocabulary.sensitive.iter().map(|c| c.as_str().to_owned()))
+        .collect();
+    if request
+        .categories
+        .iter()
+        .any(|c| reference::is_sensitive(doc, c.as_str()) && !marked.iter().any(|m| reference::under(c.as_str(), m)))
+    {
+        tags.push("S1 parent of a sensitive category");
+    }
+    if request.at.is_some() {
+        tags.push("request at");
+    }
+    if case.events.iter().any(|e| e.subject() == request.subject.as_ref()) {
+        tags.push("subject has events");
+    }
+    tags
 }
 
 /// Runs a case; every disagreement. The case is valid by construction; `None` from

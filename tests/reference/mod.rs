@@ -619,6 +619,11 @@ fn consent_for_leaf(context: &Context<'_>, events: &[ConsentEvent], leaf: &str) 
         return verdict("consent_withdrawn");
     }
     if context.rule.default == Some(ConsentDefault::OptOut) {
+        // SEMANTICS 8: a transfer never gets deemed consent: as if the rule were
+        // opt-in.
+        if context.transfer {
+            return verdict("consent_missing");
+        }
         // Deemed consent at the rule's level, never guardian or separate.
         let rule_level = context.rule.level.unwrap_or(ConsentLevel::Explicit);
         let deemed = if rule_level == ConsentLevel::Separate { ConsentLevel::Explicit } else { rule_level };
