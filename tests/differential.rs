@@ -251,7 +251,7 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
         );
         if rng.chance(25) {
             // Broad categories make most requests reach the later checks.
-            rule.categories = vec![category(&rng.pick(&["behavior", "location", "content", "device", "identity"]))];
+            rule.categories = vec![category(rng.pick(&["behavior", "location", "content", "device", "identity"]))];
             rule.categories.extend(rng.subset(&all_categories, 2).iter().map(|c| category(c)));
         }
         if consent {
@@ -359,9 +359,7 @@ fn gen_event(rng: &mut Rng, doc: &PolicyDocument, subject: &str) -> ConsentEvent
         0 | 1 => {
             let births =
                 ["2012-02-29", "2016-02-29", "2010-02-28", "2010-03-01", "2008-02-29", "1990-05-05", "2011-06-15"];
-            let birth = || NaiveDate::parse_from_str(births[0], "%Y-%m-%d").unwrap();
-            let _ = birth;
-            let birth_date = NaiveDate::parse_from_str(&rng.pick(&births), "%Y-%m-%d").unwrap();
+            let birth_date = NaiveDate::parse_from_str(rng.pick(&births), "%Y-%m-%d").unwrap();
             let age = rng.range(0, 25) as u16;
             let (birth_date, age) = match rng.below(10) {
                 0..=3 => (Some(birth_date), None),
@@ -552,7 +550,7 @@ fn attribute(case: &Case, index: usize) -> Option<&'static str> {
     let subject = case.asks[index].request.subject.to_string();
     let t = case.asks[index].t;
     type Neutralize = fn(&mut Case, usize, &str, DateTime<Utc>);
-    let points: [(&'static str, Neutralize); 7] = [
+    let points: [(&'static str, Neutralize); 8] = [
         ("S4 a request's own at moves the check", |c, i, _, _| c.asks[i].request.at = None),
         ("S4 empty session or future collected_at", |c, i, _, t| {
             let r = &mut c.asks[i].request;
@@ -574,7 +572,10 @@ fn attribute(case: &Case, index: usize) -> Option<&'static str> {
                 at: Some(base()),
             }));
         }),
-        ("S2 age facts (ages, birth dates, erasure as minor)", |c, _, s, _| {
+        ("S2 an erased subject is a minor at every time", |c, _, s, _| {
+            c.events.retain(|e| !(e.subject() == s && matches!(e, ConsentEvent::Erase(_))));
+        }),
+        ("S2 age facts (29 February, youngest wins, silence forgets nothing)", |c, _, s, _| {
             c.events.retain(|e| !(e.subject() == s && matches!(e, ConsentEvent::Subject(_) | ConsentEvent::Erase(_))));
         }),
         ("S6 scope recipients", |c, _, s, _| {
@@ -620,14 +621,17 @@ fn attribute(case: &Case, index: usize) -> Option<&'static str> {
             return Some(name);
         }
     }
+    // Several points at once: every change together.
+    let mut changed = case.clone();
+    for (_, neutralize) in points {
+        neutralize(&mut changed, index, &subject, t);
+    }
+    if agrees(&changed, index) {
+        return Some("several settled points at once (S2/S4/S5/S6/S8)");
+    }
     // Points that no change of the input neutralises: named by what the request involves.
     let tags = tags(case, &case.asks[index]);
-    for point in ["S3 purpose with children", "S1 parent of a sensitive category"] {
-        if tags.contains(&point) {
-            return Some(point);
-        }
-    }
-    None
+    ["S3 purpose with children", "S1 parent of a sensitive category"].into_iter().find(|point| tags.contains(point))
 }
 
 /// What a request involves, for disagreements no single change explains.

@@ -303,7 +303,8 @@ pub fn decide(
 
     // 1. Erasure at or before t; compliance purposes on a non-consent basis survive it.
     let erased = events.iter().any(|e| matches!(e, ConsentEvent::Erase(x) if x.at <= t));
-    if erased && !(under(purpose, "compliance") && !is_consent) {
+    let survives_erasure = under(purpose, "compliance") && !is_consent;
+    if erased && !survives_erasure {
         return verdict("subject_erased");
     }
 
@@ -524,7 +525,7 @@ fn transfer_grant(context: &Context<'_>, events: &[ConsentEvent], leaves: &[Stri
     for leaf in leaves {
         let (grants, _) = live_grants(events, leaf, context.t);
         let ok = grants.iter().any(|g| {
-            !g.expires_at.is_some_and(|e| e <= context.t)
+            g.expires_at.is_none_or(|e| e > context.t)
                 && in_scope(context, g.scope.as_ref())
                 && transfer_ok(context, g.level, g.scope.as_ref())
         });
