@@ -13,7 +13,8 @@
 //! - `cargo test --all-features --test differential` runs a few thousand cases.
 //! - `cargo test --release --all-features --test differential -- --ignored` runs the
 //!   long form (at least 1,000,000 cases); `DIFF_CASES=N` sets the number of cases of
-//!   either form.
+//!   either form, `DIFF_SEED=S` replays the generated case of seed S (printed in the
+//!   report, `target/tmp/differential-report.md`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -784,7 +785,10 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
         clock.set(ask.t);
         let checked = guard.check(&ask.request);
         let check = (checked.code().as_str().to_owned(), checked.allowed());
-        let prepared_access = guard.prepare(&ask.request);
+        // The template's own subject is not used: make it another one.
+        let mut template = ask.request.clone();
+        template.subject = "template-subject".into();
+        let prepared_access = guard.prepare(&template);
         let prepared_decision = prepared_access.check(&ask.request.subject);
         let prepared = (prepared_decision.code().as_str().to_owned(), prepared_decision.allowed());
         let verdict = reference::decide(&case.doc, &accepted, &ask.request, ask.t);
@@ -985,12 +989,19 @@ const REQUESTS_PER_CASE: usize = 16;
 /// history) and returns one minimised reproducer per kind of disagreement, with
 /// its count.
 fn differential(cases: u64) -> BTreeMap<String, (u64, String)> {
-    let policies = cases.div_ceil(REQUESTS_PER_CASE as u64).max(1);
+    let replaying = std::env::var("DIFF_SEED").is_ok();
+    let policies = if replaying { 1 } else { cases.div_ceil(REQUESTS_PER_CASE as u64).max(1) };
     let mut runner = TestRunner::new(Config { cases: policies as u32, failure_persistence: None, ..Config::default() });
     let found = std::cell::RefCell::new(BTreeMap::<String, (u64, String)>::new());
     let coverage = std::cell::RefCell::new(BTreeMap::<&'static str, u64>::new());
     let started = std::time::Instant::now();
-    let result = runner.run(&any::<u64>(), |seed| {
+    // DIFF_SEED=<seed> replays the one generated case of a report.
+    let replay = std::env::var("DIFF_SEED").ok().and_then(|v| v.parse::<u64>().ok());
+    let strategy = match replay {
+        Some(seed) => Just(seed).boxed(),
+        None => any::<u64>().boxed(),
+    };
+    let result = runner.run(&strategy, |seed| {
         let case = gen_case(seed, REQUESTS_PER_CASE);
         let codes = COUNTING.with(|c| c.borrow_mut().replace(BTreeMap::new()));
         let outcome = run(&case);
