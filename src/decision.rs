@@ -28,6 +28,10 @@ pub enum ReasonCode {
     DeidentifiedExempt,
     /// The policy does not permit this purpose at all (deny by default).
     NoRule,
+    /// The request names a purpose with children that different rules govern (or that
+    /// no rule governs): no single clause can decide it, so the request must name the
+    /// specific purpose (a code this crate adds to the vocabulary's).
+    PurposeTooBroad,
     /// A category the rule does not cover.
     CategoryNotPermitted,
     /// An action the rule does not permit.
@@ -69,11 +73,12 @@ pub enum ReasonCode {
 
 impl ReasonCode {
     /// Every code, allow codes first.
-    pub const ALL: [ReasonCode; 22] = [
+    pub const ALL: [ReasonCode; 23] = [
         ReasonCode::ConsentGiven,
         ReasonCode::LegalBasis,
         ReasonCode::DeidentifiedExempt,
         ReasonCode::NoRule,
+        ReasonCode::PurposeTooBroad,
         ReasonCode::CategoryNotPermitted,
         ReasonCode::ActionNotPermitted,
         ReasonCode::RecipientNotPermitted,
@@ -107,6 +112,7 @@ impl ReasonCode {
             ReasonCode::LegalBasis => "legal_basis",
             ReasonCode::DeidentifiedExempt => "deidentified_exempt",
             ReasonCode::NoRule => "no_rule",
+            ReasonCode::PurposeTooBroad => "purpose_too_broad",
             ReasonCode::CategoryNotPermitted => "category_not_permitted",
             ReasonCode::ActionNotPermitted => "action_not_permitted",
             ReasonCode::RecipientNotPermitted => "recipient_not_permitted",
@@ -190,6 +196,8 @@ pub struct Decision<'a> {
     /// The time decided for, in milliseconds since the Unix epoch: the calendar form is
     /// built only when asked for.
     pub(crate) at: i64,
+    /// Decided at a time the caller chose, not at the guard's clock.
+    pub(crate) what_if: bool,
     pub(crate) facts: Facts<'a>,
     pub(crate) detail: Detail<'a>,
 }
@@ -224,6 +232,15 @@ impl<'a> Decision<'a> {
     #[inline]
     pub fn allowed(&self) -> bool {
         self.code.is_allow()
+    }
+
+    /// Whether the decision answers "what would have been decided at this time?"
+    /// rather than deciding an access now ([`Guard::what_if`](crate::Guard::what_if),
+    /// or a dry run at the request's own time). A what-if is an answer about another
+    /// time: never act on it as a permission for an access now.
+    #[inline]
+    pub fn is_what_if(&self) -> bool {
+        self.what_if
     }
 
     /// The reason code.
@@ -338,6 +355,9 @@ impl<'a> Decision<'a> {
                 format!("{purpose} on de-identified data needs no consent ({clause})")
             }
             (ReasonCode::NoRule, _) => format!("the policy has no rule permitting {purpose}"),
+            (ReasonCode::PurposeTooBroad, _) => {
+                format!("{purpose} has children that other rules govern: name the specific purpose ({clause})")
+            }
             (ReasonCode::CategoryNotPermitted, _) => format!("{clause} does not permit {item} data for {purpose}"),
             (ReasonCode::ActionNotPermitted, _) => format!("{clause} does not permit the action {item} for {purpose}"),
             (ReasonCode::RecipientNotPermitted, _) => {
@@ -428,6 +448,7 @@ impl<'a> Decision<'a> {
             code: self.code,
             basis: self.basis,
             at: self.at,
+            what_if: self.what_if,
             facts: Facts::Owned(facts),
             detail: self.detail.into_owned(),
         }
@@ -444,6 +465,7 @@ impl PartialEq for Decision<'_> {
             && self.subject() == other.subject()
             && self.purpose() == other.purpose()
             && self.at == other.at
+            && self.what_if == other.what_if
             && self.message() == other.message()
     }
 }
@@ -460,6 +482,7 @@ impl fmt::Debug for Decision<'_> {
             .field("purpose", self.purpose())
             .field("subject", &"<redacted>")
             .field("at", &self.at())
+            .field("what_if", &self.what_if)
             .finish()
     }
 }
@@ -483,6 +506,9 @@ struct DecisionJson<'a> {
     subject: Cow<'a, str>,
     purpose: Purpose,
     at: DateTime<Utc>,
+    /// Present (and true) only on a what-if: the answer about another time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    what_if: bool,
 }
 
 impl Serialize for Decision<'_> {
@@ -498,6 +524,7 @@ impl Serialize for Decision<'_> {
             subject: Cow::Borrowed(self.subject()),
             purpose: self.purpose().clone(),
             at: self.at(),
+            what_if: self.what_if,
         }
         .serialize(serializer)
     }
@@ -521,6 +548,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Decision<'a> {
             code: json.code,
             basis: json.basis,
             at: json.at.timestamp_millis(),
+            what_if: json.what_if,
             facts: Facts::Owned(Box::new(OwnedFacts {
                 clause: json.clause.map(Cow::into_owned),
                 policy: json.policy.into_owned(),

@@ -328,12 +328,44 @@ impl Guard {
         }
     }
 
-    /// Decides one request and hands the audit record to the sink. A denial is a
-    /// value; if the audit sink fails, an allow becomes a denial with code
-    /// `audit_unavailable`.
+    /// Decides one request now, at the guard's clock, and hands the audit record to the
+    /// sink. A denial is a value; if the audit sink fails, an allow becomes a denial
+    /// with code `audit_unavailable`.
+    ///
+    /// The request's own `at` does not change the time decided for: a caller who asks
+    /// about the past must not get a present-day allow from consent that has since been
+    /// withdrawn. Questions about another time are [`Guard::what_if`].
     #[inline]
     pub fn check<'a>(&'a self, request: &'a AccessRequest<'_>) -> Decision<'a> {
-        let mut decision = self.decide(request);
+        let mut decision = self.decide_at(request, self.clock.now_millis(), false);
+        self.hand_to_sink(request, &mut decision);
+        decision
+    }
+
+    /// Answers what would have been decided for `request` at `at` (a replay, or a
+    /// question about the future), and audits it as such: the decision is marked
+    /// [`Decision::is_what_if`], in its JSON (`"what_if": true`) and in the audit
+    /// record. It is an answer about another time, never a permission for an access
+    /// now; sealed data ([`crate::sealed`]) opens only on [`Guard::check`].
+    ///
+    /// ```
+    /// use consent_guard::{AccessRequest, ConsentEvent, DataCategory, Deidentification, Guard, Policy, Purpose};
+    ///
+    /// let guard = Guard::new(Policy::from_toml_file("examples/policies/exmo.toml")?);
+    /// let grant = r#"{"type":"grant","subject":"u1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#;
+    /// let withdraw = r#"{"type":"withdraw","subject":"u1","purposes":["ai_training"],"at":"2026-02-01T00:00:00Z"}"#;
+    /// for line in [grant, withdraw] {
+    ///     guard.record(&serde_json::from_str::<ConsentEvent>(line)?)?;
+    /// }
+    /// let training = AccessRequest::new("u1", Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG][..])
+    ///     .deidentification(Deidentification::Anonymized);
+    /// let january = guard.what_if(&training, "2026-01-15T00:00:00Z".parse()?);
+    /// assert!(january.allowed() && january.is_what_if());
+    /// assert!(!guard.check(&training).allowed(), "withdrawn since");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn what_if<'a>(&'a self, request: &'a AccessRequest<'_>, at: chrono::DateTime<chrono::Utc>) -> Decision<'a> {
+        let mut decision = self.decide_at(request, at.timestamp_millis(), true);
         self.hand_to_sink(request, &mut decision);
         decision
     }
@@ -348,13 +380,18 @@ impl Guard {
     }
 
     /// Decides one request without auditing it: for dry runs (`explain`, tests of a
-    /// policy), never for real access.
+    /// policy), never for real access. It decides at the request's `at` when it names
+    /// one (a what-if, marked as such), else at the guard's clock.
     #[inline]
     pub fn decide<'a>(&'a self, request: &'a AccessRequest<'_>) -> Decision<'a> {
-        let at = match request.at {
-            Some(at) => at.timestamp_millis(),
-            None => self.clock.now_millis(),
-        };
+        match request.at {
+            Some(at) => self.decide_at(request, at.timestamp_millis(), true),
+            None => self.decide_at(request, self.clock.now_millis(), false),
+        }
+    }
+
+    #[inline]
+    fn decide_at<'a>(&'a self, request: &'a AccessRequest<'_>, at: i64, what_if: bool) -> Decision<'a> {
         let plan = Plan::new(&self.policy, request);
         let (verdict, basis) = plan::decide(plan.as_ref(), &self.state, &request.subject, at);
         let rule = plan.map(|plan| plan.index);
@@ -362,6 +399,7 @@ impl Guard {
             code: verdict.code,
             basis,
             at,
+            what_if,
             facts: Facts::Checked { policy: &self.policy, rule, request },
             detail: verdict.detail,
         }
@@ -413,8 +451,13 @@ impl Guard {
                         ))
                     }
                     (Some(date), None) => Some(date),
-                    // The youngest the subject can be: fail closed on who is a minor.
-                    (None, Some(age)) => stated_at.date_naive().with_year(stated_at.year() - i32::from(age)),
+                    // The youngest the subject can be: fail closed on who is a minor. A
+                    // day that does not exist that year (29 February) is the last day
+                    // of its month, still the youngest.
+                    (None, Some(age)) => {
+                        let birth = stated_at.date_naive().checked_sub_months(chrono::Months::new(u32::from(age) * 12));
+                        Some(birth.ok_or_else(|| EventError::Inconsistent(format!("age {age} is out of range")))?)
+                    }
                     (None, None) => None,
                 };
                 let adult_from = match (birth, policy.minors.under) {
@@ -429,6 +472,15 @@ impl Guard {
                     Some(text) => PolicyVersion::parse(text).map_err(EventError::Version)?,
                     None => policy.version,
                 };
+                // A grant under a version this policy does not know yet cannot be read
+                // as consent to it: it would never need reconsent.
+                if version > policy.version {
+                    return Err(EventError::Version(format!(
+                        "the grant names policy version {}, later than the enforced version {}",
+                        grant.policy_version.as_deref().unwrap_or_default(),
+                        policy.version()
+                    )));
+                }
                 let expires_at = grant.expires_at.map_or(i64::MAX, |t| t.timestamp_millis());
                 if expires_at <= grant.at.timestamp_millis() {
                     return Err(EventError::Inconsistent("`expires_at` is not after `at`".into()));
@@ -440,17 +492,21 @@ impl Guard {
                             return Err(EventError::UnknownCategory(unknown.to_string()));
                         }
                         let mut recipients = 0u64;
+                        let mut recipient_kinds = crate::request::RecipientKinds::empty();
                         for name in &scope.recipients {
                             // A recipient the policy does not declare can match no
                             // request; it is kept out of the mask, not an error, so
                             // that old grants survive a recipient's removal.
-                            if let Some(index) = policy.recipient_index(name) {
+                            if let Some(kind) = crate::request::RecipientKind::from_name(name) {
+                                recipient_kinds |= kind.flag();
+                            } else if let Some(index) = policy.recipient_index(name) {
                                 recipients |= 1u64 << (index % 64);
                             }
                         }
                         Some(Box::new(ScopeMask {
                             recipients_limited: !scope.recipients.is_empty(),
                             recipients,
+                            recipient_kinds,
                             regions: scope.regions.clone(),
                             categories: policy.category_mask_of(&scope.categories).unwrap_or(0),
                         }))
@@ -486,10 +542,14 @@ impl fmt::Debug for Guard {
     }
 }
 
-/// Midnight UTC of the day the subject turns `age`.
+/// Midnight UTC of the day the subject turns `age`. Someone born on 29 February comes
+/// of age on 1 March in a year without one: in doubt, the younger age holds.
 fn coming_of_age(birth: NaiveDate, age: u8) -> i64 {
-    let date = birth.checked_add_months(chrono::Months::new(u32::from(age) * 12)).unwrap_or(NaiveDate::MAX);
-    date.and_hms_opt(0, 0, 0).map_or(i64::MAX, |t| t.and_utc().timestamp_millis())
+    let year = birth.year().checked_add(i32::from(age));
+    let date = year.and_then(|year| {
+        NaiveDate::from_ymd_opt(year, birth.month(), birth.day()).or_else(|| NaiveDate::from_ymd_opt(year, 3, 1))
+    });
+    date.and_then(|date| date.and_hms_opt(0, 0, 0)).map_or(i64::MAX, |t| t.and_utc().timestamp_millis())
 }
 
 #[cfg(test)]

@@ -45,7 +45,13 @@ pub struct Policy {
     pub(crate) storage_regions: Vec<Region>,
     pub(crate) purposes: Tree,
     pub(crate) categories: Tree,
-    pub(crate) sensitive: u128,
+    /// Categories that are sensitive or may contain sensitive children (up-closed).
+    pub(crate) may_be_sensitive: u128,
+    /// Purposes without children.
+    pub(crate) leaf_purposes: u128,
+    /// Purposes with a child governed by another rule (or none): a request for one is
+    /// `purpose_too_broad`.
+    pub(crate) too_broad: u128,
     /// The `compliance` subtree of purposes: it survives erasure on a non-consent basis.
     pub(crate) compliance: u128,
     pub(crate) minors: Minors,
@@ -113,6 +119,8 @@ pub(crate) struct Rule {
     pub(crate) basis: LegalBasis,
     pub(crate) level: ConsentLevel,
     pub(crate) opt_out: bool,
+    /// Opt-out consent is deemed only for subjects the guard knows.
+    pub(crate) known_subject: bool,
     /// Down-closed mask of permitted categories.
     pub(crate) categories: u128,
     pub(crate) actions: Actions,
@@ -216,11 +224,13 @@ impl Policy {
         self.categories.index(&category.0).is_some()
     }
 
-    /// Whether a category is sensitive under this policy.
+    /// Whether a category is sensitive under this policy, or may contain sensitive data:
+    /// a category stands for its subtree, so `location` is sensitive because
+    /// `location.precise` is.
     pub fn is_sensitive(&self, category: &DataCategory) -> bool {
         self.categories
             .index(&category.0)
-            .is_some_and(|i| self.sensitive & (1u128 << (i % crate::name::MAX_NODES)) != 0)
+            .is_some_and(|i| self.may_be_sensitive & (1u128 << (i % crate::name::MAX_NODES)) != 0)
     }
 
     /// The purposes and categories the policy declares beyond the built-in ones.

@@ -455,13 +455,12 @@ pub struct Access<'a> {
     pub signals: Signals,
     /// The session the access is made in, for `retention = "session"` rules.
     pub session: Option<Cow<'a, str>>,
-    /// The time of the access; the guard's clock when absent.
-    pub at: Option<DateTime<Utc>>,
 }
 
 impl<'a> Access<'a> {
     /// An access for a purpose: action `use`, first party, home region, no signals, no
-    /// session, now.
+    /// session. Sealed data opens only on a decision made now, at the guard's clock:
+    /// an access has no time of its own.
     ///
     /// ```
     /// use consent_guard::sealed::Access;
@@ -478,7 +477,6 @@ impl<'a> Access<'a> {
             region: None,
             signals: Signals::default(),
             session: None,
-            at: None,
         }
     }
 
@@ -557,21 +555,6 @@ impl<'a> Access<'a> {
         self
     }
 
-    /// Sets the time of the access (otherwise the guard's clock decides).
-    ///
-    /// ```
-    /// use consent_guard::sealed::Access;
-    /// use consent_guard::Purpose;
-    ///
-    /// let at = chrono::Utc::now();
-    /// assert_eq!(Access::new(Purpose::SERVICE_CORE).at(at).at, Some(at));
-    /// ```
-    #[must_use]
-    pub fn at(mut self, at: DateTime<Utc>) -> Self {
-        self.at = Some(at);
-        self
-    }
-
     /// The request the guard decides for one record: everything borrowed from the
     /// record and the access, so that building it allocates nothing.
     fn request<'r>(&'r self, tags: &'r Tags) -> AccessRequest<'r> {
@@ -589,7 +572,6 @@ impl<'a> Access<'a> {
         .collected(tags.collected_at, tags.session.as_deref().map(Cow::Borrowed));
         request.region = self.region;
         request.session = self.session.as_deref().map(Cow::Borrowed);
-        request.at = self.at;
         request
     }
 }

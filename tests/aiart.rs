@@ -38,10 +38,10 @@ fn personalised_recommendation_is_opt_out() {
         "consent_given",
         "aiart.recommendation",
     );
-    // Opt-out needs a subject the guard knows: a stranger has consented to nothing.
+    // Opt-out: nobody has opted out who never said anything, known to the guard or not.
     s.expect_clause(
         r#"{"subject":"stranger","purpose":"personalization.recommendation","categories":["behavior.log"]}"#,
-        "consent_missing",
+        "consent_given",
         "aiart.recommendation",
     );
 }
@@ -85,7 +85,7 @@ fn personalised_advertising_and_portraits_are_opt_out() {
     );
     // The switch is about personalisation only: the core service goes on.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.core","categories":["content.upload"]}"#,
+        r#"{"subject":"u1","purpose":"service.core.audio","categories":["content.upload"]}"#,
         "legal_basis",
         "aiart.core",
     );
@@ -130,7 +130,7 @@ fn sharing_with_third_parties_needs_separate_consent() {
     s.expect_clause(&phone_to_marketer("u4"), "consent_given", "aiart.marketing");
     // The contract-based core service never shares with independent third parties.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.core","action":"share","categories":["content.upload"],"recipient":{"kind":"third_party"}}"#,
+        r#"{"subject":"u1","purpose":"service.core.audio","action":"share","categories":["content.upload"],"recipient":{"kind":"third_party"}}"#,
         "recipient_not_permitted",
         "aiart.core",
     );
@@ -161,12 +161,12 @@ fn payment_and_push_partners_only_receive_data_for_their_purpose() {
     );
     // The core service may use processors, but not the payment institutions.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.core","action":"share","categories":["content.upload"],"recipient":{"kind":"processor","name":"alipay"}}"#,
+        r#"{"subject":"u1","purpose":"service.core.audio","action":"share","categories":["content.upload"],"recipient":{"kind":"processor","name":"alipay"}}"#,
         "recipient_not_permitted",
         "aiart.core",
     );
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.core","action":"share","categories":["content.upload"],"recipient":{"kind":"processor"}}"#,
+        r#"{"subject":"u1","purpose":"service.core.audio","action":"share","categories":["content.upload"],"recipient":{"kind":"processor"}}"#,
         "legal_basis",
         "aiart.core",
     );
@@ -212,18 +212,18 @@ fn personal_information_is_stored_in_china() {
     );
     // Generation content may leave China only with a separate consent naming the region.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.core","action":"store","categories":["content.generated"],"region":"US"}"#,
+        r#"{"subject":"u1","purpose":"service.core.audio","action":"store","categories":["content.generated"],"region":"US"}"#,
         "separate_consent_required",
         "aiart.core",
     );
     s.expect_clause(
-        r#"{"subject":"u2","purpose":"service.core","action":"store","categories":["content.generated"],"region":"US"}"#,
+        r#"{"subject":"u2","purpose":"service.core.audio","action":"store","categories":["content.generated"],"region":"US"}"#,
         "legal_basis",
         "aiart.core",
     );
     // u2's consent names the US, not Singapore.
     s.expect_clause(
-        r#"{"subject":"u2","purpose":"service.core","action":"store","categories":["content.generated"],"region":"SG"}"#,
+        r#"{"subject":"u2","purpose":"service.core.audio","action":"store","categories":["content.generated"],"region":"SG"}"#,
         "separate_consent_required",
         "aiart.core",
     );
@@ -278,7 +278,7 @@ fn face_feature_points_are_used_only_during_the_session_and_never_kept() {
     s.expect_clause(&face("share", "s1"), "action_not_permitted", "aiart.face_points");
     // Face data has no place in any other purpose.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.core","action":"store","categories":["biometric.face"]}"#,
+        r#"{"subject":"u1","purpose":"service.core.audio","action":"store","categories":["biometric.face"]}"#,
         "category_not_permitted",
         "aiart.core",
     );
@@ -292,19 +292,19 @@ fn uploaded_photos_are_kept_only_for_the_synthesis_session() {
     let s = Scenario::new("aiart").events(ADULT);
     let photo = |action: &str, session: &str| {
         format!(
-            r#"{{"subject":"u1","purpose":"service.upload_processing","action":"{action}","categories":["content.upload"],"collected_at":"2026-05-31T23:50:00Z","collected_session":"s1","session":"{session}"}}"#
+            r#"{{"subject":"u1","purpose":"service.upload_processing.photo_synthesis","action":"{action}","categories":["content.upload"],"collected_at":"2026-05-31T23:50:00Z","collected_session":"s1","session":"{session}"}}"#
         )
     };
     s.expect_clause(&photo("store", "s1"), "legal_basis", "aiart.face_upload");
     s.expect_clause(&photo("store", "s2"), "retention_expired", "aiart.face_upload");
     s.expect_clause(&photo("collect", "s2"), "legal_basis", "aiart.face_upload");
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.upload_processing","action":"share","categories":["content.upload"],"recipient":{"kind":"third_party"},"collected_session":"s1","session":"s1"}"#,
+        r#"{"subject":"u1","purpose":"service.upload_processing.photo_synthesis","action":"share","categories":["content.upload"],"recipient":{"kind":"third_party"},"collected_session":"s1","session":"s1"}"#,
         "action_not_permitted",
         "aiart.face_upload",
     );
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.upload_processing","action":"store","categories":["content.upload"],"region":"US","collected_session":"s1","session":"s1"}"#,
+        r#"{"subject":"u1","purpose":"service.upload_processing.photo_synthesis","action":"store","categories":["content.upload"],"region":"US","collected_session":"s1","session":"s1"}"#,
         "region_not_permitted",
         "aiart.face_upload",
     );
@@ -323,12 +323,12 @@ fn cancelled_accounts_keep_only_legal_duties() {
         "#,
     );
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.core","categories":["content.generated"],"at":"2026-02-01T00:00:00Z"}"#,
+        r#"{"subject":"u1","purpose":"service.core.audio","categories":["content.generated"],"at":"2026-02-01T00:00:00Z"}"#,
         "legal_basis",
         "aiart.core",
     );
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.core","categories":["content.generated"]}"#,
+        r#"{"subject":"u1","purpose":"service.core.audio","categories":["content.generated"]}"#,
         "subject_erased",
         "aiart.core",
     );
@@ -424,7 +424,7 @@ fn analysis_partners_receive_only_statistical_data() {
     );
     // The partner is not a general processor for the core service.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.core","action":"share","categories":["device.info"],"recipient":{"kind":"processor","name":"analytics_service"},"deidentification":"pseudonymized"}"#,
+        r#"{"subject":"u1","purpose":"service.core.audio","action":"share","categories":["device.info"],"recipient":{"kind":"processor","name":"analytics_service"},"deidentification":"pseudonymized"}"#,
         "recipient_not_permitted",
         "aiart.core",
     );
@@ -445,7 +445,7 @@ fn one_click_and_third_party_login_are_opt_in() {
     );
     // Ordinary login with the mobile number is part of the contract.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"account.login","categories":["contact.phone"]}"#,
+        r#"{"subject":"u1","purpose":"account.login.mobile","categories":["contact.phone"]}"#,
         "legal_basis",
         "aiart.login",
     );
@@ -457,7 +457,7 @@ fn one_click_and_third_party_login_are_opt_in() {
     s.expect_clause(&one_click("u3"), "consent_given", "aiart.login_one_click");
     // Data from the third-party platform needs the authorization.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"account.login","categories":["account.third_party"]}"#,
+        r#"{"subject":"u1","purpose":"account.login.mobile","categories":["account.third_party"]}"#,
         "category_not_permitted",
         "aiart.login",
     );
@@ -496,7 +496,7 @@ fn closing_a_permission_stops_call_recording_from_then_on() {
     s.expect_clause(&contacts("u3", "2026-06-01T00:00:00Z"), "consent_given", "aiart.call_recording");
     // Without the permission, the rest of the core service is unaffected.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.core","categories":["content.upload"]}"#,
+        r#"{"subject":"u1","purpose":"service.core.audio","categories":["content.upload"]}"#,
         "legal_basis",
         "aiart.core",
     );
@@ -571,10 +571,11 @@ fn security_processing_needs_no_consent_but_stays_within_security() {
         "recipient_not_permitted",
         "aiart.security",
     );
-    // The same identifiers for advertising need (at least opt-out) consent.
+    // The same identifiers for advertising go by the advertising clause (opt-out: on
+    // until the subject turns it off).
     s.expect_clause(
         r#"{"subject":"stranger","purpose":"advertising.personalized","categories":["device.identifier"]}"#,
-        "consent_missing",
+        "consent_given",
         "aiart.advertising_personalized",
     );
 }

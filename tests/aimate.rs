@@ -37,8 +37,8 @@ fn recommendations_are_on_until_withdrawn_but_advertising_is_off_until_granted()
     s.expect_clause(&rec("u1"), "consent_given", "aimate.recommendation");
     // ... until they withdraw (the withdrawal of the parent covers the child).
     s.expect_clause(&rec("u2"), "consent_withdrawn", "aimate.recommendation");
-    // ... and nobody is deemed to have consented before the guard knows them.
-    s.expect_clause(&rec("stranger"), "consent_missing", "aimate.recommendation");
+    // ... and nobody has opted out who never said anything, known to the guard or not.
+    s.expect_clause(&rec("stranger"), "consent_given", "aimate.recommendation");
     // Opt-in: the same known user has no advertising consent until granting it.
     s.expect_clause(&ads("u1"), "consent_missing", "aimate.advertising");
     s.expect_clause(&ads("u2"), "consent_given", "aimate.advertising");

@@ -139,7 +139,9 @@ fn spec_examples() {
         json!({"allowed":false,"code":"separate_consent_required",
             "message":"advertising.personalized needs separate consent; u1 gave explicit consent on 2026-01-02",
             "basis":null,"clause":"exmo.advertising_profiling","policy":"exmo","policy_version":"1.0",
-            "subject":"u1","purpose":"advertising.personalized","at":"2026-01-10T00:00:00Z"})
+            "subject":"u1","purpose":"advertising.personalized","at":"2026-01-10T00:00:00Z",
+            // The request names its own time: an answer about then, not an access now.
+            "what_if":true})
     );
     // The fields come in the order of interchange.md.
     let order =

@@ -582,9 +582,12 @@ fn account_deletion_erases_all_but_legal_duties() {
         {"type":"erase","subject":"u1","at":"2026-03-01T00:00:00Z"}
         "#,
     );
+    // Erasure removes the subject's age facts from the store at once, so not even a
+    // question about the time before it can tell a child from an adult any more: it
+    // fails closed, the same before and after a restart.
     s.expect_clause(
         r#"{"subject":"u1","purpose":"personalization.semantic_insights","categories":["behavior.semantic_tags"],"at":"2026-02-01T00:00:00Z"}"#,
-        "consent_given",
+        "guardian_consent_required",
         "exmo.behavior_logs",
     );
     s.expect_clause(

@@ -413,15 +413,17 @@ fn cancelled_account_keeps_only_legal_duties() {
         {"type":"erase","subject":"u1","at":"2026-03-01T00:00:00Z"}
         "#
     ));
-    // Before cancellation the account was served normally.
+    // Cancellation removes the age facts from the store at once: not even a question
+    // about the time before it can tell that u1 was an adult any more, and minors are
+    // not served (fail closed, the same before and after a restart).
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core","categories":["content.prompt"],"at":"2026-02-01T00:00:00Z"}"#,
-        "legal_basis",
+        "minor_not_served",
         "nexacore.generation",
     );
     s.expect_clause(
         r#"{"subject":"u1","purpose":"ai_training.model_training","categories":["content.upload"],"at":"2026-02-01T00:00:00Z"}"#,
-        "consent_given",
+        "minor_not_served",
         "nexacore.training",
     );
     // After it, neither contract, consent nor implied consent reaches the data.

@@ -318,13 +318,15 @@ fn a_withdrawal_during_a_selection_withholds_the_subjects_next_record() {
     assert_eq!((total.kept(), total.withheld()), (6, 6));
 }
 
+/// Sealed data opens only on a decision made now: an access names no time of its own,
+/// so consent given once and withdrawn since cannot be replayed into an opening.
 #[test]
-fn an_access_may_pin_its_time() {
-    let (guard, _, _) = guard(OPTED_IN);
-    let record = anonymous_log("u1", "a");
-    // Before u1 opted in, training on its data was not allowed.
-    let before_opt_in = training().at("2026-01-01T00:00:00Z".parse().unwrap());
-    assert_eq!(guard.open(&record, &before_opt_in).unwrap_err().code(), ReasonCode::ConsentMissing);
-    let decision = guard.open(&record, &training().at(now())).unwrap().decision().clone();
-    assert_eq!(decision.at(), now());
+fn an_opening_is_decided_at_the_guards_clock() {
+    let (guard, _, clock) = guard(OPTED_IN);
+    let log = anonymous_log("u1", "a");
+    let decision = guard.open(&log, &training()).unwrap().decision().clone();
+    assert_eq!((decision.at(), decision.is_what_if()), (now(), false));
+    clock.set(now() + Duration::minutes(1));
+    record(&guard, r#"{"type":"withdraw","subject":"u1","purposes":["ai_training"],"at":"2026-06-01T00:00:30Z"}"#);
+    assert_eq!(guard.open(&log, &training()).unwrap_err().code(), ReasonCode::ConsentWithdrawn);
 }

@@ -147,6 +147,7 @@ struct CompactRecord {
     decision_purpose: Purpose,
     /// Milliseconds since the epoch, as the decision keeps it.
     decided_at: i64,
+    what_if: bool,
     detail: CompactDetail,
     message: OptSpan,
 }
@@ -239,6 +240,7 @@ impl Arenas {
             decision_subject,
             decision_purpose: decision.purpose().clone(),
             decided_at: decision.at,
+            what_if: decision.what_if,
             detail,
             message,
         })
@@ -336,6 +338,7 @@ impl Arenas {
             code: r.code,
             basis: r.basis,
             at: r.decided_at,
+            what_if: r.what_if,
             facts: Facts::Owned(Box::new(OwnedFacts {
                 clause: optional_text(r.clause)?.map(Cow::into_owned),
                 policy: text(r.policy)?.into_owned(),
@@ -373,6 +376,7 @@ mod tests {
             code,
             basis: code.is_allow().then_some(LegalBasis::Consent),
             at: ms(20),
+            what_if: false,
             facts: Facts::Owned(Box::new(OwnedFacts {
                 clause: Some("exmo.ai_training".to_owned()),
                 policy: "exmo".to_owned(),

@@ -391,7 +391,9 @@ fn event_message(error: &EventError) -> String {
     }
 }
 
-/// Decides every request of `input`, writing one decision per line.
+/// Decides every request of `input` at the guard's clock (`--at`, else the present),
+/// writing one decision per line. A request that names its own `at` is a question
+/// about that time: answered (and audited) as a what-if, marked `"what_if": true`.
 fn decide_all(
     guard: &Guard,
     input: impl BufRead,
@@ -404,7 +406,10 @@ fn decide_all(
         let request: AccessRequest<'_> =
             serde_json::from_slice(bytes).map_err(|e| bad(explain_error(bytes, Kind::Request, &e)))?;
         guard.policy().validate_request(&request).map_err(|e| bad(e.to_string()))?;
-        let decision = guard.check(&request);
+        let decision = match request.at {
+            Some(at) => guard.what_if(&request, at),
+            None => guard.check(&request),
+        };
         if decision.code() == ReasonCode::AuditUnavailable {
             *unaudited += 1;
         }

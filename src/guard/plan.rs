@@ -65,6 +65,11 @@ pub(super) struct Plan<'a> {
     requested: u128,
     /// The request's purpose and its ancestors.
     purpose_up: u128,
+    /// The leaf purposes under the request's purpose (itself if it is a leaf): a
+    /// request for a purpose needs consent to each of its children.
+    leaves: u128,
+    /// Another rule (or none) governs a child of the request's purpose.
+    too_broad: bool,
     region: &'a Region,
     /// The region is reachable only as a transfer, which needs separate consent.
     transfer: bool,
@@ -92,6 +97,11 @@ impl<'a> Plan<'a> {
             signal: None,
             requested: 0,
             purpose_up: policy.purposes.up(node),
+            leaves: match policy.purposes.down(node) & policy.leaf_purposes {
+                0 => bit(node),
+                leaves => leaves,
+            },
+            too_broad: policy.too_broad & bit(node) != 0,
             region: request.region.as_ref().unwrap_or(&policy.document.policy.home_region),
             transfer: false,
             recipient: None,
@@ -108,7 +118,7 @@ impl<'a> Plan<'a> {
         };
         let triggers = &policy.separate;
         let recipient = &request.recipient;
-        plan.escalate = (triggers.sensitive && plan.requested & policy.sensitive != 0)
+        plan.escalate = (triggers.sensitive && plan.requested & policy.may_be_sensitive != 0)
             || (triggers.third_party && recipient.kind == RecipientKind::ThirdParty)
             || (triggers.public && (recipient.kind == RecipientKind::Public || request.action == Action::Disclose))
             || (triggers.cross_border && !policy.storage_regions.contains(plan.region));
@@ -175,6 +185,9 @@ impl<'a> Plan<'a> {
     /// The verdict for one subject at `now` (milliseconds).
     #[inline]
     fn run(&self, state: &ConsentState, subject: &str, now: i64) -> Verdict<'a> {
+        if self.too_broad {
+            return deny(ReasonCode::PurposeTooBroad, Detail::None);
+        }
         match state.read(subject, |view| self.with_subject(view, now)) {
             Ok(verdict) => verdict,
             Err(_) if self.compliance => self.with_subject(None, now),
@@ -244,13 +257,16 @@ impl<'a> Plan<'a> {
         }
         match retention.millis() {
             None => {
+                // An empty session names no session: two of them are not one session.
                 let same = match (&request.session, &request.collected_session) {
-                    (Some(now), Some(then)) => now == then,
+                    (Some(now), Some(then)) => !now.is_empty() && now == then,
                     _ => false,
                 };
                 (!same).then(|| deny(ReasonCode::RetentionExpired, Detail::Session))
             }
-            Some(limit) => match request.collected_at.map(|t| t.timestamp_millis()) {
+            // Data collected after the decision time would be fresh forever: the
+            // collection time is not known.
+            Some(limit) => match request.collected_at.map(|t| t.timestamp_millis()).filter(|t| *t <= now) {
                 None => {
                     Some(deny(ReasonCode::RetentionExpired, Detail::Retention { limit: retention, collected: None }))
                 }
@@ -263,7 +279,8 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The subject's consent to the purpose, at the needed level.
+    /// The subject's consent to the purpose, at the needed level: for a purpose with
+    /// children, to each leaf under it (the first leaf that denies decides).
     fn consent(
         &self,
         subject: Option<SubjectView<'_>>,
@@ -272,14 +289,57 @@ impl<'a> Plan<'a> {
         needed: ConsentLevel,
         now: i64,
     ) -> Verdict<'a> {
-        let Some(subject) = subject else { return deny(ReasonCode::ConsentMissing, Detail::None) };
+        if self.leaves & self.leaves.wrapping_sub(1) == 0 {
+            // One leaf: the request's own purpose (or its only descendant leaf, whose
+            // ancestors include the purpose's).
+            let own = self.leaves == 0 || self.leaves & self.purpose_up != 0;
+            let up = if own { self.purpose_up } else { self.up_of(self.leaves) };
+            return self.consent_to(up, subject, minor, transfer, needed, now);
+        }
+        let mut first_allow = None;
+        let mut leaves = self.leaves;
+        while leaves != 0 {
+            let leaf = leaves & leaves.wrapping_neg();
+            leaves &= !leaf;
+            let verdict = self.consent_to(self.up_of(leaf), subject, minor, transfer, needed, now);
+            if !verdict.code.is_allow() {
+                return verdict;
+            }
+            first_allow.get_or_insert(verdict);
+        }
+        first_allow.unwrap_or_else(|| deny(ReasonCode::ConsentMissing, Detail::None))
+    }
+
+    /// A purpose node (given as its bit) and its ancestors.
+    fn up_of(&self, node_bit: u128) -> u128 {
+        self.policy.purposes.up(node_bit.trailing_zeros() as usize)
+    }
+
+    /// The subject's consent to one leaf purpose, given as it and its ancestors.
+    fn consent_to(
+        &self,
+        purpose_up: u128,
+        subject: Option<SubjectView<'_>>,
+        minor: bool,
+        transfer: Option<&'a Region>,
+        needed: ConsentLevel,
+        now: i64,
+    ) -> Verdict<'a> {
         let guardian_needed = minor && !self.policy.minors.not_served;
+        let Some(subject) = subject else {
+            // Nobody has opted out who never said anything, unless the rule deems
+            // consent only for the subjects it knows.
+            if self.rule.known_subject {
+                return deny(ReasonCode::ConsentMissing, Detail::None);
+            }
+            return self.deemed(guardian_needed, transfer, needed);
+        };
         let mut verdict: Option<Verdict<'a>> = None;
         let mut step = |event: &StateEvent| -> ControlFlow<Option<Verdict<'a>>> {
             if event.at > now {
                 return ControlFlow::Break(None);
             }
-            if event.purposes() & self.purpose_up == 0 {
+            if event.purposes() & purpose_up == 0 {
                 return ControlFlow::Continue(());
             }
             if event.is_withdrawal() {
@@ -314,18 +374,21 @@ impl<'a> Plan<'a> {
         }
         match verdict {
             Some(verdict) => verdict,
-            None if self.rule.opt_out && transfer.is_none() => {
-                // Deemed consent: given until withdrawn, but never guardian or
-                // separate consent.
-                if guardian_needed {
-                    deny(ReasonCode::GuardianConsentRequired, Detail::None)
-                } else if needed > self.rule.level {
-                    deny(ReasonCode::SeparateConsentRequired, Detail::Deemed { needed })
-                } else {
-                    Verdict { code: ReasonCode::ConsentGiven, detail: Detail::None }
-                }
-            }
-            None => deny(ReasonCode::ConsentMissing, Detail::None),
+            None => self.deemed(guardian_needed, transfer, needed),
+        }
+    }
+
+    /// The verdict without a covering event: an opt-out rule deems consent given until
+    /// withdrawn, but never guardian or separate consent, and never for a transfer.
+    fn deemed(&self, guardian_needed: bool, transfer: Option<&'a Region>, needed: ConsentLevel) -> Verdict<'a> {
+        if !self.rule.opt_out || transfer.is_some() {
+            deny(ReasonCode::ConsentMissing, Detail::None)
+        } else if guardian_needed {
+            deny(ReasonCode::GuardianConsentRequired, Detail::None)
+        } else if needed > self.rule.level {
+            deny(ReasonCode::SeparateConsentRequired, Detail::Deemed { needed })
+        } else {
+            Verdict { code: ReasonCode::ConsentGiven, detail: Detail::None }
         }
     }
 
@@ -350,9 +413,11 @@ impl<'a> Plan<'a> {
             if !scope.regions.is_empty() && !scope.regions.contains(self.region) {
                 return deny(ReasonCode::ConsentMissing, Detail::Scope("region"));
             }
-            if scope.recipients_limited && self.request.recipient.kind != RecipientKind::FirstParty {
-                let named = self.recipient;
-                if named.is_none_or(|index| scope.recipients & (1u64 << (index % 64)) == 0) {
+            // A scope names exactly what was agreed: listing recipients limits
+            // first-party use too, unless it lists `first_party`.
+            if scope.recipients_limited {
+                let by_name = self.recipient.is_some_and(|index| scope.recipients & (1u64 << (index % 64)) != 0);
+                if !by_name && !scope.recipient_kinds.contains(self.request.recipient.kind.flag()) {
                     return deny(ReasonCode::ConsentMissing, Detail::Scope("recipient"));
                 }
             }

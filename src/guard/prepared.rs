@@ -23,18 +23,11 @@ pub struct PreparedAccess<'g> {
     template: &'g AccessRequest<'g>,
     /// `None`: the policy has no rule for the purpose.
     plan: Option<Plan<'g>>,
-    /// The template's time, in milliseconds, if it names one.
-    at: Option<i64>,
 }
 
 impl<'g> PreparedAccess<'g> {
     pub(super) fn new(guard: &'g Guard, template: &'g AccessRequest<'_>) -> PreparedAccess<'g> {
-        PreparedAccess {
-            guard,
-            template,
-            plan: Plan::new(&guard.policy, template),
-            at: template.at.map(|at| at.timestamp_millis()),
-        }
+        PreparedAccess { guard, template, plan: Plan::new(&guard.policy, template) }
     }
 
     /// The request this access was prepared from (its subject is not used).
@@ -42,11 +35,12 @@ impl<'g> PreparedAccess<'g> {
         self.template
     }
 
-    /// Decides the access for one subject and hands the audit record (the template
-    /// with this subject) to the guard's sink, as [`Guard::check`] does.
+    /// Decides the access for one subject now, at the guard's clock, and hands the
+    /// audit record (the template with this subject) to the guard's sink, as
+    /// [`Guard::check`] does: the template's own `at` does not change the time.
     #[inline]
     pub fn check<'a>(&'a self, subject: &'a str) -> Decision<'a> {
-        let mut decision = self.decide(subject);
+        let mut decision = self.decide_at(subject, self.guard.clock.now_millis(), false);
         // Building the record is the only cost of auditing a sink that discards it.
         if !self.guard.audit_discards {
             self.guard.hand_to_sink(&self.template.for_subject(subject), &mut decision);
@@ -55,18 +49,24 @@ impl<'g> PreparedAccess<'g> {
     }
 
     /// Decides the access for one subject without auditing it: for dry runs, never for
-    /// real access.
+    /// real access. As [`Guard::decide`], at the template's `at` when it names one (a
+    /// what-if), else at the guard's clock.
     #[inline]
     pub fn decide<'a>(&'a self, subject: &'a str) -> Decision<'a> {
-        let at = match self.at {
-            Some(at) => at,
-            None => self.guard.clock.now_millis(),
-        };
+        match self.template.at {
+            Some(at) => self.decide_at(subject, at.timestamp_millis(), true),
+            None => self.decide_at(subject, self.guard.clock.now_millis(), false),
+        }
+    }
+
+    #[inline]
+    fn decide_at<'a>(&'a self, subject: &'a str, at: i64, what_if: bool) -> Decision<'a> {
         let (verdict, basis) = plan::decide(self.plan.as_ref(), &self.guard.state, subject, at);
         Decision {
             code: verdict.code,
             basis,
             at,
+            what_if,
             facts: Facts::Prepared { access: self, subject },
             detail: verdict.detail,
         }

@@ -134,13 +134,31 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
         return Err(problems.0);
     }
     let compliance = purposes.index(&Purpose::COMPLIANCE.0).map_or(0, |node| purposes.down(node));
+    // A category stands for its whole subtree, so one that may contain sensitive data
+    // is sensitive: `location` because of `location.precise`.
+    let may_be_sensitive = (0..categories.len())
+        .filter(|&node| categories.down(node) & sensitive != 0)
+        .fold(sensitive, |mask, node| mask | bit(node));
+    let leaf_purposes =
+        (0..purposes.len()).filter(|&node| purposes.down(node) == bit(node)).fold(0u128, |mask, node| mask | bit(node));
+    // A request for a purpose covers its children: when another rule (or none) governs
+    // one of them, no single clause can decide the request.
+    let too_broad = (0..purposes.len())
+        .filter(|&node| {
+            let own = rule_for.get(node).copied().flatten();
+            (0..purposes.len())
+                .any(|other| purposes.down(node) & bit(other) != 0 && rule_for.get(other).copied().flatten() != own)
+        })
+        .fold(0u128, |mask, node| mask | bit(node));
     let policy = Policy {
         compliance,
+        may_be_sensitive,
+        leaf_purposes,
+        too_broad,
         version,
         storage_regions,
         purposes,
         categories,
-        sensitive,
         minors,
         separate,
         recipients,
@@ -325,6 +343,12 @@ fn compile_rule(
     if !is_consent && rule.default.is_some() {
         problems.error(at(path, &[key("default")]), "only consent rules are opt-in or opt-out");
     }
+    if rule.known_subject.is_some() && !opt_out {
+        problems.error(
+            at(path, &[key("known_subject")]),
+            "only opt-out rules deem consent, so only they can ask for a known subject",
+        );
+    }
     if opt_out && level == ConsentLevel::Separate {
         problems.error(
             at(path, &[key("default")]),
@@ -423,6 +447,10 @@ fn compile_rule(
         }
     };
 
+    if let Some(Err(message)) = rule.retention.map(super::Retention::check_bounds) {
+        problems.error(at(path, &[key("retention")]), message);
+    }
+
     let signals = rule.opt_out_signals.as_deref().unwrap_or(&[]);
     let changed_in = rule.changed_in.as_deref().and_then(|text| match PolicyVersion::parse(text) {
         Ok(v) if v > *version => {
@@ -443,6 +471,7 @@ fn compile_rule(
         basis: rule.basis,
         level,
         opt_out,
+        known_subject: rule.known_subject.unwrap_or(false),
         categories: category_mask,
         actions,
         recipient_kinds,

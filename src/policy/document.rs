@@ -181,15 +181,38 @@ pub enum Retention {
 }
 
 impl Retention {
-    /// The limit in milliseconds, `None` for session retention.
+    /// The longest retention a policy may state, in years: longer limits are an error
+    /// rather than a number that overflows (and no privacy policy keeps data longer).
+    pub const MAX_YEARS: u32 = 1000;
+
+    /// The limit in milliseconds, `None` for session retention. A year counts 365 days.
     pub fn millis(self) -> Option<i64> {
         const HOUR: i64 = 3_600_000;
-        match self {
-            Retention::Session => None,
-            Retention::Hours(n) => Some(i64::from(n) * HOUR),
-            Retention::Days(n) => Some(i64::from(n) * 24 * HOUR),
-            Retention::Years(n) => Some(i64::from(n) * 365 * 24 * HOUR),
+        let hours = match self {
+            Retention::Session => return None,
+            Retention::Hours(n) => i64::from(n),
+            Retention::Days(n) => i64::from(n).saturating_mul(24),
+            Retention::Years(n) => i64::from(n).saturating_mul(365 * 24),
+        };
+        Some(hours.saturating_mul(HOUR))
+    }
+
+    /// Rejects a limit longer than [`Retention::MAX_YEARS`] (a builder can state one
+    /// that the parser would refuse).
+    pub(crate) fn check_bounds(self) -> Result<(), String> {
+        let (n, per_year) = match self {
+            Retention::Session => return Ok(()),
+            Retention::Hours(n) => (n, 365 * 24),
+            Retention::Days(n) => (n, 365),
+            Retention::Years(n) => (n, 1),
+        };
+        if n == 0 {
+            return Err(format!("retention `{self}` must be longer than zero"));
         }
+        if n > Retention::MAX_YEARS * per_year {
+            return Err(format!("retention `{self}` is longer than {} years", Retention::MAX_YEARS));
+        }
+        Ok(())
     }
 }
 
@@ -217,12 +240,14 @@ impl std::str::FromStr for Retention {
         if n == 0 {
             return Err(format!("retention `{s}` must be longer than zero"));
         }
-        match unit {
-            "h" => Ok(Retention::Hours(n)),
-            "d" => Ok(Retention::Days(n)),
-            "y" => Ok(Retention::Years(n)),
-            _ => Err(bad()),
-        }
+        let retention = match unit {
+            "h" => Retention::Hours(n),
+            "d" => Retention::Days(n),
+            "y" => Retention::Years(n),
+            _ => return Err(bad()),
+        };
+        retention.check_bounds()?;
+        Ok(retention)
     }
 }
 
@@ -239,9 +264,11 @@ impl<'de> Deserialize<'de> for Retention {
     }
 }
 
-/// A `[[rule]]` table.
+/// A `[[rule]]` table. Build one with [`RuleDocument::new`] and set the optional
+/// fields: the table grows as the format does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RuleDocument {
     /// The clause it encodes (`exmo.training`); unique.
     pub id: String,
@@ -255,6 +282,11 @@ pub struct RuleDocument {
     /// Consent rules: opt-in (default) or opt-out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<ConsentDefault>,
+    /// Opt-out rules: deem consent only for a subject the guard knows (one with any
+    /// event), as when consent is implied by using the service; by default nobody has
+    /// opted out who never said anything, known or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_subject: Option<bool>,
     /// Which data; each covers its subtree.
     pub categories: Vec<DataCategory>,
     /// Which actions; collect, store, use and delete when absent.
@@ -337,6 +369,7 @@ impl RuleDocument {
             basis,
             level: None,
             default: None,
+            known_subject: None,
             categories,
             actions: None,
             recipients: None,

@@ -57,7 +57,11 @@ impl Scenario {
             .policy()
             .validate_request(&request)
             .unwrap_or_else(|e| panic!("request refused {request_json}: {e}"));
-        let decision = self.guard.check(&request);
+        // A request that names its own time asks what was decided then.
+        let decision = match request.at {
+            Some(at) => self.guard.what_if(&request, at),
+            None => self.guard.check(&request),
+        };
         Outcome {
             allowed: decision.allowed(),
             code: decision.code().to_string(),
