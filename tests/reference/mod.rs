@@ -438,7 +438,9 @@ pub fn decide(
         return transfer_grant(&context, &events, &leaves, allow);
     }
     if rule.anonymized_exempt == Some(true) && request.deidentification.as_str() == "anonymized" {
-        // READING: a transfer still needs its separate grant, as on the other bases.
+        if !ANONYMIZED_EXEMPT_TRANSFER_NEEDS_GRANT {
+            return verdict("deidentified_exempt");
+        }
         return transfer_grant(&context, &events, &leaves, "deidentified_exempt");
     }
     let mut first_allow = None;
@@ -514,22 +516,62 @@ fn transfer_ok(context: &Context<'_>, level: ConsentLevel, scope: Option<&Scope>
         || (level_rank(level) == 2 && scope.is_some_and(|s| s.regions.iter().any(|r| r.as_str() == context.region)))
 }
 
+/// READING R1 (differential.md): an `anonymized_exempt` allow of a transfer still needs
+/// the transfer's separate grant, as the other bases do (`true`), or the exemption
+/// reaches transfers too (`false`).
+pub const ANONYMIZED_EXEMPT_TRANSFER_NEEDS_GRANT: bool = true;
+
+/// READING R2 (differential.md): a transfer on a basis without consent runs the
+/// consent scan of SEMANTICS 9 over the grants covering each leaf, with a transfer
+/// grant's own checks: expired (`consent_expired`), out of scope or not a separate
+/// grant naming the region (`separate_consent_required`), a minor's grant not given
+/// by the guardian (`guardian_consent_required`). The first good grant after the last
+/// withdrawal allows; else the latest such grant's verdict; else `consent_withdrawn`
+/// after a withdrawal; else `separate_consent_required`. With `false`, any failure is
+/// `separate_consent_required` and the guardian is not asked.
+pub const TRANSFER_GRANT_SCAN_CODES: bool = true;
+
+/// A transfer grant's own checks (READING R2).
+fn transfer_grant_verdict(context: &Context<'_>, g: &GrantEvent) -> Option<&'static str> {
+    if g.expires_at.is_some_and(|e| e <= context.t) {
+        return Some("consent_expired");
+    }
+    if !in_scope(context, g.scope.as_ref()) || !transfer_ok(context, g.level, g.scope.as_ref()) {
+        return Some("separate_consent_required");
+    }
+    if context.minor_guardian && !g.by_guardian {
+        return Some("guardian_consent_required");
+    }
+    None
+}
+
 /// Non-consent bases (and anonymized exemptions): allowed, except that a transfer
 /// needs, for every leaf, a live separate grant naming the region.
-/// READING: the grant must also be unexpired and its scope must cover the request;
-/// any failure is `separate_consent_required`.
 fn transfer_grant(context: &Context<'_>, events: &[ConsentEvent], leaves: &[String], allow: &'static str) -> Verdict {
     if !context.transfer {
         return verdict(allow);
     }
     for leaf in leaves {
-        let (grants, _) = live_grants(events, leaf, context.t);
-        let ok = grants.iter().any(|g| {
+        let (grants, withdrawn) = live_grants(events, leaf, context.t);
+        let verdicts: Vec<Option<&'static str>> = grants.iter().map(|g| transfer_grant_verdict(context, g)).collect();
+        if TRANSFER_GRANT_SCAN_CODES {
+            if verdicts.iter().any(Option::is_none) {
+                continue;
+            }
+            if let Some(Some(code)) = verdicts.last() {
+                return verdict(code);
+            }
+            if withdrawn {
+                return verdict("consent_withdrawn");
+            }
+            return verdict("separate_consent_required");
+        }
+        let good = grants.iter().any(|g| {
             g.expires_at.is_none_or(|e| e > context.t)
                 && in_scope(context, g.scope.as_ref())
                 && transfer_ok(context, g.level, g.scope.as_ref())
         });
-        if !ok {
+        if !good {
             return verdict("separate_consent_required");
         }
     }
