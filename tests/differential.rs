@@ -478,8 +478,21 @@ fn gen_request(rng: &mut Rng, doc: &PolicyDocument, events: &[ConsentEvent]) -> 
     } else {
         rng.subset(&all_categories, 2).iter().map(|c| category(c)).collect()
     };
-    let t =
-        if rng.chance(15) && !events.is_empty() { rng.pick(events).at().unwrap_or_else(base) } else { gen_time(rng) };
+    // Boundaries: an event's own time, a grant's expiry.
+    let expiries: Vec<DateTime<Utc>> = events
+        .iter()
+        .filter_map(|e| match e {
+            ConsentEvent::Grant(g) => g.expires_at,
+            _ => None,
+        })
+        .collect();
+    let t = if rng.chance(15) && !events.is_empty() {
+        rng.pick(events).at().unwrap_or_else(base)
+    } else if rng.chance(5) && !expiries.is_empty() {
+        rng.pick(&expiries)
+    } else {
+        gen_time(rng)
+    };
     let subject = if rng.chance(85) { rng.pick(&SUBJECTS[..3]) } else { SUBJECTS[3] };
     let mut request = AccessRequest::new(subject.to_owned(), purpose(&p), categories);
     request.action =
@@ -540,7 +553,12 @@ fn gen_request(rng: &mut Rng, doc: &PolicyDocument, events: &[ConsentEvent]) -> 
         _ => 800 * 24,
     };
     if rng.chance(85) {
-        let back = if rng.chance(75) { rng.range(0, limit_hours) } else { rng.range(-48, 2 * limit_hours + 48) };
+        let back = match rng.below(20) {
+            0 => limit_hours,
+            1 => limit_hours + 1,
+            2..=15 => rng.range(0, limit_hours),
+            _ => rng.range(-48, 2 * limit_hours + 48),
+        };
         request.collected_at = Some(t - Duration::hours(back));
     }
     if rng.chance(60) {
