@@ -889,6 +889,44 @@ categories = ["behavior"]
     }
 
     #[test]
+    fn a_transfer_on_a_basis_without_consent_scans_for_its_grant() {
+        let d = doc(r#"
+[policy]
+name = "case"
+version = "1.0"
+home_region = "CN"
+
+[minors]
+guardian_consent_under = 18
+unknown_age = "minor"
+
+[[rule]]
+id = "login"
+purposes = ["account.login"]
+basis = "contract"
+categories = ["account"]
+regions = ["US"]
+transfer_regions = ["CN"]
+"#);
+        let r = request(Purpose::ACCOUNT_LOGIN, &[DataCategory::ACCOUNT_USERNAME]);
+        let t = "2026-06-01T00:00:00Z";
+        assert_eq!(code(&d, &[], &r, t), "separate_consent_required");
+        let not_by_guardian = events(&[
+            r#"{"type":"grant","subject":"u1","purposes":["account"],"level":"separate","at":"2026-01-01T00:00:00Z","scope":{"regions":["CN"]}}"#,
+        ]);
+        assert_eq!(code(&d, &not_by_guardian, &r, t), "guardian_consent_required");
+        let by_guardian = events(&[
+            r#"{"type":"grant","subject":"u1","purposes":["account"],"level":"separate","by_guardian":true,"at":"2026-01-01T00:00:00Z","scope":{"regions":["CN"]}}"#,
+        ]);
+        assert_eq!(code(&d, &by_guardian, &r, t), "legal_basis");
+        let withdrawn = events(&[
+            r#"{"type":"grant","subject":"u1","purposes":["account"],"level":"separate","by_guardian":true,"at":"2026-01-01T00:00:00Z","scope":{"regions":["CN"]}}"#,
+            r#"{"type":"withdraw","subject":"u1","purposes":["account.login"],"at":"2026-02-01T00:00:00Z"}"#,
+        ]);
+        assert_eq!(code(&d, &withdrawn, &r, t), "consent_withdrawn");
+    }
+
+    #[test]
     fn opt_out_deems_consent_for_unknown_subjects() {
         let d = doc(BASE);
         let r = request(Purpose::PERSONALIZATION_RECOMMENDATION, &[DataCategory::BEHAVIOR_LOG]);
