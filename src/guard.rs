@@ -187,11 +187,11 @@ impl Guard {
             self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
         let last = store.append(events)?;
         let count = events.len() as u64;
-        if applied.through + count == last {
+        if applied.through.checked_add(count) == Some(last) {
             applied.through = last;
         } else {
             // Another process appended in between: its events arrive with the next sync.
-            applied.ahead.extend(last.saturating_sub(count) + 1..=last);
+            applied.ahead.extend(last.saturating_sub(count).saturating_add(1)..=last);
         }
         self.apply(events, changes)
     }
@@ -286,7 +286,7 @@ impl Guard {
             self.apply(&events, changes)?;
             count += positions.len();
             applied.through = last;
-            applied.ahead = applied.ahead.split_off(&(last + 1));
+            applied.ahead = applied.ahead.split_off(&last.saturating_add(1));
         }
     }
 

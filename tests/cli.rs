@@ -330,6 +330,19 @@ fn bad_policy_and_files_exit_2() {
     assert!(text(&output.stderr).contains("not an RFC 3339 time"), "{}", text(&output.stderr));
 }
 
+/// Input lines are bounded: an endless line (`/dev/zero` as a request file) is an error
+/// naming the file and line, not an exhausted memory.
+#[test]
+fn an_overlong_line_is_bad_input() {
+    let long = vec![b' '; (1 << 20) + 10];
+    let (_dir, requests) = temp_file("long.jsonl", &[GOOD_REQUEST.as_bytes(), b"\n", &long].concat());
+    let output = cg().args(["check", "--policy", "examples/policies/exmo.toml"]).arg(&requests).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(&format!("{}:2: the line is longer than 1048576 bytes", requests.display())), "{stderr}");
+    assert_eq!(decisions(&output.stdout).len(), 1, "the decisions before the bad line are delivered");
+}
+
 #[test]
 fn help_documents_the_audit_extension_and_its_limits() {
     let output = cg().args(["check", "--help"]).output().unwrap();

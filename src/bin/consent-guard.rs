@@ -425,9 +425,9 @@ fn lint(paths: &[PathBuf]) -> Result<ExitCode, CliError> {
     let (mut problems, mut unreadable) = (false, false);
     for path in paths {
         let file = display(path);
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                for diagnostic in Policy::lint_toml(&text, &file) {
+        match Policy::lint_file(path) {
+            Ok(diagnostics) => {
+                for diagnostic in diagnostics {
                     problems = true;
                     writeln!(out, "{diagnostic}").map_err(CliError::Output)?;
                 }

@@ -221,7 +221,9 @@ impl<'a> Plan<'a> {
         }
 
         let region = self.region;
-        if rule.basis != LegalBasis::Consent {
+        // An exemption from consent (a basis in law, or anonymized data) is not the
+        // separate grant that a transfer region needs.
+        if rule.basis != LegalBasis::Consent || self.exempt {
             if self.transfer {
                 let verdict = self.consent(subject, minor, Some(region), ConsentLevel::Separate, now);
                 if !verdict.code.is_allow() {
@@ -233,15 +235,12 @@ impl<'a> Plan<'a> {
                     };
                 }
             }
-            let code = if rule.basis == LegalBasis::ResearchDeidentified {
+            let code = if rule.basis == LegalBasis::ResearchDeidentified || self.exempt {
                 ReasonCode::DeidentifiedExempt
             } else {
                 ReasonCode::LegalBasis
             };
             return Verdict { code, detail: Detail::None };
-        }
-        if self.exempt {
-            return Verdict { code: ReasonCode::DeidentifiedExempt, detail: Detail::None };
         }
 
         let escalate = self.escalate || (policy.separate.minor && minor);

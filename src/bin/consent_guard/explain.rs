@@ -130,6 +130,9 @@ fn rule_body(policy: &Policy, rule: &RuleDocument, text: &mut String) {
             let level = rule.effective_level().unwrap_or(ConsentLevel::Separate);
             let default = match rule.default.unwrap_or_default() {
                 ConsentDefault::OptIn => "opt-in (absent until granted)",
+                ConsentDefault::OptOut if rule.known_subject == Some(true) => {
+                    "opt-out (given until withdrawn, to subjects the guard knows)"
+                }
                 ConsentDefault::OptOut => "opt-out (given until withdrawn)",
             };
             let _ = writeln!(text, "  basis: consent, at least {level} consent, {default}");

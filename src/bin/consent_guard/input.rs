@@ -2,7 +2,7 @@
 //! documents spread over several lines, and turning serde's errors into messages that
 //! name the field at fault.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use consent_guard::basis::ConsentLevel;
@@ -24,6 +24,13 @@ pub(crate) enum Kind {
     Event,
 }
 
+/// The longest line a record may take (1 MiB): a longer one is an error naming its file
+/// and line.
+pub(crate) const MAX_RECORD_BYTES: u64 = 1 << 20;
+
+/// The most a pretty-printed input (records spread over lines, read whole) may take.
+pub(crate) const MAX_DOCUMENTS_BYTES: u64 = 64 << 20;
+
 /// Calls `each` with the bytes and the 1-based starting line of every JSON record of
 /// `reader`, blank lines skipped.
 ///
@@ -40,10 +47,19 @@ pub(crate) fn for_each_record(
     let mut line = 0u64;
     loop {
         buffer.clear();
-        if reader.read_until(b'\n', &mut buffer).map_err(read_error)? == 0 {
+        // Never more than one record's worth in memory: `/dev/zero` is not a request.
+        if (&mut reader).take(MAX_RECORD_BYTES + 1).read_until(b'\n', &mut buffer).map_err(read_error)? == 0 {
             return Ok(());
         }
         line += 1;
+        let content = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
+        if content.len() as u64 > MAX_RECORD_BYTES {
+            return Err(CliError::Input {
+                file: file.to_owned(),
+                line,
+                message: format!("the line is longer than {MAX_RECORD_BYTES} bytes, the most a record may take"),
+            });
+        }
         if buffer.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -53,7 +69,17 @@ pub(crate) fn for_each_record(
             // on past the line, read it again as the start of a stream of documents.
             // The syntax check runs only on lines that failed, not on every line.
             Err(CliError::Input { .. }) if ends_early(&buffer) => {
-                reader.read_to_end(&mut buffer).map_err(read_error)?;
+                reader.take(MAX_DOCUMENTS_BYTES).read_to_end(&mut buffer).map_err(read_error)?;
+                if buffer.len() as u64 >= MAX_DOCUMENTS_BYTES {
+                    return Err(CliError::Input {
+                        file: file.to_owned(),
+                        line,
+                        message: format!(
+                            "pretty-printed input is read whole and may take at most {MAX_DOCUMENTS_BYTES} bytes: \
+                             write one record per line (JSON lines) for more"
+                        ),
+                    });
+                }
                 return for_each_document(&buffer, file, line, each);
             }
             Err(e) => return Err(e),
