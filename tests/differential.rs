@@ -265,6 +265,9 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
                 _ => None,
             };
             rule.anonymized_exempt = rng.pick(&[None, None, Some(false), Some(true)]);
+            if rule.default == Some(ConsentDefault::OptOut) {
+                rule.known_subject = rng.pick(&[None, None, Some(false), Some(true)]);
+            }
         }
         if rng.chance(40) {
             rule.actions = Some(rng.subset(&Action::ALL, 4));
@@ -647,6 +650,19 @@ impl Finding {
                     let which = if exempt { "R1 anonymized_exempt transfer" } else { "R2 non-consent transfer" };
                     format!("{which} (reading): check={} reference={}", check.0, reference.0)
                 }
+                Some(point) if point.starts_with("S8") => {
+                    let request = &case.asks[*ask].request;
+                    let rule = reference::rule_for(&case.doc, request.purpose.as_str()).map(|i| &case.doc.rules[i]);
+                    if rule.is_some_and(|r| r.known_subject == Some(true)) {
+                        format!(
+                            "R8 known_subject: a subject known only by events after the decision time (reading): \
+                             check={} reference={}",
+                            check.0, reference.0
+                        )
+                    } else {
+                        point.to_owned()
+                    }
+                }
                 Some(point) => point.to_owned(),
                 None => {
                     let tags = tags(case, &case.asks[*ask]);
@@ -946,6 +962,7 @@ fn shrink(mut case: Case, finding: &Finding) -> Case {
                     r.actions = None;
                     r.deidentification = None;
                     r.anonymized_exempt = None;
+                    r.known_subject = None;
                 }
             },
             |c| {

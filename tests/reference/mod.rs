@@ -531,6 +531,11 @@ pub const ANONYMIZED_EXEMPT_TRANSFER_NEEDS_GRANT: bool = true;
 /// `separate_consent_required` and the guardian is not asked.
 pub const TRANSFER_GRANT_SCAN_CODES: bool = true;
 
+/// READING R8 (differential.md): under `known_subject = true`, a subject is known at
+/// the decision time by an event at or before it (`true`: who appeared only later had
+/// not used the service then), or by any recorded event (`false`).
+pub const KNOWN_BY_EVENTS_UNTIL_DECISION: bool = true;
+
 /// A transfer grant's own checks (READING R2).
 fn transfer_grant_verdict(context: &Context<'_>, g: &GrantEvent) -> Option<&'static str> {
     if g.expires_at.is_some_and(|e| e <= context.t) {
@@ -665,6 +670,11 @@ fn consent_for_leaf(context: &Context<'_>, events: &[ConsentEvent], leaf: &str) 
         // SEMANTICS 8: a transfer never gets deemed consent: as if the rule were
         // opt-in.
         if context.transfer {
+            return verdict("consent_missing");
+        }
+        // `known_subject = true`: only for a subject with some event.
+        let known = events.iter().any(|e| !KNOWN_BY_EVENTS_UNTIL_DECISION || e.at().is_some_and(|at| at <= context.t));
+        if context.rule.known_subject == Some(true) && !known {
             return verdict("consent_missing");
         }
         // Deemed consent at the rule's level, never guardian or separate.
