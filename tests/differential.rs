@@ -619,7 +619,14 @@ enum Finding {
     /// Another form of the question (`what_if`, the dry-run `decide`s) answered
     /// otherwise than the reference at the time it stands for, or marked wrongly as a
     /// what-if.
-    Form { ask: usize, form: &'static str, got: (String, bool, bool), reference: (String, bool, bool) },
+    Form {
+        ask: usize,
+        form: &'static str,
+        got: (String, bool, bool),
+        reference: (String, bool, bool),
+        /// The check of the same request disagrees too (most likely one cause).
+        with_check: bool,
+    },
 }
 
 impl Finding {
@@ -637,8 +644,9 @@ impl Finding {
                     format!("record {} guard_accepts={guard_accepts}", e.kind())
                 }
             }
-            Finding::Form { form, got, reference, .. } => {
-                format!("{form}: got (code, allowed, what_if) = {got:?}, reference {reference:?}")
+            Finding::Form { form, got, reference, with_check, .. } => {
+                let also = if *with_check { " (its check disagrees too: see that class)" } else { "" };
+                format!("{form}: got (code, allowed, what_if) = {got:?}, reference {reference:?}{also}")
             }
             Finding::Decision { ask, check, prepared, reference } => match attribute(case, *ask) {
                 // A reading of the reference: by codes, to see what the fast path does.
@@ -848,7 +856,8 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
             }
         });
         let reference = (verdict.code.to_owned(), verdict.allowed);
-        if check != reference || prepared != reference {
+        let with_check = check != reference || prepared != reference;
+        if with_check {
             findings.push(Finding::Decision { ask: index, check, prepared, reference });
         }
         for (name, decision) in [("check", &checked), ("prepared check", &prepared_decision)] {
@@ -859,6 +868,7 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
                     form: name,
                     got: (decision.code().as_str().to_owned(), decision.allowed(), true),
                     reference: (verdict.code.to_owned(), verdict.allowed, false),
+                    with_check: false,
                 });
             }
         }
@@ -869,7 +879,7 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
             let got = (d.code().as_str().to_owned(), d.allowed(), d.is_what_if());
             let expected = (v.code.to_owned(), v.allowed, what_if);
             if got != expected {
-                findings.push(Finding::Form { ask: index, form: name, got, reference: expected });
+                findings.push(Finding::Form { ask: index, form: name, got, reference: expected, with_check });
             }
         };
         let other = ask.request.at.unwrap_or(ask.t - Duration::days(30));
@@ -1053,16 +1063,31 @@ fn describe(case: &Case, finding: &Finding) -> String {
         text.push('\n');
     }
     text.push_str("```\n");
-    if let Finding::Decision { ask, check, prepared, reference } = finding {
-        let ask = &case.asks[*ask];
+    let ask = match finding {
+        Finding::Decision { ask, .. } | Finding::Form { ask, .. } => Some(*ask),
+        Finding::Record { .. } => None,
+    };
+    if let Some(ask) = ask {
+        let ask = &case.asks[ask];
         text.push_str(&format!(
-            "\nrequest, decided at {} (FixedClock):\n\n```json\n{}\n```\n\ncheck: {:?}, prepared: {:?}, reference: {:?}\n",
+            "\nrequest, decided at {} (FixedClock):\n\n```json\n{}\n```\n",
             ask.t.to_rfc3339(),
             serde_json::to_string(&ask.request).unwrap(),
-            check,
-            prepared,
-            reference
         ));
+    }
+    match finding {
+        Finding::Decision { check, prepared, reference, .. } => {
+            text.push_str(&format!("\ncheck: {check:?}, prepared: {prepared:?}, reference: {reference:?}\n"));
+        }
+        Finding::Form { form, got, reference, .. } => {
+            let at = match *form {
+                "what_if" => "what_if at the request's `at`, else 30 days before the clock",
+                "decide" | "prepared decide" => "at the request's `at`, else the clock",
+                _ => "at the clock",
+            };
+            text.push_str(&format!("\n{form} ({at}): got {got:?}, reference {reference:?} (code, allowed, what_if)\n"));
+        }
+        Finding::Record { .. } => {}
     }
     text
 }
