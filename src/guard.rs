@@ -460,11 +460,12 @@ impl Guard {
                     }
                     (None, None) => None,
                 };
-                let adult_from = match (birth, policy.minors.under) {
-                    (Some(birth), Some(age)) => Some(coming_of_age(birth, age)),
-                    _ => None,
-                };
-                Ok(Change::Attributes { adult_from })
+                let minors = &policy.minors;
+                let at_age = |age: Option<u8>| birth.zip(age).map(|(birth, age)| coming_of_age(birth, age));
+                Ok(Change::Attributes {
+                    adult_from: at_age(minors.under),
+                    sensitive_until: at_age(minors.sensitive_under),
+                })
             }
             ConsentEvent::Grant(grant) => {
                 let purposes = purposes_mask(&grant.purposes)?;

@@ -70,6 +70,8 @@ pub(crate) struct Minors {
     pub(crate) under: Option<u8>,
     /// Whether minors are not served at all (else they need guardian consent).
     pub(crate) not_served: bool,
+    /// The age under which a minor's data is sensitive as a whole (at most `under`).
+    pub(crate) sensitive_under: Option<u8>,
     pub(crate) unknown_is_minor: bool,
 }
 
@@ -121,6 +123,12 @@ pub(crate) struct Rule {
     pub(crate) opt_out: bool,
     /// Opt-out consent is deemed only for subjects the guard knows.
     pub(crate) known_subject: bool,
+    /// The consent level for anonymized requests, when lower than `level`.
+    pub(crate) anonymized_level: Option<ConsentLevel>,
+    /// Retention does not limit anonymized data.
+    pub(crate) retention_until_anonymized: bool,
+    /// A separate consent lifts the retention limit.
+    pub(crate) separate_consent_lifts_retention: bool,
     /// Down-closed mask of permitted categories.
     pub(crate) categories: u128,
     pub(crate) actions: Actions,

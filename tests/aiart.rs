@@ -322,9 +322,12 @@ fn cancelled_accounts_keep_only_legal_duties() {
         {"type":"erase","subject":"u1","at":"2026-03-01T00:00:00Z"}
         "#,
     );
+    // The erasure took u1's birth date with it: not even a question about the time
+    // before it can tell u1 from a minor, who needs a guardian on every basis but the
+    // law's (fail closed, the same before and after a restart).
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core.audio","categories":["content.generated"],"at":"2026-02-01T00:00:00Z"}"#,
-        "legal_basis",
+        "guardian_consent_required",
         "aiart.core",
     );
     s.expect_clause(

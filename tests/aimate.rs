@@ -333,7 +333,9 @@ fn cancelled_account_keeps_only_legal_obligations() {
     let before =
         r#"{"subject":"u1","purpose":"service.core","categories":["content.chat"],"at":"2026-02-01T00:00:00Z"}"#;
     let after = r#"{"subject":"u1","purpose":"service.core","categories":["content.chat"]}"#;
-    s.expect_clause(before, "legal_basis", "aimate.core");
+    // Erasure leaves no age behind: a question about the time before it treats u1 as
+    // a minor, who needs a guardian on every basis but the law's.
+    s.expect_clause(before, "guardian_consent_required", "aimate.core");
     s.expect_clause(after, "subject_erased", "aimate.core");
     // A consent given before cancellation does not survive it.
     let stats = r#"{"subject":"u1","purpose":"analytics.usage","categories":["behavior.log"]}"#;

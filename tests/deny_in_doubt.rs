@@ -43,8 +43,9 @@ fn a_parent_category_is_as_sensitive_as_its_children() {
         // `location` may hold `location.precise`: allowed on the opt-out default before.
         ("adult", r#"["location"]"#, "separate_consent_required"),
         ("adult", r#"["location.approximate"]"#, "consent_given"),
-        // A grant scoped to a child does not reach its parent.
-        ("scoped", r#"["location"]"#, "consent_missing"),
+        // A grant scoped to a child does not reach its parent; on this opt-out rule the
+        // default stands, and deemed consent is never separate consent.
+        ("scoped", r#"["location"]"#, "separate_consent_required"),
         ("scoped", r#"["location.approximate"]"#, "consent_given"),
     ];
     for (who, categories, code) in table {
@@ -238,29 +239,54 @@ fn a_grant_under_an_unknown_later_version_is_refused() {
 /// first-party use.
 #[test]
 fn a_scope_limits_first_party_use_too() {
-    let s = Scenario::new("aiart").events(
+    let policy = Policy::from_toml_str(
         r#"
-        {"type":"subject","subject":"partner_only","birth_date":"1990-01-01"}
-        {"type":"grant","subject":"partner_only","purposes":["advertising.personalized"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"recipients":["ad_partner"]}}
-        {"type":"subject","subject":"both","birth_date":"1990-01-01"}
-        {"type":"grant","subject":"both","purposes":["advertising.personalized"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"recipients":["ad_partner","first_party"]}}
-        "#,
-    );
+[policy]
+name = "ads"
+version = "1.0"
+home_region = "CN"
+
+[recipients.ad_partner]
+kind = "third_party"
+
+[[rule]]
+id = "ads.personalized"
+purposes = ["advertising.personalized"]
+basis = "consent"
+level = "separate"
+categories = ["device.identifier"]
+actions = ["use", "share"]
+recipients = ["first_party", "ad_partner"]
+"#,
+        "ads.toml",
+    )
+    .unwrap();
+    let guard = Guard::builder(policy).clock(FixedClock::new(time(NOW))).build().unwrap();
+    let grant = |who: &str, scope: &str| {
+        event(&format!(
+            r#"{{"type":"grant","subject":"{who}","purposes":["advertising"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{{"recipients":{scope}}}}}"#
+        ))
+    };
+    guard.record(&grant("partner_only", r#"["ad_partner"]"#)).unwrap();
+    guard.record(&grant("both", r#"["ad_partner","first_party"]"#)).unwrap();
+    guard.record(&grant("by_kind", r#"["third_party"]"#)).unwrap();
     let ads = |who: &str, recipient: &str| {
-        format!(
+        request(&format!(
             r#"{{"subject":"{who}","purpose":"advertising.personalized","action":"share","categories":["device.identifier"],"recipient":{recipient}}}"#
-        )
+        ))
     };
     let first_party = r#"{"kind":"first_party"}"#;
     let partner = r#"{"kind":"third_party","name":"ad_partner"}"#;
     let table = [
-        ("partner_only", first_party, "consent_missing"),
-        ("partner_only", partner, "consent_given"),
-        ("both", first_party, "consent_given"),
-        ("both", partner, "consent_given"),
+        ("partner_only", first_party, ReasonCode::ConsentMissing),
+        ("partner_only", partner, ReasonCode::ConsentGiven),
+        ("both", first_party, ReasonCode::ConsentGiven),
+        ("both", partner, ReasonCode::ConsentGiven),
+        ("by_kind", partner, ReasonCode::ConsentGiven),
+        ("by_kind", first_party, ReasonCode::ConsentMissing),
     ];
     for (who, recipient, code) in table {
-        s.expect(&ads(who, recipient), code);
+        assert_eq!(guard.check(&ads(who, recipient)).code(), code, "{who} to {recipient}");
     }
 }
 

@@ -515,6 +515,8 @@ fn under_14_needs_guardian_consent() {
         {"type":"grant","subject":"child_guardian","purposes":["personalization"],"level":"separate","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
         {"type":"subject","subject":"teen","birth_date":"2010-01-01"}
         {"type":"grant","subject":"teen","purposes":["personalization"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"child_guardian","purposes":["service.core"],"level":"separate","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"child_explicit","purposes":["service.core"],"level":"explicit","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
         "#,
     );
     let req = |who: &str| {
@@ -529,12 +531,14 @@ fn under_14_needs_guardian_consent() {
     s.expect_clause(&req("child_guardian"), "consent_given", "exmo.behavior_logs");
     // 14 and over consent for themselves.
     s.expect_clause(&req("teen"), "consent_given", "exmo.behavior_logs");
-    // Children are served (under supervision): the core service needs no consent.
-    s.expect_clause(
-        r#"{"subject":"child_own","purpose":"service.core","categories":["content.prompt"]}"#,
-        "legal_basis",
-        "exmo.core",
-    );
+    // "Under parental supervision": the core service is a contract, but a child's data
+    // needs a guardian's consent whatever the basis (PIPL art. 31), and a separate one
+    // (art. 28: it is sensitive as a whole). Teenagers need none.
+    let core = |who: &str| format!(r#"{{"subject":"{who}","purpose":"service.core","categories":["content.prompt"]}}"#);
+    s.expect_clause(&core("child_own"), "guardian_consent_required", "exmo.core");
+    s.expect_clause(&core("child_explicit"), "separate_consent_required", "exmo.core");
+    s.expect_clause(&core("child_guardian"), "legal_basis", "exmo.core");
+    s.expect_clause(&core("teen"), "legal_basis", "exmo.core");
 }
 
 /// "EXMO may use cookies and local storage for session retention, auto-login,

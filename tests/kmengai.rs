@@ -480,6 +480,7 @@ fn children_under_14_need_separate_guardian_consent() {
         {"type":"grant","subject":"kid3","purposes":["service.device_permissions"],"level":"separate","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
         {"type":"subject","subject":"teen","birth_date":"2011-01-01"}
         {"type":"grant","subject":"teen","purposes":["service.device_permissions"],"level":"implied","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"kid3","purposes":["service.core"],"level":"separate","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
         "#,
     );
     let req = |who: &str| {
@@ -500,13 +501,17 @@ fn children_under_14_need_separate_guardian_consent() {
         "guardian_consent_required",
         "kmengai.improvement",
     );
-    // The service itself (contract) is not consent-based.
-    s.expect_clause(
-        r#"{"subject":"kid","purpose":"service.core","categories":["content.chat"],
-            "collected_at":"2026-05-20T00:00:00Z"}"#,
-        "legal_basis",
-        "kmengai.core_service",
-    );
+    // The service itself is a contract, but a child's data needs a guardian's
+    // (separate) consent whatever the basis.
+    let core = |who: &str| {
+        format!(
+            r#"{{"subject":"{who}","purpose":"service.core","categories":["content.chat"],
+                "collected_at":"2026-05-20T00:00:00Z"}}"#
+        )
+    };
+    s.expect_clause(&core("kid"), "guardian_consent_required", "kmengai.core_service");
+    s.expect_clause(&core("kid3"), "legal_basis", "kmengai.core_service");
+    s.expect_clause(&core("teen"), "legal_basis", "kmengai.core_service");
 }
 
 /// "you have the right to request access to, correction, deletion, or restriction of
@@ -521,11 +526,12 @@ fn erased_data_is_only_touched_for_legal_duties() {
         {"type":"erase","subject":"u1","at":"2026-05-25T00:00:00Z"}
         "#,
     );
-    // The day before the erasure: still in service.
+    // The day before the erasure: the erasure took the birth date with it, so not even
+    // a question about that day can tell u1 from a child any more (fail closed).
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core","categories":["content.chat"],
             "collected_at":"2026-05-20T00:00:00Z","at":"2026-05-24T00:00:00Z"}"#,
-        "legal_basis",
+        "guardian_consent_required",
         "kmengai.core_service",
     );
     s.expect_clause(

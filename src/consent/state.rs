@@ -100,6 +100,8 @@ pub(crate) enum Change {
     /// statement says nothing the policy uses).
     Attributes {
         adult_from: Option<i64>,
+        /// When the subject's data stops being sensitive as a minor's.
+        sensitive_until: Option<i64>,
     },
     Withdraw {
         at: i64,
@@ -145,13 +147,16 @@ struct Overflow {
     rest: Vec<StateEvent>,
     /// When the subject stops being a minor for this policy; [`AGE_UNKNOWN`]: unknown.
     adult_from: i64,
+    /// When the subject's data stops being a minor's sensitive data (at or before
+    /// `adult_from`); [`AGE_UNKNOWN`]: unknown.
+    sensitive_until: i64,
     /// `i64::MAX` when not erased.
     erased_at: i64,
 }
 
 impl Default for Overflow {
     fn default() -> Self {
-        Overflow { rest: Vec::new(), adult_from: AGE_UNKNOWN, erased_at: i64::MAX }
+        Overflow { rest: Vec::new(), adult_from: AGE_UNKNOWN, sensitive_until: AGE_UNKNOWN, erased_at: i64::MAX }
     }
 }
 
@@ -203,6 +208,12 @@ impl<'s> SubjectView<'s> {
     /// When the subject stops being a minor; `None` when the age is unknown.
     pub(crate) fn adult_from(&self) -> Option<i64> {
         self.record.overflow.as_ref().map(|o| o.adult_from).filter(|at| *at != AGE_UNKNOWN)
+    }
+
+    /// When the subject's data stops being a minor's sensitive data; `None` when the
+    /// age is unknown.
+    pub(crate) fn sensitive_until(&self) -> Option<i64> {
+        self.record.overflow.as_ref().map(|o| o.sensitive_until).filter(|at| *at != AGE_UNKNOWN)
     }
 
     /// The subject's two earliest events (kept in the record) and the later ones,
@@ -460,12 +471,13 @@ impl Shard {
     fn apply(&mut self, number: usize, changes: impl IntoIterator<Item = Change>) -> Result<(), Unavailable> {
         for change in changes {
             let event = match change {
-                Change::Attributes { adult_from } => {
+                Change::Attributes { adult_from, sensitive_until } => {
                     // Every statement of age counts and none is forgotten: in doubt,
                     // the younger age (the later coming of age) holds.
-                    if let Some(at) = adult_from {
+                    if adult_from.is_some() || sensitive_until.is_some() {
                         let overflow = self.records.get_mut(number).ok_or(Unavailable)?.overflow();
-                        overflow.adult_from = overflow.adult_from.max(at);
+                        overflow.adult_from = overflow.adult_from.max(adult_from.unwrap_or(AGE_UNKNOWN));
+                        overflow.sensitive_until = overflow.sensitive_until.max(sensitive_until.unwrap_or(AGE_UNKNOWN));
                     }
                     continue;
                 }
@@ -477,6 +489,7 @@ impl Shard {
                     let overflow = self.records.get_mut(number).ok_or(Unavailable)?.overflow();
                     overflow.erased_at = overflow.erased_at.min(at);
                     overflow.adult_from = i64::MAX;
+                    overflow.sensitive_until = i64::MAX;
                     continue;
                 }
                 Change::Withdraw { at, purposes } => {
@@ -632,7 +645,7 @@ mod tests {
                         by_guardian: false,
                         terms: Some(terms),
                     },
-                    Change::Attributes { adult_from: Some(7) },
+                    Change::Attributes { adult_from: Some(7), sensitive_until: Some(5) },
                     Change::Erase { at: 9 },
                     Change::Erase { at: 8 },
                 ],
@@ -674,7 +687,7 @@ mod tests {
     fn the_youngest_statement_of_age_holds_and_silence_forgets_nothing() {
         let state = ConsentState::new();
         for adult_from in [Some(10), Some(30), None, Some(20)] {
-            state.update("u", [Change::Attributes { adult_from }]).unwrap();
+            state.update("u", [Change::Attributes { adult_from, sensitive_until: adult_from }]).unwrap();
         }
         assert_eq!(state.read("u", |s| s.unwrap().adult_from()).unwrap(), Some(30));
     }

@@ -79,6 +79,8 @@ pub(super) struct Plan<'a> {
     escalate: bool,
     /// Anonymized data that the rule exempts from consent.
     exempt: bool,
+    /// The consent level the rule needs for this request's de-identification.
+    level: ConsentLevel,
 }
 
 impl<'a> Plan<'a> {
@@ -107,6 +109,7 @@ impl<'a> Plan<'a> {
             recipient: None,
             escalate: false,
             exempt: false,
+            level: rule.level,
         };
         plan.early = plan.request_only(node).err();
         plan.signal = if rule.dnt && request.signals.dnt {
@@ -122,7 +125,11 @@ impl<'a> Plan<'a> {
             || (triggers.third_party && recipient.kind == RecipientKind::ThirdParty)
             || (triggers.public && (recipient.kind == RecipientKind::Public || request.action == Action::Disclose))
             || (triggers.cross_border && !policy.storage_regions.contains(plan.region));
-        plan.exempt = rule.anonymized_exempt && request.deidentification == Deidentification::Anonymized;
+        let anonymized = request.deidentification == Deidentification::Anonymized;
+        plan.exempt = rule.anonymized_exempt && anonymized;
+        if let Some(level) = rule.anonymized_level.filter(|_| anonymized) {
+            plan.level = level;
+        }
         Some(plan)
     }
 
@@ -203,17 +210,28 @@ impl<'a> Plan<'a> {
                 return deny(ReasonCode::SubjectErased, Detail::At(erased_at));
             }
         }
-        let minor = policy.minors.under.is_some()
-            && subject.and_then(|s| s.adult_from()).map_or(policy.minors.unknown_is_minor, |adult| now < adult);
-        if minor && policy.minors.not_served && !rule.basis.is_imposed_by_law() {
+        let minors = &policy.minors;
+        let under_age = |until: Option<i64>| until.map_or(minors.unknown_is_minor, |until| now < until);
+        let minor = minors.under.is_some() && under_age(subject.and_then(|s| s.adult_from()));
+        // A minor young enough that all its data is sensitive (PIPL art. 28).
+        let young = minor && under_age(subject.and_then(|s| s.sensitive_until()));
+        if minor && minors.not_served && !rule.basis.is_imposed_by_law() {
             return deny(ReasonCode::MinorNotServed, Detail::None);
         }
         if let Some((code, detail)) = &self.early {
             return deny(*code, detail.clone());
         }
         if let Some(retention) = rule.retention {
-            if let Some(verdict) = self.retention(retention, now) {
-                return verdict;
+            if let Some(expired) = self.retention(retention, now) {
+                // Some limits yield: to anonymization ("deleted or anonymized"), or to
+                // a separate consent ("unless separately authorized").
+                let anonymized = self.request.deidentification == Deidentification::Anonymized;
+                let yields = (rule.retention_until_anonymized && anonymized)
+                    || (rule.separate_consent_lifts_retention
+                        && self.consent(subject, minor, None, ConsentLevel::Separate, now).code.is_allow());
+                if !yields {
+                    return expired;
+                }
             }
         }
         if let Some(signal) = self.signal {
@@ -222,15 +240,20 @@ impl<'a> Plan<'a> {
 
         let region = self.region;
         // An exemption from consent (a basis in law, or anonymized data) is not the
-        // separate grant that a transfer region needs.
+        // separate grant that a transfer region needs, nor, for a minor, the guardian's
+        // consent that only the law itself can stand in for (PIPL art. 31).
         if rule.basis != LegalBasis::Consent || self.exempt {
-            if self.transfer {
-                let verdict = self.consent(subject, minor, Some(region), ConsentLevel::Separate, now);
+            let guardian = !self.exempt && minor && !minors.not_served && !rule.basis.is_imposed_by_law();
+            if self.transfer || guardian {
+                let separate = self.transfer || (policy.separate.minor && young);
+                let needed = if separate { ConsentLevel::Separate } else { ConsentLevel::Explicit };
+                let verdict = self.consent(subject, guardian, self.transfer.then_some(region), needed, now);
                 if !verdict.code.is_allow() {
                     return match verdict.code {
-                        ReasonCode::ConsentMissing | ReasonCode::ConsentLevelInsufficient => {
+                        ReasonCode::ConsentMissing | ReasonCode::ConsentLevelInsufficient if self.transfer => {
                             deny(ReasonCode::SeparateConsentRequired, Detail::Transfer(Cow::Borrowed(region.as_str())))
                         }
+                        ReasonCode::ConsentMissing => deny(ReasonCode::GuardianConsentRequired, Detail::None),
                         _ => verdict,
                     };
                 }
@@ -243,8 +266,8 @@ impl<'a> Plan<'a> {
             return Verdict { code, detail: Detail::None };
         }
 
-        let escalate = self.escalate || (policy.separate.minor && minor);
-        let needed = if escalate { ConsentLevel::Separate } else { rule.level };
+        let escalate = self.escalate || (policy.separate.minor && young);
+        let needed = if escalate { ConsentLevel::Separate } else { self.level };
         self.consent(subject, minor, self.transfer.then_some(region), needed, now)
     }
 
@@ -348,7 +371,14 @@ impl<'a> Plan<'a> {
                 let Ok(terms) = subject.terms(event) else {
                     return ControlFlow::Break(Some(deny(ReasonCode::ConsentStateUnavailable, Detail::None)));
                 };
-                verdict = Some(self.grant(event, terms, guardian_needed, transfer, needed, now));
+                let granted = self.grant(event, terms, guardian_needed, transfer, needed, now);
+                // On an opt-out rule only a withdrawal turns consent off: a grant that
+                // has expired or does not reach this request leaves the default as it
+                // was. (One that is too weak, or not a guardian's, still speaks.)
+                let lapsed = matches!(granted.code, ReasonCode::ConsentExpired | ReasonCode::ConsentMissing);
+                if !(lapsed && self.rule.opt_out && transfer.is_none()) {
+                    verdict = Some(granted);
+                }
             }
             ControlFlow::Continue(())
         };

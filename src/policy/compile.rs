@@ -187,7 +187,7 @@ fn compile_triggers(list: Option<&[SeparateTrigger]>) -> Triggers {
 
 fn compile_minors(document: &PolicyDocument, problems: &mut Problems) -> Minors {
     let Some(section) = &document.minors else {
-        return Minors { under: None, not_served: false, unknown_is_minor: false };
+        return Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor: false };
     };
     let unknown_is_minor = section.unknown_age == Some(super::UnknownAge::Minor);
     let check_age = |age: u8, field: &str, problems: &mut Problems| {
@@ -201,24 +201,47 @@ fn compile_minors(document: &PolicyDocument, problems: &mut Problems) -> Minors 
                 vec![key("minors"), key("not_served_under")],
                 "choose one: minors either need guardian consent or are not served",
             );
-            Minors { under: None, not_served: false, unknown_is_minor }
+            Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor }
         }
         (Some(age), None) => {
             check_age(age, "guardian_consent_under", problems);
-            Minors { under: Some(age), not_served: false, unknown_is_minor }
+            let sensitive_under = sensitive_age(section, age, problems);
+            Minors { under: Some(age), not_served: false, sensitive_under, unknown_is_minor }
         }
         (None, Some(age)) => {
             check_age(age, "not_served_under", problems);
-            Minors { under: Some(age), not_served: true, unknown_is_minor }
+            let sensitive_under = sensitive_age(section, age, problems);
+            Minors { under: Some(age), not_served: true, sensitive_under, unknown_is_minor }
         }
         (None, None) => {
+            if section.sensitive_under.is_some() {
+                problems.error(
+                    vec![key("minors"), key("sensitive_under")],
+                    "sensitive_under needs an age rule: set guardian_consent_under or not_served_under",
+                );
+            }
             if unknown_is_minor {
                 problems.error(
                     vec![key("minors"), key("unknown_age")],
                     "unknown_age needs an age rule: set guardian_consent_under or not_served_under",
                 );
             }
-            Minors { under: None, not_served: false, unknown_is_minor: false }
+            Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor: false }
+        }
+    }
+}
+
+/// The age under which a minor's data is sensitive: at most the minors' age.
+fn sensitive_age(section: &super::MinorsSection, under: u8, problems: &mut Problems) -> Option<u8> {
+    match section.sensitive_under {
+        None => Some(under),
+        Some(age) if (1..=under).contains(&age) => Some(age),
+        Some(age) => {
+            problems.error(
+                vec![key("minors"), key("sensitive_under")],
+                format!("sensitive_under {age} must be between 1 and the minors' age {under}"),
+            );
+            Some(under)
         }
     }
 }
@@ -450,6 +473,31 @@ fn compile_rule(
     if let Some(Err(message)) = rule.retention.map(super::Retention::check_bounds) {
         problems.error(at(path, &[key("retention")]), message);
     }
+    for (field, set) in [
+        ("retention_until_anonymized", rule.retention_until_anonymized.is_some()),
+        ("separate_consent_lifts_retention", rule.separate_consent_lifts_retention.is_some()),
+    ] {
+        if set && rule.retention.is_none() {
+            problems.error(at(path, &[key(field)]), format!("{field} needs a `retention` to lift"));
+        }
+    }
+    let anonymized_level = match (rule.anonymized_level, is_consent) {
+        (None, _) => None,
+        (Some(_), false) => {
+            problems.error(at(path, &[key("anonymized_level")]), "only consent rules have a level");
+            None
+        }
+        (Some(lower), true) if lower > level => {
+            problems.error(
+                at(path, &[key("anonymized_level")]),
+                format!(
+                    "anonymized_level `{lower}` is above the rule's level `{level}`: anonymized data never needs more"
+                ),
+            );
+            None
+        }
+        (Some(lower), true) => Some(lower),
+    };
 
     let signals = rule.opt_out_signals.as_deref().unwrap_or(&[]);
     let changed_in = rule.changed_in.as_deref().and_then(|text| match PolicyVersion::parse(text) {
@@ -472,6 +520,9 @@ fn compile_rule(
         level,
         opt_out,
         known_subject: rule.known_subject.unwrap_or(false),
+        anonymized_level,
+        retention_until_anonymized: rule.retention_until_anonymized.unwrap_or(false),
+        separate_consent_lifts_retention: rule.separate_consent_lifts_retention.unwrap_or(false),
         categories: category_mask,
         actions,
         recipient_kinds,

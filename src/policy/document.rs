@@ -89,6 +89,13 @@ pub struct MinorsSection {
     /// Subjects younger than this are not served at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_served_under: Option<u8>,
+    /// Subjects younger than this have sensitive personal information as a whole (PIPL
+    /// art. 28: 14), which triggers separate consent (`minor` in
+    /// `separate_consent_for`); the guardian age when absent. It may be lower than
+    /// `guardian_consent_under`: AI Art asks a guardian's consent under 18, and only
+    /// under-14 data is sensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive_under: Option<u8>,
     /// How to treat a subject whose age is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_age: Option<UnknownAge>,
@@ -301,9 +308,21 @@ pub struct RuleDocument {
     /// Consent rules: anonymized data needs no consent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anonymized_exempt: Option<bool>,
+    /// Consent rules: the level anonymized requests need, below `level` ("with
+    /// explicit consent ... anonymized behavioural data", separate consent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymized_level: Option<ConsentLevel>,
     /// How long data may be kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// The retention limit applies until the data is anonymized: anonymized data
+    /// outlives it ("deleted or anonymized").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_until_anonymized: Option<bool>,
+    /// A separate consent of the subject lifts the retention limit ("only for the
+    /// current session unless separately authorized").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separate_consent_lifts_retention: Option<bool>,
     /// Where data may be; the policy's storage regions when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<Region>>,
@@ -375,7 +394,10 @@ impl RuleDocument {
             recipients: None,
             deidentification: None,
             anonymized_exempt: None,
+            anonymized_level: None,
             retention: None,
+            retention_until_anonymized: None,
+            separate_consent_lifts_retention: None,
             regions: None,
             transfer_regions: None,
             opt_out_signals: None,
