@@ -81,7 +81,8 @@ fn workload() -> Result<Workload, Box<dyn std::error::Error>> {
                 scope: None,
             })
         };
-        // 50% opt in (a fifth of them withdraw later), 20% explicit only, 30% nothing.
+        // 50% opt in (a fifth of them withdraw later), 20% implied only (short of the
+        // explicit consent anonymized training needs), 30% nothing.
         match rng.below(10) {
             0..=3 => {
                 events.push(grant(ConsentLevel::Separate));
@@ -95,7 +96,7 @@ fn workload() -> Result<Workload, Box<dyn std::error::Error>> {
                     at: withdrawn_at,
                 }));
             }
-            5 | 6 => events.push(grant(ConsentLevel::Explicit)),
+            5 | 6 => events.push(grant(ConsentLevel::Implied)),
             _ => {}
         }
     }

@@ -663,3 +663,70 @@ fn registration_and_identity_cookies_serve_the_account_only() {
         "aiart.session",
     );
 }
+
+/// "only when permitted by law, express consent of parents or other guardians or
+/// necessary to protect minors Collect, use, share or disclose personal information of
+/// minors": every minor (under 18) needs a guardian, on every basis but the law's; only
+/// a child under 14 has sensitive data as a whole (PIPL art. 28), so only there must the
+/// guardian's consent be separate.
+#[test]
+fn minors_need_a_guardian_on_every_basis_and_separate_consent_only_under_14() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"teen_alone","birth_date":"2010-01-01"}
+        {"type":"subject","subject":"teen","birth_date":"2010-01-01"}
+        {"type":"grant","subject":"teen","purposes":["personalization","service.core"],"level":"explicit","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
+        {"type":"subject","subject":"child","birth_date":"2014-01-01"}
+        {"type":"grant","subject":"child","purposes":["personalization","service.core"],"level":"explicit","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    let recommend = |who: &str| {
+        format!(r#"{{"subject":"{who}","purpose":"personalization.recommendation","categories":["behavior.log"]}}"#)
+    };
+    let core = |who: &str| {
+        format!(r#"{{"subject":"{who}","purpose":"service.core.audio","categories":["content.generated"]}}"#)
+    };
+    let table = [
+        // (request, code): a 16-year-old with a guardian's explicit consent is served.
+        (recommend("teen"), "consent_given"),
+        (core("teen"), "legal_basis"),
+        // Without a guardian, not even the contract reaches a minor's data.
+        (recommend("teen_alone"), "guardian_consent_required"),
+        (core("teen_alone"), "guardian_consent_required"),
+        // Under 14 the guardian's consent must be a separate one.
+        (recommend("child"), "separate_consent_required"),
+        (core("child"), "separate_consent_required"),
+    ];
+    for (request, code) in table {
+        s.expect(&request, code);
+    }
+    // Duties of law need no guardian.
+    s.expect(
+        r#"{"subject":"teen_alone","purpose":"compliance.legal_obligation","action":"store","categories":["content.generated"]}"#,
+        "legal_basis",
+    );
+}
+
+/// "you can turn off this feature through [My]-[Settings]-[Privacy Settings]": only a
+/// withdrawal turns an opt-out feature off. A grant that has expired, or that does not
+/// reach the request, leaves the default as it was.
+#[test]
+fn only_a_withdrawal_turns_an_opt_out_feature_off() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"expired","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"expired","purposes":["advertising.personalized"],"level":"explicit","at":"2026-01-02T00:00:00Z","expires_at":"2026-03-01T00:00:00Z"}
+        {"type":"subject","subject":"elsewhere","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"elsewhere","purposes":["advertising.personalized"],"level":"explicit","at":"2026-01-02T00:00:00Z","scope":{"regions":["SG"]}}
+        {"type":"subject","subject":"off","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"off","purposes":["advertising.personalized"],"level":"explicit","at":"2026-01-02T00:00:00Z","expires_at":"2026-03-01T00:00:00Z"}
+        {"type":"withdraw","subject":"off","purposes":["advertising"],"at":"2026-02-01T00:00:00Z"}
+        "#,
+    );
+    let ads = |who: &str| {
+        format!(r#"{{"subject":"{who}","purpose":"advertising.personalized","categories":["device.identifier"]}}"#)
+    };
+    s.expect(&ads("expired"), "consent_given");
+    s.expect(&ads("elsewhere"), "consent_given");
+    s.expect(&ads("off"), "consent_withdrawn");
+}

@@ -464,7 +464,7 @@ fn explain_the_whole_policy() {
         "basis: consent, at least separate consent, opt-in (absent until granted)",
         "basis: contract (no consent needed)",
         "basis: legal_obligation (no consent needed)",
-        "de-identification: at least anonymized",
+        "de-identification: at least pseudonymized",
         "retention: session (only within the session that collected it)",
         "regions: CN",
         "transfer regions: none",

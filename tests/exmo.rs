@@ -53,24 +53,30 @@ fn training_needs_separate_explicit_consent() {
         {"type":"grant","subject":"other","purposes":["personalization"],"level":"separate","at":"2026-01-02T00:00:00Z"}
         "#,
     );
-    let req = |who: &str| {
+    let req = |who: &str, deidentification: &str| {
         format!(
-            r#"{{"subject":"{who}","purpose":"ai_training.model_training","categories":["behavior.generation_log"],"deidentification":"anonymized"}}"#
+            r#"{{"subject":"{who}","purpose":"ai_training.model_training","categories":["behavior.generation_log"],"deidentification":"{deidentification}"}}"#
         )
     };
-    // The rule's own level is `separate`, so a weaker grant is answered
-    // `separate_consent_required` (as in interchange.md's example decision).
-    s.expect_clause(&req("implied"), "separate_consent_required", "exmo.training");
-    s.expect_clause(&req("explicit"), "separate_consent_required", "exmo.training");
+    // Personal (de-identified but re-identifiable) data: the rule's own level is
+    // `separate`, so a weaker grant is answered `separate_consent_required` (as in
+    // interchange.md's example decision).
+    s.expect_clause(&req("implied", "pseudonymized"), "separate_consent_required", "exmo.training");
+    s.expect_clause(&req("explicit", "pseudonymized"), "separate_consent_required", "exmo.training");
+    s.expect_clause(&req("separate", "pseudonymized"), "consent_given", "exmo.training");
+    // "With explicit consent, EXMO may also use anonymized behavioral data": explicit
+    // is enough for anonymized data, implied is not.
+    s.expect_clause(&req("implied", "anonymized"), "consent_level_insufficient", "exmo.training");
+    s.expect_clause(&req("explicit", "anonymized"), "consent_given", "exmo.training");
     // A separate consent for another purpose does not cover training.
-    s.expect_clause(&req("other"), "consent_missing", "exmo.training");
-    s.expect_clause(&req("separate"), "consent_given", "exmo.training");
+    s.expect_clause(&req("other", "anonymized"), "consent_missing", "exmo.training");
+    s.expect_clause(&req("separate", "anonymized"), "consent_given", "exmo.training");
 }
 
 /// "When users authorize such usage, data is anonymized or de-identified" /
 /// "use anonymized behavioral data for AI optimization or model training"
 #[test]
-fn training_uses_only_anonymized_data() {
+fn training_uses_only_deidentified_data() {
     let s = exmo().events(
         r#"{"type":"grant","subject":"u1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#,
     );
@@ -81,7 +87,7 @@ fn training_uses_only_anonymized_data() {
     );
     s.expect_clause(
         r#"{"subject":"u1","purpose":"ai_training.model_training","categories":["behavior.log"],"deidentification":"pseudonymized"}"#,
-        "deidentification_required",
+        "consent_given",
         "exmo.training",
     );
     s.expect_clause(
@@ -736,4 +742,33 @@ fn policy_is_version_1_0_stored_in_china() {
         "consent_missing",
         "exmo.behavior_logs",
     );
+}
+
+/// "Uploaded files such as text, documents, images, and photos are used only for the
+/// current generation or analysis session unless separately authorized."
+#[test]
+fn uploads_outlive_their_session_only_with_a_separate_authorization() {
+    let s = exmo().events(
+        r#"
+        {"type":"grant","subject":"keeps","purposes":["service.upload_processing"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"explicit","purposes":["service.upload_processing"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"withdrew","purposes":["service.upload_processing"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        {"type":"withdraw","subject":"withdrew","purposes":["service"],"at":"2026-03-01T00:00:00Z"}
+        "#,
+    );
+    let upload = |who: &str, session: &str| {
+        format!(
+            r#"{{"subject":"{who}","purpose":"service.upload_processing","categories":["content.upload"],"collected_session":"s1","session":"{session}"}}"#
+        )
+    };
+    let table = [
+        ("nobody", "s1", "legal_basis"),
+        ("nobody", "s2", "retention_expired"),
+        ("keeps", "s2", "legal_basis"),
+        ("explicit", "s2", "retention_expired"),
+        ("withdrew", "s2", "retention_expired"),
+    ];
+    for (who, session, code) in table {
+        s.expect_clause(&upload(who, session), code, "exmo.uploads");
+    }
 }

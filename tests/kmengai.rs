@@ -678,3 +678,24 @@ fn policy_loads_with_only_the_intended_warning() {
         "kmengai.device_permissions",
     );
 }
+
+/// "up to 30 days ... After this period, personal information will be deleted or
+/// anonymized": the limit holds for identifiable data; anonymized data outlives it.
+#[test]
+fn anonymized_data_outlives_the_thirty_days() {
+    let s = kmengai().events(r#"{"type":"subject","subject":"u1","birth_date":"1990-04-01"}"#);
+    let account = |deidentification: &str, collected: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"account.registration","categories":["account.username"],"deidentification":"{deidentification}","collected_at":"{collected}"}}"#
+        )
+    };
+    let table = [
+        ("none", "2026-05-20T00:00:00Z", "legal_basis"),
+        ("none", "2026-03-01T00:00:00Z", "retention_expired"),
+        ("pseudonymized", "2026-03-01T00:00:00Z", "retention_expired"),
+        ("anonymized", "2026-03-01T00:00:00Z", "legal_basis"),
+    ];
+    for (deidentification, collected, code) in table {
+        s.expect_clause(&account(deidentification, collected), code, "kmengai.account");
+    }
+}

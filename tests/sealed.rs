@@ -41,7 +41,7 @@ fn record(guard: &Guard, json: &str) {
 
 const OPTED_IN: &str = r#"
     {"type":"grant","subject":"u1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}
-    {"type":"grant","subject":"u2","purposes":["ai_training"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+    {"type":"grant","subject":"u2","purposes":["ai_training"],"level":"implied","at":"2026-01-02T00:00:00Z"}
 "#;
 
 fn log(subject: &str, value: &str) -> Personal<String> {
@@ -93,10 +93,10 @@ fn a_grant_reads_the_value_and_serialises_it_a_denial_does_not() {
     assert_eq!(denied.code(), ReasonCode::DeidentificationRequired);
     assert!(!denied.allowed());
 
-    // u2 gave only explicit consent, u3 none; and nobody may use logs for marketing.
+    // u2 gave only implied consent (anonymized training needs explicit), u3 none; and nobody may use logs for marketing.
     assert_eq!(
         guard.open(&anonymous_log("u2", "x"), &training()).unwrap_err().code(),
-        ReasonCode::SeparateConsentRequired
+        ReasonCode::ConsentLevelInsufficient
     );
     assert_eq!(guard.open(&anonymous_log("u3", "x"), &training()).unwrap_err().code(), ReasonCode::ConsentMissing);
     assert_eq!(
@@ -247,7 +247,7 @@ fn select_keeps_only_allowed_values_and_counts_the_rest_per_reason() {
     let (guard, audit, _) = guard(
         r#"
         {"type":"grant","subject":"u1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}
-        {"type":"grant","subject":"u2","purposes":["ai_training"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"u2","purposes":["ai_training"],"level":"implied","at":"2026-01-02T00:00:00Z"}
         {"type":"grant","subject":"u4","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}
         {"type":"withdraw","subject":"u4","purposes":["ai_training"],"at":"2026-03-01T00:00:00Z"}
         "#,
@@ -255,7 +255,7 @@ fn select_keeps_only_allowed_values_and_counts_the_rest_per_reason() {
     let records = vec![
         anonymous_log("u1", "a"),
         log("u1", "identifiable"),
-        anonymous_log("u2", "explicit only"),
+        anonymous_log("u2", "implied only"),
         anonymous_log("u3", "never asked"),
         anonymous_log("u4", "withdrew"),
         anonymous_log("u1", "b"),
@@ -274,19 +274,19 @@ fn select_keeps_only_allowed_values_and_counts_the_rest_per_reason() {
         [
             (ReasonCode::ConsentMissing, 1),
             (ReasonCode::ConsentWithdrawn, 1),
-            (ReasonCode::SeparateConsentRequired, 1),
+            (ReasonCode::ConsentLevelInsufficient, 1),
             (ReasonCode::DeidentificationRequired, 1),
         ]
     );
     assert_eq!(
         tally.to_string(),
-        "kept 2 of 6, withheld 4 (consent_missing 1, consent_withdrawn 1, separate_consent_required 1, \
+        "kept 2 of 6, withheld 4 (consent_missing 1, consent_withdrawn 1, consent_level_insufficient 1, \
          deidentification_required 1)"
     );
     assert_eq!(
         serde_json::to_value(tally).unwrap(),
         serde_json::json!({"kept": 2, "withheld": {
-            "consent_missing": 1, "consent_withdrawn": 1, "separate_consent_required": 1, "deidentification_required": 1
+            "consent_missing": 1, "consent_withdrawn": 1, "consent_level_insufficient": 1, "deidentification_required": 1
         }})
     );
     assert_eq!(audit.len() - before, 6, "every record is one audited check");
