@@ -703,38 +703,6 @@ fn attribute(case: &Case, index: usize) -> Option<&'static str> {
     let index = 0;
     let subject = case.asks[index].request.subject.to_string();
     let t = case.asks[index].t;
-    // Behaviour of the fast path that the documents do not (yet) have (main 5064c79).
-    let ask = &case.asks[index];
-    let own: Vec<ConsentEvent> =
-        case.events.iter().filter(|e| e.subject() == subject && reference::accepts(&case.doc, e)).cloned().collect();
-    if let Some(rule) = reference::rule_for(&case.doc, ask.request.purpose.as_str()).map(|i| &case.doc.rules[i]) {
-        let law = matches!(
-            rule.basis,
-            LegalBasis::LegalObligation
-                | LegalBasis::NationalSecurity
-                | LegalBasis::PublicInterest
-                | LegalBasis::CriminalJustice
-                | LegalBasis::VitalInterest
-        );
-        let exempt_basis = rule.basis != LegalBasis::Consent
-            || (rule.anonymized_exempt == Some(true) && ask.request.deidentification == Deidentification::Anonymized);
-        let guardian_policy = case.doc.minors.as_ref().is_some_and(|m| m.guardian_consent_under.is_some());
-        if exempt_basis && !law && guardian_policy && reference::is_minor(&case.doc, &own, ask.t) {
-            return Some("N1 minors need a guardian's consent on every basis but the law's (fast path only)");
-        }
-        if rule.default == Some(ConsentDefault::OptOut) {
-            let mut changed = case.clone();
-            changed.events.retain(|e| match e {
-                ConsentEvent::Grant(g) => {
-                    g.subject != subject || !(g.expires_at.is_some_and(|x| x <= ask.t) || g.scope.is_some())
-                }
-                _ => true,
-            });
-            if agrees(&changed, index) {
-                return Some("N2 opt-out: a lapsed grant (expired, out of scope) leaves the default (fast path only)");
-            }
-        }
-    }
     type Neutralize = fn(&mut Case, usize, &str, DateTime<Utc>);
     let points: [(&'static str, Neutralize); 8] = [
         ("S4 a request's own at moves the check", |c, i, _, _| c.asks[i].request.at = None),

@@ -235,11 +235,12 @@ fn age_rule(doc: &PolicyDocument) -> Option<(u8, bool)> {
     }
 }
 
-/// Whether the subject is a minor at `t` under the policy's age rule.
+/// Whether the subject is under `years` at `t`: the latest coming-of-age instant of
+/// every age statement (the youngest wins); an erased subject always is; with no
+/// statement, as `unknown_age` says.
 /// READING: every age statement of the subject counts, whatever its time (as every
 /// erase does); statements carry their own `at`.
-pub fn is_minor(doc: &PolicyDocument, events: &[ConsentEvent], t: DateTime<Utc>) -> bool {
-    let Some((under_age, _)) = age_rule(doc) else { return false };
+fn under_years(doc: &PolicyDocument, events: &[ConsentEvent], t: DateTime<Utc>, years: u8) -> bool {
     let Some(minors) = doc.minors.as_ref() else { return false };
     if events.iter().any(|e| matches!(e, ConsentEvent::Erase(_))) {
         return true;
@@ -255,7 +256,7 @@ pub fn is_minor(doc: &PolicyDocument, events: &[ConsentEvent], t: DateTime<Utc>)
             }
             _ => None,
         };
-        if let Some(instant) = birth.and_then(|b| coming_of_age(b, i32::from(under_age))) {
+        if let Some(instant) = birth.and_then(|b| coming_of_age(b, i32::from(years))) {
             latest = Some(latest.map_or(instant, |l| l.max(instant)));
         }
     }
@@ -265,17 +266,37 @@ pub fn is_minor(doc: &PolicyDocument, events: &[ConsentEvent], t: DateTime<Utc>)
     }
 }
 
+/// Whether the subject is a minor at `t` under the policy's age rule.
+pub fn is_minor(doc: &PolicyDocument, events: &[ConsentEvent], t: DateTime<Utc>) -> bool {
+    age_rule(doc).is_some_and(|(years, _)| under_years(doc, events, t, years))
+}
+
+/// Whether the subject is a minor young enough that all its data is sensitive
+/// (`sensitive_under`, the minors' age when absent).
+pub fn is_young(doc: &PolicyDocument, events: &[ConsentEvent], t: DateTime<Utc>) -> bool {
+    let Some((years, _)) = age_rule(doc) else { return false };
+    let sensitive = doc.minors.as_ref().and_then(|m| m.sensitive_under).unwrap_or(years);
+    is_minor(doc, events, t) && under_years(doc, events, t, sensitive)
+}
+
 // ---------------------------------------------------------------------------------
 // The decision
 // ---------------------------------------------------------------------------------
 
+#[derive(Clone)]
 struct Context<'a> {
     doc: &'a PolicyDocument,
     rule: &'a RuleDocument,
     request: &'a AccessRequest<'a>,
     region: String,
+    /// The request goes to a `transfer_regions` region.
     transfer: bool,
+    /// A minor under a policy that asks guardian consent.
     minor_guardian: bool,
+    /// A minor under `sensitive_under` (the `minor` trigger).
+    young: bool,
+    /// The rule's level for this request: `anonymized_level` for anonymized data.
+    level: ConsentLevel,
     t: DateTime<Utc>,
 }
 
@@ -388,6 +409,17 @@ pub fn decide(
         return verdict("deidentification_required");
     }
 
+    let minor_guardian = minor && !not_served;
+    let anonymized = request.deidentification.as_str() == "anonymized";
+    let rule_level = rule.level.unwrap_or(ConsentLevel::Separate);
+    let level = match rule.anonymized_level {
+        Some(lower) if anonymized => lower,
+        _ => rule_level,
+    };
+    let young = is_young(doc, &events, t);
+    let context = Context { doc, rule, request, region, transfer, minor_guardian, young, level, t };
+    let leaves = leaves_under(doc, purpose);
+
     // 8. Retention.
     if let Some(retention) = rule.retention {
         if !matches!(request.action.as_str(), "collect" | "delete") {
@@ -413,7 +445,11 @@ pub fn decide(
                     }
                 }
             };
-            if expired {
+            // The limit yields to anonymization, or to a separate grant of the subject.
+            let yields = (rule.retention_until_anonymized == Some(true) && anonymized)
+                || (rule.separate_consent_lifts_retention == Some(true)
+                    && leaves.iter().all(|leaf| separately_granted(&context, minor, &events, leaf)));
+            if expired && !yields {
                 return verdict("retention_expired");
             }
         }
@@ -430,18 +466,17 @@ pub fn decide(
     }
 
     // 10. Basis.
-    let minor_guardian = minor && !not_served && age_rule(doc).is_some();
-    let context = Context { doc, rule, request, region, transfer, minor_guardian, t };
-    let leaves = leaves_under(doc, purpose);
     if !is_consent {
         let allow = if rule.basis == LegalBasis::ResearchDeidentified { "deidentified_exempt" } else { "legal_basis" };
-        return transfer_grant(&context, &events, &leaves, allow);
+        // A minor needs the guardian's grant on every basis but the law's.
+        let guardian = minor_guardian && !law;
+        return required_grant(&context, &events, &leaves, guardian, allow);
     }
-    if rule.anonymized_exempt == Some(true) && request.deidentification.as_str() == "anonymized" {
+    if rule.anonymized_exempt == Some(true) && anonymized {
         if !ANONYMIZED_EXEMPT_TRANSFER_NEEDS_GRANT {
             return verdict("deidentified_exempt");
         }
-        return transfer_grant(&context, &events, &leaves, "deidentified_exempt");
+        return required_grant(&context, &events, &leaves, false, "deidentified_exempt");
     }
     let mut first_allow = None;
     for leaf in &leaves {
@@ -521,14 +556,18 @@ fn transfer_ok(context: &Context<'_>, level: ConsentLevel, scope: Option<&Scope>
 /// reaches transfers too (`false`).
 pub const ANONYMIZED_EXEMPT_TRANSFER_NEEDS_GRANT: bool = true;
 
-/// READING R2 (differential.md): a transfer on a basis without consent runs the
-/// consent scan of SEMANTICS 9 over the grants covering each leaf, with a transfer
-/// grant's own checks: expired (`consent_expired`), out of scope or not a separate
-/// grant naming the region (`separate_consent_required`), a minor's grant not given
-/// by the guardian (`guardian_consent_required`). The first good grant after the last
-/// withdrawal allows; else the latest such grant's verdict; else `consent_withdrawn`
-/// after a withdrawal; else `separate_consent_required`. With `false`, any failure is
-/// `separate_consent_required` and the guardian is not asked.
+/// READING R2 (differential.md): the grant a transfer (or a minor's data on a
+/// non-consent basis) needs is found by the consent scan of SEMANTICS 9 over the grants
+/// covering each leaf, with that grant's own checks: expired (`consent_expired`); out
+/// of scope (`separate_consent_required` for a transfer, else
+/// `guardian_consent_required`); a transfer and not `separate` with `scope.regions`
+/// naming the region (`separate_consent_required`); a guardian needed and the grant
+/// not `by_guardian` (`guardian_consent_required`); below the level needed
+/// (`separate_consent_required`, or `consent_level_insufficient` when `explicit` is
+/// needed). The first good grant after the last withdrawal allows; else the latest such
+/// grant's verdict; else `consent_withdrawn` after a covering withdrawal; else
+/// `separate_consent_required` for a transfer, `guardian_consent_required` otherwise.
+/// With `false`, any failure is `separate_consent_required` and no guardian is asked.
 pub const TRANSFER_GRANT_SCAN_CODES: bool = true;
 
 /// READING R8 (differential.md): under `known_subject = true`, a subject is known at
@@ -536,59 +575,111 @@ pub const TRANSFER_GRANT_SCAN_CODES: bool = true;
 /// not used the service then), or by any recorded event (`false`).
 pub const KNOWN_BY_EVENTS_UNTIL_DECISION: bool = true;
 
-/// A transfer grant's own checks (READING R2).
-fn transfer_grant_verdict(context: &Context<'_>, g: &GrantEvent) -> Option<&'static str> {
+/// The checks of a grant that a transfer or a minor's data needs (READING R2).
+fn required_grant_verdict(
+    context: &Context<'_>,
+    g: &GrantEvent,
+    guardian: bool,
+    needed: ConsentLevel,
+) -> Option<&'static str> {
+    let missing = if context.transfer { "separate_consent_required" } else { "guardian_consent_required" };
     if g.expires_at.is_some_and(|e| e <= context.t) {
         return Some("consent_expired");
     }
-    if !in_scope(context, g.scope.as_ref()) || !transfer_ok(context, g.level, g.scope.as_ref()) {
+    if !in_scope(context, g.scope.as_ref()) {
+        return Some(missing);
+    }
+    if !transfer_ok(context, g.level, g.scope.as_ref()) {
         return Some("separate_consent_required");
     }
-    if context.minor_guardian && !g.by_guardian {
+    if guardian && !g.by_guardian {
         return Some("guardian_consent_required");
+    }
+    if level_rank(g.level) < level_rank(needed) {
+        return Some(if level_rank(needed) == 2 || context.transfer {
+            "separate_consent_required"
+        } else {
+            "consent_level_insufficient"
+        });
     }
     None
 }
 
-/// Non-consent bases (and anonymized exemptions): allowed, except that a transfer
-/// needs, for every leaf, a live separate grant naming the region.
-fn transfer_grant(context: &Context<'_>, events: &[ConsentEvent], leaves: &[String], allow: &'static str) -> Verdict {
-    if !context.transfer {
+/// Allowed without consent (a non-consent basis or an anonymized exemption), except
+/// that a transfer needs, for every leaf, a live separate grant naming the region, and
+/// a minor's data (`guardian`) a live grant of the guardian: `explicit`, `separate`
+/// for a young minor under the `minor` trigger.
+fn required_grant(
+    context: &Context<'_>,
+    events: &[ConsentEvent],
+    leaves: &[String],
+    guardian: bool,
+    allow: &'static str,
+) -> Verdict {
+    if !context.transfer && !guardian {
         return verdict(allow);
     }
+    let minor_trigger = triggers(context.doc).contains(&SeparateTrigger::Minor);
+    let needed = if context.transfer || (context.young && minor_trigger) {
+        ConsentLevel::Separate
+    } else {
+        ConsentLevel::Explicit
+    };
+    let missing = if context.transfer { "separate_consent_required" } else { "guardian_consent_required" };
     for leaf in leaves {
         let (grants, withdrawn) = live_grants(events, leaf, context.t);
-        let verdicts: Vec<Option<&'static str>> = grants.iter().map(|g| transfer_grant_verdict(context, g)).collect();
-        if TRANSFER_GRANT_SCAN_CODES {
-            if verdicts.iter().any(Option::is_none) {
-                continue;
+        if !TRANSFER_GRANT_SCAN_CODES {
+            let good = grants.iter().any(|g| {
+                g.expires_at.is_none_or(|e| e > context.t)
+                    && in_scope(context, g.scope.as_ref())
+                    && transfer_ok(context, g.level, g.scope.as_ref())
+            });
+            if !good {
+                return verdict("separate_consent_required");
             }
-            if let Some(Some(code)) = verdicts.last() {
-                return verdict(code);
-            }
-            if withdrawn {
-                return verdict("consent_withdrawn");
-            }
-            return verdict("separate_consent_required");
+            continue;
         }
-        let good = grants.iter().any(|g| {
-            g.expires_at.is_none_or(|e| e > context.t)
-                && in_scope(context, g.scope.as_ref())
-                && transfer_ok(context, g.level, g.scope.as_ref())
-        });
-        if !good {
-            return verdict("separate_consent_required");
+        let verdicts: Vec<Option<&'static str>> =
+            grants.iter().map(|g| required_grant_verdict(context, g, guardian, needed)).collect();
+        if verdicts.iter().any(Option::is_none) {
+            continue;
         }
+        if let Some(Some(code)) = verdicts.last() {
+            return verdict(code);
+        }
+        return verdict(if withdrawn { "consent_withdrawn" } else { missing });
     }
     verdict(allow)
+}
+
+/// Whether a separate grant of the subject covers `leaf` (a rule's
+/// `separate_consent_lifts_retention`): the consent scan with `separate` needed, no
+/// transfer, the guardian's for a minor; deemed consent never is separate.
+fn separately_granted(context: &Context<'_>, minor: bool, events: &[ConsentEvent], leaf: &str) -> bool {
+    let lifted = Context { transfer: false, minor_guardian: minor, ..context.clone() };
+    let (grants, _) = live_grants(events, leaf, context.t);
+    grants.iter().any(|g| {
+        grant_verdict(
+            &lifted,
+            g.level,
+            g.by_guardian,
+            g.expires_at,
+            g.scope.as_ref(),
+            g.policy_version.as_deref(),
+            ConsentLevel::Separate,
+        )
+        .allowed
+    })
+}
+
+fn triggers(doc: &PolicyDocument) -> Vec<SeparateTrigger> {
+    doc.policy.separate_consent_for.clone().unwrap_or_else(|| SeparateTrigger::ALL.to_vec())
 }
 
 /// The level the rule needs for this request: its own, escalated to separate by the
 /// triggers of `separate_consent_for`.
 fn needed_level(context: &Context<'_>) -> ConsentLevel {
-    let rule_level = context.rule.level.unwrap_or(ConsentLevel::Separate);
-    let triggers: Vec<SeparateTrigger> =
-        context.doc.policy.separate_consent_for.clone().unwrap_or_else(|| SeparateTrigger::ALL.to_vec());
+    let triggers = triggers(context.doc);
     let storage: Vec<String> = match &context.doc.policy.storage_regions {
         Some(list) => names(list),
         None => vec![context.doc.policy.home_region.as_str().to_owned()],
@@ -596,8 +687,8 @@ fn needed_level(context: &Context<'_>) -> ConsentLevel {
     let kind = context.request.recipient.kind.as_str();
     let escalated = triggers.iter().any(|t| match t {
         SeparateTrigger::Sensitive => context.request.categories.iter().any(|c| is_sensitive(context.doc, c.as_str())),
-        // READING: "a subject under the guardian age": only policies with guardian_consent_under.
-        SeparateTrigger::Minor => context.minor_guardian,
+        // A minor under `sensitive_under` (the minors' age by default).
+        SeparateTrigger::Minor => context.young,
         SeparateTrigger::ThirdParty => kind == "third_party",
         // READING: making data public: a `public` recipient or the `disclose` action.
         SeparateTrigger::Public => kind == "public" || context.request.action.as_str() == "disclose",
@@ -606,7 +697,7 @@ fn needed_level(context: &Context<'_>) -> ConsentLevel {
     if escalated {
         ConsentLevel::Separate
     } else {
-        rule_level
+        context.level
     }
 }
 
@@ -618,6 +709,7 @@ fn grant_verdict(
     expires_at: Option<DateTime<Utc>>,
     scope: Option<&Scope>,
     policy_version: Option<&str>,
+    needed: ConsentLevel,
 ) -> Verdict {
     if expires_at.is_some_and(|e| e <= context.t) {
         return verdict("consent_expired");
@@ -631,7 +723,6 @@ fn grant_verdict(
     if context.minor_guardian && !by_guardian {
         return verdict("guardian_consent_required");
     }
-    let needed = needed_level(context);
     if level_rank(level) < level_rank(needed) {
         return if level_rank(needed) == 2 {
             verdict("separate_consent_required")
@@ -650,12 +741,26 @@ fn grant_verdict(
 
 /// The consent step for one leaf purpose (SEMANTICS 9).
 fn consent_for_leaf(context: &Context<'_>, events: &[ConsentEvent], leaf: &str) -> Verdict {
+    let needed = needed_level(context);
+    let opt_out = context.rule.default == Some(ConsentDefault::OptOut);
     let (grants, withdrawn) = live_grants(events, leaf, context.t);
     let verdicts: Vec<Verdict> = grants
         .iter()
         .map(|g| {
-            grant_verdict(context, g.level, g.by_guardian, g.expires_at, g.scope.as_ref(), g.policy_version.as_deref())
+            grant_verdict(
+                context,
+                g.level,
+                g.by_guardian,
+                g.expires_at,
+                g.scope.as_ref(),
+                g.policy_version.as_deref(),
+                needed,
+            )
         })
+        // On an opt-out rule only a withdrawal turns consent off: a grant that has
+        // expired or does not reach the request leaves the default (never for a
+        // transfer, which has no default).
+        .filter(|v| !(opt_out && !context.transfer && matches!(v.code, "consent_expired" | "consent_missing")))
         .collect();
     if let Some(allow) = verdicts.iter().find(|v| v.allowed) {
         return *allow;
@@ -666,7 +771,7 @@ fn consent_for_leaf(context: &Context<'_>, events: &[ConsentEvent], leaf: &str) 
     if withdrawn {
         return verdict("consent_withdrawn");
     }
-    if context.rule.default == Some(ConsentDefault::OptOut) {
+    if opt_out {
         // SEMANTICS 8: a transfer never gets deemed consent: as if the rule were
         // opt-in.
         if context.transfer {
@@ -677,10 +782,10 @@ fn consent_for_leaf(context: &Context<'_>, events: &[ConsentEvent], leaf: &str) 
         if context.rule.known_subject == Some(true) && !known {
             return verdict("consent_missing");
         }
-        // Deemed consent at the rule's level, never guardian or separate.
-        let rule_level = context.rule.level.unwrap_or(ConsentLevel::Explicit);
-        let deemed = if rule_level == ConsentLevel::Separate { ConsentLevel::Explicit } else { rule_level };
-        return grant_verdict(context, deemed, false, None, None, None);
+        // Deemed consent at the rule's level (for this de-identification), never
+        // guardian or separate.
+        let deemed = if context.level == ConsentLevel::Separate { ConsentLevel::Explicit } else { context.level };
+        return grant_verdict(context, deemed, false, None, None, None, needed);
     }
     verdict("consent_missing")
 }
