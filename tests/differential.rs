@@ -168,7 +168,7 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
     } else {
         Some(rng.subset(&SeparateTrigger::ALL, 5))
     };
-    let minors = match rng.below(6) {
+    let mut minors = match rng.below(6) {
         0 | 1 => None,
         2..=4 => Some(MinorsSection {
             guardian_consent_under: Some(rng.pick(&[14u8, 16, 18])),
@@ -183,6 +183,12 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
             unknown_age: rng.pick(&[None, None, Some(UnknownAge::Adult), Some(UnknownAge::Minor)]),
         }),
     };
+    if let Some(section) = &mut minors {
+        let age = section.guardian_consent_under.or(section.not_served_under).unwrap_or(14);
+        if rng.chance(30) {
+            section.sensitive_under = Some(1 + rng.below(usize::from(age)) as u8);
+        }
+    }
     let chosen_p: Vec<&str> = PURPOSE_EXTENSIONS.iter().copied().filter(|_| rng.chance(40)).collect();
     let chosen_c: Vec<&str> = CATEGORY_EXTENSIONS.iter().copied().filter(|_| rng.chance(40)).collect();
     let ext_purposes = with_parents(&PURPOSE_EXTENSIONS, &chosen_p);
@@ -270,6 +276,10 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
             if rule.default == Some(ConsentDefault::OptOut) {
                 rule.known_subject = rng.pick(&[None, None, Some(false), Some(true)]);
             }
+            if rng.chance(25) {
+                let lower: Vec<ConsentLevel> = LEVELS.iter().copied().filter(|l| *l <= level).collect();
+                rule.anonymized_level = Some(rng.pick(&lower));
+            }
         }
         if rng.chance(40) {
             rule.actions = Some(rng.subset(&Action::ALL, 4));
@@ -289,6 +299,10 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
             3 => Some(Retention::Years(1 + rng.below(3) as u32)),
             _ => None,
         };
+        if rule.retention.is_some() {
+            rule.retention_until_anonymized = rng.pick(&[None, None, Some(false), Some(true)]);
+            rule.separate_consent_lifts_retention = rng.pick(&[None, None, Some(false), Some(true)]);
+        }
         if rng.chance(30) {
             rule.regions = Some(rng.subset(&REGIONS, 2).iter().map(|r| region(r)).collect());
         }
@@ -959,8 +973,15 @@ fn shrink(mut case: Case, finding: &Finding) -> Case {
             |c| c.doc.policy.storage_regions = None,
             |c| c.doc.minors = None,
             |c| {
+                if let Some(m) = &mut c.doc.minors {
+                    m.sensitive_under = None;
+                }
+            },
+            |c| {
                 for r in &mut c.doc.rules {
                     r.retention = None;
+                    r.retention_until_anonymized = None;
+                    r.separate_consent_lifts_retention = None;
                 }
             },
             |c| {
@@ -975,6 +996,7 @@ fn shrink(mut case: Case, finding: &Finding) -> Case {
                     r.deidentification = None;
                     r.anonymized_exempt = None;
                     r.known_subject = None;
+                    r.anonymized_level = None;
                 }
             },
             |c| {
