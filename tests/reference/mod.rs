@@ -1041,6 +1041,102 @@ transfer_regions = ["CN"]
         assert_eq!(code(&d, &withdrawn, &r, t), "consent_withdrawn");
     }
 
+    const MINORS: &str = r#"
+[policy]
+name = "case"
+version = "1.0"
+home_region = "CN"
+
+[minors]
+guardian_consent_under = 18
+sensitive_under = 14
+
+[[rule]]
+id = "core"
+purposes = ["service.core"]
+basis = "contract"
+categories = ["content"]
+retention = "session"
+separate_consent_lifts_retention = true
+
+[[rule]]
+id = "reco"
+purposes = ["personalization.recommendation"]
+basis = "consent"
+level = "implied"
+categories = ["behavior"]
+
+[[rule]]
+id = "training"
+purposes = ["ai_training.model_training"]
+basis = "consent"
+level = "separate"
+anonymized_level = "explicit"
+categories = ["behavior"]
+retention = "30d"
+retention_until_anonymized = true
+
+[[rule]]
+id = "law"
+purposes = ["compliance.legal_obligation"]
+basis = "legal_obligation"
+categories = ["identity"]
+"#;
+
+    #[test]
+    fn minors_need_a_guardian_on_every_basis_but_the_law() {
+        let d = doc(MINORS);
+        let t = "2026-06-01T00:00:00Z";
+        let sixteen = r#"{"type":"subject","subject":"u1","age":16,"at":"2026-01-01T00:00:00Z"}"#;
+        let twelve = r#"{"type":"subject","subject":"u1","age":12,"at":"2026-01-01T00:00:00Z"}"#;
+        let guardian_explicit = r#"{"type":"grant","subject":"u1","purposes":["service","personalization"],"level":"explicit","by_guardian":true,"at":"2026-01-02T00:00:00Z"}"#;
+        let core = request(Purpose::SERVICE_CORE, &[DataCategory::CONTENT_CHAT])
+            .collected(at("2026-05-01T00:00:00Z"), Some("s".into()))
+            .session("s");
+        let reco = request(Purpose::PERSONALIZATION_RECOMMENDATION, &[DataCategory::BEHAVIOR_LOG]);
+        let law = request(Purpose::COMPLIANCE_LEGAL_OBLIGATION, &[DataCategory::IDENTITY_REAL_NAME]);
+        assert_eq!(code(&d, &events(&[sixteen]), &core, t), "guardian_consent_required");
+        assert_eq!(code(&d, &events(&[sixteen]), &law, t), "legal_basis");
+        assert_eq!(code(&d, &events(&[sixteen, guardian_explicit]), &core, t), "legal_basis");
+        assert_eq!(code(&d, &events(&[sixteen, guardian_explicit]), &reco, t), "consent_given");
+        // Under 14: the guardian's grant must be separate (the minor trigger).
+        assert_eq!(code(&d, &events(&[twelve, guardian_explicit]), &core, t), "separate_consent_required");
+        assert_eq!(code(&d, &events(&[twelve, guardian_explicit]), &reco, t), "separate_consent_required");
+    }
+
+    #[test]
+    fn retention_yields_to_anonymization_and_to_a_separate_grant() {
+        let d = doc(MINORS);
+        let t = "2026-06-01T00:00:00Z";
+        let adult = r#"{"type":"subject","subject":"u1","age":30,"at":"2026-01-01T00:00:00Z"}"#;
+        let separate = r#"{"type":"grant","subject":"u1","purposes":["service.core"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#;
+        let other_session = request(Purpose::SERVICE_CORE, &[DataCategory::CONTENT_CHAT])
+            .collected(at("2026-05-01T00:00:00Z"), Some("s1".into()))
+            .session("s2");
+        assert_eq!(code(&d, &events(&[adult]), &other_session, t), "retention_expired");
+        assert_eq!(code(&d, &events(&[adult, separate]), &other_session, t), "legal_basis");
+        let old = request(Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG])
+            .collected(at("2026-01-01T00:00:00Z"), None);
+        let explicit = r#"{"type":"grant","subject":"u1","purposes":["ai_training"],"level":"explicit","at":"2026-01-02T00:00:00Z"}"#;
+        assert_eq!(code(&d, &events(&[adult, explicit]), &old, t), "retention_expired");
+        let anonymized = old.clone().deidentification(consent_guard::Deidentification::Anonymized);
+        // Anonymized: the limit yields, and explicit consent is enough.
+        assert_eq!(code(&d, &events(&[adult, explicit]), &anonymized, t), "consent_given");
+    }
+
+    #[test]
+    fn a_lapsed_grant_leaves_the_opt_out_default() {
+        let d = doc(BASE);
+        let t = "2026-06-01T00:00:00Z";
+        let adult = r#"{"type":"subject","subject":"u1","birth_date":"1990-01-01"}"#;
+        let expired = r#"{"type":"grant","subject":"u1","purposes":["personalization"],"level":"explicit","at":"2026-01-01T00:00:00Z","expires_at":"2026-02-01T00:00:00Z"}"#;
+        let implied = r#"{"type":"grant","subject":"u1","purposes":["personalization"],"level":"implied","at":"2026-03-01T00:00:00Z"}"#;
+        let r = request(Purpose::PERSONALIZATION_RECOMMENDATION, &[DataCategory::BEHAVIOR_LOG]);
+        assert_eq!(code(&d, &events(&[adult, expired]), &r, t), "consent_given");
+        // A grant that is too weak still decides.
+        assert_eq!(code(&d, &events(&[adult, expired, implied]), &r, t), "consent_level_insufficient");
+    }
+
     #[test]
     fn opt_out_deems_consent_for_unknown_subjects() {
         let d = doc(BASE);
