@@ -448,7 +448,7 @@ pub fn decide(
             // The limit yields to anonymization, or to a separate grant of the subject.
             let yields = (rule.retention_until_anonymized == Some(true) && anonymized)
                 || (rule.separate_consent_lifts_retention == Some(true)
-                    && leaves.iter().all(|leaf| separately_granted(&context, minor, &events, leaf)));
+                    && leaves.iter().all(|leaf| separately_granted(&context, &events, leaf)));
             if expired && !yields {
                 return verdict("retention_expired");
             }
@@ -602,6 +602,16 @@ fn required_grant_verdict(
             "consent_level_insufficient"
         });
     }
+    // A guardian's consent is consent to the rule's terms: an older version than
+    // `changed_in` needs renewal (READING R9).
+    if guardian {
+        if let Some(changed) = context.rule.changed_in.as_deref() {
+            let given = g.policy_version.as_deref().unwrap_or(&context.doc.policy.version);
+            if version(given) < version(changed) {
+                return Some("reconsent_required");
+            }
+        }
+    }
     None
 }
 
@@ -654,9 +664,10 @@ fn required_grant(
 
 /// Whether a separate grant of the subject covers `leaf` (a rule's
 /// `separate_consent_lifts_retention`): the consent scan with `separate` needed, no
-/// transfer, the guardian's for a minor; deemed consent never is separate.
-fn separately_granted(context: &Context<'_>, minor: bool, events: &[ConsentEvent], leaf: &str) -> bool {
-    let lifted = Context { transfer: false, minor_guardian: minor, ..context.clone() };
+/// transfer, the guardian's for a minor where the policy asks guardian consent
+/// (SEMANTICS 9); deemed consent never is separate.
+fn separately_granted(context: &Context<'_>, events: &[ConsentEvent], leaf: &str) -> bool {
+    let lifted = Context { transfer: false, ..context.clone() };
     let (grants, _) = live_grants(events, leaf, context.t);
     grants.iter().any(|g| {
         grant_verdict(
