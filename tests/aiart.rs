@@ -207,7 +207,7 @@ fn personal_information_is_stored_in_china() {
     );
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.customer_support","action":"store","categories":["support.record"],"region":"US"}"#,
-        "region_not_permitted",
+        "separate_consent_required",
         "aiart.customer_support",
     );
     // Generation content may leave China only with a separate consent naming the region.
@@ -305,7 +305,7 @@ fn uploaded_photos_are_kept_only_for_the_synthesis_session() {
     );
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.upload_processing.photo_synthesis","action":"store","categories":["content.upload"],"region":"US","collected_session":"s1","session":"s1"}"#,
-        "region_not_permitted",
+        "separate_consent_required",
         "aiart.face_upload",
     );
 }
@@ -729,4 +729,20 @@ fn only_a_withdrawal_turns_an_opt_out_feature_off() {
     s.expect(&ads("expired"), "consent_given");
     s.expect(&ads("elsewhere"), "consent_given");
     s.expect(&ads("off"), "consent_withdrawn");
+}
+
+/// "we may conduct mergers, acquisitions, asset transfers or similar transactions, and
+/// your information may be part of such transactions and was transferred."
+#[test]
+fn a_merger_transfers_data_to_the_successor_and_nothing_else() {
+    let s = Scenario::new("aiart").events(ADULT);
+    let hand_over = |action: &str, recipient: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.business_transfer","action":"{action}","categories":["contact.phone","content.generated"],"recipient":{{"kind":"{recipient}"}}}}"#
+        )
+    };
+    s.expect_clause(&hand_over("transfer", "third_party"), "legal_basis", "aiart.merger");
+    s.expect_clause(&hand_over("transfer", "affiliate"), "legal_basis", "aiart.merger");
+    s.expect_clause(&hand_over("share", "third_party"), "action_not_permitted", "aiart.merger");
+    s.expect_clause(&hand_over("transfer", "public"), "recipient_not_permitted", "aiart.merger");
 }

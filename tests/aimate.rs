@@ -169,9 +169,15 @@ fn cross_border_transfer_needs_separate_consent() {
     s.expect_clause(&chat("exp", "SG"), "separate_consent_required", "aimate.core");
     s.expect_clause(&chat("sep", "SG"), "legal_basis", "aimate.core");
     s.expect_clause(&chat("sep", "US"), "separate_consent_required", "aimate.core");
-    // Data with no transfer clause never leaves China.
-    let risk = r#"{"subject":"sep","purpose":"security.account_protection","action":"store","categories":["device.identifier"],"region":"SG"}"#;
-    s.expect_clause(risk, "region_not_permitted", "aimate.security");
+    // "If cross-border transfer is required" covers every purpose: risk control data
+    // too leaves China only on a separate grant for it that names the region.
+    let risk = |subject: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"security.account_protection","action":"store","categories":["device.identifier"],"region":"SG"}}"#
+        )
+    };
+    s.expect_clause(&risk("sep"), "separate_consent_required", "aimate.security");
+    s.expect_clause(&risk("nobody"), "separate_consent_required", "aimate.security");
 }
 
 /// §1.5 "Such information may be processed through cooperating third-party
@@ -565,4 +571,21 @@ fn policy_loads_with_only_the_intended_sensitive_data_warning() {
     s.expect_clause(bank, "separate_consent_required", "aimate.marketing");
     let phone = r#"{"subject":"u1","purpose":"marketing.campaigns","action":"collect","categories":["contact.phone"]}"#;
     s.expect_clause(phone, "consent_given", "aimate.marketing");
+}
+
+/// §3.6(2) "In the event of mergers, acquisitions, or asset transfers, if personal
+/// information is involved in the transfer, we will require the new company or
+/// organization holding your personal information to continue to be bound by this policy."
+#[test]
+fn a_merger_transfers_data_to_the_successor_and_nothing_else() {
+    let s = aimate();
+    let hand_over = |action: &str, recipient: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.business_transfer","action":"{action}","categories":["contact.phone","content.generated"],"recipient":{{"kind":"{recipient}"}}}}"#
+        )
+    };
+    s.expect_clause(&hand_over("transfer", "third_party"), "legal_basis", "aimate.merger");
+    s.expect_clause(&hand_over("transfer", "affiliate"), "legal_basis", "aimate.merger");
+    s.expect_clause(&hand_over("share", "third_party"), "action_not_permitted", "aimate.merger");
+    s.expect_clause(&hand_over("transfer", "public"), "recipient_not_permitted", "aimate.merger");
 }

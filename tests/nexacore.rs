@@ -610,3 +610,20 @@ fn purposes_the_policy_never_states_are_denied() {
         "nexacore.cookies",
     );
 }
+
+/// 3.2.2 "In the case of merger, acquisition, bankruptcy liquidation, reorganization,
+/// etc., if personal information transfer is involved, we will require the new company
+/// or organization holding your personal information to continue to be bound by this Policy"
+#[test]
+fn a_merger_transfers_data_to_the_successor_and_nothing_else() {
+    let s = Scenario::new("nexacore").events(ADULTS);
+    let hand_over = |action: &str, recipient: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.business_transfer","action":"{action}","categories":["contact.phone","content.generated"],"recipient":{{"kind":"{recipient}"}}}}"#
+        )
+    };
+    s.expect_clause(&hand_over("transfer", "third_party"), "legal_basis", "nexacore.merger");
+    s.expect_clause(&hand_over("transfer", "affiliate"), "legal_basis", "nexacore.merger");
+    s.expect_clause(&hand_over("share", "third_party"), "action_not_permitted", "nexacore.merger");
+    s.expect_clause(&hand_over("transfer", "public"), "recipient_not_permitted", "nexacore.merger");
+}
