@@ -607,9 +607,25 @@ struct Case {
     asks: Vec<Ask>,
 }
 
+/// The five seed policies of `examples/policies/`, as documents.
+fn seed_policies() -> &'static [PolicyDocument] {
+    static SEEDS: std::sync::OnceLock<Vec<PolicyDocument>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(|| {
+        ["exmo", "kmengai", "aimate", "nexacore", "aiart"]
+            .iter()
+            .map(|name| {
+                let path = format!("{}/examples/policies/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+                Policy::from_toml_file(&path).unwrap().document().clone()
+            })
+            .collect()
+    })
+}
+
 fn gen_case(seed: u64, requests: usize) -> Case {
     let mut rng = Rng(seed);
-    let doc = gen_policy(&mut rng);
+    let generated = gen_policy(&mut rng);
+    // One case in ten runs on a seed policy as shipped.
+    let doc = if rng.chance(10) { rng.pick(seed_policies()) } else { generated };
     let mut events = Vec::new();
     for subject in &SUBJECTS[..3] {
         for _ in 0..1 + rng.below(7) {
