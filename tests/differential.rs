@@ -2,7 +2,15 @@
 //! minors, every rule field), random consent histories and random requests, decided by
 //! `Guard::check`, by `Guard::prepare(..).check(subject)` and by the reference evaluator
 //! of `tests/reference/mod.rs`. All three must agree on `allowed` and `code`, and the
-//! guard must accept at `record` exactly the events the reference accepts.
+//! guard must accept at `record` exactly the events the reference accepts. The same
+//! request is also asked as `Guard::what_if` (against the reference at that time, marked
+//! a what-if) and as the dry runs `Guard::decide` / `PreparedAccess::decide` (at the
+//! request's own `at`, marked, or at the clock). One case in ten runs on a seed policy
+//! of `examples/policies/` instead of a generated one.
+//!
+//! Each kind of disagreement is named by the settled point (SEMANTICS.md) or reading
+//! (`R..`, /work/notes/differential.md) that explains it: the runner tries changes of
+//! the input on which the old and the settled meaning coincide.
 //!
 //! Generation is constructive (every policy is valid by construction and compiles) and
 //! driven by a proptest seed; the dependent structure (names declared by the policy,

@@ -602,14 +602,12 @@ fn required_grant_verdict(
             "consent_level_insufficient"
         });
     }
-    // A guardian's consent is consent to the rule's terms: an older version than
-    // `changed_in` needs renewal (READING R9).
-    if guardian {
-        if let Some(changed) = context.rule.changed_in.as_deref() {
-            let given = g.policy_version.as_deref().unwrap_or(&context.doc.policy.version);
-            if version(given) < version(changed) {
-                return Some("reconsent_required");
-            }
+    // The grant is consent to the rule's terms: one older than `changed_in` needs
+    // renewal (READING R9).
+    if let Some(changed) = context.rule.changed_in.as_deref() {
+        let given = g.policy_version.as_deref().unwrap_or(&context.doc.policy.version);
+        if version(given) < version(changed) {
+            return Some("reconsent_required");
         }
     }
     None
