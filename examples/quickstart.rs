@@ -3,12 +3,13 @@
 //!
 //! Run with `cargo run --example quickstart`. The first run records the consent events
 //! in `target/quickstart.redb`; a second run replays them from there and decides the
-//! same. Delete the file to start over.
+//! same. Every decision is recorded in the durable audit log `target/quickstart-audit/`
+//! (synced: a decision is returned only once its record is on disk); check it with
+//! `consent-guard audit verify target/quickstart-audit`. Delete both to start over.
 
+use consent_guard::audit::{AuditLog, Durability};
 use consent_guard::store::{ConsentStore, RedbConsentStore};
-use consent_guard::{
-    AccessRequest, ConsentEvent, DataCategory, Deidentification, FixedClock, Guard, MemoryAuditSink, Policy, Purpose,
-};
+use consent_guard::{AccessRequest, ConsentEvent, DataCategory, Deidentification, FixedClock, Guard, Policy, Purpose};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy = Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml"))?;
@@ -16,7 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&target)?;
     let store = RedbConsentStore::open(target.join("quickstart.redb"))?;
     let replayed = store.events_since(0, usize::MAX)?.len();
-    let audit = std::sync::Arc::new(MemoryAuditSink::new());
+    let audit = std::sync::Arc::new(AuditLog::open(target.join("quickstart-audit"), Durability::Synced)?);
+    let before = audit.head()?.seq;
     let guard = Guard::builder(policy)
         .clock(FixedClock::new("2026-06-01T00:00:00Z".parse()?))
         .audit(audit.clone())
@@ -73,7 +75,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     print("alice: training after withdrawal", guard.check(&training("alice")));
 
-    println!("{} decisions audited", audit.len());
+    let head = audit.flush()?;
+    println!("{} decisions audited; audit log head {head} (keep it to verify the log later)", head.seq - before);
     println!("alice's history holds {} events (proof of consent)", guard.history("alice")?.events().len());
     if first_run {
         println!("run again: consent persists in target/quickstart.redb");

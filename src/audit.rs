@@ -4,7 +4,9 @@
 //! Shipped sinks: [`NoAuditSink`] (keeps nothing), [`MemoryAuditSink`] (keeps every
 //! record, compactly, in memory) and, with the `json` feature, [`JsonLinesAuditSink`],
 //! a file of JSON lines chained by SHA-256 so that [`verify_log`] can tell an altered,
-//! removed, inserted or reordered record from an intact log.
+//! removed, inserted or reordered record from an intact log; and [`AuditLog`], the
+//! durable log for services: group commit into a directory of hash-chained segments,
+//! `Synced` or `Buffered` ([`Durability`]), compact records for prepared accesses.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,10 +19,18 @@ use crate::request::AccessRequest;
 
 #[cfg(feature = "json")]
 mod chain;
+#[cfg(feature = "json")]
+mod log;
 mod memory;
 #[cfg(feature = "json")]
+pub mod segment;
+#[cfg(feature = "json")]
 pub use chain::{verify_log, JsonLinesAuditSink, LogVerdict};
+#[cfg(feature = "json")]
+pub use log::{AuditLog, AuditLogOptions, AuditLogStats, Durability};
 pub use memory::MemoryAuditSink;
+#[cfg(feature = "json")]
+pub use segment::{verify_dir, DirVerdict, Head};
 
 /// What the guard hands to the sink for each decision. The decision's `at` is the
 /// time of the check.
@@ -33,6 +43,18 @@ pub struct AuditRecord<'a> {
 }
 
 impl AuditRecord<'_> {
+    /// For a check of a prepared access ([`crate::Guard::prepare`]): a key, unique in
+    /// this process, naming its template (the request without its subject). A sink can
+    /// write the template once and then only the key, subject, code and time of each
+    /// decision. `None` for a plain [`crate::Guard::check`].
+    pub fn template_key(&self) -> Option<u64> {
+        match &self.decision.facts {
+            // A what-if keeps its mark, which a compact record has no room for.
+            crate::decision::Facts::Prepared { access, .. } if !self.decision.what_if => Some(access.key()),
+            _ => None,
+        }
+    }
+
     /// An owned copy.
     pub fn to_owned_record(&self) -> OwnedAuditRecord {
         OwnedAuditRecord { request: self.request.clone().into_owned(), decision: self.decision.clone().into_owned() }
@@ -83,6 +105,36 @@ pub trait AuditSink: fmt::Debug + Send + Sync {
     fn discards_records(&self) -> bool {
         false
     }
+
+    /// Keeps one record of a batch, and may return before the record is as durable as
+    /// the sink promises: the caller releases nothing of the batch until
+    /// [`AuditSink::commit`] returns `Ok`. Batches ([`crate::PreparedAccess::check_batch`],
+    /// [`crate::sealed::select`]) use it so that all their records share one commit.
+    /// The default is [`AuditSink::record`].
+    ///
+    /// # Errors
+    ///
+    /// When the record could not be kept.
+    fn record_deferred(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        self.record(record)
+    }
+
+    /// Waits until every record this thread handed to the sink (by `record` or
+    /// `record_deferred`) is as durable as the sink promises. The default, for sinks
+    /// whose `record_deferred` already keeps the record, returns `Ok` at once.
+    ///
+    /// # Errors
+    ///
+    /// When a record could not be kept: the batch must be denied.
+    fn commit(&self) -> Result<(), AuditError> {
+        Ok(())
+    }
+
+    /// Whether [`AuditSink::record_deferred`] defers anything, so that batches are
+    /// worth grouping before a [`AuditSink::commit`]. The default is `false`.
+    fn defers_records(&self) -> bool {
+        false
+    }
 }
 
 /// Keeps nothing: for benchmarks, and services that audit elsewhere.
@@ -107,6 +159,18 @@ impl<S: AuditSink + ?Sized> AuditSink for Arc<S> {
     fn discards_records(&self) -> bool {
         (**self).discards_records()
     }
+
+    fn record_deferred(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        (**self).record_deferred(record)
+    }
+
+    fn commit(&self) -> Result<(), AuditError> {
+        (**self).commit()
+    }
+
+    fn defers_records(&self) -> bool {
+        (**self).defers_records()
+    }
 }
 
 impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
@@ -116,6 +180,18 @@ impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
 
     fn discards_records(&self) -> bool {
         (**self).discards_records()
+    }
+
+    fn record_deferred(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        (**self).record_deferred(record)
+    }
+
+    fn commit(&self) -> Result<(), AuditError> {
+        (**self).commit()
+    }
+
+    fn defers_records(&self) -> bool {
+        (**self).defers_records()
     }
 }
 
@@ -127,6 +203,18 @@ impl<S: AuditSink> AuditSink for Option<S> {
     fn discards_records(&self) -> bool {
         self.as_ref().is_none_or(S::discards_records)
     }
+
+    fn record_deferred(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        self.as_ref().map_or(Ok(()), |sink| sink.record_deferred(record))
+    }
+
+    fn commit(&self) -> Result<(), AuditError> {
+        self.as_ref().map_or(Ok(()), S::commit)
+    }
+
+    fn defers_records(&self) -> bool {
+        self.as_ref().is_some_and(S::defers_records)
+    }
 }
 
 /// Fans a record out to every sink; fails if any fails.
@@ -137,5 +225,17 @@ impl<S: AuditSink> AuditSink for Vec<S> {
 
     fn discards_records(&self) -> bool {
         self.iter().all(S::discards_records)
+    }
+
+    fn record_deferred(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        self.iter().try_for_each(|sink| sink.record_deferred(record))
+    }
+
+    fn commit(&self) -> Result<(), AuditError> {
+        self.iter().try_for_each(S::commit)
+    }
+
+    fn defers_records(&self) -> bool {
+        self.iter().any(S::defers_records)
     }
 }

@@ -379,6 +379,28 @@ impl Guard {
         }
     }
 
+    /// As [`Guard::check`], but hands the record with
+    /// [`AuditSink::record_deferred`]: the caller releases nothing before
+    /// [`Guard::audit_commit`] returns `Ok` (batches share one commit).
+    #[inline]
+    pub(crate) fn check_deferred<'a>(&'a self, request: &'a AccessRequest<'_>) -> Decision<'a> {
+        let mut decision = self.decide(request);
+        if !self.audit_discards && self.audit.record_deferred(&AuditRecord { request, decision: &decision }).is_err() {
+            decision.unaudited();
+        }
+        decision
+    }
+
+    /// Waits until the records this thread handed to the sink are kept.
+    pub(crate) fn audit_commit(&self) -> Result<(), crate::error::AuditError> {
+        self.audit.commit()
+    }
+
+    /// Whether the sink defers records, so that batches should share one commit.
+    pub(crate) fn audit_defers(&self) -> bool {
+        !self.audit_discards && self.audit.defers_records()
+    }
+
     /// Decides one request without auditing it: for dry runs (`explain`, tests of a
     /// policy), never for real access. It decides at the request's `at` when it names
     /// one (a what-if, marked as such), else at the guard's clock.

@@ -33,7 +33,7 @@ use crate::request::{AccessRequest, Actions, Deidentification, RecipientKind, Re
 pub use builder::PolicyBuilder;
 pub use document::{
     ConsentDefault, MinorsSection, PolicyDocument, PolicyHeader, PolicyVersion, RecipientDeclaration, Retention,
-    RuleDocument, SeparateTrigger, Signal, UnknownAge, VocabularySection,
+    RuleDocument, SeparateTrigger, Signal, UnknownAge, VocabularySection, WithConsent,
 };
 
 /// A validated, compiled policy. Build one with [`Policy::compile`],
@@ -115,6 +115,15 @@ impl TransferRegions {
     }
 }
 
+/// `[rule.with_consent]`, compiled.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConsentExtension {
+    pub(crate) level: ConsentLevel,
+    pub(crate) actions: Actions,
+    pub(crate) recipient_kinds: RecipientKinds,
+    pub(crate) recipient_names: u64,
+}
+
 /// One compiled rule: a clause of the privacy policy.
 #[derive(Clone, Debug)]
 pub(crate) struct Rule {
@@ -129,6 +138,8 @@ pub(crate) struct Rule {
     pub(crate) retention_until_anonymized: bool,
     /// A separate consent lifts the retention limit.
     pub(crate) separate_consent_lifts_retention: bool,
+    /// What the subject's consent adds to a rule on another basis.
+    pub(crate) with_consent: Option<ConsentExtension>,
     /// Down-closed mask of permitted categories.
     pub(crate) categories: u128,
     pub(crate) actions: Actions,

@@ -281,6 +281,9 @@ fn an_anchor_catches_a_rewrite() {
 fn check_writes_a_log_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
+    // An existing file is a log of this one-file format (a new path is a directory log,
+    // see tests/audit_log.rs).
+    std::fs::write(&log, "").unwrap();
     let run = || {
         let output = assert_cmd::Command::cargo_bin("consent-guard")
             .unwrap()
@@ -318,6 +321,22 @@ fn check_writes_a_log_that_verifies() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not intact at line 1"));
+}
+
+/// The anchor of an empty log (`0:` and 64 zeros) holds for every intact log.
+#[cfg(feature = "cli")]
+#[test]
+fn the_anchor_of_an_empty_log_verifies() {
+    let (_dir, path, _) = real_log();
+    let genesis = format!("0:{}", "0".repeat(64));
+    let (status, out) = cli_verify(&path, Some(&genesis));
+    assert_eq!(status, Some(0), "{out}");
+    let empty = _dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let (status, out) = cli_verify(&empty, Some(&genesis));
+    assert_eq!(status, Some(0), "{out}");
+    let (status, out) = cli_verify(&path, Some(&format!("0:{}", "1".repeat(64))));
+    assert_eq!(status, Some(1), "{out}");
 }
 
 #[cfg(feature = "cli")]

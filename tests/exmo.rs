@@ -677,9 +677,10 @@ fn disclosure_only_when_required_by_law_or_in_a_merger() {
         "action_not_permitted",
         "exmo.core",
     );
+    // "... unless authorized by you": without the subject's authorization, no sharing.
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core","categories":["content.generated"],"action":"share","recipient":{"kind":"third_party"}}"#,
-        "action_not_permitted",
+        "consent_missing",
         "exmo.core",
     );
 }
@@ -770,5 +771,40 @@ fn uploads_outlive_their_session_only_with_a_separate_authorization() {
     ];
     for (who, session, code) in table {
         s.expect_clause(&upload(who, session), code, "exmo.uploads");
+    }
+}
+
+/// "EXMO does not share, sell, or disclose your personal data to unrelated third
+/// parties unless authorized by you": the core service is a contract, and sharing its
+/// data needs the subject's (separate) consent on top.
+#[test]
+fn core_data_reaches_third_parties_only_when_authorized() {
+    let s = exmo().events(
+        r#"
+        {"type":"grant","subject":"authorized","purposes":["service.core"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"explicit","purposes":["service.core"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    let share = |who: &str, action: &str, recipient: &str| {
+        format!(
+            r#"{{"subject":"{who}","purpose":"service.core","action":"{action}","categories":["content.generated"],"recipient":{{"kind":"{recipient}"}}}}"#
+        )
+    };
+    let table = [
+        (share("nobody", "use", "first_party"), "legal_basis"),
+        (share("nobody", "share", "third_party"), "consent_missing"),
+        (share("explicit", "share", "third_party"), "separate_consent_required"),
+        (share("authorized", "share", "third_party"), "consent_given"),
+        (share("authorized", "disclose", "public"), "consent_given"),
+        // Consent adds sharing with third parties and the public, nothing else.
+        (share("authorized", "share", "processor"), "recipient_not_permitted"),
+        (share("authorized", "transfer", "third_party"), "action_not_permitted"),
+    ];
+    for (request, code) in table {
+        let outcome = s.expect_clause(&request, code, "exmo.core");
+        if outcome.allowed {
+            let basis = if code == "consent_given" { "consent" } else { "contract" };
+            assert_eq!(outcome.basis.as_deref(), Some(basis), "{request}");
+        }
     }
 }

@@ -219,10 +219,10 @@ fn uploads_are_kept_only_for_the_session() {
 #[test]
 fn no_sharing_outside_nexacore_except_listed_cases() {
     let s = Scenario::new("nexacore").events(ADULTS);
-    // Generation data is never shared, with anyone.
+    // Generation data is shared only "after obtaining your explicit consent" (3.1.1).
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core","action":"share","categories":["content.prompt"],"recipient":{"kind":"third_party"}}"#,
-        "action_not_permitted",
+        "consent_missing",
         "nexacore.generation",
     );
     // Generation data stays first-party.
@@ -256,7 +256,7 @@ fn no_sharing_outside_nexacore_except_listed_cases() {
     // Merger transfers and public disclosure on consent are not encoded: denied.
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core","action":"transfer","categories":["content.prompt"],"recipient":{"kind":"third_party"}}"#,
-        "action_not_permitted",
+        "consent_missing",
         "nexacore.generation",
     );
 }
@@ -549,10 +549,10 @@ fn generation_uses_input_to_serve_the_user() {
         let allowed = s.expect_clause(&request, "legal_basis", "nexacore.generation");
         assert_eq!(allowed.basis.as_deref(), Some("contract"));
     }
-    // The input is used to serve, not disclosed.
+    // The input is used to serve, and disclosed only with consent (3.3.1).
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core.dialogue","action":"disclose","categories":["content.chat"],"recipient":{"kind":"public"}}"#,
-        "action_not_permitted",
+        "consent_missing",
         "nexacore.generation",
     );
 }
@@ -626,4 +626,36 @@ fn a_merger_transfers_data_to_the_successor_and_nothing_else() {
     s.expect_clause(&hand_over("transfer", "affiliate"), "legal_basis", "nexacore.merger");
     s.expect_clause(&hand_over("share", "third_party"), "action_not_permitted", "nexacore.merger");
     s.expect_clause(&hand_over("transfer", "public"), "recipient_not_permitted", "nexacore.merger");
+}
+
+/// 3.1.1 "After obtaining your explicit consent, we will share your personal information
+/// with other parties." / 3.2.1 (transfer) / 3.3.1 (public disclosure): generation data
+/// is a contract's, and consent adds sharing; PIPL makes it separate for third parties
+/// and the public.
+#[test]
+fn sharing_transfer_and_disclosure_with_explicit_consent() {
+    let s = Scenario::new("nexacore").events(&format!(
+        "{ADULTS}\n{}",
+        r#"
+        {"type":"grant","subject":"u1","purposes":["service.core"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"u2","purposes":["service.core"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        "#
+    ));
+    let hand = |who: &str, action: &str, recipient: &str| {
+        format!(
+            r#"{{"subject":"{who}","purpose":"service.core.dialogue","action":"{action}","categories":["content.chat"],"recipient":{{"kind":"{recipient}"}}}}"#
+        )
+    };
+    let table = [
+        (hand("u1", "use", "first_party"), "legal_basis"),
+        (hand("u1", "share", "affiliate"), "consent_given"),
+        (hand("u1", "transfer", "affiliate"), "consent_given"),
+        (hand("u1", "share", "third_party"), "separate_consent_required"),
+        (hand("u2", "share", "third_party"), "consent_given"),
+        (hand("u2", "disclose", "public"), "consent_given"),
+        (hand("stranger", "share", "affiliate"), "consent_missing"),
+    ];
+    for (request, code) in table {
+        s.expect_clause(&request, code, "nexacore.generation");
+    }
 }

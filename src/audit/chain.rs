@@ -18,7 +18,9 @@
 //!   written, and as tampering otherwise. [`JsonLinesAuditSink::open`] cuts it off
 //!   before appending, so that the next record starts on a line of its own.
 //!
-//! One process writes a log at a time: two writers would fork the chain.
+//! One writer at a time: two would fork the chain. [`JsonLinesAuditSink::open`] locks
+//! the file exclusively (an advisory lock, held while the sink lives); a second opener,
+//! in this process or another, gets an error saying so.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -66,16 +68,30 @@ impl JsonLinesAuditSink {
     /// records into one line that no longer verifies.
     pub fn open(path: impl AsRef<Path>) -> Result<JsonLinesAuditSink, AuditError> {
         let path = path.as_ref().to_path_buf();
-        let (seq, prev, len, torn) = match File::open(&path) {
-            Ok(file) => last_link(BufReader::new(file))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, GENESIS.to_owned(), 0, false),
-            Err(e) => return Err(AuditError::io(format!("cannot read {}", path.display()), e)),
-        };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| AuditError::io(format!("cannot open {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::new(format!(
+                    "audit log {} is already open for writing, by another process or another sink in this one: \
+                     two writers would fork its chain",
+                    path.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(AuditError::io(format!("cannot lock {}", path.display()), e))
+            }
+        }
+        // Read only once the lock is held: another writer may not extend it meanwhile.
+        let (seq, prev, len, torn) = match File::open(&path) {
+            Ok(file) => last_link(BufReader::new(file))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, GENESIS.to_owned(), 0, false),
+            Err(e) => return Err(AuditError::io(format!("cannot read {}", path.display()), e)),
+        };
         if torn {
             file.set_len(len)
                 .map_err(|e| AuditError::io(format!("cannot cut the torn last line of {}", path.display()), e))?;

@@ -8,6 +8,7 @@
 //! | `lint P...` | 0 clean, 1 problems found, 2 unreadable |
 //! | `explain --policy P [--purpose X]` | 0, 2 unreadable policy or unknown purpose |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
+//! | `audit export A` | 0 intact, 1 tampered (records before it printed), 2 unreadable |
 #![forbid(unsafe_code)]
 
 #[path = "consent_guard/audit.rs"]
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use consent_guard::audit::JsonLinesAuditSink;
+use consent_guard::audit::{AuditLog, AuditSink, Durability, JsonLinesAuditSink};
 use consent_guard::error::{EventError, Severity, StoreError};
 use consent_guard::store::ConsentStore;
 use consent_guard::{AccessRequest, ConsentEvent, FixedClock, Guard, Policy, PolicyError, ReasonCode};
@@ -88,7 +89,8 @@ enum AuditCommand {
     /// inserted or reordered.
     #[command(long_about = VERIFY_HELP)]
     Verify {
-        /// The audit log (JSON lines).
+        /// The audit log: a directory of segments (`check --audit`), or one JSON-lines
+        /// file of the older format.
         #[arg(value_name = "A")]
         log: PathBuf,
         /// `N:HASH`, the head of the log as recorded earlier outside it (printed by
@@ -96,6 +98,13 @@ enum AuditCommand {
         /// end and a rewrite of records up to N.
         #[arg(long, value_name = "N:HASH", value_parser = audit::parse_anchor)]
         anchor: Option<audit::Anchor>,
+    },
+    /// Print every record of an audit log as a full JSON line
+    /// `{"request":…,"decision":…}`, compact records expanded; verified as it goes.
+    Export {
+        /// The audit log: a directory of segments, or one JSON-lines file.
+        #[arg(value_name = "A")]
+        log: PathBuf,
     },
 }
 
@@ -115,8 +124,9 @@ struct CheckArgs {
     /// time when absent.
     #[arg(long, value_name = "T", value_parser = rfc3339)]
     at: Option<DateTime<Utc>>,
-    /// Extension: append a hash-chained audit record of every decision to this
-    /// JSON-lines file (created if absent; verify it with `audit verify`).
+    /// Extension: record every decision in this durable audit log, a directory of
+    /// hash-chained segments (created if absent; verify it with `audit verify`). An
+    /// existing JSON-lines file of the older format is extended instead.
     #[arg(long, value_name = "A")]
     audit: Option<PathBuf>,
     /// Requests: one JSON object, or JSON lines; standard input when absent or `-`.
@@ -132,10 +142,14 @@ of many. Consent events from --events are recorded in file order before the firs
 request. Each decision is printed as one JSON line (allowed, code, message, basis,
 clause, policy, policy_version, subject, purpose, at).
 
---audit A (an extension of interchange.md) appends a hash-chained record of every
-decision to A; at the end the log's head (N:HASH) is printed on standard error: keep
-it elsewhere and give it to `audit verify --anchor` to catch records removed from the
-end. If a record cannot be written, the access is denied with `audit_unavailable`.
+--audit A (an extension of interchange.md) records every decision in the durable
+audit log A: a directory of hash-chained segments, synced (each decision is printed
+only once its record is on disk; decisions share fsyncs). One writer per log: a second
+`check --audit A` at the same time is refused. At the end the log's head (N:HASH) is
+printed on standard error and is in A/head: keep it elsewhere and give it to `audit
+verify --anchor` to catch records removed from the end. If a record cannot be written,
+the access is denied with `audit_unavailable`. An existing regular file A is taken as
+a log of the older one-file JSON-lines format and extended.
 
 Exit status: 0 when every request got a decision (allow or deny); 2 on bad input
 (malformed JSON, unknown fields or names, a grant without level, a time that is not
@@ -158,15 +172,19 @@ Exit status: 0; 2 on an unreadable policy or an unknown purpose.";
 
 const VERIFY_HELP: &str = "\
 Check an audit log's hash chain (written by `check --audit`) and print a one-line
-summary: the first record altered, removed, inserted or reordered is named by its line.
+summary: the first record altered, removed, inserted or reordered is named by its
+segment and line. A is a directory of segments; the chain runs across them. A single
+JSON-lines file of the older format is verified too.
 
-A torn last line (crash mid-write) is reported as such and is not tampering.
+Bytes after the last commit (a crash mid-batch; a torn last line in the older format)
+are reported as such and are not tampering: no record among them was acknowledged.
 
 What a chain alone cannot tell: records removed from the end of the log (a log cut
 after record N is a valid log of N records), and a log rewritten from some record on
 by someone who recomputed the hashes (they are not keyed). Keep the head N:HASH
-printed by `check --audit` (or by this command) outside the log and pass it with
---anchor to catch both.
+printed by `check --audit` (or by this command, or in A/head) outside the log and pass
+it with --anchor (N:HASH, or a file holding it) to catch both. `--anchor 0:<64 zeros>`
+is the anchor of an empty log and holds for every intact log.
 
 Exit status: 0 intact (or torn last line), 1 tampered, 2 unreadable.";
 
@@ -226,6 +244,7 @@ fn main() -> ExitCode {
         Command::Lint { policies } => lint(&policies),
         Command::Explain { policy, purpose } => explain::run(&policy, purpose.as_deref()),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
+        Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
         Command::History { store, subject } => history(&store, &subject),
     };
     match result {
@@ -321,8 +340,15 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let sink = match &args.audit {
         None => None,
         Some(path) => {
-            let sink = JsonLinesAuditSink::open(path)
-                .map_err(|e| CliError::Audit { file: display(path), message: with_sources(&e) })?;
+            let failed = |e: consent_guard::error::AuditError| CliError::Audit {
+                file: display(path),
+                message: with_sources(&e),
+            };
+            let sink = if path.is_file() {
+                CliSink::Lines(JsonLinesAuditSink::open(path).map_err(failed)?)
+            } else {
+                CliSink::Log(AuditLog::open(path, Durability::Synced).map_err(failed)?)
+            };
             Some((path, Arc::new(sink)))
         }
     };
@@ -446,4 +472,30 @@ fn lint(paths: &[PathBuf]) -> Result<ExitCode, CliError> {
         (false, true) => ExitCode::from(1),
         (false, false) => ExitCode::SUCCESS,
     })
+}
+
+/// The audit sink of `check --audit`: the durable log, or a file of the older format.
+#[derive(Debug)]
+enum CliSink {
+    Log(AuditLog),
+    Lines(JsonLinesAuditSink),
+}
+
+impl CliSink {
+    /// The head: records kept and the last hash.
+    fn head(&self) -> Result<(u64, String), consent_guard::error::AuditError> {
+        match self {
+            CliSink::Log(log) => log.flush().map(|head| (head.seq, head.hash)),
+            CliSink::Lines(lines) => lines.head(),
+        }
+    }
+}
+
+impl AuditSink for CliSink {
+    fn record(&self, record: &consent_guard::AuditRecord<'_>) -> Result<(), consent_guard::error::AuditError> {
+        match self {
+            CliSink::Log(log) => log.record(record),
+            CliSink::Lines(lines) => lines.record(record),
+        }
+    }
 }

@@ -40,7 +40,8 @@ pub(super) fn decide<'a>(
         None => (deny(ReasonCode::NoRule, Detail::None), None),
         Some(plan) => {
             let verdict = plan.run(state, subject, now);
-            let basis = verdict.code.is_allow().then_some(plan.rule.basis);
+            let basis = if plan.by_consent.is_some() { LegalBasis::Consent } else { plan.rule.basis };
+            let basis = verdict.code.is_allow().then_some(basis);
             (verdict, basis)
         }
     }
@@ -81,6 +82,9 @@ pub(super) struct Plan<'a> {
     exempt: bool,
     /// The consent level the rule needs for this request's de-identification.
     level: ConsentLevel,
+    /// The rule's basis does not reach this action or recipient, its `with_consent`
+    /// does: the request needs consent at this level.
+    by_consent: Option<ConsentLevel>,
 }
 
 impl<'a> Plan<'a> {
@@ -110,8 +114,11 @@ impl<'a> Plan<'a> {
             escalate: false,
             exempt: false,
             level: rule.level,
+            by_consent: None,
         };
         plan.early = plan.request_only(node).err();
+        // What only consent permits is not a duty that survives erasure.
+        plan.compliance &= plan.by_consent.is_none();
         plan.signal = if rule.dnt && request.signals.dnt {
             Some("dnt")
         } else if rule.gpc && request.signals.gpc {
@@ -136,7 +143,9 @@ impl<'a> Plan<'a> {
     /// Action, categories, recipient, region and de-identification, in that order.
     fn request_only(&mut self, node: usize) -> Result<(), (ReasonCode, Detail<'a>)> {
         let (policy, rule, request) = (self.policy, self.rule, self.request);
-        if !rule.actions.contains(request.action.flag()) {
+        let extension = rule.with_consent;
+        let own_action = rule.actions.contains(request.action.flag());
+        if !own_action && !extension.is_some_and(|e| e.actions.contains(request.action.flag())) {
             return Err((ReasonCode::ActionNotPermitted, Detail::Item(Cow::Borrowed(request.action.as_str()))));
         }
 
@@ -160,18 +169,21 @@ impl<'a> Plan<'a> {
         };
         self.recipient = named.map(|(index, _)| index);
         let recipient_name = || Cow::Borrowed(recipient.name.as_deref().unwrap_or(recipient.kind.as_str()));
-        let kind_permitted = rule.recipient_kinds.contains(recipient.kind.flag());
-        if let Some((index, declared)) = named {
-            let permitted = declared.kind == recipient.kind
-                && (kind_permitted || rule.recipient_names & (1u64 << (index % 64)) != 0)
-                && declared.purposes & bit(node) != 0
-                && self.requested & !declared.categories == 0;
-            if !permitted {
-                return Err((ReasonCode::RecipientNotPermitted, Detail::Item(recipient_name())));
+        let requested = self.requested;
+        let lists = |kinds: crate::request::RecipientKinds, names: u64| match named {
+            Some((index, declared)) => {
+                declared.kind == recipient.kind
+                    && (kinds.contains(recipient.kind.flag()) || names & (1u64 << (index % 64)) != 0)
+                    && declared.purposes & bit(node) != 0
+                    && requested & !declared.categories == 0
             }
-        } else if !kind_permitted {
+            None => kinds.contains(recipient.kind.flag()),
+        };
+        let own_recipient = lists(rule.recipient_kinds, rule.recipient_names);
+        if !own_recipient && !extension.is_some_and(|e| lists(e.recipient_kinds, e.recipient_names)) {
             return Err((ReasonCode::RecipientNotPermitted, Detail::Item(recipient_name())));
         }
+        self.by_consent = extension.filter(|_| !(own_action && own_recipient)).map(|e| e.level);
 
         let region = self.region;
         if rule.regions.contains(region) {
@@ -239,6 +251,11 @@ impl<'a> Plan<'a> {
         }
 
         let region = self.region;
+        if let Some(level) = self.by_consent {
+            let escalate = self.escalate || (policy.separate.minor && young);
+            let needed = if escalate { ConsentLevel::Separate } else { level };
+            return self.consent(subject, minor, self.transfer.then_some(region), needed, now);
+        }
         // An exemption from consent (a basis in law, or anonymized data) is not the
         // separate grant that a transfer region needs, nor, for a minor, the guardian's
         // consent that only the law itself can stand in for (PIPL art. 31).

@@ -23,11 +23,57 @@ pub struct PreparedAccess<'g> {
     template: &'g AccessRequest<'g>,
     /// `None`: the policy has no rule for the purpose.
     plan: Option<Plan<'g>>,
+    /// Unique in this process: audit sinks write the template once and then name it
+    /// by this key in each record (see [`crate::audit::AuditRecord::template_key`]).
+    key: u64,
 }
+
+/// The next [`PreparedAccess`] key; never reused within a process.
+static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl<'g> PreparedAccess<'g> {
     pub(super) fn new(guard: &'g Guard, template: &'g AccessRequest<'_>) -> PreparedAccess<'g> {
-        PreparedAccess { guard, template, plan: Plan::new(&guard.policy, template) }
+        PreparedAccess {
+            guard,
+            template,
+            plan: Plan::new(&guard.policy, template),
+            key: NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// The key audit sinks name this access's template by: unique in this process.
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+
+    /// Decides the access for every subject now, at the guard's clock (as
+    /// [`PreparedAccess::check`]), hands all the records to the sink, and
+    /// waits once for them to be kept ([`AuditSink::commit`](crate::audit::AuditSink::commit)):
+    /// with a synced durable log, the whole batch shares one commit and one fsync, and
+    /// no allow is returned before its record is on disk. If the commit fails, every
+    /// allow of the batch becomes `audit_unavailable`.
+    pub fn check_batch<'a, S: AsRef<str>>(&'a self, subjects: &'a [S]) -> Vec<Decision<'a>> {
+        // Like `check`, at the guard's clock: one reading for the whole batch.
+        let now = self.guard.clock.now_millis();
+        let mut decisions: Vec<Decision<'a>> =
+            subjects.iter().map(|s| self.decide_at(s.as_ref(), now, false)).collect();
+        if self.guard.audit_discards {
+            return decisions;
+        }
+        let mut failed = false;
+        for (subject, decision) in subjects.iter().zip(decisions.iter_mut()) {
+            let request = self.template.for_subject(subject.as_ref());
+            let record = crate::audit::AuditRecord { request: &request, decision };
+            if self.guard.audit.record_deferred(&record).is_err() {
+                decision.unaudited();
+                failed = true;
+            }
+        }
+        if self.guard.audit.commit().is_err() || failed {
+            // A record that was handed may not be kept: release nothing of the batch.
+            decisions.iter_mut().filter(|d| d.allowed()).for_each(Decision::unaudited);
+        }
+        decisions
     }
 
     /// The request this access was prepared from (its subject is not used).

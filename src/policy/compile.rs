@@ -421,26 +421,40 @@ fn compile_rule(
     }
     let actions = rule.effective_actions().iter().fold(Actions::empty(), |set, a| set | Action::flag(*a));
 
-    let mut recipient_kinds = RecipientKinds::empty();
-    let mut recipient_names = 0u64;
     if rule.recipients.as_ref().is_some_and(Vec::is_empty) {
         problems.error(
             at(path, &[key("recipients")]),
             "an empty recipient list permits nothing: list `first_party` at least",
         );
     }
-    for (i, name) in rule.effective_recipients().enumerate() {
-        if let Some(kind) = RecipientKind::from_name(name) {
-            recipient_kinds |= kind.flag();
-        } else if let Some(position) = recipients.iter().position(|r| r.name == name) {
-            recipient_names |= 1u64 << (position % 64);
-        } else {
-            problems.error(
-                at(path, &[key("recipients"), PathSegment::Index(i)]),
-                format!("`{name}` is neither a recipient kind nor a recipient declared under [recipients]"),
-            );
+    let (recipient_kinds, recipient_names) =
+        compile_recipient_list(rule.effective_recipients(), recipients, &at(path, &[key("recipients")]), problems);
+
+    let with_consent = rule.with_consent.as_ref().map(|extension| {
+        let here = at(path, &[key("with_consent")]);
+        if is_consent {
+            problems.error(here.clone(), "a consent rule lists what consent permits in its own actions and recipients");
         }
-    }
+        let actions = extension.actions.as_deref().unwrap_or(&[Action::Share]);
+        if actions.is_empty() {
+            problems.error(at(&here, &[key("actions")]), "an empty action list adds nothing: remove it");
+        }
+        let (kinds, names) = match &extension.recipients {
+            None => (recipient_kinds, recipient_names),
+            Some(list) => compile_recipient_list(
+                list.iter().map(String::as_str),
+                recipients,
+                &at(&here, &[key("recipients")]),
+                problems,
+            ),
+        };
+        super::ConsentExtension {
+            level: extension.level,
+            actions: actions.iter().fold(Actions::empty(), |set, a| set | Action::flag(*a)),
+            recipient_kinds: kinds,
+            recipient_names: names,
+        }
+    });
 
     let deidentification = rule.effective_deidentification();
 
@@ -523,6 +537,7 @@ fn compile_rule(
         anonymized_level,
         retention_until_anonymized: rule.retention_until_anonymized.unwrap_or(false),
         separate_consent_lifts_retention: rule.separate_consent_lifts_retention.unwrap_or(false),
+        with_consent,
         categories: category_mask,
         actions,
         recipient_kinds,
@@ -536,6 +551,29 @@ fn compile_rule(
         gpc: signals.contains(&Signal::Gpc),
         changed_in,
     }
+}
+
+/// Recipient kinds and declared names, as masks; an unknown name is an error at `path`.
+fn compile_recipient_list<'n>(
+    names: impl Iterator<Item = &'n str>,
+    recipients: &[CompiledRecipient],
+    path: &[PathSegment],
+    problems: &mut Problems,
+) -> (RecipientKinds, u64) {
+    let (mut kinds, mut declared) = (RecipientKinds::empty(), 0u64);
+    for (i, name) in names.enumerate() {
+        if let Some(kind) = RecipientKind::from_name(name) {
+            kinds |= kind.flag();
+        } else if let Some(position) = recipients.iter().position(|r| r.name == name) {
+            declared |= 1u64 << (position % 64);
+        } else {
+            problems.error(
+                at(path, &[PathSegment::Index(i)]),
+                format!("`{name}` is neither a recipient kind nor a recipient declared under [recipients]"),
+            );
+        }
+    }
+    (kinds, declared)
 }
 
 /// A rule that governs no leaf purpose is shadowed: more specific rules take every

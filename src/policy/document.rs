@@ -335,6 +335,35 @@ pub struct RuleDocument {
     /// The version from which the rule's terms last changed materially.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_in: Option<String>,
+    /// Rules on a basis other than consent: what the subject's consent adds ("after
+    /// obtaining your explicit consent, we will share your personal information with
+    /// other parties").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_consent: Option<WithConsent>,
+}
+
+/// `[rule.with_consent]`: actions and recipients a rule on another basis permits only
+/// with the subject's consent at `level` (separate-consent triggers still apply).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct WithConsent {
+    /// The consent needed.
+    pub level: ConsentLevel,
+    /// The actions consent adds; `share` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<Action>>,
+    /// The recipient kinds and declared recipient names consent adds; the rule's own
+    /// recipients when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<Vec<String>>,
+}
+
+impl WithConsent {
+    /// Consent at `level` to share with the rule's recipients.
+    pub fn new(level: ConsentLevel) -> WithConsent {
+        WithConsent { level, actions: None, recipients: None }
+    }
 }
 
 impl RuleDocument {
@@ -402,6 +431,7 @@ impl RuleDocument {
             transfer_regions: None,
             opt_out_signals: None,
             changed_in: None,
+            with_consent: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! the consent state of that moment: a withdrawal recorded while a selection runs
 //! withholds the subject's next record.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::iter::FusedIterator;
 
@@ -104,6 +105,27 @@ impl Tally {
     fn admit(&mut self, guard: &Guard, access: &Access<'_>, tags: &Tags) -> bool {
         let request = access.request(tags);
         let code = guard.check(&request).code();
+        self.count(code)
+    }
+
+    /// As `admit`, for a chunk that shares one audit commit: nothing admitted may be
+    /// released before [`Guard::audit_commit`] returns `Ok`.
+    fn admit_deferred(&mut self, guard: &Guard, access: &Access<'_>, tags: &Tags) -> bool {
+        let request = access.request(tags);
+        let code = guard.check_deferred(&request).code();
+        self.count(code)
+    }
+
+    /// `count` allows of a chunk whose commit failed become `audit_unavailable`.
+    fn unaudit(&mut self, count: usize) {
+        let count = count as u64;
+        self.kept = self.kept.saturating_sub(count);
+        if let Some(slot) = slot(ReasonCode::AuditUnavailable).and_then(|i| self.withheld.get_mut(i)) {
+            *slot += count;
+        }
+    }
+
+    fn count(&mut self, code: ReasonCode) -> bool {
         if code.is_allow() {
             self.kept += 1;
             return true;
@@ -196,7 +218,8 @@ pub fn select<'g, 'a, 'p, T: 'p, I>(guard: &'g Guard, records: I, access: &'a Ac
 where
     I: IntoIterator<Item = &'p Personal<T>>,
 {
-    Select { guard, access, records: records.into_iter(), tally: Tally::default() }
+    let defers = guard.audit_defers();
+    Select { guard, access, records: records.into_iter(), tally: Tally::default(), defers, ready: VecDeque::new() }
 }
 
 /// Selects, from owned records, the values the guard allows for an access, moving them
@@ -221,7 +244,48 @@ pub fn select_owned<'g, 'a, T, I>(
 where
     I: IntoIterator<Item = Personal<T>>,
 {
-    SelectOwned { guard, access, records: records.into_iter(), tally: Tally::default() }
+    let defers = guard.audit_defers();
+    SelectOwned { guard, access, records: records.into_iter(), tally: Tally::default(), defers, ready: VecDeque::new() }
+}
+
+/// How many records a selection decides before it waits for their one audit commit,
+/// when the sink defers records (a synced [`crate::audit::AuditLog`]).
+const CHUNK: usize = 4096;
+
+/// With a sink that defers records: decides up to [`CHUNK`] records, waits for their
+/// one commit, then releases the allowed ones. The consent state is read when a chunk
+/// is decided, up to a chunk ahead of what is released. If the commit fails, the
+/// chunk's allows are withheld as `audit_unavailable`.
+fn next_deferred<R, I: Iterator<Item = R>>(
+    guard: &Guard,
+    access: &Access<'_>,
+    records: &mut I,
+    tally: &mut Tally,
+    ready: &mut VecDeque<R>,
+    tags: impl Fn(&R) -> &Tags,
+) -> Option<R> {
+    loop {
+        if let Some(record) = ready.pop_front() {
+            return Some(record);
+        }
+        let mut seen = 0;
+        for record in records.by_ref() {
+            if tally.admit_deferred(guard, access, tags(&record)) {
+                ready.push_back(record);
+            }
+            seen += 1;
+            if seen == CHUNK {
+                break;
+            }
+        }
+        if seen == 0 {
+            return None;
+        }
+        if guard.audit_commit().is_err() {
+            tally.unaudit(ready.len());
+            ready.clear();
+        }
+    }
 }
 
 /// The iterator of [`select`]: the values of the allowed records, borrowed.
@@ -238,14 +302,18 @@ where
 /// assert_eq!(selection.next(), None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Select<'g, 'a, I> {
+pub struct Select<'g, 'a, I: Iterator> {
     guard: &'g Guard,
     access: &'a Access<'a>,
     records: I,
     tally: Tally,
+    /// The sink defers records: decide a chunk, commit once, then release it.
+    defers: bool,
+    /// Records of a committed chunk that were allowed, not yet handed out.
+    ready: VecDeque<I::Item>,
 }
 
-impl<I> Select<'_, '_, I> {
+impl<I: Iterator> Select<'_, '_, I> {
     /// What was kept and withheld so far.
     ///
     /// ```
@@ -288,6 +356,12 @@ impl<'p, T: 'p, I: Iterator<Item = &'p Personal<T>>> Iterator for Select<'_, '_,
     type Item = &'p T;
 
     fn next(&mut self) -> Option<&'p T> {
+        if self.defers {
+            return next_deferred(self.guard, self.access, &mut self.records, &mut self.tally, &mut self.ready, |p| {
+                &p.tags
+            })
+            .map(|personal| &personal.value);
+        }
         for personal in self.records.by_ref() {
             if self.tally.admit(self.guard, self.access, &personal.tags) {
                 return Some(&personal.value);
@@ -303,7 +377,7 @@ impl<'p, T: 'p, I: Iterator<Item = &'p Personal<T>>> Iterator for Select<'_, '_,
 
 impl<'p, T: 'p, I: FusedIterator<Item = &'p Personal<T>>> FusedIterator for Select<'_, '_, I> {}
 
-impl<I> fmt::Debug for Select<'_, '_, I> {
+impl<I: Iterator> fmt::Debug for Select<'_, '_, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Select").field("access", self.access).field("tally", &self.tally).finish_non_exhaustive()
     }
@@ -322,14 +396,18 @@ impl<I> fmt::Debug for Select<'_, '_, I> {
 /// assert_eq!(selection.next(), Some(1));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct SelectOwned<'g, 'a, I> {
+pub struct SelectOwned<'g, 'a, I: Iterator> {
     guard: &'g Guard,
     access: &'a Access<'a>,
     records: I,
     tally: Tally,
+    /// The sink defers records: decide a chunk, commit once, then release it.
+    defers: bool,
+    /// Records of a committed chunk that were allowed, not yet handed out.
+    ready: VecDeque<I::Item>,
 }
 
-impl<I> SelectOwned<'_, '_, I> {
+impl<I: Iterator> SelectOwned<'_, '_, I> {
     /// What was kept and withheld so far.
     ///
     /// ```
@@ -371,6 +449,12 @@ impl<T, I: Iterator<Item = Personal<T>>> Iterator for SelectOwned<'_, '_, I> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
+        if self.defers {
+            return next_deferred(self.guard, self.access, &mut self.records, &mut self.tally, &mut self.ready, |p| {
+                &p.tags
+            })
+            .map(|personal| personal.value);
+        }
         for personal in self.records.by_ref() {
             if self.tally.admit(self.guard, self.access, &personal.tags) {
                 return Some(personal.value);
@@ -386,7 +470,7 @@ impl<T, I: Iterator<Item = Personal<T>>> Iterator for SelectOwned<'_, '_, I> {
 
 impl<T, I: FusedIterator<Item = Personal<T>>> FusedIterator for SelectOwned<'_, '_, I> {}
 
-impl<I> fmt::Debug for SelectOwned<'_, '_, I> {
+impl<I: Iterator> fmt::Debug for SelectOwned<'_, '_, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SelectOwned").field("access", self.access).field("tally", &self.tally).finish_non_exhaustive()
     }

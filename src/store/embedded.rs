@@ -6,14 +6,18 @@
 //!   history without scanning the store;
 //! - `consent_guard.meta`: `format_version` → 1.
 //!
-//! Every `append` is one write transaction committed with `Durability::Immediate` and
-//! two-phase commit (two fsyncs). Two-phase commit is what makes a damaged file an
+//! Appends are committed with `Durability::Immediate` and two-phase commit (two
+//! fsyncs) in write transactions shared by concurrent callers (group commit): an
+//! `append` that arrives while a commit is in flight queues its events, and the next
+//! commit writes every queued batch, each whole and in queue order, with one pair of
+//! fsyncs. Each caller returns once the commit holding its own events is durable. Two-phase commit is what makes a damaged file an
 //! error: with redb's default one-phase commit a latest commit that fails its checksum
 //! is taken for a torn write and silently rolled back to the commit before, which would
 //! hand back a history without its newest, acknowledged events.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use redb::{Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, StorageError, TableDefinition};
 
@@ -49,7 +53,39 @@ const FORMAT_VERSION: u64 = 1;
 pub struct RedbConsentStore {
     db: Database,
     path: PathBuf,
+    group: Group,
 }
+
+/// Appends waiting for a commit, and whether a caller is committing (the leader).
+#[derive(Default)]
+struct Group {
+    queue: Mutex<Queue>,
+    /// Signalled after each commit, and when the leader steps down.
+    committed: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Batches not yet taken by a leader, in arrival order.
+    waiting: Vec<Job>,
+    /// A caller is writing a transaction.
+    leading: bool,
+    /// Outcomes by ticket: the last position of the batch, or why it failed.
+    done: std::collections::HashMap<u64, Result<u64, String>>,
+    next_ticket: u64,
+}
+
+struct Job {
+    ticket: u64,
+    events: Vec<ConsentEvent>,
+    encoded: Vec<String>,
+}
+
+/// The most batches one commit writes: a bound on the transaction's size.
+const GROUP_LIMIT: usize = 1024;
+
+/// Commits since the store was opened, and events written (for benchmarks).
+static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl RedbConsentStore {
     /// Opens the store at `path`, creating the file if it does not exist.
@@ -66,7 +102,7 @@ impl RedbConsentStore {
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(true);
         let db = builder.create(&path).map_err(|error| open_error(&path, error))?;
-        let store = RedbConsentStore { db, path };
+        let store = RedbConsentStore { db, path, group: Group::default() };
         store.initialise()?;
         Ok(store)
     }
@@ -170,49 +206,116 @@ fn encode(event: &ConsentEvent) -> Result<String, StoreError> {
     serde_json::to_string(event).map_err(|error| StoreError::with_source("cannot encode a consent event", error))
 }
 
+impl RedbConsentStore {
+    /// How many write transactions appends have committed in this process, over every
+    /// store (for benchmarks of the group commit).
+    pub fn commits() -> u64 {
+        COMMITS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Writes the batches of several callers in one transaction, each whole, in order;
+    /// the last position of each.
+    fn commit_group(&self, jobs: &[Job]) -> Result<Vec<u64>, StoreError> {
+        let write = |e: redb::Error| self.fail("write to the consent store", e);
+        let txn = self.begin_write()?;
+        let mut lasts = Vec::with_capacity(jobs.len());
+        {
+            let mut table = txn.open_table(EVENTS).map_err(|e| write(e.into()))?;
+            let mut index = txn.open_table(BY_SUBJECT).map_err(|e| write(e.into()))?;
+            let mut position = table.last().map_err(|e| write(e.into()))?.map_or(0, |(key, _)| key.value());
+            for job in jobs {
+                position = self.write_batch(&mut table, &mut index, position, &job.events, &job.encoded)?;
+                lasts.push(position);
+            }
+        }
+        txn.commit().map_err(|e| write(e.into()))?;
+        COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(lasts)
+    }
+
+    /// Writes one caller's batch after `position`; its last position.
+    fn write_batch(
+        &self,
+        table: &mut redb::Table<'_, u64, &'static str>,
+        index: &mut redb::Table<'_, (&'static str, u64), ()>,
+        mut position: u64,
+        events: &[ConsentEvent],
+        encoded: &[String],
+    ) -> Result<u64, StoreError> {
+        let write = |e: redb::Error| self.fail("write to the consent store", e);
+        for (event, json) in events.iter().zip(encoded) {
+            position = position.checked_add(1).ok_or_else(|| StoreError::new("consent store is full"))?;
+            if let ConsentEvent::Erase(erase) = event {
+                let earlier: Vec<u64> = index
+                    .range((erase.subject.as_str(), 0)..(erase.subject.as_str(), position))
+                    .map_err(|e| write(e.into()))?
+                    .map(|entry| entry.map(|(key, _)| key.value().1))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| write(e.into()))?;
+                for at in earlier {
+                    let Some(stored) = table.get(at).map_err(|e| write(e.into()))?.map(|v| v.value().to_owned()) else {
+                        return Err(StoreError::new(format!("consent store index names a missing event {at}")));
+                    };
+                    if let ConsentEvent::Subject(mut attributes) = decode(at, &stored)? {
+                        if attributes.birth_date.is_some() || attributes.age.is_some() {
+                            attributes.birth_date = None;
+                            attributes.age = None;
+                            let scrubbed = encode(&ConsentEvent::Subject(attributes))?;
+                            table.insert(at, scrubbed.as_str()).map_err(|e| write(e.into()))?;
+                        }
+                    }
+                }
+            }
+            table.insert(position, json.as_str()).map_err(|e| write(e.into()))?;
+            index.insert((event.subject(), position), ()).map_err(|e| write(e.into()))?;
+        }
+        Ok(position)
+    }
+}
+
 impl ConsentStore for RedbConsentStore {
     fn append(&self, events: &[ConsentEvent]) -> Result<u64, StoreError> {
         if events.is_empty() {
             return self.last_position();
         }
         let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
-        let write = |e: redb::Error| self.fail("write to the consent store", e);
-        let txn = self.begin_write()?;
-        let last = {
-            let mut table = txn.open_table(EVENTS).map_err(|e| write(e.into()))?;
-            let mut index = txn.open_table(BY_SUBJECT).map_err(|e| write(e.into()))?;
-            let mut position = table.last().map_err(|e| write(e.into()))?.map_or(0, |(key, _)| key.value());
-            for (event, json) in events.iter().zip(&encoded) {
-                position = position.checked_add(1).ok_or_else(|| StoreError::new("consent store is full"))?;
-                if let ConsentEvent::Erase(erase) = event {
-                    let earlier: Vec<u64> = index
-                        .range((erase.subject.as_str(), 0)..(erase.subject.as_str(), position))
-                        .map_err(|e| write(e.into()))?
-                        .map(|entry| entry.map(|(key, _)| key.value().1))
-                        .collect::<Result<_, _>>()
-                        .map_err(|e| write(e.into()))?;
-                    for at in earlier {
-                        let Some(stored) = table.get(at).map_err(|e| write(e.into()))?.map(|v| v.value().to_owned())
-                        else {
-                            return Err(StoreError::new(format!("consent store index names a missing event {at}")));
-                        };
-                        if let ConsentEvent::Subject(mut attributes) = decode(at, &stored)? {
-                            if attributes.birth_date.is_some() || attributes.age.is_some() {
-                                attributes.birth_date = None;
-                                attributes.age = None;
-                                let scrubbed = encode(&ConsentEvent::Subject(attributes))?;
-                                table.insert(at, scrubbed.as_str()).map_err(|e| write(e.into()))?;
-                            }
-                        }
+        let poisoned = || StoreError::new("consent store poisoned by a panic");
+        let mut queue = self.group.queue.lock().map_err(|_| poisoned())?;
+        let ticket = queue.next_ticket;
+        queue.next_ticket = ticket.wrapping_add(1);
+        queue.waiting.push(Job { ticket, events: events.to_vec(), encoded });
+        loop {
+            if let Some(outcome) = queue.done.remove(&ticket) {
+                return outcome.map_err(StoreError::new);
+            }
+            if queue.leading {
+                queue = self.group.committed.wait(queue).map_err(|_| poisoned())?;
+                continue;
+            }
+            // Lead one commit of everything queued, the own batch included (it is
+            // queued and not done, so it is among them).
+            queue.leading = true;
+            let take = queue.waiting.len().min(GROUP_LIMIT);
+            let jobs: Vec<Job> = queue.waiting.drain(..take).collect();
+            drop(queue);
+            let outcome = self.commit_group(&jobs);
+            queue = self.group.queue.lock().map_err(|_| poisoned())?;
+            queue.leading = false;
+            match outcome {
+                Ok(lasts) => {
+                    for (job, last) in jobs.iter().zip(lasts) {
+                        queue.done.insert(job.ticket, Ok(last));
                     }
                 }
-                table.insert(position, json.as_str()).map_err(|e| write(e.into()))?;
-                index.insert((event.subject(), position), ()).map_err(|e| write(e.into()))?;
+                Err(error) => {
+                    let message = format!("{error} (in a group commit: none of its events was stored)");
+                    for job in &jobs {
+                        queue.done.insert(job.ticket, Err(message.clone()));
+                    }
+                }
             }
-            position
-        };
-        txn.commit().map_err(|e| write(e.into()))?;
-        Ok(last)
+            self.group.committed.notify_all();
+        }
     }
 
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {

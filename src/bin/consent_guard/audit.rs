@@ -1,24 +1,35 @@
-//! `audit verify`: the hash chain of an audit log, and optionally an anchor kept
-//! outside it.
+//! `audit verify` and `audit export`: the hash chain of an audit log (a directory of
+//! segments written by [`AuditLog`], or one JSON-lines file of the older
+//! [`JsonLinesAuditSink`](consent_guard::audit::JsonLinesAuditSink)), optionally
+//! against an anchor kept outside it; and its records as full JSON lines.
 
 use std::io::{self, BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use consent_guard::audit::{verify_log, LogVerdict};
+use consent_guard::audit::{segment, verify_log, DirVerdict, Head, LogVerdict};
 
 use crate::{display, open, CliError};
 
-/// The head of a log as recorded outside it: record `seq` had hash `hash`.
+/// The head of a log as recorded outside it: the log held `seq` records and its last
+/// record (or commit) had hash `hash`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Anchor {
     seq: u64,
     hash: String,
 }
 
-/// Parses `N:HASH` (HASH: 64 hex digits).
+/// Parses `N:HASH` (HASH: 64 hex digits), or the name of a file holding it (the `head`
+/// file of a log directory, copied elsewhere).
 pub(crate) fn parse_anchor(text: &str) -> Result<Anchor, String> {
-    let bad = || format!("`{text}` is not N:HASH (a record number and its 64-hex-digit hash)");
+    parse_anchor_text(text).or_else(|error| match std::fs::read_to_string(text) {
+        Ok(content) => parse_anchor_text(content.trim()).map_err(|e| format!("{text}: {e}")),
+        Err(_) => Err(error),
+    })
+}
+
+fn parse_anchor_text(text: &str) -> Result<Anchor, String> {
+    let bad = || format!("`{text}` is not N:HASH (a record number and its 64-hex-digit hash) nor a file holding it");
     let (seq, hash) = text.split_once(':').ok_or_else(bad)?;
     let seq = seq.parse().map_err(|_| bad())?;
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -27,11 +38,26 @@ pub(crate) fn parse_anchor(text: &str) -> Result<Anchor, String> {
     Ok(Anchor { seq, hash: hash.to_ascii_lowercase() })
 }
 
-/// Verifies the log; prints a one-line summary. 0 intact or torn last line, 1
-/// tampered, 2 unreadable.
+/// Whether `path` is a log directory: it holds segments, or the lock or head file of
+/// a log that was opened.
+fn is_log_dir(path: &Path) -> io::Result<bool> {
+    if !path.is_dir() {
+        return Ok(false);
+    }
+    Ok(segment::segments_in(path)? > 0 || path.join("lock").exists() || path.join("head").exists())
+}
+
+/// Verifies the log; prints a one-line summary. 0 intact or torn tail, 1 tampered, 2
+/// unreadable.
 pub(crate) fn verify(path: &Path, anchor: Option<&Anchor>) -> Result<ExitCode, CliError> {
     let file = display(path);
     let unreadable = |source| CliError::Read { file: file.clone(), source };
+    if path.is_dir() {
+        if !is_log_dir(path).map_err(unreadable)? {
+            return Err(unreadable(io::Error::other("a directory that holds no audit log")));
+        }
+        return verify_dir(path, &file, anchor).map_err(unreadable)?;
+    }
     let verdict = verify_log(open(path)?).map_err(unreadable)?;
     let (summary, records, last_hash) = match verdict {
         LogVerdict::Tampered { line, reason } => {
@@ -48,27 +74,120 @@ pub(crate) fn verify(path: &Path, anchor: Option<&Anchor>) -> Result<ExitCode, C
     };
     if let Some(anchor) = anchor {
         if records < anchor.seq {
-            return say(
-                format!(
-                    "{file}: tampered: the log ends at record {records} but the anchor names record {}: records were removed from its end",
-                    anchor.seq
-                ),
-                1,
-            );
+            return removed_from_end(&file, records, anchor);
         }
-        let anchored =
-            if anchor.seq == records { last_hash.clone() } else { hash_of(path, anchor.seq).map_err(unreadable)? };
+        let anchored = match anchor.seq {
+            // The anchor of an empty log: the genesis, before any record.
+            0 => Head::genesis().hash,
+            seq if seq == records => last_hash.clone(),
+            seq => hash_of(path, seq).map_err(unreadable)?,
+        };
         if anchored != anchor.hash {
-            return say(
-                format!(
-                    "{file}: tampered: record {} does not have the anchored hash: the log was rewritten at or before record {}",
-                    anchor.seq, anchor.seq
-                ),
-                1,
-            );
+            return rewritten(&file, anchor);
         }
     }
     say(format!("{summary}; head {records}:{last_hash}"), 0)
+}
+
+fn removed_from_end(file: &str, records: u64, anchor: &Anchor) -> Result<ExitCode, CliError> {
+    say(
+        format!(
+            "{file}: tampered: the log ends at record {records} but the anchor names record {}: records were removed from its end",
+            anchor.seq
+        ),
+        1,
+    )
+}
+
+fn rewritten(file: &str, anchor: &Anchor) -> Result<ExitCode, CliError> {
+    say(
+        format!(
+            "{file}: tampered: record {} does not have the anchored hash: the log was rewritten at or before record {}",
+            anchor.seq, anchor.seq
+        ),
+        1,
+    )
+}
+
+fn verify_dir(path: &Path, file: &str, anchor: Option<&Anchor>) -> io::Result<Result<ExitCode, CliError>> {
+    let verdict = segment::verify_dir(path)?;
+    let (summary, head) = match verdict {
+        DirVerdict::Tampered { segment, line, reason } => {
+            return Ok(say(format!("{file}: tampered: segment {segment} line {line}: {reason}"), 1));
+        }
+        DirVerdict::Intact { head, segments } => {
+            (format!("{file}: intact: {} records in {segments} segments", head.seq), head)
+        }
+        DirVerdict::TornTail { head, segments, segment, bytes } => (
+            format!(
+                "{file}: intact: {} records in {segments} segments; segment {segment} ends with {bytes} bytes never committed (crash mid-batch), not tampering",
+                head.seq
+            ),
+            head,
+        ),
+        _ => return Ok(say(format!("{file}: tampered: unknown verdict"), 1)),
+    };
+    if let Some(anchor) = anchor {
+        if head.seq < anchor.seq {
+            return Ok(removed_from_end(file, head.seq, anchor));
+        }
+        let points = segment::commit_points(path)?;
+        // Anchors are taken at commits (the head file, `check --audit`): the anchored
+        // record count must end one, with the anchored hash. Genesis is the first.
+        let matches = points.iter().any(|point| point.seq == anchor.seq && point.hash == anchor.hash);
+        if !matches {
+            return Ok(rewritten(file, anchor));
+        }
+    }
+    Ok(say(format!("{summary}; head {head}"), 0))
+}
+
+/// Prints every record of the log as a full JSON line `{"request":…,"decision":…}`.
+/// 0 intact or torn tail, 1 tampered (the records before are printed), 2 unreadable.
+pub(crate) fn export(path: &Path) -> Result<ExitCode, CliError> {
+    let file = display(path);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if path.is_dir() {
+        let unreadable = |source| CliError::Read { file: file.clone(), source };
+        if !is_log_dir(path).map_err(unreadable)? {
+            return Err(unreadable(io::Error::other("a directory that holds no audit log")));
+        }
+        let verdict = segment::export(path, &mut out).map_err(unreadable)?;
+        out.flush().map_err(CliError::Output)?;
+        drop(out);
+        return Ok(match verdict {
+            DirVerdict::Tampered { segment, line, reason } => {
+                eprintln!(
+                    "{file}: tampered: segment {segment} line {line}: {reason}; records from there on not exported"
+                );
+                ExitCode::from(1)
+            }
+            _ => ExitCode::SUCCESS,
+        });
+    }
+    // One JSON-lines file: verified first, then each line's record.
+    let verdict = verify_log(open(path)?).map_err(|source| CliError::Read { file: file.clone(), source })?;
+    let tampered = matches!(verdict, LogVerdict::Tampered { .. });
+    let complete = match verdict {
+        LogVerdict::Intact { records, .. } | LogVerdict::TornTail { records, .. } => records,
+        LogVerdict::Tampered { line, reason } => {
+            eprintln!("{file}: tampered: line {line}: {reason}; records from there on not exported");
+            line.saturating_sub(1)
+        }
+    };
+    let mut reader = open(path)?;
+    let mut line = Vec::new();
+    for _ in 0..complete {
+        line.clear();
+        reader.read_until(b'\n', &mut line).map_err(|source| CliError::Read { file: file.clone(), source })?;
+        let value: serde_json::Value = serde_json::from_slice(&line)
+            .map_err(|e| CliError::Read { file: file.clone(), source: io::Error::other(e) })?;
+        serde_json::to_writer(&mut out, &value.get("record")).map_err(|e| CliError::Output(io::Error::other(e)))?;
+        out.write_all(b"\n").map_err(CliError::Output)?;
+    }
+    out.flush().map_err(CliError::Output)?;
+    Ok(if tampered { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn say(line: String, code: u8) -> Result<ExitCode, CliError> {
@@ -78,8 +197,8 @@ fn say(line: String, code: u8) -> Result<ExitCode, CliError> {
     Ok(ExitCode::from(code))
 }
 
-/// The stated hash of record `seq` (line `seq`) of a log already verified intact up to
-/// there, so the stated hash is the actual one.
+/// The stated hash of record `seq` (line `seq`, from 1) of a log already verified
+/// intact up to there, so the stated hash is the actual one.
 fn hash_of(path: &Path, seq: u64) -> io::Result<String> {
     let mut reader = open(path).map_err(|e| io::Error::other(e.to_string()))?;
     let mut line = Vec::new();

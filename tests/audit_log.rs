@@ -1,0 +1,322 @@
+//! The durable audit log: group commit, both durability modes, compact records of
+//! prepared accesses, segments and anchors, one writer per log, torn tails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail loudly"
+)]
+#![cfg(feature = "json")]
+
+use consent_guard::audit::{segment, AuditLog, AuditLogOptions, DirVerdict, Durability, JsonLinesAuditSink};
+use consent_guard::sealed::{self, Access, Personal, Tags};
+use consent_guard::{AccessRequest, DataCategory, Guard, MemoryAuditSink, Policy, Purpose};
+use std::sync::Arc;
+
+fn policy() -> Policy {
+    Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap()
+}
+
+fn security(subject: &str) -> AccessRequest<'_> {
+    AccessRequest::new(subject, Purpose::SECURITY, &[DataCategory::DEVICE_INFO][..])
+}
+
+fn exported(dir: &std::path::Path) -> (Vec<serde_json::Value>, DirVerdict) {
+    let mut out = Vec::new();
+    let verdict = segment::export(dir, &mut out).unwrap();
+    let records =
+        out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    (records, verdict)
+}
+
+#[test]
+fn synced_records_are_on_disk_when_check_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+    let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
+    assert!(guard.check(&security("u1")).allowed());
+    // Without waiting or closing: the record is committed.
+    let head = log.head().unwrap();
+    assert_eq!(head.seq, 1);
+    let (records, verdict) = exported(dir.path());
+    assert_eq!(verdict, DirVerdict::Intact { head: head.clone(), segments: 1 });
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["decision"]["subject"], "u1");
+    assert_eq!(std::fs::read_to_string(dir.path().join("head")).unwrap().trim(), head.to_string());
+}
+
+#[test]
+fn prepared_checks_are_compact_and_export_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), Durability::BUFFERED).unwrap());
+    let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
+    let template = security("");
+    let prepared = guard.prepare(&template);
+    let subjects: Vec<String> = (0..1000).map(|i| format!("user-{i:05}")).collect();
+    for subject in &subjects {
+        assert!(prepared.check(subject).allowed());
+    }
+    let head = log.flush().unwrap();
+    assert_eq!(head.seq, 1000);
+    let bytes = log.stats().bytes;
+    assert!(bytes / 1000 <= 64, "{} bytes per record", bytes / 1000);
+    let (records, verdict) = exported(dir.path());
+    assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
+    assert_eq!(records.len(), 1000);
+    // The full record: as a plain check of the same request would have written it.
+    let memory = MemoryAuditSink::new();
+    let plain = Guard::builder(policy()).audit(memory).build().unwrap();
+    let _ = plain.check(&security("user-00007").at(chrono::DateTime::from_timestamp_millis(0).unwrap()));
+    assert_eq!(records[7]["decision"]["subject"], "user-00007");
+    assert_eq!(records[7]["decision"]["allowed"], true);
+    assert_eq!(records[7]["request"]["purpose"], "security");
+}
+
+#[test]
+fn a_batch_shares_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+    let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
+    let template = security("");
+    let prepared = guard.prepare(&template);
+    let subjects: Vec<String> = (0..10_000).map(|i| format!("user-{i:05}")).collect();
+    let decisions = prepared.check_batch(&subjects);
+    assert!(decisions.iter().all(|d| d.allowed()));
+    let stats = log.stats();
+    assert_eq!(stats.records, 10_000);
+    assert!(stats.commits < 100, "{stats:?}");
+    // Sealed selection: chunks of records share a commit before values are released.
+    let now = chrono::Utc::now();
+    let records: Vec<_> =
+        subjects.iter().map(|s| Personal::new(Tags::new(s.as_str(), DataCategory::DEVICE_INFO, now), 1u32)).collect();
+    let access = Access::new(Purpose::SECURITY);
+    let before = log.stats().commits;
+    assert_eq!(sealed::select(&guard, &records, &access).count(), 10_000);
+    assert_eq!(log.head().unwrap().seq, 20_000);
+    assert!(log.stats().commits - before < 200, "{:?}", log.stats());
+    let owned = sealed::select_owned(&guard, records, &access).count();
+    assert_eq!(owned, 10_000);
+    assert_eq!(log.head().unwrap().seq, 30_000);
+}
+
+#[test]
+fn concurrent_synced_callers_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+    let guard = Arc::new(Guard::builder(policy()).audit(log.clone()).build().unwrap());
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let guard = Arc::clone(&guard);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let subject = format!("t{t}-{i}");
+                    assert!(guard.check(&security(&subject)).allowed());
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let stats = log.stats();
+    assert_eq!(stats.records, 800);
+    assert!(stats.commits < 800, "{stats:?}");
+    assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Intact { .. }));
+}
+
+#[test]
+fn a_second_writer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), Durability::Synced).unwrap();
+    let error = AuditLog::open(dir.path(), Durability::Synced).unwrap_err().to_string();
+    assert!(error.contains("already open for writing"), "{error}");
+    drop(log);
+    AuditLog::open(dir.path(), Durability::Synced).unwrap();
+
+    let file = dir.path().join("chain.jsonl");
+    let sink = JsonLinesAuditSink::open(&file).unwrap();
+    let error = JsonLinesAuditSink::open(&file).unwrap_err().to_string();
+    assert!(error.contains("already open for writing"), "{error}");
+    drop(sink);
+    JsonLinesAuditSink::open(&file).unwrap();
+}
+
+#[test]
+fn segments_rotate_and_the_chain_continues_across_them_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = AuditLogOptions::new(Durability::Synced).segment_bytes(2000);
+    for round in 0..2 {
+        let log = Arc::new(AuditLog::open_with(dir.path(), options.clone()).unwrap());
+        let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
+        let template = security("");
+        let prepared = guard.prepare(&template);
+        for i in 0..100 {
+            let subject = format!("r{round}-{i}");
+            assert!(prepared.check(&subject).allowed());
+        }
+        assert_eq!(log.head().unwrap().seq, 100 * (round + 1));
+    }
+    let segments = segment::segments_in(dir.path()).unwrap();
+    assert!(segments > 3, "{segments}");
+    let (records, verdict) = exported(dir.path());
+    assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
+    assert_eq!(records.len(), 200);
+    assert_eq!(records[150]["decision"]["subject"], "r1-50");
+}
+
+#[test]
+fn a_torn_tail_is_cut_off_and_tampering_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Arc::new(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+        let guard = Guard::builder(policy()).audit(log).build().unwrap();
+        for i in 0..5 {
+            assert!(guard.check(&security(&format!("u{i}"))).allowed());
+        }
+    }
+    let path = dir.path().join("segment-00000001.jsonl");
+    let intact = std::fs::read(&path).unwrap();
+    // A batch cut short: torn, not tampered.
+    let mut torn = intact.clone();
+    torn.extend_from_slice(b"{\"record\":{\"request\"");
+    std::fs::write(&path, &torn).unwrap();
+    assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::TornTail { .. }));
+    let log = AuditLog::open(dir.path(), Durability::Synced).unwrap();
+    assert_eq!(log.head().unwrap().seq, 5);
+    drop(log);
+    assert_eq!(std::fs::read(&path).unwrap(), intact);
+    assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Intact { .. }));
+    // Whole lines that cannot be read, after the last commit: still a torn tail.
+    let mut garbage = intact.clone();
+    garbage.extend_from_slice(b"[1,\"u7\",\"no_such_code\",1]\n\0\0\0\n");
+    std::fs::write(&path, &garbage).unwrap();
+    assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::TornTail { .. }));
+    // The same followed by a commit line: tampering.
+    garbage.extend_from_slice(b"{\"commit\":6,\"records\":1,\"prev\":\"00\",\"hash\":\"00\"}\n");
+    std::fs::write(&path, &garbage).unwrap();
+    assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Tampered { .. }));
+    // An altered record.
+    let altered = String::from_utf8(intact.clone()).unwrap().replacen("\"u3\"", "\"u9\"", 1);
+    std::fs::write(&path, altered).unwrap();
+    assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Tampered { segment: 1, .. }));
+    assert!(AuditLog::open(dir.path(), Durability::Synced).is_err());
+}
+
+/// The writer cannot go on (here: the next segment cannot be created): `flush` says
+/// so, and the guard denies every later check (`audit_unavailable`), in both modes.
+#[test]
+fn a_failed_writer_makes_the_guard_fail_closed() {
+    for durability in [Durability::BUFFERED, Durability::Synced] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        // Every commit rotates, so every commit creates a file.
+        let log = Arc::new(AuditLog::open_with(&path, AuditLogOptions::new(durability).segment_bytes(1)).unwrap());
+        let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
+        assert!(guard.check(&security("u1")).allowed());
+        log.flush().unwrap();
+        std::fs::rename(&path, dir.path().join("moved")).unwrap();
+        let u2 = security("u2");
+        let decision = guard.check(&u2);
+        match durability {
+            // Released before the failure showed: flush reports that it was not kept.
+            Durability::Buffered { .. } => assert!(decision.allowed()),
+            _ => assert_eq!(decision.code(), consent_guard::ReasonCode::AuditUnavailable),
+        }
+        let error = log.flush().unwrap_err().to_string();
+        assert!(error.contains("writer failed"), "{error}");
+        assert_eq!(guard.check(&security("u3")).code(), consent_guard::ReasonCode::AuditUnavailable);
+        let template = security("");
+        let prepared = guard.prepare(&template);
+        let batch = prepared.check_batch(&["u4", "u5"]);
+        assert!(batch.iter().all(|d| d.code() == consent_guard::ReasonCode::AuditUnavailable));
+    }
+}
+
+#[cfg(feature = "cli")]
+mod cli {
+    use super::*;
+
+    fn cg() -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("consent-guard").unwrap();
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd
+    }
+
+    fn check(log: &std::path::Path) -> std::process::Output {
+        cg().args(["check", "--policy", "examples/policies/exmo.toml", "--at", "2026-06-01T00:00:00Z"])
+            .args(["--events", "tests/data/cli/exmo_events.jsonl", "--audit"])
+            .arg(log)
+            .arg("tests/data/cli/exmo_requests.jsonl")
+            .output()
+            .unwrap()
+    }
+
+    fn verify(log: &std::path::Path, anchor: Option<&str>) -> (Option<i32>, String) {
+        let mut cmd = cg();
+        cmd.args(["audit", "verify"]).arg(log);
+        if let Some(anchor) = anchor {
+            cmd.args(["--anchor", anchor]);
+        }
+        let output = cmd.output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    #[test]
+    fn check_writes_a_directory_log_that_verifies_exports_and_anchors() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit");
+        let output = check(&log);
+        assert_eq!(output.status.code(), Some(0));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(stderr.contains("holds 14 records; head 14:"), "{stderr}");
+        let first = stderr.split("head ").nth(1).unwrap().trim().to_owned();
+        assert_eq!(std::fs::read_to_string(log.join("head")).unwrap().trim(), first);
+        // A second run starts a new segment and continues the chain.
+        let output = check(&log);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let head = stderr.split("head ").nth(1).unwrap().trim().to_owned();
+        assert!(head.starts_with("28:"), "{stderr}");
+        let (status, out) = verify(&log, Some(&head));
+        assert_eq!(status, Some(0), "{out}");
+        assert!(out.contains("intact: 28 records in 2 segments"), "{out}");
+        // Earlier anchors, the genesis, and the head file hold; a wrong one does not.
+        assert_eq!(verify(&log, Some(&first)).0, Some(0));
+        assert_eq!(verify(&log, Some(&format!("0:{}", "0".repeat(64)))).0, Some(0));
+        assert_eq!(verify(&log, Some(log.join("head").to_str().unwrap())).0, Some(0));
+        let (status, out) = verify(&log, Some(&format!("29:{}", "0".repeat(64))));
+        assert_eq!(status, Some(1), "{out}");
+        assert!(out.contains("removed from its end"), "{out}");
+        assert_eq!(verify(&log, Some(&format!("14:{}", "0".repeat(64)))).0, Some(1));
+        // Export: full JSON lines, the same decisions `check` printed.
+        let output = cg().args(["audit", "export"]).arg(&log).output().unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        let lines: Vec<serde_json::Value> = output
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 28);
+        assert!(lines.iter().all(|l| l["decision"]["code"].is_string() && l["request"]["purpose"].is_string()));
+        // An emptied log verifies only against the genesis.
+    }
+
+    #[test]
+    fn a_second_writer_of_one_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit");
+        let _held = AuditLog::open(&log, Durability::Synced).unwrap();
+        let output = check(&log);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("already open for writing"), "{stderr}");
+    }
+
+    #[test]
+    fn an_empty_log_verifies_against_the_genesis() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+        let (status, out) = verify(dir.path(), Some(&format!("0:{}", "0".repeat(64))));
+        assert_eq!(status, Some(0), "{out}");
+        assert!(out.contains("intact: 0 records"), "{out}");
+    }
+}
