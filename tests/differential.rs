@@ -292,6 +292,18 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
         if rng.chance(40) {
             rule.actions = Some(rng.subset(&Action::ALL, 4));
         }
+        if !consent && rng.chance(20) {
+            let mut with = consent_guard::policy::WithConsent::new(rng.pick(&LEVELS));
+            if rng.chance(60) {
+                with.actions = Some(rng.subset(&Action::ALL, 3));
+            }
+            if rng.chance(60) {
+                let mut pool: Vec<String> = KINDS.iter().map(|k| k.as_str().to_owned()).collect();
+                pool.extend(doc.recipients.keys().cloned());
+                with.recipients = Some(rng.subset(&pool, 3));
+            }
+            rule.with_consent = Some(with);
+        }
         if rng.chance(50) {
             let mut pool: Vec<String> = KINDS.iter().map(|k| k.as_str().to_owned()).collect();
             pool.extend(doc.recipients.keys().cloned());
@@ -1020,6 +1032,7 @@ fn shrink(mut case: Case, finding: &Finding) -> Case {
                     r.deidentification = None;
                     r.anonymized_exempt = None;
                     r.known_subject = None;
+                    r.with_consent = None;
                     r.anonymized_level = None;
                 }
             },

@@ -322,9 +322,31 @@ pub fn decide(
     let rule = &doc.rules[rule_index];
     let is_consent = rule.basis == LegalBasis::Consent;
 
-    // 1. Erasure at or before t; compliance purposes on a non-consent basis survive it.
+    // `[rule.with_consent]`: actions and recipients only the subject's consent adds.
+    let with_consent = rule.with_consent.as_ref().filter(|_| !is_consent);
+    let actions: Vec<String> = match &rule.actions {
+        Some(list) => list.iter().map(|a| a.as_str().to_owned()).collect(),
+        None => vec!["collect".into(), "store".into(), "use".into(), "delete".into()],
+    };
+    let consent_actions: Vec<String> = with_consent.map_or_else(Vec::new, |w| match &w.actions {
+        Some(list) => list.iter().map(|a| a.as_str().to_owned()).collect(),
+        None => vec!["share".into()],
+    });
+    let listed: Vec<String> = rule.recipients.clone().unwrap_or_else(|| vec!["first_party".into()]);
+    let consent_listed: Vec<String> =
+        with_consent.map_or_else(Vec::new, |w| w.recipients.clone().unwrap_or_else(|| listed.clone()));
+    let kind = request.recipient.kind.as_str();
+    let name = request.recipient.name.as_deref();
+    let lists = |list: &[String]| list.iter().any(|l| l == kind) || name.is_some_and(|n| list.iter().any(|l| l == n));
+    let rule_action = actions.iter().any(|a| a == request.action.as_str());
+    let rule_recipient = lists(&listed);
+    // A request only `with_consent` permits is decided on the subject's consent.
+    let consent_only = with_consent.is_some() && !(rule_action && rule_recipient);
+
+    // 1. Erasure at or before t; compliance purposes on a non-consent basis survive it
+    // (not for what only consent permits).
     let erased = events.iter().any(|e| matches!(e, ConsentEvent::Erase(x) if x.at <= t));
-    let survives_erasure = under(purpose, "compliance") && !is_consent;
+    let survives_erasure = under(purpose, "compliance") && !is_consent && !consent_only;
     if erased && !survives_erasure {
         return verdict("subject_erased");
     }
@@ -341,11 +363,7 @@ pub fn decide(
     }
 
     // 3. Action.
-    let actions: Vec<String> = match &rule.actions {
-        Some(list) => list.iter().map(|a| a.as_str().to_owned()).collect(),
-        None => vec!["collect".into(), "store".into(), "use".into(), "delete".into()],
-    };
-    if !actions.iter().any(|a| a == request.action.as_str()) {
+    if !rule_action && !consent_actions.iter().any(|a| a == request.action.as_str()) {
         return verdict("action_not_permitted");
     }
 
@@ -356,12 +374,7 @@ pub fn decide(
     }
 
     // 5. Recipient.
-    let listed: Vec<String> = rule.recipients.clone().unwrap_or_else(|| vec!["first_party".into()]);
-    let kind = request.recipient.kind.as_str();
-    let name = request.recipient.name.as_deref();
-    let by_kind = listed.iter().any(|l| l == kind);
-    let by_name = name.is_some_and(|n| listed.iter().any(|l| l == n));
-    if !by_kind && !by_name {
+    if !rule_recipient && !lists(&consent_listed) {
         return verdict("recipient_not_permitted");
     }
     let declared = name.and_then(|n| doc.recipients.get(n));
@@ -411,7 +424,10 @@ pub fn decide(
 
     let minor_guardian = minor && !not_served;
     let anonymized = request.deidentification.as_str() == "anonymized";
-    let rule_level = rule.level.unwrap_or(ConsentLevel::Separate);
+    let rule_level = match with_consent {
+        Some(w) if consent_only => w.level,
+        _ => rule.level.unwrap_or(ConsentLevel::Separate),
+    };
     let level = match rule.anonymized_level {
         Some(lower) if anonymized => lower,
         _ => rule_level,
@@ -466,7 +482,7 @@ pub fn decide(
     }
 
     // 10. Basis.
-    if !is_consent {
+    if !is_consent && !consent_only {
         let allow = if rule.basis == LegalBasis::ResearchDeidentified { "deidentified_exempt" } else { "legal_basis" };
         // A minor needs the guardian's grant on every basis but the law's.
         let guardian = minor_guardian && !law;
