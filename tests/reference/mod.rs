@@ -341,7 +341,12 @@ pub fn decide(
     let rule_action = actions.iter().any(|a| a == request.action.as_str());
     let rule_recipient = lists(&listed);
     // A request only `with_consent` permits is decided on the subject's consent.
-    let consent_only = with_consent.is_some() && !(rule_action && rule_recipient);
+    let consent_action = consent_actions.iter().any(|a| a == request.action.as_str());
+    let consent_recipient = lists(&consent_listed);
+    let consent_only = with_consent.is_some()
+        && !(rule_action && rule_recipient)
+        && (rule_action || consent_action)
+        && (rule_recipient || consent_recipient);
 
     // 1. Erasure at or before t; compliance purposes on a non-consent basis survive it
     // (not for what only consent permits).
@@ -363,7 +368,7 @@ pub fn decide(
     }
 
     // 3. Action.
-    if !rule_action && !consent_actions.iter().any(|a| a == request.action.as_str()) {
+    if !rule_action && !consent_action {
         return verdict("action_not_permitted");
     }
 
@@ -374,7 +379,7 @@ pub fn decide(
     }
 
     // 5. Recipient.
-    if !rule_recipient && !lists(&consent_listed) {
+    if !rule_recipient && !consent_recipient {
         return verdict("recipient_not_permitted");
     }
     let declared = name.and_then(|n| doc.recipients.get(n));
