@@ -119,9 +119,24 @@ impl<'a> Plan<'a> {
             level: rule.level,
             by_consent: None,
         };
-        plan.early = plan.request_only(node).err();
+        // Whether only `with_consent` reaches the request's action or recipient is read
+        // from what the request asks, before any check: it decides whether an erasure
+        // is lifted, which comes first.
+        if let Some(extension) = rule.with_consent {
+            let (action, kind) = (request.action.flag(), request.recipient.kind.flag());
+            let named = request.recipient.name.as_deref().and_then(|name| policy.recipient_index(name));
+            let lists = |kinds: crate::request::RecipientKinds, names: u64| {
+                kinds.contains(kind) || named.is_some_and(|index| names & (1u64 << (index % 64)) != 0)
+            };
+            let (own_action, own_recipient) =
+                (rule.actions.contains(action), lists(rule.recipient_kinds, rule.recipient_names));
+            let reached = (own_action || extension.actions.contains(action))
+                && (own_recipient || lists(extension.recipient_kinds, extension.recipient_names));
+            plan.by_consent = (reached && !(own_action && own_recipient)).then_some(extension.level);
+        }
         // What only consent permits is not a duty that survives erasure.
         plan.compliance &= plan.by_consent.is_none();
+        plan.early = plan.request_only(node).err();
         plan.signal = if rule.dnt && request.signals.dnt {
             Some("dnt")
         } else if rule.gpc && request.signals.gpc {
@@ -186,7 +201,6 @@ impl<'a> Plan<'a> {
         if !own_recipient && !extension.is_some_and(|e| lists(e.recipient_kinds, e.recipient_names)) {
             return Err((ReasonCode::RecipientNotPermitted, Detail::Item(recipient_name())));
         }
-        self.by_consent = extension.filter(|_| !(own_action && own_recipient)).map(|e| e.level);
 
         let region = self.region;
         if rule.regions.contains(region) {

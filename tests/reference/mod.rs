@@ -594,7 +594,7 @@ pub const TRANSFER_GRANT_SCAN_CODES: bool = true;
 /// READING R8 (differential.md): under `known_subject = true`, a subject is known at
 /// the decision time by an event at or before it (`true`: who appeared only later had
 /// not used the service then), or by any recorded event (`false`).
-pub const KNOWN_BY_EVENTS_UNTIL_DECISION: bool = true;
+pub const KNOWN_BY_EVENTS_UNTIL_DECISION: bool = false;
 
 /// The checks of a grant that a transfer or a minor's data needs (READING R2).
 fn required_grant_verdict(
