@@ -240,16 +240,31 @@ impl Guard {
         };
         let changes = events.iter().map(|e| self.compile_event(e)).collect::<Result<Vec<_>, _>>()?;
         let Some(store) = &self.store else { return self.apply(events, changes) };
+        // The append runs without the lock on the applied positions, so that concurrent
+        // `record` calls reach the store together and share its group commit (one
+        // transaction, one fsync). A sync that ran meanwhile may have applied some of
+        // the batch already; those are skipped here.
+        let last = store.append(events)?;
+        self.applied_after_append(events, changes, last)
+    }
+
+    /// Applies what an append of `events` ending at position `last` left unapplied, and
+    /// notes the positions applied.
+    fn applied_after_append(&self, events: &[ConsentEvent], changes: Vec<Change>, last: u64) -> Result<(), EventError> {
         let mut applied =
             self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
-        let last = store.append(events)?;
         let count = events.len() as u64;
-        if applied.through.checked_add(count) == Some(last) {
-            applied.through = last;
+        let first = last.saturating_sub(count).saturating_add(1);
+        let done = usize::try_from(applied.through.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
+        let done = done.min(events.len());
+        if applied.through.saturating_add(1) >= first {
+            applied.through = applied.through.max(last);
         } else {
-            // Another process appended in between: its events arrive with the next sync.
-            applied.ahead.extend(last.saturating_sub(count).saturating_add(1)..=last);
+            // Positions below the batch (another caller's, or another process's) are
+            // not applied yet: they arrive with the next sync.
+            applied.ahead.extend(first..=last);
         }
+        let (events, changes) = (events.get(done..).unwrap_or_default(), changes.into_iter().skip(done).collect());
         self.apply(events, changes)
     }
 
@@ -566,19 +581,7 @@ impl Guard {
         // not held across an await); a sync that ran meanwhile may have applied some
         // of the batch already, and those are skipped here.
         let last = store.append_async(&stamped).await?;
-        let mut applied =
-            self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
-        let count = stamped.len() as u64;
-        let first = last.saturating_sub(count) + 1;
-        let done = usize::try_from(applied.through.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
-        let done = done.min(stamped.len());
-        if applied.through.saturating_add(1) >= first {
-            applied.through = applied.through.max(last);
-        } else {
-            applied.ahead.extend(first..=last);
-        }
-        let (events, changes) = (stamped.get(done..).unwrap_or_default(), changes.into_iter().skip(done).collect());
-        self.apply(events, changes)
+        self.applied_after_append(&stamped, changes, last)
     }
 
     /// Decides one request now, at the guard's clock, and hands the audit record to the
