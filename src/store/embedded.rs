@@ -222,6 +222,48 @@ pub(super) fn open_error(path: &Path, error: DatabaseError) -> StoreError {
     }
 }
 
+/// One subject's events, read in one transaction (the writer's and the reader's store).
+pub(super) fn read_history(
+    txn: &redb::ReadTransaction,
+    subject: &str,
+    fail: impl Fn(redb::Error) -> StoreError,
+) -> Result<ConsentHistory, StoreError> {
+    let read = |e: redb::Error| fail(e);
+    let table = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
+    let index = txn.open_table(BY_SUBJECT).map_err(|e| read(e.into()))?;
+    let mut events = Vec::new();
+    for entry in index.range((subject, 0)..=(subject, u64::MAX)).map_err(|e| read(e.into()))? {
+        let position = entry.map_err(|e| read(e.into()))?.0.value().1;
+        let Some(json) = table.get(position).map_err(|e| read(e.into()))? else {
+            return Err(StoreError::new(format!("consent store index names a missing event {position}")));
+        };
+        events.push(decode(position, json.value())?);
+    }
+    Ok(ConsentHistory::new(subject, events))
+}
+
+/// Up to `limit` events after position `after`, read in one transaction.
+pub(super) fn read_since(
+    txn: &redb::ReadTransaction,
+    after: u64,
+    limit: usize,
+    fail: impl Fn(redb::Error) -> StoreError,
+) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
+    let Some(first) = after.checked_add(1) else { return Ok(Vec::new()) };
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let read = |e: redb::Error| fail(e);
+    let table = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
+    let mut events = Vec::with_capacity(limit.min(4096));
+    for entry in table.range(first..).map_err(|e| read(e.into()))?.take(limit) {
+        let (position, json) = entry.map_err(|e| read(e.into()))?;
+        let position = position.value();
+        events.push((position, decode(position, json.value())?));
+    }
+    Ok(events)
+}
+
 pub(super) fn decode(position: u64, json: &str) -> Result<ConsentEvent, StoreError> {
     serde_json::from_str(json)
         .map_err(|error| StoreError::with_source(format!("stored event at position {position} cannot be read"), error))
@@ -344,36 +386,11 @@ impl ConsentStore for RedbConsentStore {
     }
 
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
-        let read = |e: redb::Error| self.fail("read the consent store", e);
-        let txn = self.begin_read()?;
-        let table = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
-        let index = txn.open_table(BY_SUBJECT).map_err(|e| read(e.into()))?;
-        let mut events = Vec::new();
-        for entry in index.range((subject, 0)..=(subject, u64::MAX)).map_err(|e| read(e.into()))? {
-            let position = entry.map_err(|e| read(e.into()))?.0.value().1;
-            let Some(json) = table.get(position).map_err(|e| read(e.into()))? else {
-                return Err(StoreError::new(format!("consent store index names a missing event {position}")));
-            };
-            events.push(decode(position, json.value())?);
-        }
-        Ok(ConsentHistory::new(subject, events))
+        read_history(&self.begin_read()?, subject, |e| self.fail("read the consent store", e))
     }
 
     fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
-        let Some(first) = after.checked_add(1) else { return Ok(Vec::new()) };
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let read = |e: redb::Error| self.fail("read the consent store", e);
-        let txn = self.begin_read()?;
-        let table = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
-        let mut events = Vec::with_capacity(limit.min(4096));
-        for entry in table.range(first..).map_err(|e| read(e.into()))?.take(limit) {
-            let (position, json) = entry.map_err(|e| read(e.into()))?;
-            let position = position.value();
-            events.push((position, decode(position, json.value())?));
-        }
-        Ok(events)
+        read_since(&self.begin_read()?, after, limit, |e| self.fail("read the consent store", e))
     }
 
     /// One process at a time writes the file, so a guard over it is never stale.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase};
 
-use super::embedded::{decode, open_error, BY_SUBJECT, EVENTS, FORMAT_KEY, FORMAT_VERSION, META};
+use super::embedded::{open_error, read_history, read_since, FORMAT_KEY, FORMAT_VERSION, META};
 use super::ConsentStore;
 use crate::consent::{ConsentEvent, ConsentHistory};
 use crate::error::StoreError;
@@ -115,36 +115,11 @@ impl ConsentStore for ReadOnlyRedbStore {
     }
 
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
-        let read = |e: redb::Error| self.fail("read the consent store", e);
-        let txn = self.begin_read()?;
-        let table = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
-        let index = txn.open_table(BY_SUBJECT).map_err(|e| read(e.into()))?;
-        let mut events = Vec::new();
-        for entry in index.range((subject, 0)..=(subject, u64::MAX)).map_err(|e| read(e.into()))? {
-            let position = entry.map_err(|e| read(e.into()))?.0.value().1;
-            let Some(json) = table.get(position).map_err(|e| read(e.into()))? else {
-                return Err(StoreError::new(format!("consent store index names a missing event {position}")));
-            };
-            events.push(decode(position, json.value())?);
-        }
-        Ok(ConsentHistory::new(subject, events))
+        read_history(&self.begin_read()?, subject, |e| self.fail("read the consent store", e))
     }
 
     fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
-        let Some(first) = after.checked_add(1) else { return Ok(Vec::new()) };
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let read = |e: redb::Error| self.fail("read the consent store", e);
-        let txn = self.begin_read()?;
-        let table = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
-        let mut events = Vec::with_capacity(limit.min(4096));
-        for entry in table.range(first..).map_err(|e| read(e.into()))?.take(limit) {
-            let (position, json) = entry.map_err(|e| read(e.into()))?;
-            let position = position.value();
-            events.push((position, decode(position, json.value())?));
-        }
-        Ok(events)
+        read_since(&self.begin_read()?, after, limit, |e| self.fail("read the consent store", e))
     }
 
     /// Another process writes the file.
