@@ -589,3 +589,18 @@ fn a_merger_transfers_data_to_the_successor_and_nothing_else() {
     s.expect_clause(&hand_over("share", "third_party"), "action_not_permitted", "aimate.merger");
     s.expect_clause(&hand_over("transfer", "public"), "recipient_not_permitted", "aimate.merger");
 }
+
+/// §2.1(1) "Through security authentication Cookies or anonymous identifiers, we can
+/// confirm your login status, prevent risks such as account theft and fraud".
+#[test]
+fn security_cookies_protect_the_account_without_consent() {
+    let s = aimate();
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"security.account_protection","categories":["tracking.cookie","device.identifier"]}"#,
+        "legal_basis",
+        "aimate.security",
+    );
+    // The same cookies for advertising are another matter.
+    let ads = r#"{"subject":"u1","purpose":"advertising.personalized","categories":["tracking.cookie"]}"#;
+    assert!(!s.check(ads).allowed);
+}

@@ -808,3 +808,16 @@ fn core_data_reaches_third_parties_only_when_authorized() {
         }
     }
 }
+
+/// "EXMO may use cookies and local storage for session retention, auto-login, interface
+/// optimization, and remembering user preferences and task history."
+#[test]
+fn cookies_remember_preferences_and_task_history() {
+    let s = exmo();
+    let session = |category: &str| {
+        format!(r#"{{"subject":"u1","purpose":"service.session","categories":["tracking.cookie","{category}"]}}"#)
+    };
+    s.expect_clause(&session("behavior.preferences"), "legal_basis", "exmo.cookies");
+    s.expect_clause(&session("behavior.task_records"), "legal_basis", "exmo.cookies");
+    s.expect_clause(&session("behavior.log"), "category_not_permitted", "exmo.cookies");
+}

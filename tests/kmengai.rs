@@ -699,3 +699,22 @@ fn anonymized_data_outlives_the_thirty_days() {
         s.expect_clause(&account(deidentification, collected), code, "kmengai.account");
     }
 }
+
+/// (a) "Log Information ... crash logs, and session duration": crash and stability logs
+/// serve the safe operation of the service, for 30 days unless anonymized.
+#[test]
+fn crash_logs_keep_the_service_stable_for_thirty_days() {
+    let s = kmengai().events(r#"{"type":"subject","subject":"u1","birth_date":"1990-04-01"}"#);
+    let crash = |deidentification: &str, collected: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"security.operations","categories":["device.info","behavior.log"],"deidentification":"{deidentification}","collected_at":"{collected}"}}"#
+        )
+    };
+    s.expect_clause(&crash("none", "2026-05-20T00:00:00Z"), "legal_basis", "kmengai.stability");
+    s.expect_clause(&crash("none", "2026-03-01T00:00:00Z"), "retention_expired", "kmengai.stability");
+    s.expect_clause(&crash("anonymized", "2026-03-01T00:00:00Z"), "legal_basis", "kmengai.stability");
+    s.expect(
+        r#"{"subject":"u1","purpose":"security.operations","action":"share","categories":["behavior.log"],"recipient":{"kind":"third_party"},"collected_at":"2026-05-20T00:00:00Z"}"#,
+        "action_not_permitted",
+    );
+}
