@@ -32,6 +32,9 @@ pub enum ReasonCode {
     /// no rule governs): no single clause can decide it, so the request must name the
     /// specific purpose (a code this crate adds to the vocabulary's).
     PurposeTooBroad,
+    /// The request names a legal basis the rule does not list (a code this crate adds
+    /// to the vocabulary's).
+    BasisNotPermitted,
     /// A category the rule does not cover.
     CategoryNotPermitted,
     /// An action the rule does not permit.
@@ -73,12 +76,13 @@ pub enum ReasonCode {
 
 impl ReasonCode {
     /// Every code, allow codes first.
-    pub const ALL: [ReasonCode; 23] = [
+    pub const ALL: [ReasonCode; 24] = [
         ReasonCode::ConsentGiven,
         ReasonCode::LegalBasis,
         ReasonCode::DeidentifiedExempt,
         ReasonCode::NoRule,
         ReasonCode::PurposeTooBroad,
+        ReasonCode::BasisNotPermitted,
         ReasonCode::CategoryNotPermitted,
         ReasonCode::ActionNotPermitted,
         ReasonCode::RecipientNotPermitted,
@@ -113,6 +117,7 @@ impl ReasonCode {
             ReasonCode::DeidentifiedExempt => "deidentified_exempt",
             ReasonCode::NoRule => "no_rule",
             ReasonCode::PurposeTooBroad => "purpose_too_broad",
+            ReasonCode::BasisNotPermitted => "basis_not_permitted",
             ReasonCode::CategoryNotPermitted => "category_not_permitted",
             ReasonCode::ActionNotPermitted => "action_not_permitted",
             ReasonCode::RecipientNotPermitted => "recipient_not_permitted",
@@ -357,6 +362,9 @@ impl<'a> Decision<'a> {
             (ReasonCode::NoRule, _) => format!("the policy has no rule permitting {purpose}"),
             (ReasonCode::PurposeTooBroad, _) => {
                 format!("{purpose} has children that other rules govern: name the specific purpose ({clause})")
+            }
+            (ReasonCode::BasisNotPermitted, _) => {
+                format!("{clause} does not make {purpose} lawful on the basis of {item}")
             }
             (ReasonCode::CategoryNotPermitted, _) => format!("{clause} does not permit {item} data for {purpose}"),
             (ReasonCode::ActionNotPermitted, _) => format!("{clause} does not permit the action {item} for {purpose}"),

@@ -57,7 +57,7 @@ pub mod store;
 pub mod testing;
 
 pub use audit::{AuditRecord, AuditSink, MemoryAuditSink, NoAuditSink};
-pub use basis::{ConsentLevel, LegalBasis};
+pub use basis::{Bases, ConsentLevel, LegalBasis};
 pub use category::DataCategory;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use consent::{ConsentEvent, ConsentHistory};

@@ -127,7 +127,10 @@ pub(crate) struct ConsentExtension {
 /// One compiled rule: a clause of the privacy policy.
 #[derive(Clone, Debug)]
 pub(crate) struct Rule {
+    /// The basis a request is decided on unless it names another of `bases`.
     pub(crate) basis: LegalBasis,
+    /// Every basis the rule lists, as [`LegalBasis::bit`]s.
+    pub(crate) bases: u16,
     pub(crate) level: ConsentLevel,
     pub(crate) opt_out: bool,
     /// Opt-out consent is deemed only for subjects the guard knows.

@@ -20,6 +20,7 @@ use bitflags::bitflags;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::basis::LegalBasis;
 use crate::category::DataCategory;
 use crate::error::NameError;
 use crate::purpose::Purpose;
@@ -360,6 +361,11 @@ pub struct AccessRequest<'a> {
     /// How far it is de-identified.
     pub deidentification: Deidentification,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The legal basis the caller relies on, where the rule lists several (the
+    /// statutory cases of processing without consent); the rule's first when absent.
+    /// One the rule does not list denies with `basis_not_permitted`.
+    pub basis: Option<LegalBasis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Where it is stored or sent; the policy's home region when absent.
     pub region: Option<Region>,
     #[serde(default, skip_serializing_if = "Signals::is_none")]
@@ -404,6 +410,7 @@ impl<'a> AccessRequest<'a> {
             action: Action::Use,
             recipient: Recipient::FIRST_PARTY,
             deidentification: Deidentification::None,
+            basis: None,
             region: None,
             signals: Signals::default(),
             collected_at: None,
@@ -431,6 +438,13 @@ impl<'a> AccessRequest<'a> {
     #[must_use]
     pub fn deidentification(mut self, level: Deidentification) -> Self {
         self.deidentification = level;
+        self
+    }
+
+    /// Names the legal basis the access relies on, one of those the rule lists.
+    #[must_use]
+    pub fn basis(mut self, basis: LegalBasis) -> Self {
+        self.basis = Some(basis);
         self
     }
 
@@ -486,6 +500,7 @@ impl<'a> AccessRequest<'a> {
             action: self.action,
             recipient: self.recipient.into_owned(),
             deidentification: self.deidentification,
+            basis: self.basis,
             region: self.region,
             signals: self.signals,
             collected_at: self.collected_at,
@@ -505,6 +520,7 @@ impl<'a> AccessRequest<'a> {
             action: self.action,
             recipient: Recipient { kind: self.recipient.kind, name: self.recipient.name.as_deref().map(Cow::Borrowed) },
             deidentification: self.deidentification,
+            basis: self.basis,
             region: self.region,
             signals: self.signals,
             collected_at: self.collected_at,
@@ -526,6 +542,7 @@ impl std::fmt::Debug for AccessRequest<'_> {
             .field("action", &self.action)
             .field("recipient", &self.recipient)
             .field("deidentification", &self.deidentification)
+            .field("basis", &self.basis)
             .field("region", &self.region)
             .field("signals", &self.signals)
             .field("at", &self.at)

@@ -83,6 +83,16 @@ schema_by_hand!(
     "LegalBasis",
     enumeration(&LegalBasis::ALL.map(LegalBasis::as_str), "the legal basis of a rule")
 );
+schema_by_hand!(crate::basis::Bases, "Bases", {
+    let one = enumeration(&LegalBasis::ALL.map(LegalBasis::as_str), "a legal basis");
+    json_schema!({
+        "description": "the legal basis of a rule, or several (the first is the default; consent is never one of several)",
+        "anyOf": [
+            one.clone(),
+            { "type": "array", "items": one, "minItems": 1, "uniqueItems": true }
+        ]
+    })
+});
 schema_by_hand!(
     ConsentLevel,
     "ConsentLevel",

@@ -746,3 +746,55 @@ fn a_merger_transfers_data_to_the_successor_and_nothing_else() {
     s.expect_clause(&hand_over("share", "third_party"), "action_not_permitted", "aiart.merger");
     s.expect_clause(&hand_over("transfer", "public"), "recipient_not_permitted", "aiart.merger");
 }
+
+/// "10. Provided based on academic research." "(10) ... when the results of academic
+/// research or description are provided externally, the information contained in the
+/// results is de-identified": shared with research institutions, de-identified, without
+/// consent; never identifiable, never to another third party.
+#[test]
+fn de_identified_data_is_shared_for_academic_research() {
+    let s = Scenario::new("aiart");
+    let share = |recipient: &str, deidentification: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"research.academic","action":"share","categories":["behavior.log"],"recipient":{recipient},"deidentification":"{deidentification}"}}"#
+        )
+    };
+    let institution = r#"{"kind":"third_party","name":"research_institution"}"#;
+    let cases = [
+        // recipient, de-identification, code
+        (institution, "pseudonymized", "deidentified_exempt"),
+        (institution, "anonymized", "deidentified_exempt"),
+        (institution, "none", "deidentification_required"),
+        (r#"{"kind":"third_party"}"#, "pseudonymized", "recipient_not_permitted"),
+        (r#"{"kind":"third_party","name":"ad_partner"}"#, "pseudonymized", "recipient_not_permitted"),
+    ];
+    for (recipient, deidentification, code) in cases {
+        let out = s.expect_clause(&share(recipient, deidentification), code, "aiart.research");
+        if out.allowed {
+            assert_eq!(out.basis.as_deref(), Some("research_deidentified"));
+        }
+    }
+}
+
+/// "(4) Exceptions to prior authorization and consent when sharing, transferring and
+/// disclosing information ... 1. Directly related to national security ... 2. ...
+/// public safety, public health ... 3. ... criminal investigation ... 4. In order to
+/// protect your or other personal life, property ... 7. Related to our fulfillment of
+/// the obligations stipulated by laws and regulations": any of them, named by the
+/// request and by the decision.
+#[test]
+fn disclosure_without_consent_names_the_exemption() {
+    let s = Scenario::new("aiart");
+    let ask = |basis: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"compliance.authority_request","action":"disclose","categories":["account"],"recipient":{{"kind":"authority"}},"basis":"{basis}"}}"#
+        )
+    };
+    for basis in ["legal_obligation", "national_security", "public_interest", "criminal_justice", "vital_interest"] {
+        let out = s.expect_clause(&ask(basis), "legal_basis", "aiart.authority_request");
+        assert_eq!(out.basis.as_deref(), Some(basis));
+    }
+    for basis in ["contract", "consent", "service_security", "research_deidentified"] {
+        s.expect_clause(&ask(basis), "basis_not_permitted", "aiart.authority_request");
+    }
+}

@@ -413,10 +413,12 @@ fn cloud_providers_host_data_as_processors() {
     s.expect_clause(&store(r#"{"kind":"processor","name":"cloud"}"#), "legal_basis", "aimate.core");
     // Conversations go to no other processor, nor to an independent third party.
     s.expect_clause(&store(r#"{"kind":"processor"}"#), "recipient_not_permitted", "aimate.core");
-    s.expect_clause(&store(r#"{"kind":"third_party"}"#), "recipient_not_permitted", "aimate.core");
-    // Hosting is not sharing: the cloud provider cannot be handed the data to share.
+    // An independent third party only with the subject's consent (§3.6(1)).
+    s.expect_clause(&store(r#"{"kind":"third_party"}"#), "consent_missing", "aimate.core");
+    // Hosting is not sharing: handing the cloud provider the data to share takes the
+    // subject's consent too.
     let share = r#"{"subject":"u1","purpose":"service.core","action":"share","categories":["content.chat"],"recipient":{"kind":"processor","name":"cloud"}}"#;
-    s.expect_clause(share, "action_not_permitted", "aimate.core");
+    s.expect_clause(share, "consent_missing", "aimate.core");
 }
 
 /// §3.4 "you may need to provide sensitive information such as name, contact
@@ -603,4 +605,78 @@ fn security_cookies_protect_the_account_without_consent() {
     // The same cookies for advertising are another matter.
     let ads = r#"{"subject":"u1","purpose":"advertising.personalized","categories":["tracking.cookie"]}"#;
     assert!(!s.check(ads).allowed);
+}
+
+/// §3.6(1) "Transfer with explicit consent: After obtaining your explicit consent, we
+/// will transfer your personal information to other parties"; §3.7(1) "We will only
+/// publicly disclose your personal information ... After obtaining your explicit
+/// consent". The service itself stays on the contract; a transfer or a disclosure is
+/// decided on the subject's consent (separate for third parties and the public, PIPL
+/// art. 23 and 25), and the decision names consent as the basis.
+#[test]
+fn transfer_and_disclosure_need_the_subjects_consent() {
+    let s = aimate().events(
+        r#"
+        {"type":"grant","subject":"exp","purposes":["service.core"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        {"type":"grant","subject":"sep","purposes":["service.core"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    let ask = |subject: &str, action: &str, kind: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"service.core","action":"{action}","categories":["content.chat"],"recipient":{{"kind":"{kind}"}}}}"#
+        )
+    };
+    let cases = [
+        // subject, action, recipient, code
+        ("nobody", "transfer", "third_party", "consent_missing"),
+        ("exp", "transfer", "third_party", "separate_consent_required"),
+        ("sep", "transfer", "third_party", "consent_given"),
+        ("nobody", "disclose", "public", "consent_missing"),
+        ("exp", "disclose", "public", "separate_consent_required"),
+        ("sep", "disclose", "public", "consent_given"),
+        // The contract covers the service itself, consent or not.
+        ("nobody", "use", "first_party", "legal_basis"),
+    ];
+    for (subject, action, kind, code) in cases {
+        let out = s.expect_clause(&ask(subject, action, kind), code, "aimate.core");
+        let basis = match code {
+            "consent_given" => Some("consent"),
+            "legal_basis" => Some("contract"),
+            _ => None,
+        };
+        assert_eq!(out.basis.as_deref(), basis, "{subject} {action} {kind}");
+    }
+}
+
+/// §3.8 "in the following circumstances ... we may share, transfer, or publicly
+/// disclose your personal information without obtaining your authorized consent: (1)
+/// Directly related to national security ... (2) ... public security, public health
+/// ... (3) ... criminal investigation ... (4) For protecting the life, property". One
+/// purpose, lawful on any of these bases; the request names the one it relies on and
+/// the decision names it back; a basis the clause does not list is refused.
+#[test]
+fn authority_requests_name_the_exemption_they_rely_on() {
+    let s = aimate();
+    let ask = |basis: Option<&str>| {
+        let basis = basis.map_or_else(String::new, |b| format!(r#","basis":"{b}""#));
+        format!(
+            r#"{{"subject":"u1","purpose":"compliance.authority_request","action":"share","categories":["content.chat"],"recipient":{{"kind":"authority"}}{basis}}}"#
+        )
+    };
+    let cases = [
+        // basis named in the request, code, basis named in the decision
+        (None, "legal_basis", Some("legal_obligation")),
+        (Some("legal_obligation"), "legal_basis", Some("legal_obligation")),
+        (Some("national_security"), "legal_basis", Some("national_security")),
+        (Some("public_interest"), "legal_basis", Some("public_interest")),
+        (Some("criminal_justice"), "legal_basis", Some("criminal_justice")),
+        (Some("vital_interest"), "legal_basis", Some("vital_interest")),
+        (Some("contract"), "basis_not_permitted", None),
+        (Some("consent"), "basis_not_permitted", None),
+        (Some("news_reporting"), "basis_not_permitted", None),
+    ];
+    for (named, code, decided) in cases {
+        let out = s.expect_clause(&ask(named), code, "aimate.compliance.authority");
+        assert_eq!(out.basis.as_deref(), decided, "{named:?}");
+    }
 }

@@ -260,10 +260,20 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
         used.extend(named.iter().cloned());
         let basis = if rng.chance(60) { LegalBasis::Consent } else { rng.pick(&LegalBasis::ALL) };
         let consent = basis == LegalBasis::Consent;
+        let mut bases = vec![basis];
+        if !consent && rng.chance(30) {
+            // Several bases, as a statutory list of cases without consent.
+            let others: Vec<LegalBasis> = LegalBasis::ALL[1..].to_vec();
+            for extra in rng.subset(&others, 2) {
+                if !bases.contains(&extra) {
+                    bases.push(extra);
+                }
+            }
+        }
         let mut rule = RuleDocument::new(
             format!("r{index}"),
             named.iter().map(|p| purpose(p)).collect(),
-            basis,
+            consent_guard::Bases::new(bases).unwrap(),
             rng.subset(&all_categories, 3).iter().map(|c| category(c)).collect(),
         );
         if rng.chance(25) {
@@ -570,6 +580,14 @@ fn gen_request(rng: &mut Rng, doc: &PolicyDocument, events: &[ConsentEvent]) -> 
     } else {
         rng.pick(&DEIDS)
     };
+    if rng.chance(15) {
+        // The basis the caller relies on: mostly one the rule lists.
+        request.basis = Some(if aimed(rng, 60) {
+            rng.pick(&rule.as_ref().unwrap().basis.iter().collect::<Vec<_>>())
+        } else {
+            rng.pick(&LegalBasis::ALL)
+        });
+    }
     request.region = if aimed(rng, 70) {
         let rule = rule.as_ref().unwrap();
         let storage = doc.policy.storage_regions.clone().unwrap_or_else(|| vec![doc.policy.home_region]);
@@ -894,20 +912,20 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
     for (index, ask) in case.asks.iter().enumerate() {
         clock.set(ask.t);
         let checked = guard.check(&ask.request);
-        let check = (checked.code().as_str().to_owned(), checked.allowed());
+        let check = (shown(&checked), checked.allowed());
         // The template's own subject is not used: make it another one.
         let mut template = ask.request.clone();
         template.subject = "template-subject".into();
         let prepared_access = guard.prepare(&template);
         let prepared_decision = prepared_access.check(&ask.request.subject);
-        let prepared = (prepared_decision.code().as_str().to_owned(), prepared_decision.allowed());
+        let prepared = (shown(&prepared_decision), prepared_decision.allowed());
         let verdict = reference::decide(&case.doc, &accepted, &ask.request, ask.t);
         COUNTING.with(|counting| {
             if let Some(codes) = counting.borrow_mut().as_mut() {
                 *codes.entry(verdict.code).or_insert(0) += 1;
             }
         });
-        let reference = (verdict.code.to_owned(), verdict.allowed);
+        let reference = (shown_reference(&verdict), verdict.allowed);
         let with_check = check != reference || prepared != reference;
         if with_check {
             findings.push(Finding::Decision { ask: index, check, prepared, reference });
@@ -948,6 +966,22 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
         );
     }
     Some(findings)
+}
+
+/// A decision's code, and on an allow the basis it names (`legal_basis@contract`).
+fn shown(decision: &consent_guard::Decision<'_>) -> String {
+    match decision.basis() {
+        Some(basis) => format!("{}@{basis}", decision.code().as_str()),
+        None => decision.code().as_str().to_owned(),
+    }
+}
+
+/// The reference's verdict as [`shown`] writes a decision.
+fn shown_reference(verdict: &reference::Verdict) -> String {
+    match verdict.basis {
+        Some(basis) => format!("{}@{basis}", verdict.code),
+        None => verdict.code.to_owned(),
+    }
 }
 
 /// Greedy minimisation keeping the same kind of disagreement.

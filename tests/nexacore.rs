@@ -659,3 +659,36 @@ fn sharing_transfer_and_disclosure_with_explicit_consent() {
         s.expect_clause(&request, code, "nexacore.generation");
     }
 }
+
+/// 3.4 "sharing, transferring, and publicly disclosing your personal information
+/// without prior authorization from the individual in the following situations: (1)
+/// Directly related to national security ... (2) ... public safety, public health ...
+/// (3) ... criminal investigation ... (4) For the protection of your or other
+/// individuals' life, property": lawful on any of them; a request names the one it
+/// relies on (legal_obligation otherwise), the decision names it back, and an erased
+/// subject's data still reaches the authorities on each.
+#[test]
+fn authority_requests_are_lawful_on_each_statutory_exemption() {
+    let s = Scenario::new("nexacore").events(r#"{"type":"erase","subject":"gone","at":"2026-01-05T00:00:00Z"}"#);
+    let ask = |subject: &str, basis: Option<&str>| {
+        let basis = basis.map_or_else(String::new, |b| format!(r#","basis":"{b}""#));
+        format!(
+            r#"{{"subject":"{subject}","purpose":"compliance.authority_request","action":"share","categories":["account"],"recipient":{{"kind":"authority"}}{basis}}}"#
+        )
+    };
+    let cases = [
+        // subject, basis named, code, basis decided
+        ("u1", None, "legal_basis", Some("legal_obligation")),
+        ("u1", Some("criminal_justice"), "legal_basis", Some("criminal_justice")),
+        ("u1", Some("vital_interest"), "legal_basis", Some("vital_interest")),
+        ("gone", Some("national_security"), "legal_basis", Some("national_security")),
+        ("u1", Some("publicly_disclosed"), "basis_not_permitted", None),
+        ("u1", Some("contract"), "basis_not_permitted", None),
+        // An erased subject counts as a minor, whom NEXA serves only on the law's bases.
+        ("gone", Some("contract"), "minor_not_served", None),
+    ];
+    for (subject, named, code, decided) in cases {
+        let out = s.expect_clause(&ask(subject, named), code, "nexacore.authorities");
+        assert_eq!(out.basis.as_deref(), decided, "{subject} {named:?}");
+    }
+}

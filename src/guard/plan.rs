@@ -43,8 +43,7 @@ pub(super) fn decide<'a>(
         None => (deny(ReasonCode::NoRule, Detail::None), None),
         Some(plan) => {
             let verdict = plan.run(state, subject, now, present);
-            let basis = if plan.by_consent.is_some() { LegalBasis::Consent } else { plan.rule.basis };
-            let basis = verdict.code.is_allow().then_some(basis);
+            let basis = verdict.code.is_allow().then_some(plan.basis);
             (verdict, basis)
         }
     }
@@ -60,7 +59,10 @@ pub(super) struct Plan<'a> {
     /// Purposes under `compliance` on a basis other than consent do not depend on the
     /// subject at all: they survive erasure and an unreadable state.
     compliance: bool,
-    /// The first denial among action, category, recipient, region and
+    /// The basis the request is decided on: the one it names, else consent where only
+    /// `with_consent` reaches it, else the rule's first.
+    basis: LegalBasis,
+    /// The first denial among basis, action, category, recipient, region and
     /// de-identification.
     early: Option<(ReasonCode, Detail<'a>)>,
     /// The opt-out signal that denies, if any.
@@ -101,7 +103,8 @@ impl<'a> Plan<'a> {
             rule,
             index,
             request,
-            compliance: policy.compliance & bit(node) != 0 && rule.basis != LegalBasis::Consent,
+            compliance: false,
+            basis: rule.basis,
             early: None,
             signal: None,
             requested: 0,
@@ -134,8 +137,12 @@ impl<'a> Plan<'a> {
                 && (own_recipient || lists(extension.recipient_kinds, extension.recipient_names));
             plan.by_consent = (reached && !(own_action && own_recipient)).then_some(extension.level);
         }
+        if plan.by_consent.is_some() {
+            plan.basis = LegalBasis::Consent;
+        }
+        plan.basis = request.basis.unwrap_or(plan.basis);
         // What only consent permits is not a duty that survives erasure.
-        plan.compliance &= plan.by_consent.is_none();
+        plan.compliance = policy.compliance & bit(node) != 0 && plan.basis != LegalBasis::Consent;
         plan.early = plan.request_only(node).err();
         plan.signal = if rule.dnt && request.signals.dnt {
             Some("dnt")
@@ -158,9 +165,19 @@ impl<'a> Plan<'a> {
         Some(plan)
     }
 
-    /// Action, categories, recipient, region and de-identification, in that order.
+    /// Basis, action, categories, recipient, region and de-identification, in that
+    /// order.
     fn request_only(&mut self, node: usize) -> Result<(), (ReasonCode, Detail<'a>)> {
         let (policy, rule, request) = (self.policy, self.rule, self.request);
+        if let Some(named) = request.basis {
+            let listed = match self.by_consent {
+                Some(_) => named == LegalBasis::Consent,
+                None => rule.bases & named.bit() != 0,
+            };
+            if !listed {
+                return Err((ReasonCode::BasisNotPermitted, Detail::Item(Cow::Borrowed(named.as_str()))));
+            }
+        }
         let extension = rule.with_consent;
         let own_action = rule.actions.contains(request.action.flag());
         if !own_action && !extension.is_some_and(|e| e.actions.contains(request.action.flag())) {
@@ -211,7 +228,12 @@ impl<'a> Plan<'a> {
             return Err((ReasonCode::RegionNotPermitted, Detail::Item(Cow::Borrowed(region.as_str()))));
         }
 
-        let needed = named.map_or(rule.deidentification, |(_, d)| d.deidentification.max(rule.deidentification));
+        // Research on de-identified data needs pseudonymized data at least.
+        let own = match self.basis {
+            LegalBasis::ResearchDeidentified => rule.deidentification.max(Deidentification::Pseudonymized),
+            _ => rule.deidentification,
+        };
+        let needed = named.map_or(own, |(_, d)| d.deidentification.max(own));
         if request.deidentification < needed {
             return Err((ReasonCode::DeidentificationRequired, Detail::Item(Cow::Borrowed(needed.as_str()))));
         }
@@ -245,7 +267,7 @@ impl<'a> Plan<'a> {
         let minor = minors.under.is_some() && under_age(subject.and_then(|s| s.adult_from()));
         // A minor young enough that all its data is sensitive (PIPL art. 28).
         let young = minor && under_age(subject.and_then(|s| s.sensitive_until()));
-        if minor && minors.not_served && !rule.basis.is_imposed_by_law() {
+        if minor && minors.not_served && !self.basis.is_imposed_by_law() {
             return deny(ReasonCode::MinorNotServed, Detail::None);
         }
         if let Some((code, detail)) = &self.early {
@@ -277,8 +299,8 @@ impl<'a> Plan<'a> {
         // An exemption from consent (a basis in law, or anonymized data) is not the
         // separate grant that a transfer region needs, nor, for a minor, the guardian's
         // consent that only the law itself can stand in for (PIPL art. 31).
-        if rule.basis != LegalBasis::Consent || self.exempt {
-            let guardian = !self.exempt && minor && !minors.not_served && !rule.basis.is_imposed_by_law();
+        if self.basis != LegalBasis::Consent || self.exempt {
+            let guardian = !self.exempt && minor && !minors.not_served && !self.basis.is_imposed_by_law();
             if self.transfer || guardian {
                 let separate = self.transfer || (policy.separate.minor && young);
                 let needed = if separate { ConsentLevel::Separate } else { ConsentLevel::Explicit };
@@ -293,7 +315,7 @@ impl<'a> Plan<'a> {
                     };
                 }
             }
-            let code = if rule.basis == LegalBasis::ResearchDeidentified || self.exempt {
+            let code = if self.basis == LegalBasis::ResearchDeidentified || self.exempt {
                 ReasonCode::DeidentifiedExempt
             } else {
                 ReasonCode::LegalBasis

@@ -350,6 +350,13 @@ fn compile_rule(
     problems: &mut Problems,
 ) -> Rule {
     let is_consent = rule.basis == LegalBasis::Consent;
+    if rule.basis.len() > 1 && rule.basis.contains(LegalBasis::Consent) {
+        problems.error(
+            at(path, &[key("basis")]),
+            "`consent` cannot be one of several bases: a purpose lawful without consent never needs it \
+             (what consent adds goes under [rule.with_consent])",
+        );
+    }
     let level = match (is_consent, rule.level) {
         (true, Some(level)) => level,
         (true, None) => {
@@ -461,7 +468,9 @@ fn compile_rule(
         }
     });
 
-    let deidentification = rule.effective_deidentification();
+    // What research on de-identified data adds is the plan's: a request may be decided
+    // on another of the rule's bases.
+    let deidentification = rule.deidentification.unwrap_or_default();
 
     let regions = rule.effective_regions(storage_regions).to_vec();
     if regions.is_empty() {
@@ -535,7 +544,8 @@ fn compile_rule(
     });
 
     Rule {
-        basis: rule.basis,
+        basis: rule.basis.first(),
+        bases: rule.basis.iter().fold(0, |set, basis| set | basis.bit()),
         level,
         opt_out,
         known_subject: rule.known_subject.unwrap_or(false),

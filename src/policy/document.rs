@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::basis::{ConsentLevel, LegalBasis};
+use crate::basis::{Bases, ConsentLevel, LegalBasis};
 use crate::category::DataCategory;
 use crate::purpose::Purpose;
 use crate::request::{Action, Deidentification, RecipientKind, Region};
@@ -291,8 +291,8 @@ pub struct RuleDocument {
     pub id: String,
     /// The purposes it governs; each covers its subtree.
     pub purposes: Vec<Purpose>,
-    /// On which legal basis.
-    pub basis: LegalBasis,
+    /// On which legal basis, or bases (the first is the default).
+    pub basis: Bases,
     /// Consent rules: the minimum level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<ConsentLevel>,
@@ -419,11 +419,12 @@ impl RuleDocument {
         listed.into_iter().flatten().chain(default)
     }
 
-    /// The minimum de-identification the guard enforces: research on de-identified data
-    /// needs pseudonymized data at least, whatever the rule says.
+    /// The minimum de-identification the guard enforces on a request decided on the
+    /// rule's first basis: research on de-identified data needs pseudonymized data at
+    /// least, whatever the rule says.
     pub fn effective_deidentification(&self) -> Deidentification {
         let written = self.deidentification.unwrap_or_default();
-        if self.basis == LegalBasis::ResearchDeidentified {
+        if self.basis.first() == LegalBasis::ResearchDeidentified {
             written.max(Deidentification::Pseudonymized)
         } else {
             written
@@ -444,13 +445,13 @@ impl RuleDocument {
     pub fn new(
         id: impl Into<String>,
         purposes: Vec<Purpose>,
-        basis: LegalBasis,
+        basis: impl Into<Bases>,
         categories: Vec<DataCategory>,
     ) -> RuleDocument {
         RuleDocument {
             id: id.into(),
             purposes,
-            basis,
+            basis: basis.into(),
             level: None,
             default: None,
             known_subject: None,

@@ -356,6 +356,26 @@ categories = [\"behaviour.log\"]
     }
 
     #[test]
+    fn several_bases_are_checked_where_written() {
+        let rule = |basis: &str| {
+            format!("{MINIMAL}\n[[rule]]\nid = \"a\"\npurposes = [\"compliance\"]\nbasis = {basis}\ncategories = [\"behavior\"]\n")
+        };
+        let policy = Policy::from_toml_str(&rule(r#"["legal_obligation", "criminal_justice"]"#), "p.toml").unwrap();
+        assert_eq!(policy.document().rules[0].basis.len(), 2);
+        for (basis, says) in [
+            (r#"["legal_obligation", "consent"]"#, "cannot be one of several bases"),
+            (r#"["legal_obligation", "legal_obligation"]"#, "listed twice"),
+            ("[]", "at least one basis"),
+            (r#"["contractt"]"#, "contractt"),
+        ] {
+            let error = Policy::from_toml_str(&rule(basis), "p.toml").unwrap_err();
+            let d = &error.diagnostics()[0];
+            assert_eq!(d.line(), 10, "{basis}: {d}");
+            assert!(d.message().contains(says), "{basis}: {d}");
+        }
+    }
+
+    #[test]
     fn syntax_errors_are_located() {
         let error = Policy::from_toml_str("[policy]\nname = \n", "x.toml").unwrap_err();
         assert_eq!(error.diagnostics()[0].line(), 2, "{error}");

@@ -30,11 +30,13 @@ pub struct Verdict {
     pub code: &'static str,
     /// Whether the request is allowed.
     pub allowed: bool,
+    /// On an allow, the legal basis that applied.
+    pub basis: Option<LegalBasis>,
 }
 
 fn verdict(code: &'static str) -> Verdict {
     let allowed = matches!(code, "consent_given" | "legal_basis" | "deidentified_exempt");
-    Verdict { code, allowed }
+    Verdict { code, allowed, basis: None }
 }
 
 // ---------------------------------------------------------------------------------
@@ -348,10 +350,15 @@ pub fn decide(
         && (rule_action || consent_action)
         && (rule_recipient || consent_recipient);
 
+    // The basis decided on: the one the request names, else consent for what only
+    // consent permits, else the rule's first.
+    let default_basis = if consent_only { LegalBasis::Consent } else { rule.basis.first() };
+    let applied = request.basis.unwrap_or(default_basis);
+
     // 1. Erasure at or before t; compliance purposes on a non-consent basis survive it
     // (not for what only consent permits).
     let erased = events.iter().any(|e| matches!(e, ConsentEvent::Erase(x) if x.at <= t));
-    let survives_erasure = under(purpose, "compliance") && !is_consent && !consent_only;
+    let survives_erasure = under(purpose, "compliance") && applied != LegalBasis::Consent;
     if erased && !survives_erasure {
         return verdict("subject_erased");
     }
@@ -360,11 +367,20 @@ pub fn decide(
     let minor = is_minor(doc, &events, t);
     let not_served = age_rule(doc).is_some_and(|(_, not_served)| not_served);
     let law = matches!(
-        rule.basis.as_str(),
+        applied.as_str(),
         "legal_obligation" | "national_security" | "public_interest" | "criminal_justice" | "vital_interest"
     );
     if not_served && minor && !law {
         return verdict("minor_not_served");
+    }
+
+    // 3. A basis the request names must be one the rule lists (consent, for what only
+    // consent permits).
+    if let Some(named) = request.basis {
+        let listed = if consent_only { named == LegalBasis::Consent } else { rule.basis.contains(named) };
+        if !listed {
+            return verdict("basis_not_permitted");
+        }
     }
 
     // 3. Action.
@@ -416,7 +432,7 @@ pub fn decide(
 
     // 7. De-identification.
     let mut minimum = deid_rank(rule.deidentification.map_or("none", |d| d.as_str()));
-    if rule.basis == LegalBasis::ResearchDeidentified {
+    if applied == LegalBasis::ResearchDeidentified {
         minimum = minimum.max(1);
     }
     if let Some(declared) = declared {
@@ -486,18 +502,19 @@ pub fn decide(
         return verdict("opt_out_signal");
     }
 
-    // 10. Basis.
-    if !is_consent && !consent_only {
-        let allow = if rule.basis == LegalBasis::ResearchDeidentified { "deidentified_exempt" } else { "legal_basis" };
+    // 10. Basis; an allow names the one that applied.
+    let named = |v: Verdict| Verdict { basis: v.allowed.then_some(applied), ..v };
+    if applied != LegalBasis::Consent {
+        let allow = if applied == LegalBasis::ResearchDeidentified { "deidentified_exempt" } else { "legal_basis" };
         // A minor needs the guardian's grant on every basis but the law's.
         let guardian = minor_guardian && !law;
-        return required_grant(&context, &events, &leaves, guardian, allow);
+        return named(required_grant(&context, &events, &leaves, guardian, allow));
     }
     if rule.anonymized_exempt == Some(true) && anonymized {
         if !ANONYMIZED_EXEMPT_TRANSFER_NEEDS_GRANT {
-            return verdict("deidentified_exempt");
+            return named(verdict("deidentified_exempt"));
         }
-        return required_grant(&context, &events, &leaves, false, "deidentified_exempt");
+        return named(required_grant(&context, &events, &leaves, false, "deidentified_exempt"));
     }
     let mut first_allow = None;
     for leaf in &leaves {
@@ -507,7 +524,7 @@ pub fn decide(
         }
         first_allow.get_or_insert(v);
     }
-    first_allow.unwrap_or_else(|| verdict("consent_missing"))
+    named(first_allow.unwrap_or_else(|| verdict("consent_missing")))
 }
 
 /// Events at or before `t`, sorted by time (equal times in recorded order), that

@@ -173,27 +173,18 @@ fn rule_body(policy: &Policy, rule: &RuleDocument, notes: &[Note], text: &mut St
     if let Some(source) = &rule.source {
         let _ = writeln!(text, "  the privacy policy says: \"{source}\"");
     }
-    match rule.basis {
-        LegalBasis::Consent => {
-            let level = rule.effective_level().unwrap_or(ConsentLevel::Separate);
-            let default = match rule.default.unwrap_or_default() {
-                ConsentDefault::OptIn => "opt-in (absent until granted)",
-                ConsentDefault::OptOut if rule.known_subject == Some(true) => {
-                    "opt-out (given until withdrawn, to subjects the guard knows)"
-                }
-                ConsentDefault::OptOut => "opt-out (given until withdrawn)",
-            };
-            let _ = writeln!(text, "  basis: consent, at least {level} consent, {default}");
-            if rule.anonymized_exempt == Some(true) {
-                let _ = writeln!(text, "  anonymized data needs no consent (deidentified_exempt)");
-            }
+    if rule.basis.len() > 1 {
+        let _ = writeln!(
+            text,
+            "  basis: any of {} (no consent needed; a request is decided on {} unless it names another)",
+            rule.basis,
+            rule.basis.first()
+        );
+        if rule.basis.contains(LegalBasis::ResearchDeidentified) {
+            let _ = writeln!(text, "  research_deidentified: de-identified data only");
         }
-        LegalBasis::ResearchDeidentified => {
-            let _ = writeln!(text, "  basis: research_deidentified (no consent; de-identified data only)");
-        }
-        basis => {
-            let _ = writeln!(text, "  basis: {basis} (no consent needed)");
-        }
+    } else {
+        basis_line(rule, text);
     }
     let categories =
         rule.categories.iter().map(|c| if policy.is_sensitive(c) { format!("{c} (sensitive)") } else { c.to_string() });
@@ -295,4 +286,30 @@ fn signal(signal: Signal) -> &'static str {
 
 fn join(items: impl Iterator<Item = String>) -> String {
     items.collect::<Vec<_>>().join(", ")
+}
+
+/// The basis line of a rule on one basis.
+fn basis_line(rule: &RuleDocument, text: &mut String) {
+    match rule.basis.first() {
+        LegalBasis::Consent => {
+            let level = rule.effective_level().unwrap_or(ConsentLevel::Separate);
+            let default = match rule.default.unwrap_or_default() {
+                ConsentDefault::OptIn => "opt-in (absent until granted)",
+                ConsentDefault::OptOut if rule.known_subject == Some(true) => {
+                    "opt-out (given until withdrawn, to subjects the guard knows)"
+                }
+                ConsentDefault::OptOut => "opt-out (given until withdrawn)",
+            };
+            let _ = writeln!(text, "  basis: consent, at least {level} consent, {default}");
+            if rule.anonymized_exempt == Some(true) {
+                let _ = writeln!(text, "  anonymized data needs no consent (deidentified_exempt)");
+            }
+        }
+        LegalBasis::ResearchDeidentified => {
+            let _ = writeln!(text, "  basis: research_deidentified (no consent; de-identified data only)");
+        }
+        basis => {
+            let _ = writeln!(text, "  basis: {basis} (no consent needed)");
+        }
+    }
 }

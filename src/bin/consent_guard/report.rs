@@ -181,7 +181,7 @@ fn row(policy: &Policy, rule: &RuleDocument, notes: &[Note]) -> Row {
     Row {
         clause: rule.id.clone(),
         purposes,
-        basis: basis_words(rule.basis).to_owned(),
+        basis: rule.basis.iter().map(basis_words).collect::<Vec<_>>().join("; or "),
         level,
         categories,
         recipients,
