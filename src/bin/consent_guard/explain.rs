@@ -177,7 +177,7 @@ fn rule_body(policy: &Policy, rule: &RuleDocument, notes: &[Note], text: &mut St
         let _ = writeln!(
             text,
             "  basis: any of {} (no consent needed; a request is decided on {} unless it names another)",
-            rule.basis,
+            join(rule.basis.iter().map(|basis| basis.to_string())),
             rule.basis.first()
         );
         if rule.basis.contains(LegalBasis::ResearchDeidentified) {
