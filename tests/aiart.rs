@@ -128,10 +128,11 @@ fn sharing_with_third_parties_needs_separate_consent() {
     };
     s.expect_clause(&phone_to_marketer("u1"), "separate_consent_required", "aiart.marketing");
     s.expect_clause(&phone_to_marketer("u4"), "consent_given", "aiart.marketing");
-    // The contract-based core service never shares with independent third parties.
+    // The contract-based core service shares with independent third parties only on
+    // the subject's consent (3.(2)2), which u1 never gave.
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core.audio","action":"share","categories":["content.upload"],"recipient":{"kind":"third_party"}}"#,
-        "recipient_not_permitted",
+        "consent_missing",
         "aiart.core",
     );
 }
@@ -797,4 +798,59 @@ fn disclosure_without_consent_names_the_exemption() {
     for basis in ["contract", "consent", "service_security", "research_deidentified"] {
         s.expect_clause(&ask(basis), "basis_not_permitted", "aiart.authority_request");
     }
+}
+
+/// 3.(2)2 "After obtaining your explicit consent, we will transfer your personal
+/// information to a third party." 3.(3)1 "disclose the information you specify in the
+/// disclosure method that you expressly agree to." The service runs on the contract; a
+/// transfer or a disclosure needs the subject's separate consent ("We will not share
+/// your personal information with any third party ... without your separate consent").
+#[test]
+fn transfer_and_disclosure_need_the_subjects_consent() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"exp","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"exp","purposes":["service.core.audio"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        {"type":"subject","subject":"sep","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"sep","purposes":["service.core.audio"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    let ask = |subject: &str, action: &str, kind: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"service.core.audio","action":"{action}","categories":["content.generated"],"recipient":{{"kind":"{kind}"}}}}"#
+        )
+    };
+    let cases = [
+        // subject, action, recipient, code
+        ("nobody", "transfer", "third_party", "consent_missing"),
+        ("exp", "transfer", "third_party", "separate_consent_required"),
+        ("sep", "transfer", "third_party", "consent_given"),
+        ("exp", "disclose", "public", "separate_consent_required"),
+        ("sep", "disclose", "public", "consent_given"),
+    ];
+    for (subject, action, kind, code) in cases {
+        s.expect_clause(&ask(subject, action, kind), code, "aiart.core");
+    }
+}
+
+/// 6.3 "(8) It is used for account security and product reinforcement related
+/// services, including network monitoring, domain name resolution, anti-hijacking,
+/// anti-spam and anti-cheating": security SDKs receive device, network and log data
+/// for account security, without consent, and nothing else.
+#[test]
+fn security_sdks_receive_only_what_account_security_needs() {
+    let s = Scenario::new("aiart").events(ADULT);
+    let share = |purpose: &str, category: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"{purpose}","action":"share","categories":["{category}"],"recipient":{{"kind":"processor","name":"security_sdk"}}}}"#
+        )
+    };
+    s.expect_clause(&share("security.account_protection", "device.identifier"), "legal_basis", "aiart.security");
+    s.expect_clause(&share("security.account_protection", "network.ip_address"), "legal_basis", "aiart.security");
+    s.expect_clause(
+        &share("security.account_protection", "contact.phone"),
+        "recipient_not_permitted",
+        "aiart.security",
+    );
+    s.expect(&share("service.core.audio", "device.info"), "recipient_not_permitted");
 }

@@ -322,6 +322,37 @@ fn children_under_14_need_verifiable_parental_consent() {
     };
     s.expect_clause(&rec("adult"), "consent_given", "aimate.recommendation");
     s.expect_clause(&rec("kid"), "guardian_consent_required", "aimate.recommendation");
+    // §6.1 "with the explicit consent of the parent or guardian": on the contract too.
+    // The core service needs no consent from an adult, and a guardian's for a child
+    // (separate, since a child's data is sensitive).
+    let core =
+        |subject: &str| format!(r#"{{"subject":"{subject}","purpose":"service.core","categories":["content.chat"]}}"#);
+    s.expect_clause(&core("adult"), "legal_basis", "aimate.core");
+    s.expect_clause(&core("kid"), "guardian_consent_required", "aimate.core");
+    s.expect_clause(&core("kid_self"), "guardian_consent_required", "aimate.core");
+}
+
+/// §2.1(1) "Through security authentication Cookies or anonymous identifiers, we can
+/// confirm your login status" (2) "avoid you having to repeatedly enter personal
+/// information or search content": login-state cookies are part of the service, with
+/// no consent; they carry no other data and reach no one else.
+#[test]
+fn login_state_cookies_are_part_of_the_service() {
+    let s = aimate();
+    let cookie = |category: &str, recipient: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.session","categories":["{category}"],"recipient":{{"kind":"{recipient}"}}}}"#
+        )
+    };
+    let cases = [
+        // category, recipient, code
+        ("tracking.cookie", "first_party", "legal_basis"),
+        ("behavior.log", "first_party", "category_not_permitted"),
+        ("tracking.cookie", "third_party", "recipient_not_permitted"),
+    ];
+    for (category, recipient, code) in cases {
+        s.expect_clause(&cookie(category, recipient), code, "aimate.session");
+    }
 }
 
 /// §5(5) "After successful cancellation, we will no longer collect, use, or share
@@ -389,14 +420,17 @@ fn research_institutions_get_only_deidentified_data() {
     let s = aimate();
     let share = |deid: &str| {
         format!(
-            r#"{{"subject":"u1","purpose":"research.academic","action":"share","categories":["behavior.log"],"recipient":{{"kind":"third_party"}},"deidentification":"{deid}"}}"#
+            r#"{{"subject":"u1","purpose":"research.academic","action":"share","categories":["behavior.log"],"recipient":{{"kind":"third_party","name":"research_institution"}},"deidentification":"{deid}"}}"#
         )
     };
     s.expect_clause(&share("pseudonymized"), "deidentified_exempt", "aimate.research");
     s.expect_clause(&share("anonymized"), "deidentified_exempt", "aimate.research");
     s.expect_clause(&share("none"), "deidentification_required", "aimate.research");
+    // Research institutions only, not any third party.
+    let other = r#"{"subject":"u1","purpose":"research.academic","action":"share","categories":["behavior.log"],"recipient":{"kind":"third_party"},"deidentification":"anonymized"}"#;
+    s.expect_clause(other, "recipient_not_permitted", "aimate.research");
     // Never payment details, however de-identified.
-    let money = r#"{"subject":"u1","purpose":"research.academic","action":"share","categories":["financial.account"],"recipient":{"kind":"third_party"},"deidentification":"anonymized"}"#;
+    let money = r#"{"subject":"u1","purpose":"research.academic","action":"share","categories":["financial.account"],"recipient":{"kind":"third_party","name":"research_institution"},"deidentification":"anonymized"}"#;
     s.expect_clause(money, "category_not_permitted", "aimate.research");
 }
 
@@ -679,4 +713,26 @@ fn authority_requests_name_the_exemption_they_rely_on() {
         let out = s.expect_clause(&ask(named), code, "aimate.compliance.authority");
         assert_eq!(out.basis.as_deref(), decided, "{named:?}");
     }
+}
+
+/// §3.5 "Hardware/software/system service providers: With your authorization, we may
+/// share necessary information to jointly provide services or optimize the
+/// experience": a declared recipient of the core service, on the subject's consent
+/// (separate, as it is a third party).
+#[test]
+fn system_providers_receive_data_only_with_authorization() {
+    let s = aimate().events(
+        r#"{"type":"grant","subject":"sep","purposes":["service.core"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#,
+    );
+    let share = |subject: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"service.core","action":"share","categories":["content.chat"],"recipient":{{"kind":"third_party","name":"system_provider"}}}}"#
+        )
+    };
+    s.expect_clause(&share("nobody"), "consent_missing", "aimate.core");
+    let out = s.expect_clause(&share("sep"), "consent_given", "aimate.core");
+    assert_eq!(out.basis.as_deref(), Some("consent"));
+    // For the core service only.
+    let elsewhere = r#"{"subject":"sep","purpose":"service.payment","action":"share","categories":["financial.transaction"],"recipient":{"kind":"third_party","name":"system_provider"}}"#;
+    s.expect(elsewhere, "recipient_not_permitted");
 }

@@ -50,16 +50,16 @@ fn data_is_kept_at_most_30_days() {
     );
     // The same limit on consent-based processing and on login-risk data.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.device_permissions","categories":["device.app_list"],
+        r#"{"subject":"u1","purpose":"service.device_permissions.app_list","categories":["device.app_list"],
             "collected_at":"2026-05-03T00:00:00Z"}"#,
         "consent_given",
-        "kmengai.device_permissions",
+        "kmengai.permission.app_list",
     );
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.device_permissions","categories":["device.app_list"],
+        r#"{"subject":"u1","purpose":"service.device_permissions.app_list","categories":["device.app_list"],
             "collected_at":"2026-05-01T00:00:00Z"}"#,
         "retention_expired",
-        "kmengai.device_permissions",
+        "kmengai.permission.app_list",
     );
     s.expect_clause(
         r#"{"subject":"u1","purpose":"security.account_protection","action":"store",
@@ -195,7 +195,7 @@ fn sdk_partners_receive_data_only_to_provide_the_service() {
         "kmengai.login_security",
     );
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.device_permissions","categories":["communications.contacts"],
+        r#"{"subject":"u1","purpose":"service.device_permissions.device_info","categories":["communications.contacts"],
             "recipient":{"kind":"processor","name":"service_partner"},"collected_at":"2026-05-20T00:00:00Z"}"#,
         "recipient_not_permitted",
         "kmengai.device_permissions",
@@ -220,10 +220,10 @@ fn generated_data_is_not_shared_with_third_parties() {
         "kmengai.core_service",
     );
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.device_permissions","action":"store",
+        r#"{"subject":"u1","purpose":"service.device_permissions.photo_library","action":"store",
             "categories":["content.generated"],"recipient":{"kind":"third_party"},"collected_at":"2026-05-20T00:00:00Z"}"#,
         "recipient_not_permitted",
-        "kmengai.device_permissions",
+        "kmengai.permission.photo_library",
     );
     // Stored by the app and its affiliates: allowed.
     s.expect_clause(
@@ -306,7 +306,7 @@ fn device_identifiers_are_used_for_login_security_without_consent() {
     );
     // The same identifiers for the service itself need the device permission.
     s.expect_clause(
-        r#"{"subject":"u9","purpose":"service.device_permissions","categories":["device.identifier"],
+        r#"{"subject":"u9","purpose":"service.device_permissions.device_info","categories":["device.identifier"],
             "collected_at":"2026-05-20T00:00:00Z"}"#,
         "consent_missing",
         "kmengai.device_permissions",
@@ -328,8 +328,8 @@ fn device_permission_data_is_opt_in() {
     );
     let contacts = |who: &str| {
         format!(
-            r#"{{"subject":"{who}","purpose":"service.device_permissions",
-                "categories":["communications.contacts","device.app_list"],"collected_at":"2026-05-20T00:00:00Z"}}"#
+            r#"{{"subject":"{who}","purpose":"service.device_permissions.device_info",
+                "categories":["communications.contacts"],"collected_at":"2026-05-20T00:00:00Z"}}"#
         )
     };
     // Known subject, no permission granted: nothing.
@@ -392,14 +392,14 @@ fn revoking_a_permission_stops_its_use() {
     );
     let mic = |at: &str| {
         format!(
-            r#"{{"subject":"u1","purpose":"service.device_permissions","categories":["content.upload"],
+            r#"{{"subject":"u1","purpose":"service.device_permissions.microphone","categories":["content.upload"],
                 "collected_at":"2026-05-05T00:00:00Z","at":"{at}"}}"#
         )
     };
-    s.expect_clause(&mic("2026-05-09T00:00:00Z"), "consent_given", "kmengai.device_permissions");
-    s.expect_clause(&mic("2026-05-15T00:00:00Z"), "consent_withdrawn", "kmengai.device_permissions");
+    s.expect_clause(&mic("2026-05-09T00:00:00Z"), "consent_given", "kmengai.permission.microphone");
+    s.expect_clause(&mic("2026-05-15T00:00:00Z"), "consent_withdrawn", "kmengai.permission.microphone");
     // Granted again later: allowed again.
-    s.expect_clause(&mic("2026-05-26T00:00:00Z"), "consent_given", "kmengai.device_permissions");
+    s.expect_clause(&mic("2026-05-26T00:00:00Z"), "consent_given", "kmengai.permission.microphone");
 }
 
 /// The seed asks only implied consent ("By using or continuing to use our services, you
@@ -418,7 +418,7 @@ fn implied_consent_suffices_except_for_precise_location() {
     );
     let req = |who: &str, cat: &str| {
         format!(
-            r#"{{"subject":"{who}","purpose":"service.device_permissions","categories":["{cat}"],
+            r#"{{"subject":"{who}","purpose":"service.device_permissions.device_info","categories":["{cat}"],
                 "collected_at":"2026-05-20T00:00:00Z"}}"#
         )
     };
@@ -453,7 +453,7 @@ fn data_stays_on_servers_in_china() {
     );
     // Not even a separate consent naming the region opens a transfer.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.device_permissions","categories":["device.info"],
+        r#"{"subject":"u1","purpose":"service.device_permissions.device_info","categories":["device.info"],
             "region":"SG","collected_at":"2026-05-20T00:00:00Z"}"#,
         "region_not_permitted",
         "kmengai.device_permissions",
@@ -485,15 +485,15 @@ fn children_under_14_need_separate_guardian_consent() {
     );
     let req = |who: &str| {
         format!(
-            r#"{{"subject":"{who}","purpose":"service.device_permissions","categories":["device.app_list"],
+            r#"{{"subject":"{who}","purpose":"service.device_permissions.app_list","categories":["device.app_list"],
                 "collected_at":"2026-05-20T00:00:00Z"}}"#
         )
     };
-    s.expect_clause(&req("kid"), "guardian_consent_required", "kmengai.device_permissions");
-    s.expect_clause(&req("kid2"), "separate_consent_required", "kmengai.device_permissions");
-    s.expect_clause(&req("kid3"), "consent_given", "kmengai.device_permissions");
+    s.expect_clause(&req("kid"), "guardian_consent_required", "kmengai.permission.app_list");
+    s.expect_clause(&req("kid2"), "separate_consent_required", "kmengai.permission.app_list");
+    s.expect_clause(&req("kid3"), "consent_given", "kmengai.permission.app_list");
     // 15 years old: the child's own implied consent is enough.
-    s.expect_clause(&req("teen"), "consent_given", "kmengai.device_permissions");
+    s.expect_clause(&req("teen"), "consent_given", "kmengai.permission.app_list");
     // Deemed (opt-out) consent never stands for a guardian's.
     s.expect_clause(
         r#"{"subject":"kid","purpose":"analytics.usage","categories":["behavior.log"],
@@ -541,10 +541,10 @@ fn erased_data_is_only_touched_for_legal_duties() {
         "kmengai.core_service",
     );
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.device_permissions","categories":["device.app_list"],
+        r#"{"subject":"u1","purpose":"service.device_permissions.app_list","categories":["device.app_list"],
             "collected_at":"2026-05-20T00:00:00Z"}"#,
         "subject_erased",
-        "kmengai.device_permissions",
+        "kmengai.permission.app_list",
     );
     s.expect_clause(
         r#"{"subject":"u1","purpose":"security.account_protection","categories":["device.identifier"],
@@ -589,10 +589,10 @@ fn anonymized_usage_data_needs_no_consent() {
     // The exemption is the improvement rule's alone: anonymizing does not open the
     // consent-gated device data.
     s.expect_clause(
-        r#"{"subject":"u1","purpose":"service.device_permissions","categories":["device.app_list"],
+        r#"{"subject":"u1","purpose":"service.device_permissions.app_list","categories":["device.app_list"],
             "deidentification":"anonymized","collected_at":"2026-05-20T00:00:00Z"}"#,
         "consent_missing",
-        "kmengai.device_permissions",
+        "kmengai.permission.app_list",
     );
 }
 
@@ -721,17 +721,77 @@ fn revoking_the_microphone_leaves_the_other_permissions() {
         )
     };
     let cases = [
-        // purpose, category, code
-        ("service.device_permissions.microphone", "content.upload", "consent_withdrawn"),
-        ("service.device_permissions.photo_library", "content.generated", "consent_given"),
-        ("service.device_permissions.app_list", "device.app_list", "consent_given"),
-        ("service.device_permissions.camera", "content.upload", "consent_given"),
-        ("service.device_permissions.device_info", "device.info", "consent_given"),
-        // The parent stands for every permission: the withdrawn one denies it.
-        ("service.device_permissions", "device.info", "consent_withdrawn"),
+        // purpose, category, code, clause
+        (
+            "service.device_permissions.microphone",
+            "content.upload",
+            "consent_withdrawn",
+            "kmengai.permission.microphone",
+        ),
+        (
+            "service.device_permissions.photo_library",
+            "content.generated",
+            "consent_given",
+            "kmengai.permission.photo_library",
+        ),
+        ("service.device_permissions.app_list", "device.app_list", "consent_given", "kmengai.permission.app_list"),
+        ("service.device_permissions.camera", "content.upload", "consent_given", "kmengai.permission.camera"),
+        ("service.device_permissions.device_info", "device.info", "consent_given", "kmengai.device_permissions"),
     ];
-    for (purpose, category, code) in cases {
-        s.expect_clause(&use_(purpose, category), code, "kmengai.device_permissions");
+    for (purpose, category, code, clause) in cases {
+        s.expect_clause(&use_(purpose, category), code, clause);
+    }
+    // No clause covers every permission at once: a request names the one it uses.
+    s.expect(&use_("service.device_permissions", "device.info"), "no_rule");
+}
+
+/// "Microphone Permission | Used to convert your voice into text for sending content":
+/// each permission reaches only the data it is for. A grant of the microphone alone
+/// reaches no contacts, messages or location.
+#[test]
+fn a_permission_reaches_only_its_own_data() {
+    let s = kmengai().events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-04-01"}
+        {"type":"grant","subject":"u1","purposes":["service.device_permissions.microphone"],"level":"separate","at":"2026-05-02T00:00:00Z"}
+        "#,
+    );
+    let ask = |purpose: &str, category: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"{purpose}","categories":["{category}"],"collected_at":"2026-05-20T00:00:00Z"}}"#
+        )
+    };
+    let cases = [
+        // purpose, category, code, clause
+        ("service.device_permissions.microphone", "content.upload", "consent_given", "kmengai.permission.microphone"),
+        (
+            "service.device_permissions.microphone",
+            "communications.contacts",
+            "category_not_permitted",
+            "kmengai.permission.microphone",
+        ),
+        (
+            "service.device_permissions.microphone",
+            "communications.sms",
+            "category_not_permitted",
+            "kmengai.permission.microphone",
+        ),
+        (
+            "service.device_permissions.microphone",
+            "location.precise",
+            "category_not_permitted",
+            "kmengai.permission.microphone",
+        ),
+        // The permission that does reach contacts was never granted.
+        (
+            "service.device_permissions.device_info",
+            "communications.contacts",
+            "consent_missing",
+            "kmengai.device_permissions",
+        ),
+    ];
+    for (purpose, category, code, clause) in cases {
+        s.expect_clause(&ask(purpose, category), code, clause);
     }
 }
 
@@ -745,7 +805,7 @@ fn policy_loads_with_only_the_intended_warning() {
     assert!(warnings.iter().all(|w| w.contains("location.precise")), "{warnings:#?}");
     // The escalation it warns about, at work.
     s.expect_clause(
-        r#"{"subject":"nobody","purpose":"service.device_permissions","categories":["location.precise"],
+        r#"{"subject":"nobody","purpose":"service.device_permissions.device_info","categories":["location.precise"],
             "collected_at":"2026-05-20T00:00:00Z"}"#,
         "consent_missing",
         "kmengai.device_permissions",

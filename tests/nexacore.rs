@@ -87,11 +87,16 @@ fn policy_agreement_enables_analytics_until_withdrawn() {
         "consent_given",
         "nexacore.usage_analytics",
     );
-    // Someone who never used the product agreed to nothing.
+    // Someone who never used the product agreed to nothing, for either.
     s.expect_clause(
         r#"{"subject":"stranger","purpose":"analytics.usage","categories":["behavior.log"]}"#,
         "consent_missing",
         "nexacore.usage_analytics",
+    );
+    s.expect_clause(
+        r#"{"subject":"stranger","purpose":"analytics.feedback","categories":["behavior.feedback"]}"#,
+        "consent_missing",
+        "nexacore.feedback",
     );
 }
 
@@ -205,6 +210,12 @@ fn uploads_are_kept_only_for_the_session() {
         "retention_expired",
         "nexacore.uploads",
     );
+    // "deleted or anonymized": anonymized, the upload outlives the session.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.upload_processing","categories":["content.upload"],"collected_at":"2026-05-31T23:00:00Z","collected_session":"s1","session":"s2","deidentification":"anonymized"}"#,
+        "legal_basis",
+        "nexacore.uploads",
+    );
     // Uploads are not generation input for the core service either.
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core","categories":["content.upload"]}"#,
@@ -253,7 +264,8 @@ fn no_sharing_outside_nexacore_except_listed_cases() {
         "recipient_not_permitted",
         "nexacore.authorities",
     );
-    // Merger transfers and public disclosure on consent are not encoded: denied.
+    // A transfer to a third party needs the subject's consent (3.2.1), which u1 never
+    // gave.
     s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core","action":"transfer","categories":["content.prompt"],"recipient":{"kind":"third_party"}}"#,
         "consent_missing",

@@ -623,7 +623,11 @@ fn shadow_warnings(
 
 fn unused_recipient_warnings(document: &PolicyDocument, problems: &mut Problems) {
     for name in document.recipients.keys() {
-        let used = document.rules.iter().any(|rule| rule.recipients.as_ref().is_some_and(|list| list.contains(name)));
+        let listed = |list: &Option<Vec<String>>| list.as_ref().is_some_and(|list| list.contains(name));
+        let used = document.rules.iter().any(|rule| {
+            listed(&rule.recipients)
+                || rule.with_consent.as_ref().is_some_and(|extension| listed(&extension.recipients))
+        });
         if !used {
             problems.warning(
                 "unused_recipient",
