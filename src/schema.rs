@@ -232,6 +232,9 @@ struct Request {
     /// `none` when absent.
     #[serde(default)]
     deidentification: Option<Deidentification>,
+    /// The legal basis relied on, where the rule lists several; its first when absent.
+    #[serde(default)]
+    basis: Option<LegalBasis>,
     /// The policy's home region when absent.
     #[serde(default)]
     region: Option<Region>,

@@ -827,6 +827,9 @@ fn transfer_and_disclosure_need_the_subjects_consent() {
         ("sep", "transfer", "third_party", "consent_given"),
         ("exp", "disclose", "public", "separate_consent_required"),
         ("sep", "disclose", "public", "consent_given"),
+        // 3.(1)7 "or with your authorization": sharing, too.
+        ("exp", "share", "third_party", "separate_consent_required"),
+        ("sep", "share", "third_party", "consent_given"),
     ];
     for (subject, action, kind, code) in cases {
         s.expect_clause(&ask(subject, action, kind), code, "aiart.core");

@@ -624,6 +624,18 @@ fn a_merger_transfers_data_to_the_successor_and_nothing_else() {
     s.expect_clause(&hand_over("transfer", "affiliate"), "legal_basis", "aimate.merger");
     s.expect_clause(&hand_over("share", "third_party"), "action_not_permitted", "aimate.merger");
     s.expect_clause(&hand_over("transfer", "public"), "recipient_not_permitted", "aimate.merger");
+    // A successor abroad: §4.2 "obtain your separate authorization and consent",
+    // naming the region.
+    let abroad = |subject: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"service.business_transfer","action":"transfer","categories":["contact.phone"],"recipient":{{"kind":"third_party"}},"region":"SG"}}"#
+        )
+    };
+    let s = s.events(
+        r#"{"type":"grant","subject":"sg","purposes":["service.business_transfer"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"regions":["SG"]}}"#,
+    );
+    s.expect_clause(&abroad("u1"), "separate_consent_required", "aimate.merger");
+    s.expect_clause(&abroad("sg"), "legal_basis", "aimate.merger");
 }
 
 /// §2.1(1) "Through security authentication Cookies or anonymous identifiers, we can
