@@ -71,7 +71,7 @@ pub use basis::{ConsentLevel, LegalBasis};
 pub use category::DataCategory;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use consent::{ConsentEvent, ConsentHistory};
-pub use decision::{Decision, ReasonCode};
+pub use decision::{Decision, OwnedDecision, ReasonCode};
 pub use error::{EventError, PolicyError};
 pub use guard::{Guard, GuardBuilder, PreparedAccess};
 pub use policy::{Policy, PolicyBuilder};

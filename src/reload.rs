@@ -52,9 +52,11 @@ use std::task::{Context, Poll};
 use arc_swap::ArcSwap;
 
 use crate::consent::{ConsentEvent, ConsentHistory};
+use crate::decision::OwnedDecision;
 use crate::error::{EventError, StoreError};
 use crate::guard::{Guard, GuardBuilder, QuarantinedEvent};
 use crate::policy::Policy;
+use crate::request::AccessRequest;
 use crate::store::{ConsentStore, MemoryConsentStore};
 
 /// Why a policy swap did not happen. The running guard is unchanged in every case.
@@ -131,6 +133,14 @@ impl GuardHandle {
     /// stays alive while the returned `Arc` does, even if a swap retires it meanwhile.
     pub fn load(&self) -> Arc<Guard> {
         self.current.load_full()
+    }
+
+    /// [`Guard::check`] on the running guard, answered as an [`OwnedDecision`]: for
+    /// code that cannot keep the guard borrowed (across an `await`, or out of a
+    /// helper). It allocates the owned copy; [`GuardHandle::load`] and a borrowed
+    /// check do not.
+    pub fn check(&self, request: &AccessRequest<'_>) -> OwnedDecision {
+        self.current.load().check(request).into_owned()
     }
 
     /// As [`GuardHandle::load`], without touching the reference count: for a check that
