@@ -65,6 +65,8 @@ pub mod sealed;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tower")]
+pub mod web;
 
 pub use audit::{AuditRecord, AuditSink, MemoryAuditSink, NoAuditSink};
 pub use basis::{ConsentLevel, LegalBasis};
