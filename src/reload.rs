@@ -18,6 +18,8 @@
 //!    recorded since its replay, and it is published with one atomic store. Checks never
 //!    wait: each one runs on one guard, old or new, from start to end, so a decision's
 //!    policy version, clause and consent state always belong to the same policy.
+//!    The pause waits for records already under way, so a store that hangs on an append
+//!    holds the swap until the append returns or fails.
 //!
 //! Record events through the handle ([`GuardHandle::record`] and friends), not through a
 //! guard [`GuardHandle::load`] returned: an event recorded on a guard that a swap has
@@ -202,7 +204,8 @@ impl GuardHandle {
     /// As [`Guard::record`].
     pub fn record(&self, event: &ConsentEvent) -> Result<(), EventError> {
         let _ticket = self.gate.enter_blocking();
-        self.current.load().record(event)
+        // `load_full`: the store call may block on I/O, longer than a borrowed load should last.
+        self.current.load_full().record(event)
     }
 
     /// [`Guard::record_all`] on the running guard.
@@ -212,7 +215,7 @@ impl GuardHandle {
     /// As [`Guard::record_all`].
     pub fn record_all(&self, events: &[ConsentEvent]) -> Result<(), EventError> {
         let _ticket = self.gate.enter_blocking();
-        self.current.load().record_all(events)
+        self.current.load_full().record_all(events)
     }
 
     /// [`Guard::record_async`] on the running guard. The future is `Send`.
@@ -241,7 +244,7 @@ impl GuardHandle {
     ///
     /// As [`Guard::history`].
     pub fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
-        self.current.load().history(subject)
+        self.current.load_full().history(subject)
     }
 
     /// [`Guard::history_async`] of the running guard.
