@@ -25,6 +25,8 @@
 //! | [`EventError`](crate::error::EventError): an event the policy refuses | 422 |
 //! | [`EventError::Store`](crate::error::EventError::Store), [`StoreError`](crate::error::StoreError) | 503 |
 //! | [`RequestError`](crate::error::RequestError) | 422 |
+//! | [`NameError`](crate::error::NameError): a malformed purpose, category or region name | 422 |
+//! | [`AuditError`](crate::error::AuditError) | 503 |
 //! | [`PolicyError`](crate::error::PolicyError) | 422 |
 //! | [`ReloadError`](crate::reload::ReloadError): the new policy cannot take over | 409 (503 when the store failed) |
 //!

@@ -155,3 +155,50 @@ async fn the_example_service_over_http() {
     assert_eq!(response.status(), StatusCode::OK);
     running.stop().await;
 }
+
+/// Serves `router` on 127.0.0.1 until the test's runtime ends; returns its base URL.
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{address}")
+}
+
+/// A guard that fails closed answers 503, and a route whose `ConsentLayer` is missing
+/// answers 500: neither lets the handler run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_closed_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = service::handle(&dir.path().join("consent.redb")).unwrap();
+    let client = reqwest::Client::new();
+    let base = serve(service::app(handle.clone())).await;
+    let grant = client
+        .post(format!("{base}/consent"))
+        .header("x-user-id", "u1")
+        .header("content-type", "application/json")
+        .body(GRANT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), StatusCode::NO_CONTENT);
+    handle.load().set_state_available(false);
+    let response = client.get(format!("{base}/recommendations")).header("x-user-id", "u1").send().await.unwrap();
+    let body = problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["code"], "consent_state_unavailable");
+    handle.load().set_state_available(true);
+    let response = client.get(format!("{base}/recommendations")).header("x-user-id", "u1").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    async fn unreachable(_: consent_guard::web::RequireConsent<Fraud>) -> &'static str {
+        "the handler ran"
+    }
+    struct Fraud;
+    impl consent_guard::web::Requirement for Fraud {
+        const PURPOSE: consent_guard::Purpose = consent_guard::Purpose::SECURITY;
+        const CATEGORIES: &'static [consent_guard::DataCategory] = &[consent_guard::DataCategory::DEVICE_INFO];
+    }
+    let unwired = axum::Router::new().route("/fraud", axum::routing::get(unreachable)).with_state(handle);
+    let base = serve(unwired).await;
+    let response = client.get(format!("{base}/fraud")).header("x-user-id", "u1").send().await.unwrap();
+    assert_eq!(problem(response, StatusCode::INTERNAL_SERVER_ERROR).await["code"], "consent_layer_missing");
+}

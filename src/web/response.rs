@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::extract::ConsentRejection;
 use crate::decision::{Decision, ReasonCode};
-use crate::error::{EventError, PolicyError, RequestError, StoreError};
+use crate::error::{AuditError, EventError, NameError, PolicyError, RequestError, StoreError};
 use crate::reload::ReloadError;
 
 /// The problem+json body.
@@ -157,6 +157,28 @@ impl IntoResponse for EventError {
 impl IntoResponse for StoreError {
     fn into_response(self) -> Response {
         store_unavailable()
+    }
+}
+
+/// 503: the audit sink cannot keep records (without its message, which may name files).
+impl IntoResponse for AuditError {
+    fn into_response(self) -> Response {
+        Problem::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Audit unavailable",
+            "audit_unavailable",
+            "the audit record could not be kept",
+        )
+        .into_response()
+    }
+}
+
+/// 422: a purpose, category or region name that is not well formed (from a path or a
+/// query, say).
+impl IntoResponse for NameError {
+    fn into_response(self) -> Response {
+        Problem::error(StatusCode::UNPROCESSABLE_ENTITY, "Name invalid", "name_invalid", self.to_string())
+            .into_response()
     }
 }
 
