@@ -18,6 +18,11 @@ use crate::request::{AccessRequest, Signals};
 /// a type. Override [`Requirement::request`] to set an action, a recipient, a region or
 /// a de-identification level.
 ///
+/// A purpose or category the policy declares itself (not built in) is not a constant:
+/// give its built-in parent as the constant and build the request with the declared
+/// name (parsed once, in a `static` `LazyLock`) in an overridden `request`; the
+/// extractor checks only what `request` returns.
+///
 /// ```
 /// use consent_guard::web::Requirement;
 /// use consent_guard::{DataCategory, Purpose};
