@@ -15,6 +15,8 @@
 //! | [`audit`] | audit records and sinks, the hash-chained log |
 //! | [`store`] | consent stores |
 //! | [`clock`] | injected time |
+//! | `reload` (feature `reload`) | hot policy reload: a guard handle swapped atomically |
+//! | `web` (features `tower`, `axum`) | the tower layer, the axum extractor, HTTP responses |
 //! | [`error`] | one error enum per boundary |
 //! | `schema` (feature `schema`) | JSON Schemas of the policy, events, requests, decisions |
 //! | `testing` (feature `testing`) | golden test files of a policy: request → expected decision |
@@ -31,6 +33,12 @@
 //!   `consent-guard test`); needs `toml` and `json`.
 //! - `schema`: `consent_guard::schema`, JSON Schemas of policies, events, requests and
 //!   decisions (`schemars`).
+//! - `reload`: `consent_guard::reload`, a [`Guard`] handle whose policy swaps atomically
+//!   under running checks (`arc-swap`).
+//! - `tower`: `consent_guard::web`, a tower layer that puts the privacy signals
+//!   (`Sec-GPC`, `DNT`) and the subject into request extensions.
+//! - `axum`: the `RequireConsent` extractor and `IntoResponse` for decisions and errors
+//!   (`axum-core`); enables `tower`, `reload` and `json`.
 //! - `cli`: the `consent-guard` command line (`clap`, `miette`); enables `testing` and
 //!   `schema`.
 #![forbid(unsafe_code)]
@@ -48,6 +56,8 @@ pub mod error;
 pub mod guard;
 pub mod policy;
 pub mod purpose;
+#[cfg(feature = "reload")]
+pub mod reload;
 pub mod request;
 #[cfg(feature = "schema")]
 pub mod schema;
@@ -55,13 +65,15 @@ pub mod sealed;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tower")]
+pub mod web;
 
 pub use audit::{AuditRecord, AuditSink, MemoryAuditSink, NoAuditSink};
 pub use basis::{Bases, ConsentLevel, LegalBasis};
 pub use category::DataCategory;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use consent::{ConsentEvent, ConsentHistory};
-pub use decision::{Decision, ReasonCode};
+pub use decision::{Decision, OwnedDecision, ReasonCode};
 pub use error::{EventError, PolicyError};
 pub use guard::{Guard, GuardBuilder, PreparedAccess};
 pub use policy::{Policy, PolicyBuilder};
