@@ -15,7 +15,9 @@
 //!
 //! A job that checks one kind of access for many subjects prepares it once
 //! ([`Guard::prepare`]): each [`PreparedAccess::check`] then reads only the subject's
-//! consent, and answers what `check` would.
+//! consent, and answers what `check` would. A caller that names the same subjects
+//! again and again resolves each id once ([`Guard::subject_handle`]):
+//! [`PreparedAccess::check_handle`] and [`Guard::check_handle`] then hash no string.
 
 mod handle;
 mod plan;

@@ -580,11 +580,11 @@ fn main() {
     let fastest_peer = list.iter().filter(|e| e.slow).map(|e| median(&e.samples)).fold(f64::INFINITY, f64::min);
     println!("every answer of every engine matched the reference: {checked} requests");
     println!();
-    println!("| engine | ns per decision | × native | fastest peer × this | load | heap kept | resident added |");
+    println!("| engine | ns per decision | × native | fastest peer ÷ this | load | heap kept | resident added |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for engine in &list {
         let ns = median(&engine.samples);
-        let vs_peer = if fastest_peer.is_finite() { format!("{:.0}", fastest_peer / ns) } else { "—".into() };
+        let vs_peer = if fastest_peer.is_finite() { format!("{:.1}", fastest_peer / ns) } else { "—".into() };
         let (seconds, heap, rss) = match &engine.load {
             Some(l) => (
                 format!("{:.0} ms", l.seconds * 1e3),
