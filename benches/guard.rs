@@ -31,7 +31,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use consent_guard::consent::{EraseEvent, GrantEvent, SubjectEvent, WithdrawEvent};
 use consent_guard::{
     AccessRequest, Action, ConsentEvent, ConsentLevel, DataCategory, Deidentification, FixedClock, Guard,
-    MemoryAuditSink, NoAuditSink, Policy, PreparedAccess, Purpose, Recipient, RecipientKind, Region,
+    MemoryAuditSink, NoAuditSink, Policy, PreparedAccess, Purpose, Recipient, RecipientKind, Region, SubjectHandle,
 };
 use criterion::{criterion_group, Criterion};
 
@@ -222,6 +222,15 @@ fn prepared_step(prepared: &[PreparedAccess<'_>], rng: &mut Rng, subjects: u64) 
     access.check(id.as_str()).allowed()
 }
 
+/// One prepared check by subject handle ([`Guard::subject_handle`], resolved before
+/// the timed loop): the workload of [`prepared_step`], with nothing hashed.
+#[inline(always)]
+fn handle_step(prepared: &[PreparedAccess<'_>], handles: &[SubjectHandle<'_>], rng: &mut Rng, subjects: u64) -> bool {
+    let handle = &handles[rng.below(subjects) as usize];
+    let access = &prepared[rng.below(prepared.len() as u64) as usize];
+    access.check_handle(handle).allowed()
+}
+
 #[inline(always)]
 fn native_step(map: &HashMap<u64, Native>, rng: &mut Rng, subjects: u64) -> bool {
     let subject = rng.below(subjects);
@@ -386,7 +395,9 @@ fn summary_checks() {
         let guard = populated(policy(name), subjects);
         let map = native(subjects);
         let prepared: Vec<PreparedAccess<'_>> = templates.iter().map(|t| guard.prepare(t)).collect();
-        let (mut rng_a, mut rng_b, mut rng_c) = (Rng(42), Rng(42), Rng(42));
+        let ids: Vec<String> = (0..subjects).map(|i| SubjectId::new(i).as_str().to_owned()).collect();
+        let handles: Vec<SubjectHandle<'_>> = ids.iter().map(|id| guard.subject_handle(id)).collect();
+        let (mut rng_a, mut rng_b, mut rng_c, mut rng_d) = (Rng(42), Rng(42), Rng(42), Rng(42));
         let medians = interleaved_medians(
             9,
             1_000_000,
@@ -394,9 +405,10 @@ fn summary_checks() {
                 &mut |n| (0..n).filter(|_| native_step(&map, &mut rng_a, subjects)).count(),
                 &mut |n| (0..n).filter(|_| guard_step(&guard, &templates, &mut rng_b, subjects)).count(),
                 &mut |n| (0..n).filter(|_| prepared_step(&prepared, &mut rng_c, subjects)).count(),
+                &mut |n| (0..n).filter(|_| handle_step(&prepared, &handles, &mut rng_d, subjects)).count(),
             ],
         );
-        let (baseline, check, prepared_check) = (medians[0], medians[1], medians[2]);
+        let (baseline, check, prepared_check, handle_check) = (medians[0], medians[1], medians[2], medians[3]);
         println!(
             "check, no audit      {name:>7} {subjects:>9} subjects: {check:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x",
             check / baseline
@@ -404,6 +416,10 @@ fn summary_checks() {
         println!(
             "prepared, no audit   {name:>7} {subjects:>9} subjects: {prepared_check:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x",
             prepared_check / baseline
+        );
+        println!(
+            "handles, no audit    {name:>7} {subjects:>9} subjects: {handle_check:7.1} ns  baseline {baseline:6.1} ns  ratio {:.2}x",
+            handle_check / baseline
         );
     }
 }
@@ -484,17 +500,61 @@ fn summary_memory() {
     let mut events = 0u64;
     let mut rng = Rng(0x5EED);
     let batches: Vec<Vec<ConsentEvent>> = (0..1_000_000).map(|i| events_for(i, &mut rng)).collect();
+    let before = resident();
     let info = allocation_counter::measure(|| {
         for batch in &batches {
             events += batch.len() as u64;
             guard.record_all(batch).unwrap();
         }
     });
+    let after = resident();
     println!(
-        "consent state: {:.0} bytes per subject at 1,000,000 subjects ({:.2} events each)",
+        "consent state: {:.1} bytes per subject at 1,000,000 subjects ({:.2} events each); resident memory grew by {:.1} MiB ({:.1} bytes per subject)",
         info.bytes_current as f64 / 1e6,
-        events as f64 / 1e6
+        events as f64 / 1e6,
+        (after - before) as f64 / 1048576.0,
+        (after - before) as f64 / 1e6,
     );
+    // The case: one or two events each, no age, no terms.
+    let guard = Guard::builder(policy("exmo")).clock(FixedClock::new(at(150))).build().unwrap();
+    let mut rng = Rng(0x5EED);
+    let batches: Vec<Vec<ConsentEvent>> = (0..1_000_000u64)
+        .map(|i| {
+            let subject = SubjectId::new(i).as_str().to_owned();
+            let grant = GrantEvent::new(subject.clone(), vec![Purpose::AI_TRAINING], ConsentLevel::Separate, at(1));
+            let mut batch = vec![ConsentEvent::from(grant)];
+            if rng.below(2) == 0 {
+                batch.push(WithdrawEvent::new(subject, vec![Purpose::AI_TRAINING], at(3)).into());
+            }
+            batch
+        })
+        .collect();
+    let mut events = 0u64;
+    let before = resident();
+    let info = allocation_counter::measure(|| {
+        for batch in &batches {
+            events += batch.len() as u64;
+            guard.record_all(batch).unwrap();
+        }
+    });
+    let after = resident();
+    println!(
+        "consent state, one or two events each: {:.1} bytes per subject at 1,000,000 subjects ({:.2} events each); resident memory grew by {:.1} MiB ({:.1} bytes per subject)",
+        info.bytes_current as f64 / 1e6,
+        events as f64 / 1e6,
+        (after - before) as f64 / 1048576.0,
+        (after - before) as f64 / 1e6,
+    );
+}
+
+/// Resident memory of this process, in bytes (`VmRSS`).
+fn resident() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Loading and compiling a seed policy.

@@ -15,12 +15,16 @@
 //!
 //! A job that checks one kind of access for many subjects prepares it once
 //! ([`Guard::prepare`]): each [`PreparedAccess::check`] then reads only the subject's
-//! consent, and answers what `check` would.
+//! consent, and answers what `check` would. A caller that names the same subjects
+//! again and again resolves each id once ([`Guard::subject_handle`]):
+//! [`PreparedAccess::check_handle`] and [`Guard::check_handle`] then hash no string.
 
+mod handle;
 mod plan;
 mod prepared;
 mod quarantine;
 
+pub use handle::SubjectHandle;
 pub use prepared::PreparedAccess;
 pub use quarantine::QuarantinedEvent;
 
@@ -31,7 +35,7 @@ use chrono::{Datelike, NaiveDate};
 
 use crate::audit::{AuditRecord, AuditSink, NoAuditSink};
 use crate::clock::{Clock, SystemClock};
-use crate::consent::state::{Change, ConsentState, ScopeMask, Terms};
+use crate::consent::state::{Change, ConsentState, Lookup, ScopeMask, Terms};
 use crate::consent::{ConsentEvent, ConsentHistory};
 use crate::decision::{Decision, Facts};
 use crate::error::{EventError, StoreError};
@@ -671,11 +675,33 @@ impl Guard {
 
     #[inline]
     fn decide_at<'a>(&'a self, request: &'a AccessRequest<'_>, at: i64, what_if: bool) -> Decision<'a> {
+        self.decide_by(request, Lookup::Id(&request.subject), at, what_if)
+    }
+
+    /// As [`Guard::check`], naming the subject by a handle of `request.subject`
+    /// ([`Guard::subject_handle`]), so that the check hashes no string. A handle of
+    /// another subject is not used: the request's own subject is decided.
+    #[inline]
+    pub fn check_handle<'a>(&'a self, request: &'a AccessRequest<'_>, handle: &SubjectHandle<'_>) -> Decision<'a> {
+        let lookup = if handle.subject() == request.subject { handle.lookup() } else { Lookup::Id(&request.subject) };
+        let mut decision = self.decide_by(request, lookup, self.clock.now_millis(), false);
+        self.hand_to_sink(request, &mut decision);
+        decision
+    }
+
+    #[inline]
+    fn decide_by<'a>(
+        &'a self,
+        request: &'a AccessRequest<'_>,
+        subject: Lookup<'_>,
+        at: i64,
+        what_if: bool,
+    ) -> Decision<'a> {
         // A state that is stale now does not answer for the past either: a late event
         // may be dated before the time asked about.
         let present = if what_if { self.clock.now_millis() } else { at };
         let plan = Plan::new(&self.policy, request);
-        let (verdict, basis) = plan::decide(plan.as_ref(), &self.state, &request.subject, at, present);
+        let (verdict, basis) = plan::decide(plan.as_ref(), &self.state, subject, at, present);
         let rule = plan.map(|plan| plan.index);
         Decision {
             code: verdict.code,

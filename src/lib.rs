@@ -75,7 +75,7 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use consent::{ConsentEvent, ConsentHistory};
 pub use decision::{Decision, OwnedDecision, ReasonCode};
 pub use error::{EventError, PolicyError};
-pub use guard::{Guard, GuardBuilder, PreparedAccess};
+pub use guard::{Guard, GuardBuilder, PreparedAccess, SubjectHandle};
 pub use policy::{Policy, PolicyBuilder};
 pub use purpose::Purpose;
 pub use request::{AccessRequest, Action, Deidentification, Recipient, RecipientKind, Region, Signals};

@@ -5,8 +5,11 @@
 //! guard must accept at `record` exactly the events the reference accepts. The same
 //! request is also asked as `Guard::what_if` (against the reference at that time, marked
 //! a what-if) and as the dry runs `Guard::decide` / `PreparedAccess::decide` (at the
-//! request's own `at`, marked, or at the clock). One case in ten runs on a seed policy
-//! of `examples/policies/` instead of a generated one.
+//! request's own `at`, marked, or at the clock). The subject handles of issue 20 are
+//! held to the same answers: `Guard::check_handle`, `PreparedAccess::check_handle` with a
+//! handle resolved after the events (the record hint) and one resolved before any event
+//! (the subject unknown then: the index path), and `PreparedAccess::decide_handle`. One
+//! case in ten runs on a seed policy of `examples/policies/` instead of a generated one.
 //!
 //! Each kind of disagreement is named by the settled point (SEMANTICS.md) or reading
 //! (`R..`, /work/notes/differential.md) that explains it: the runner tries changes of
@@ -889,6 +892,10 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
     let guard = Guard::builder(policy).clock(Arc::clone(&clock)).build().unwrap();
     let mut findings = Vec::new();
     let mut accepted = Vec::new();
+    // Handles resolved before any event: the subjects are unknown then, so these
+    // checks take the index path; handles resolved later take the record hint.
+    let ask_subjects: Vec<String> = case.asks.iter().map(|ask| ask.request.subject.to_string()).collect();
+    let early_handles: Vec<_> = ask_subjects.iter().map(|subject| guard.subject_handle(subject)).collect();
     for (index, event) in case.events.iter().enumerate() {
         let guard_accepts = guard.record(event).is_ok();
         if guard_accepts != reference::accepts(&case.doc, event) {
@@ -950,6 +957,22 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
         form(
             "prepared decide",
             &guard.prepare(&template_at).decide(&ask.request.subject),
+            own,
+            ask.request.at.is_some(),
+        );
+        // Subject handles (issue 20): the same decisions as by id.
+        let late = guard.subject_handle(&ask.request.subject);
+        form("check_handle", &guard.check_handle(&ask.request, &late), ask.t, false);
+        form("prepared check_handle", &prepared_access.check_handle(&late), ask.t, false);
+        form(
+            "prepared check_handle, resolved early",
+            &prepared_access.check_handle(&early_handles[index]),
+            ask.t,
+            false,
+        );
+        form(
+            "prepared decide_handle",
+            &guard.prepare(&template_at).decide_handle(&late),
             own,
             ask.request.at.is_some(),
         );
@@ -1166,7 +1189,7 @@ fn describe(case: &Case, finding: &Finding) -> String {
         Finding::Form { form, got, reference, .. } => {
             let at = match *form {
                 "what_if" => "what_if at the request's `at`, else 30 days before the clock",
-                "decide" | "prepared decide" => "at the request's `at`, else the clock",
+                "decide" | "prepared decide" | "prepared decide_handle" => "at the request's `at`, else the clock",
                 _ => "at the clock",
             };
             text.push_str(&format!("\n{form} ({at}): got {got:?}, reference {reference:?} (code, allowed, what_if)\n"));

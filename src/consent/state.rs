@@ -1,6 +1,6 @@
 //! The consent state the guard reads on every check: per subject, the events compiled
 //! to bit masks and milliseconds, sorted by time, in a sharded table built for one
-//! cache miss per check.
+//! cache miss per check and at most 64 bytes a subject.
 //!
 //! Layout, and why:
 //! - **Shards behind `RwLock`s, each on its own cache lines.** A check takes one read
@@ -8,21 +8,30 @@
 //!   update of a subject is applied whole under the write lock (a check sees the state
 //!   before or after it, never half of it).
 //! - **A keyed hash of the id, computed once.** It picks the shard, the slot and an
-//!   8-bit tag; the id itself is compared only on a tag match.
-//! - **One 88-byte record per subject**, in one vector per shard: the id (inline up
-//!   to 15 bytes; longer ids in a table of their own) and the first two events. Most
-//!   subjects have one or two events and no stated age, so a check usually reads one
-//!   record and nothing else: with a million subjects, every other memory access is a
-//!   cache miss. Later events, age and erasure live in an overflow box;
-//!   what few grants carry (an expiry, a scope, an older policy version) lives in a
-//!   per-shard side table.
+//!   8-bit tag; the id itself is compared only on a tag match. A [`Resolved`] id (the
+//!   guard's `SubjectHandle`) keeps the key and the record number, so a check by
+//!   handle hashes nothing and, while the hint holds, skips the index too.
+//! - **One 48-byte record per subject**, in fixed-size chunks per shard (no vector
+//!   doubling: at most one part-filled chunk per shard): the id (inline up to 15
+//!   bytes; longer ids in a table of their own) and two 16-byte slots. A slot holds
+//!   an event (time, up to three purposes, level and flags, the index of its terms),
+//!   a statement of age, or an erasure. Most subjects have one or two events, so a
+//!   check reads one record and nothing else: with a million subjects, every other
+//!   memory access is a cache miss.
+//! - **A subject that does not fit spills**: three or more items, a grant naming four
+//!   or more purposes, an age that is not a whole day. Its record then names an
+//!   overflow entry that holds all its state in full form; the record and the entry
+//!   change together under the shard's write lock.
+//! - **What few grants carry** (an expiry, a scope, an older policy version) lives in
+//!   a per-shard side table.
 //! - **An index of `u32` slots** (linear probing, at most three quarters full): a tag
 //!   and a record number, so a probe that meets another subject's slot is rejected
-//!   without reading that subject's record.
+//!   without reading that subject's record. At a million subjects it is 8 MiB, which
+//!   stays in the last-level cache while the records do not.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use crate::basis::ConsentLevel;
@@ -37,7 +46,7 @@ pub(crate) struct StateEvent {
     pub(crate) at: i64,
     /// The purposes the event names (not down-closed: a check tests them against the
     /// request purpose's ancestors), as two halves: a `u128` field would align the
-    /// event, and the record holding it, to 16 bytes.
+    /// event to 16 bytes.
     purposes: [u64; 2],
     /// The level of a grant (unused for a withdrawal).
     pub(crate) level: ConsentLevel,
@@ -129,22 +138,180 @@ const INLINE_ID: usize = 15;
 /// four bytes are then its index there.
 const LONG_ID: u8 = u8::MAX;
 
-/// One subject: 88 bytes.
-#[derive(Debug)]
+/// One inline item of a record: 16 bytes. What `at` and `extra` mean depends on the
+/// kind, in the low bits of `meta`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Slot {
+    /// An event's or an erasure's time; an age's `adult_from`.
+    at: i64,
+    /// A grant's terms index (with [`SLOT_TERMS`]); an age's `sensitive_until`, in
+    /// days ([`DAYS_UNKNOWN`], [`DAYS_NEVER`]); a spilled record's overflow index.
+    extra: u32,
+    /// The purposes' bit numbers, [`NO_PURPOSE`] where unused.
+    purposes: [u8; 3],
+    /// The kind (low three bits), a grant's level (two bits), [`SLOT_GUARDIAN`],
+    /// [`SLOT_TERMS`].
+    meta: u8,
+}
+
+const KIND_MASK: u8 = 0b111;
+const EMPTY: u8 = 0;
+const GRANT: u8 = 1;
+const WITHDRAW: u8 = 2;
+const AGE: u8 = 3;
+const ERASE: u8 = 4;
+/// The record's state is in the shard's overflow table, at `extra`.
+const SPILLED: u8 = 5;
+const LEVEL_SHIFT: u8 = 3;
+const SLOT_GUARDIAN: u8 = 1 << 5;
+const SLOT_TERMS: u8 = 1 << 6;
+const NO_PURPOSE: u8 = u8::MAX;
+const DAY_MS: i64 = 86_400_000;
+const DAYS_UNKNOWN: u32 = 0;
+const DAYS_NEVER: u32 = u32::MAX;
+/// Day numbers are kept shifted by this, so that 0 and `u32::MAX` stay free.
+const DAYS_OFFSET: i64 = 1 << 31;
+
+impl Slot {
+    fn kind(&self) -> u8 {
+        self.meta & KIND_MASK
+    }
+
+    fn is_event(&self) -> bool {
+        matches!(self.kind(), GRANT | WITHDRAW)
+    }
+
+    /// An event in compact form, when it fits: at most three purposes.
+    fn event(event: &StateEvent) -> Option<Slot> {
+        let mut mask = event.purposes();
+        let mut purposes = [NO_PURPOSE; 3];
+        for place in &mut purposes {
+            if mask == 0 {
+                break;
+            }
+            *place = mask.trailing_zeros() as u8;
+            mask &= mask - 1;
+        }
+        if mask != 0 {
+            return None;
+        }
+        let kind = if event.is_withdrawal() { WITHDRAW } else { GRANT };
+        let level = (level_bits(event.level)) << LEVEL_SHIFT;
+        let guardian = if event.by_guardian() { SLOT_GUARDIAN } else { 0 };
+        let terms = if event.flags & HAS_TERMS != 0 { SLOT_TERMS } else { 0 };
+        Some(Slot { at: event.at, extra: event.terms, purposes, meta: kind | level | guardian | terms })
+    }
+
+    /// The event a compact slot holds, in full form.
+    #[inline]
+    fn to_event(self) -> StateEvent {
+        // Without branches: this runs for every inline event of every check.
+        let [low, high] = self
+            .purposes
+            .map(|bit| {
+                let used = u64::from(bit != NO_PURPOSE);
+                let word = used << (bit & 63);
+                if bit & 64 == 0 {
+                    [word, 0]
+                } else {
+                    [0, word]
+                }
+            })
+            .into_iter()
+            .fold([0u64; 2], |[l, h], [a, b]| [l | a, h | b]);
+        let flags = (u8::from(self.kind() == WITHDRAW) * WITHDRAWAL)
+            | (u8::from(self.meta & SLOT_GUARDIAN != 0) * BY_GUARDIAN)
+            | (u8::from(self.meta & SLOT_TERMS != 0) * HAS_TERMS);
+        StateEvent {
+            at: self.at,
+            purposes: [low, high],
+            level: level_of_bits(self.meta >> LEVEL_SHIFT),
+            flags,
+            terms: self.extra,
+        }
+    }
+
+    /// A statement of age, when `sensitive_until` is a whole day (it is midnight UTC of
+    /// a birthday) or one of the two marks.
+    fn age(adult_from: i64, sensitive_until: i64) -> Option<Slot> {
+        let extra = match sensitive_until {
+            AGE_UNKNOWN => DAYS_UNKNOWN,
+            i64::MAX => DAYS_NEVER,
+            at if at % DAY_MS == 0 => {
+                u32::try_from((at / DAY_MS).checked_add(DAYS_OFFSET)?).ok().filter(|d| *d != 0 && *d != u32::MAX)?
+            }
+            _ => return None,
+        };
+        Some(Slot { at: adult_from, extra, purposes: [NO_PURPOSE; 3], meta: AGE })
+    }
+
+    fn sensitive_until(&self) -> i64 {
+        match self.extra {
+            DAYS_UNKNOWN => AGE_UNKNOWN,
+            DAYS_NEVER => i64::MAX,
+            days => (i64::from(days) - DAYS_OFFSET).saturating_mul(DAY_MS),
+        }
+    }
+}
+
+fn level_bits(level: ConsentLevel) -> u8 {
+    match level {
+        ConsentLevel::Implied => 0,
+        ConsentLevel::Explicit => 1,
+        ConsentLevel::Separate => 2,
+    }
+}
+
+/// The inverse of [`level_bits`]; the one pattern it never writes reads as the weakest
+/// level, so that a damaged slot can only ask for more consent.
+fn level_of_bits(bits: u8) -> ConsentLevel {
+    match bits & 0b11 {
+        1 => ConsentLevel::Explicit,
+        2 => ConsentLevel::Separate,
+        _ => ConsentLevel::Implied,
+    }
+}
+
+/// One subject: 48 bytes.
+#[derive(Clone, Copy, Debug)]
 struct Record {
     /// The id's bytes, then its length in the last byte (or [`LONG_ID`]).
     id: [u8; INLINE_ID + 1],
-    /// The two earliest events, sorted by time; the second is set only if the first is.
-    early: [Option<StateEvent>; 2],
-    overflow: Option<Box<Overflow>>,
+    /// Events first, sorted by time (events of one instant in the order recorded),
+    /// then at most one age or erasure; or a [`SPILLED`] mark first.
+    slots: [Slot; 2],
 }
 
-/// The rarer parts of a subject's state.
+const NO_RECORD: Record =
+    Record { id: [0; INLINE_ID + 1], slots: [Slot { at: 0, extra: 0, purposes: [0; 3], meta: EMPTY }; 2] };
+
+impl Record {
+    /// The index of a long id in the shard's table.
+    fn long_id(&self) -> Option<usize> {
+        let [a, b, c, d, ..] = self.id;
+        (self.id[INLINE_ID] == LONG_ID).then(|| u32::from_le_bytes([a, b, c, d]) as usize)
+    }
+
+    /// The overflow index of a spilled record.
+    #[inline]
+    fn spilled(&self) -> Option<usize> {
+        let [first, _] = &self.slots;
+        (first.kind() == SPILLED).then_some(first.extra as usize)
+    }
+
+    /// The age or erasure slot of an inline record.
+    #[inline]
+    fn fact(&self) -> Option<&Slot> {
+        self.slots.iter().find(|s| matches!(s.kind(), AGE | ERASE))
+    }
+}
+
+/// A subject whose state does not fit its record: all of it, in full form.
 #[derive(Debug)]
 struct Overflow {
-    /// Events after the first two, sorted by time; events of equal time keep the order they
-    /// were recorded in. Growable, so that recording is linear in a subject's events.
-    rest: Vec<StateEvent>,
+    /// Sorted by time; events of equal time keep the order they were recorded in.
+    /// Growable, so that recording is linear in a subject's events.
+    events: Vec<StateEvent>,
     /// When the subject stops being a minor for this policy; [`AGE_UNKNOWN`]: unknown.
     adult_from: i64,
     /// When the subject's data stops being a minor's sensitive data (at or before
@@ -157,46 +324,51 @@ struct Overflow {
     quarantined: bool,
 }
 
-impl Default for Overflow {
-    fn default() -> Self {
-        Overflow {
-            rest: Vec::new(),
+impl Overflow {
+    /// The full form of an inline record's state.
+    fn of(record: &Record) -> Overflow {
+        let mut overflow = Overflow {
+            events: record.slots.iter().filter(|s| s.is_event()).map(|s| s.to_event()).collect(),
             adult_from: AGE_UNKNOWN,
             sensitive_until: AGE_UNKNOWN,
             erased_at: i64::MAX,
             quarantined: false,
+        };
+        match record.fact() {
+            Some(slot) if slot.kind() == AGE => {
+                overflow.adult_from = slot.at;
+                overflow.sensitive_until = slot.sensitive_until();
+            }
+            Some(slot) => {
+                overflow.erased_at = slot.at;
+                overflow.adult_from = i64::MAX;
+                overflow.sensitive_until = i64::MAX;
+            }
+            None => {}
         }
-    }
-}
-
-impl Record {
-    /// The index of a long id in the shard's table.
-    fn long_id(&self) -> Option<usize> {
-        let [a, b, c, d, ..] = self.id;
-        (self.id[INLINE_ID] == LONG_ID).then(|| u32::from_le_bytes([a, b, c, d]) as usize)
-    }
-
-    fn overflow(&mut self) -> &mut Overflow {
-        self.overflow.get_or_insert_with(Box::default)
+        overflow
     }
 
     /// Inserts an event in time order, after the events of the same instant. Usually
     /// it is the latest and is pushed at the end; an event from the past slides back.
     fn insert(&mut self, event: StateEvent) {
-        let early_before = self.early.iter().take_while(|e| e.is_some_and(|e| e.at <= event.at)).count();
-        let [first, second] = &mut self.early;
-        let spilled = match early_before {
-            0 => first.replace(event).and_then(|earlier_first| second.replace(earlier_first)),
-            1 => second.replace(event),
-            _ => {
-                let rest = &mut self.overflow().rest;
-                let position = rest.partition_point(|e| e.at <= event.at);
-                rest.insert(position, event);
-                return;
+        let position = self.events.partition_point(|e| e.at <= event.at);
+        self.events.insert(position, event);
+    }
+
+    fn apply(&mut self, change: &Change, event: Option<StateEvent>) {
+        match (change, event) {
+            (_, Some(event)) => self.insert(event),
+            (Change::Attributes { adult_from, sensitive_until }, None) => {
+                self.adult_from = self.adult_from.max(adult_from.unwrap_or(AGE_UNKNOWN));
+                self.sensitive_until = self.sensitive_until.max(sensitive_until.unwrap_or(AGE_UNKNOWN));
             }
-        };
-        if let Some(spilled) = spilled {
-            self.overflow().rest.insert(0, spilled);
+            (Change::Erase { at }, None) => {
+                self.erased_at = self.erased_at.min(*at);
+                self.adult_from = i64::MAX;
+                self.sensitive_until = i64::MAX;
+            }
+            _ => {}
         }
     }
 }
@@ -205,40 +377,69 @@ impl Record {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SubjectView<'s> {
     record: &'s Record,
+    overflow: Option<&'s Overflow>,
     terms: &'s [Terms],
 }
 
 impl<'s> SubjectView<'s> {
     /// When the subject was erased, if it was.
+    #[inline]
     pub(crate) fn erased_at(&self) -> Option<i64> {
-        self.record.overflow.as_ref().map(|o| o.erased_at).filter(|at| *at != i64::MAX)
+        match self.overflow {
+            Some(o) => Some(o.erased_at).filter(|at| *at != i64::MAX),
+            None => self.record.fact().filter(|s| s.kind() == ERASE).map(|s| s.at),
+        }
     }
 
     /// When the subject stops being a minor; `None` when the age is unknown.
+    #[inline]
     pub(crate) fn adult_from(&self) -> Option<i64> {
-        self.record.overflow.as_ref().map(|o| o.adult_from).filter(|at| *at != AGE_UNKNOWN)
+        let at = match self.overflow {
+            Some(o) => o.adult_from,
+            None => match self.record.fact() {
+                Some(slot) if slot.kind() == AGE => slot.at,
+                // An erasure forgets the age: a minor (fail closed).
+                Some(_) => i64::MAX,
+                None => AGE_UNKNOWN,
+            },
+        };
+        Some(at).filter(|at| *at != AGE_UNKNOWN)
     }
 
     /// When the subject's data stops being a minor's sensitive data; `None` when the
     /// age is unknown.
+    #[inline]
     pub(crate) fn sensitive_until(&self) -> Option<i64> {
-        self.record.overflow.as_ref().map(|o| o.sensitive_until).filter(|at| *at != AGE_UNKNOWN)
+        let at = match self.overflow {
+            Some(o) => o.sensitive_until,
+            None => match self.record.fact() {
+                Some(slot) if slot.kind() == AGE => slot.sensitive_until(),
+                Some(_) => i64::MAX,
+                None => AGE_UNKNOWN,
+            },
+        };
+        Some(at).filter(|at| *at != AGE_UNKNOWN)
     }
 
-    /// The subject's two earliest events (kept in the record) and the later ones,
-    /// sorted by time. Apart, because a chained iterator costs the check's event scan
-    /// about twice the instructions of two plain loops.
+    /// The subject's events, sorted by time: those of the record (decoded), then those
+    /// of its overflow entry. Apart, because a chained iterator costs the check's event
+    /// scan about twice the instructions of two plain loops.
     #[inline]
-    pub(crate) fn early_and_rest(&self) -> (&'s [Option<StateEvent>; 2], &'s [StateEvent]) {
-        let rest: &'s [StateEvent] = self.record.overflow.as_ref().map_or(&[], |o| &o.rest);
-        (&self.record.early, rest)
+    pub(crate) fn early_and_rest(&self) -> ([Option<StateEvent>; 2], &'s [StateEvent]) {
+        match self.overflow {
+            Some(o) => ([None, None], &o.events),
+            None => {
+                let [first, second] = self.record.slots;
+                ([first.is_event().then(|| first.to_event()), second.is_event().then(|| second.to_event())], &[])
+            }
+        }
     }
 
     /// The subject's events, sorted by time.
     #[cfg(test)]
-    pub(crate) fn events(&self) -> impl Iterator<Item = &'s StateEvent> {
+    pub(crate) fn events(&self) -> Vec<StateEvent> {
         let (early, rest) = self.early_and_rest();
-        early.iter().flatten().chain(rest)
+        early.iter().flatten().chain(rest).copied().collect()
     }
 
     /// The terms of a grant, when it has some. A grant whose terms cannot be found is
@@ -334,7 +535,8 @@ fn inline_words(bytes: &[u8]) -> Option<[u64; 2]> {
 }
 
 /// A subject id made ready for the lookup: its key, and its inline form.
-struct Probe<'s> {
+#[derive(Clone, Copy)]
+pub(crate) struct Probe<'s> {
     subject: &'s str,
     key: u64,
     /// The bytes and length of a short id, as a record keeps them; for a long id, zeros
@@ -359,6 +561,39 @@ impl<'s> Probe<'s> {
     }
 }
 
+/// A subject id resolved once against one state: its probe (key and inline form), and
+/// the number of its record when it had one. The number is a hint, never trusted: a
+/// check compares the record's id with the probe's before it reads anything, and
+/// looks the key up in the index when they differ (after a reload, say).
+#[derive(Clone, Copy)]
+pub(crate) struct Resolved<'s> {
+    probe: Probe<'s>,
+    /// The [`ConsentState::id`] the key was computed for: another state's keys differ.
+    state: u64,
+    /// The record number plus one; 0: none.
+    hint: u32,
+}
+
+impl<'s> Resolved<'s> {
+    pub(crate) fn subject(&self) -> &'s str {
+        self.probe.subject
+    }
+
+    /// Whether the subject had a record when it was resolved.
+    pub(crate) fn was_known(&self) -> bool {
+        self.hint != 0
+    }
+}
+
+/// How a check names its subject.
+#[derive(Clone, Copy)]
+pub(crate) enum Lookup<'a> {
+    /// By id: hashed on every check.
+    Id(&'a str),
+    /// Resolved before: nothing to hash.
+    Resolved(&'a Resolved<'a>),
+}
+
 /// The shard a key belongs to: its top bits (the slot uses the low bits).
 fn shard_of(key: u64) -> usize {
     (key >> 58) as usize % SHARDS
@@ -372,17 +607,40 @@ fn tag_of(key: u64) -> u32 {
 /// Record numbers that fit a slot beside the tag.
 const MAX_RECORDS: usize = (1 << 24) - 1;
 
+/// Records per chunk: a shard's records grow a chunk at a time, so that at most one
+/// chunk per shard is part-filled (a doubling vector leaves up to half its room unused).
+const CHUNK: usize = 512;
+
 /// One shard: records in arrival order, and the index over them.
 #[derive(Debug, Default)]
 struct Shard {
     /// 0: empty; otherwise `tag << 24 | (record number + 1)`. Power-of-two length.
     slots: Vec<u32>,
-    records: Vec<Record>,
+    /// Record `n` is `chunks[n / CHUNK][n % CHUNK]`; every chunk is `CHUNK` long.
+    chunks: Vec<Box<[Record]>>,
+    /// How many records are in use.
+    len: usize,
+    overflows: Vec<Overflow>,
     terms: Vec<Terms>,
     long_ids: Vec<Box<str>>,
 }
 
 impl Shard {
+    #[inline]
+    fn record(&self, number: usize) -> Option<&Record> {
+        if number >= self.len {
+            return None;
+        }
+        self.chunks.get(number / CHUNK)?.get(number % CHUNK)
+    }
+
+    fn record_mut(&mut self, number: usize) -> Option<&mut Record> {
+        if number >= self.len {
+            return None;
+        }
+        self.chunks.get_mut(number / CHUNK)?.get_mut(number % CHUNK)
+    }
+
     /// Whether a record is the probe's subject: a short id is one 16-byte comparison,
     /// length included; a long one compares the text in the table of long ids.
     #[inline]
@@ -409,7 +667,7 @@ impl Shard {
             }
             if entry >> 24 == tag {
                 let number = ((entry & 0x00FF_FFFF) as usize).wrapping_sub(1);
-                if self.records.get(number).is_some_and(|r| self.is(r, probe)) {
+                if self.record(number).is_some_and(|r| self.is(r, probe)) {
                     return Some(number);
                 }
             }
@@ -418,8 +676,18 @@ impl Shard {
         None
     }
 
+    /// As [`Shard::find`], trying the hinted record (number plus one) first.
+    #[inline]
+    fn find_hinted(&self, probe: &Probe<'_>, hint: u32) -> Option<usize> {
+        let number = (hint as usize).wrapping_sub(1);
+        match self.record(number) {
+            Some(record) if self.is(record, probe) => Some(number),
+            _ => self.find(probe),
+        }
+    }
+
     fn insert(&mut self, probe: &Probe<'_>, hasher: &SubjectHasher) -> Result<usize, Unavailable> {
-        let number = self.records.len();
+        let number = self.len;
         if number >= MAX_RECORDS {
             return Err(Unavailable);
         }
@@ -435,7 +703,11 @@ impl Shard {
             }
             self.long_ids.push(probe.subject.into());
         }
-        self.records.push(Record { id, early: [None, None], overflow: None });
+        if number / CHUNK >= self.chunks.len() {
+            self.chunks.push(vec![NO_RECORD; CHUNK].into_boxed_slice());
+        }
+        self.len += 1;
+        *self.record_mut(number).ok_or(Unavailable)? = Record { id, ..NO_RECORD };
         self.place(probe.key, number);
         Ok(number)
     }
@@ -457,7 +729,7 @@ impl Shard {
     fn grow(&mut self, hasher: &SubjectHasher) {
         let size = (self.slots.len() * 2).max(16);
         self.slots = vec![0; size];
-        let keys: Vec<u64> = self.records.iter().map(|r| hasher.hash(self.id_of(r))).collect();
+        let keys: Vec<u64> = (0..self.len).map(|n| self.record(n).map_or(0, |r| hasher.hash(self.id_of(r)))).collect();
         for (number, key) in keys.into_iter().enumerate() {
             self.place(key, number);
         }
@@ -472,53 +744,131 @@ impl Shard {
         text.and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or_default()
     }
 
-    fn view(&self, number: usize) -> Option<SubjectView<'_>> {
-        Some(SubjectView { record: self.records.get(number)?, terms: &self.terms })
+    /// The subject's state; `Err` for a record that names an overflow entry that is
+    /// not there, or a quarantined subject.
+    #[inline]
+    fn view(&self, number: usize) -> Result<Option<SubjectView<'_>>, Unavailable> {
+        let Some(record) = self.record(number) else { return Ok(None) };
+        let overflow = match record.spilled() {
+            None => None,
+            Some(index) => Some(self.overflows.get(index).ok_or(Unavailable)?),
+        };
+        if overflow.is_some_and(|o| o.quarantined) {
+            return Err(Unavailable);
+        }
+        Ok(Some(SubjectView { record, overflow, terms: &self.terms }))
+    }
+
+    /// The overflow entry of a record, moving its state there first if it is inline.
+    fn spill(&mut self, number: usize) -> Result<&mut Overflow, Unavailable> {
+        let record = *self.record(number).ok_or(Unavailable)?;
+        let index = match record.spilled() {
+            Some(index) => index,
+            None => {
+                let index = self.overflows.len();
+                let extra = u32::try_from(index).map_err(|_| Unavailable)?;
+                self.overflows.push(Overflow::of(&record));
+                let mark = Slot { at: 0, extra, purposes: [NO_PURPOSE; 3], meta: SPILLED };
+                self.record_mut(number).ok_or(Unavailable)?.slots = [mark, Slot::default()];
+                index
+            }
+        };
+        self.overflows.get_mut(index).ok_or(Unavailable)
     }
 
     /// Applies a group of changes to one record.
     fn apply(&mut self, number: usize, changes: impl IntoIterator<Item = Change>) -> Result<(), Unavailable> {
         for change in changes {
-            let event = match change {
-                Change::Attributes { adult_from, sensitive_until } => {
-                    // Every statement of age counts and none is forgotten: in doubt,
-                    // the younger age (the later coming of age) holds.
-                    if adult_from.is_some() || sensitive_until.is_some() {
-                        let overflow = self.records.get_mut(number).ok_or(Unavailable)?.overflow();
-                        overflow.adult_from = overflow.adult_from.max(adult_from.unwrap_or(AGE_UNKNOWN));
-                        overflow.sensitive_until = overflow.sensitive_until.max(sensitive_until.unwrap_or(AGE_UNKNOWN));
-                    }
-                    continue;
-                }
-                Change::Erase { at } => {
-                    // Erasure removes the age facts from the store, so the state forgets
-                    // them too, at once and whatever the erasure's time: a subject
-                    // whose age is gone counts as a minor (fail closed), the same
-                    // before and after a restart.
-                    let overflow = self.records.get_mut(number).ok_or(Unavailable)?.overflow();
-                    overflow.erased_at = overflow.erased_at.min(at);
-                    overflow.adult_from = i64::MAX;
-                    overflow.sensitive_until = i64::MAX;
-                    continue;
-                }
+            let event = match &change {
+                Change::Attributes { .. } | Change::Erase { .. } => None,
                 Change::Withdraw { at, purposes } => {
-                    StateEvent::new(at, purposes, ConsentLevel::Implied, WITHDRAWAL, 0)
+                    Some(StateEvent::new(*at, *purposes, ConsentLevel::Implied, WITHDRAWAL, 0))
                 }
                 Change::Grant { at, purposes, level, by_guardian, terms } => {
-                    let mut flags = if by_guardian { BY_GUARDIAN } else { 0 };
+                    let mut flags = if *by_guardian { BY_GUARDIAN } else { 0 };
                     let mut index = 0;
                     if let Some(terms) = terms {
                         index = u32::try_from(self.terms.len()).map_err(|_| Unavailable)?;
-                        self.terms.push(terms);
+                        self.terms.push(terms.clone());
                         flags |= HAS_TERMS;
                     }
-                    StateEvent::new(at, purposes, level, flags, index)
+                    Some(StateEvent::new(*at, *purposes, *level, flags, index))
                 }
             };
-            self.records.get_mut(number).ok_or(Unavailable)?.insert(event);
+            let record = self.record_mut(number).ok_or(Unavailable)?;
+            if record.spilled().is_some() || !apply_inline(record, &change, event.as_ref()) {
+                self.spill(number)?.apply(&change, event);
+            }
         }
         Ok(())
     }
+}
+
+/// Applies a change to an inline record, if the result still fits it; `false` leaves
+/// the record as it was.
+fn apply_inline(record: &mut Record, change: &Change, event: Option<&StateEvent>) -> bool {
+    // Events in order, then the fact: the record's slots, taken apart.
+    let mut events: [Slot; 3] = [Slot::default(); 3];
+    let mut count = 0;
+    for slot in record.slots.iter().filter(|s| s.is_event()) {
+        if let Some(place) = events.get_mut(count) {
+            *place = *slot;
+            count += 1;
+        }
+    }
+    let mut fact = record.fact().copied();
+    match (change, event) {
+        (_, Some(event)) => {
+            let Some(slot) = Slot::event(event) else { return false };
+            let position = events.iter().take(count).take_while(|e| e.at <= event.at).count();
+            if count >= 2 {
+                return false;
+            }
+            events.copy_within(position..count, position + 1);
+            if let Some(place) = events.get_mut(position) {
+                *place = slot;
+            }
+            count += 1;
+        }
+        (Change::Attributes { adult_from, sensitive_until }, None) => {
+            if adult_from.is_none() && sensitive_until.is_none() {
+                return true;
+            }
+            match fact {
+                // An erasure forgot the age for good: later statements change nothing.
+                Some(slot) if slot.kind() == ERASE => return true,
+                Some(slot) => {
+                    let adult = slot.at.max(adult_from.unwrap_or(AGE_UNKNOWN));
+                    let sensitive = slot.sensitive_until().max(sensitive_until.unwrap_or(AGE_UNKNOWN));
+                    let Some(age) = Slot::age(adult, sensitive) else { return false };
+                    fact = Some(age);
+                }
+                None => {
+                    let adult = adult_from.unwrap_or(AGE_UNKNOWN);
+                    let sensitive = sensitive_until.unwrap_or(AGE_UNKNOWN);
+                    let Some(age) = Slot::age(adult, sensitive) else { return false };
+                    fact = Some(age);
+                }
+            }
+        }
+        (Change::Erase { at }, None) => {
+            let at = match fact {
+                Some(slot) if slot.kind() == ERASE => slot.at.min(*at),
+                _ => *at,
+            };
+            fact = Some(Slot { at, extra: 0, purposes: [NO_PURPOSE; 3], meta: ERASE });
+        }
+        _ => return false,
+    }
+    let mut slots = [Slot::default(); 2];
+    for (used, item) in events.iter().take(count).chain(fact.as_ref()).enumerate() {
+        match slots.get_mut(used) {
+            Some(place) => *place = *item,
+            None => return false,
+        }
+    }
+    record.slots = slots;
+    true
 }
 
 /// A shard on cache lines of its own, so that readers of neighbouring shards do not
@@ -531,6 +881,8 @@ struct Padded(RwLock<Shard>);
 pub(crate) struct ConsentState {
     shards: Box<[Padded]>,
     hasher: SubjectHasher,
+    /// Unique in the process: tells a [`Resolved`] id whether its key is this state's.
+    id: u64,
     /// The state may be read by checks deciding before this instant (milliseconds of
     /// the guard's clock): `i64::MAX` for a state that cannot go stale, the last
     /// confirmation plus `max_staleness` for one kept fresh by a shared store, and
@@ -538,6 +890,9 @@ pub(crate) struct ConsentState {
     /// pays one load and one comparison for them.
     fresh_until: AtomicI64,
 }
+
+/// The next [`ConsentState::id`].
+static NEXT_STATE: AtomicU64 = AtomicU64::new(1);
 
 /// The state cannot be read: the guard fails closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -548,15 +903,23 @@ impl ConsentState {
         ConsentState {
             shards: (0..SHARDS).map(|_| Padded::default()).collect(),
             hasher: SubjectHasher::new(),
+            id: NEXT_STATE.fetch_add(1, Ordering::Relaxed),
             fresh_until: AtomicI64::new(i64::MAX),
         }
     }
 
     #[inline]
-    fn locate<'s>(&self, subject: &'s str) -> (Probe<'s>, Result<&RwLock<Shard>, Unavailable>) {
+    fn shard(&self, probe: &Probe<'_>) -> Result<&RwLock<Shard>, Unavailable> {
+        self.shards.get(shard_of(probe.key)).map(|p| &p.0).ok_or(Unavailable)
+    }
+
+    /// Resolves a subject id once, for many checks: its key, and its record if it has
+    /// one now.
+    pub(crate) fn resolve<'s>(&self, subject: &'s str) -> Resolved<'s> {
         let probe = Probe::new(&self.hasher, subject);
-        let shard = self.shards.get(shard_of(probe.key)).map(|p| &p.0).ok_or(Unavailable);
-        (probe, shard)
+        let number = self.shard(&probe).ok().and_then(|shard| shard.read().ok()).and_then(|shard| shard.find(&probe));
+        let hint = number.and_then(|n| u32::try_from(n + 1).ok()).unwrap_or(0);
+        Resolved { probe, state: self.id, hint }
     }
 
     /// Runs `f` on the subject's state (`None`: unknown subject) under a read lock,
@@ -568,7 +931,7 @@ impl ConsentState {
         subject: &str,
         f: impl FnOnce(Option<SubjectView<'_>>) -> R,
     ) -> Result<R, Unavailable> {
-        self.read_at(subject, i64::MIN, f)
+        self.read_at(Lookup::Id(subject), i64::MIN, f)
     }
 
     /// As [`ConsentState::read`], for a check made at `now` (the guard's clock, in
@@ -577,32 +940,44 @@ impl ConsentState {
     #[inline]
     pub(crate) fn read_at<R>(
         &self,
-        subject: &str,
+        subject: Lookup<'_>,
         now: i64,
         f: impl FnOnce(Option<SubjectView<'_>>) -> R,
     ) -> Result<R, Unavailable> {
         if now >= self.fresh_until.load(Ordering::Acquire) {
             return Err(Unavailable);
         }
-        let (probe, shard) = self.locate(subject);
-        let shard = shard?.read().map_err(|_| Unavailable)?;
-        let view = shard.find(&probe).and_then(|number| shard.view(number));
-        if view.is_some_and(|view| view.record.overflow.as_ref().is_some_and(|o| o.quarantined)) {
-            return Err(Unavailable);
-        }
+        let computed;
+        let (probe, hint) = match subject {
+            Lookup::Resolved(resolved) if resolved.state == self.id => (&resolved.probe, resolved.hint),
+            // Another state's key: this state's hash of the id.
+            Lookup::Resolved(resolved) => {
+                computed = Probe::new(&self.hasher, resolved.probe.subject);
+                (&computed, 0)
+            }
+            Lookup::Id(subject) => {
+                computed = Probe::new(&self.hasher, subject);
+                (&computed, 0)
+            }
+        };
+        let shard = self.shard(probe)?.read().map_err(|_| Unavailable)?;
+        let view = match shard.find_hinted(probe, hint) {
+            Some(number) => shard.view(number)?,
+            None => None,
+        };
         Ok(f(view))
     }
 
     /// Marks a subject whose stored events the policy cannot all apply: its checks
     /// fail closed until the state is rebuilt (by a guard whose policy knows them).
     pub(crate) fn quarantine(&self, subject: &str) -> Result<(), Unavailable> {
-        let (probe, shard) = self.locate(subject);
-        let mut shard = shard?.write().map_err(|_| Unavailable)?;
+        let probe = Probe::new(&self.hasher, subject);
+        let mut shard = self.shard(&probe)?.write().map_err(|_| Unavailable)?;
         let number = match shard.find(&probe) {
             Some(number) => number,
             None => shard.insert(&probe, &self.hasher)?,
         };
-        shard.records.get_mut(number).ok_or(Unavailable)?.overflow().quarantined = true;
+        shard.spill(number)?.quarantined = true;
         Ok(())
     }
 
@@ -613,8 +988,8 @@ impl ConsentState {
 
     /// Applies changes to one subject atomically: a reader sees all or none of them.
     pub(crate) fn update(&self, subject: &str, changes: impl IntoIterator<Item = Change>) -> Result<(), Unavailable> {
-        let (probe, shard) = self.locate(subject);
-        let mut shard = shard?.write().map_err(|_| Unavailable)?;
+        let probe = Probe::new(&self.hasher, subject);
+        let mut shard = self.shard(&probe)?.write().map_err(|_| Unavailable)?;
         let number = match shard.find(&probe) {
             Some(number) => number,
             None => shard.insert(&probe, &self.hasher)?,
@@ -633,7 +1008,13 @@ impl ConsentState {
 
     /// How many subjects are known.
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.read().map(|shard| shard.records.len()).unwrap_or(0)).sum()
+        self.shards.iter().map(|s| s.0.read().map(|shard| shard.len).unwrap_or(0)).sum()
+    }
+
+    /// How many subjects spilled out of their records (for the benches' figures).
+    #[cfg(test)]
+    fn spilled(&self) -> usize {
+        self.shards.iter().map(|s| s.0.read().map(|shard| shard.overflows.len()).unwrap_or(0)).sum()
     }
 
     /// Forgets every subject (before a reload from a store).
@@ -661,13 +1042,14 @@ mod tests {
     }
 
     fn times(state: &ConsentState, subject: &str) -> Vec<i64> {
-        state.read(subject, |s| s.unwrap().events().map(|e| e.at).collect()).unwrap()
+        state.read(subject, |s| s.unwrap().events().iter().map(|e| e.at).collect()).unwrap()
     }
 
     #[test]
     fn layout_stays_small() {
         assert_eq!(std::mem::size_of::<StateEvent>(), 32);
-        assert_eq!(std::mem::size_of::<Record>(), 88);
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+        assert_eq!(std::mem::size_of::<Record>(), 48);
     }
 
     #[test]
@@ -705,10 +1087,10 @@ mod tests {
         state
             .read("u", |view| {
                 let view = view.unwrap();
-                let events: Vec<_> = view.events().collect();
+                let events = view.events();
                 assert_eq!(events.iter().map(|e| e.at).collect::<Vec<_>>(), [2, 4]);
-                assert_eq!(view.terms(events[0]).unwrap().unwrap().expires_at, 99);
-                assert!(view.terms(events[1]).unwrap().is_none());
+                assert_eq!(view.terms(&events[0]).unwrap().unwrap().expires_at, 99);
+                assert!(view.terms(&events[1]).unwrap().is_none());
                 assert!(events[1].by_guardian() && !events[0].by_guardian());
                 assert_eq!(view.adult_from(), Some(i64::MAX), "an erased subject's age is gone: a minor");
                 assert_eq!(view.erased_at(), Some(8));
@@ -730,7 +1112,7 @@ mod tests {
         for change in [grant(5, 1), grant(5, 2), grant(5, 3), grant(1, 4), grant(5, 5), grant(0, 6)] {
             state.update("u", [change]).unwrap();
         }
-        let order: Vec<u128> = state.read("u", |s| s.unwrap().events().map(|e| e.purposes()).collect()).unwrap();
+        let order: Vec<u128> = state.read("u", |s| s.unwrap().events().iter().map(|e| e.purposes()).collect()).unwrap();
         assert_eq!(order, [6, 4, 1, 2, 3, 5]);
     }
 
@@ -752,7 +1134,7 @@ mod tests {
         for at in 0..200_000 {
             state.update("u", [withdraw(at)]).unwrap();
         }
-        assert_eq!(state.read("u", |s| s.unwrap().events().count()).unwrap(), 200_000);
+        assert_eq!(state.read("u", |s| s.unwrap().events().len()).unwrap(), 200_000);
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
     }
 
@@ -823,16 +1205,114 @@ mod tests {
         let state = ConsentState::new();
         state.update("u", [withdraw(1)]).unwrap();
         state.set_fresh_until(1_000);
-        assert!(state.read_at("u", 999, |_| ()).is_ok());
-        assert_eq!(state.read_at("u", 1_000, |_| ()), Err(Unavailable));
+        assert!(state.read_at(Lookup::Id("u"), 999, |_| ()).is_ok());
+        assert_eq!(state.read_at(Lookup::Id("u"), 1_000, |_| ()), Err(Unavailable));
         state.set_available(true);
-        assert!(state.read_at("u", i64::MAX - 1, |_| ()).is_ok());
+        assert!(state.read_at(Lookup::Id("u"), i64::MAX - 1, |_| ()).is_ok());
         state.quarantine("q").unwrap();
         state.quarantine("u").unwrap();
-        assert_eq!(state.read_at("q", 0, |_| ()), Err(Unavailable));
-        assert_eq!(state.read_at("u", 0, |_| ()), Err(Unavailable));
-        assert!(state.read_at("v", 0, |v| v.is_none()).unwrap());
+        assert_eq!(state.read_at(Lookup::Id("q"), 0, |_| ()), Err(Unavailable));
+        assert_eq!(state.read_at(Lookup::Id("u"), 0, |_| ()), Err(Unavailable));
+        assert!(state.read_at(Lookup::Id("v"), 0, |v| v.is_none()).unwrap());
         state.clear();
-        assert!(state.read_at("u", 0, |v| v.is_none()).unwrap());
+        assert!(state.read_at(Lookup::Id("u"), 0, |v| v.is_none()).unwrap());
+    }
+
+    fn grant(at: i64, purposes: u128) -> Change {
+        Change::Grant { at, purposes, level: ConsentLevel::Explicit, by_guardian: false, terms: None }
+    }
+
+    /// Everything a record holds inline reads back as recorded, and what does not fit
+    /// spills whole, reading back the same.
+    #[test]
+    fn inline_and_spilled_records_read_alike() {
+        let day = DAY_MS;
+        let age = Change::Attributes { adult_from: Some(40 * day), sensitive_until: Some(30 * day) };
+        let cases: Vec<(Vec<Change>, bool)> = vec![
+            (vec![grant(1, 1 << 3)], false),
+            (vec![grant(2, 1 << 127 | 1 << 64 | 1), withdraw(1)], false),
+            (vec![age.clone(), grant(1, 2)], false),
+            (vec![grant(1, 2), Change::Erase { at: 9 }, Change::Erase { at: 5 }], false),
+            (vec![age.clone(), Change::Erase { at: 9 }, grant(1, 2)], false),
+            (vec![grant(1, 0b1111)], true),
+            (vec![grant(1, 1), grant(2, 2), withdraw(3)], true),
+            (vec![age.clone(), grant(1, 1), grant(2, 2)], true),
+            (vec![Change::Attributes { adult_from: Some(5), sensitive_until: Some(day + 1) }], true),
+        ];
+        for (changes, spills) in cases {
+            let state = ConsentState::new();
+            state.update("u", changes.clone()).unwrap();
+            assert_eq!(state.spilled(), usize::from(spills), "{changes:?}");
+            // The same changes one at a time, forced to spill first: the full form.
+            let spilled = ConsentState::new();
+            spilled.update("u", [withdraw(i64::MIN)]).unwrap();
+            spilled.update("u", [withdraw(i64::MIN), withdraw(i64::MIN)]).unwrap();
+            for change in &changes {
+                spilled.update("u", [change.clone()]).unwrap();
+            }
+            let read = |state: &ConsentState| {
+                state
+                    .read("u", |v| {
+                        let v = v.unwrap();
+                        let events: Vec<_> = v
+                            .events()
+                            .iter()
+                            .filter(|e| e.at != i64::MIN)
+                            .map(|e| (e.at, e.purposes(), e.is_withdrawal(), e.level, e.by_guardian()))
+                            .collect();
+                        (events, v.erased_at(), v.adult_from(), v.sensitive_until())
+                    })
+                    .unwrap()
+            };
+            assert_eq!(read(&state), read(&spilled), "{changes:?}");
+        }
+    }
+
+    #[test]
+    fn an_erasure_forgets_the_age_inline_too() {
+        let state = ConsentState::new();
+        let age = Change::Attributes { adult_from: Some(40 * DAY_MS), sensitive_until: None };
+        state.update("u", [age.clone(), Change::Erase { at: 7 }, age]).unwrap();
+        let facts = state.read("u", |v| v.map(|v| (v.erased_at(), v.adult_from(), v.sensitive_until()))).unwrap();
+        assert_eq!(facts, Some((Some(7), Some(i64::MAX), Some(i64::MAX))));
+        assert_eq!(state.spilled(), 0);
+    }
+
+    /// A resolved id's hint is checked against the record's id: after a reload that
+    /// renumbers records, and for an id resolved while unknown, it reads the right
+    /// subject or none.
+    #[test]
+    fn resolved_ids_survive_renumbering_and_other_states() {
+        let state = ConsentState::new();
+        state.update("a", [withdraw(1)]).unwrap();
+        state.update("b", [withdraw(2)]).unwrap();
+        let (a, b, c) = (state.resolve("a"), state.resolve("b"), state.resolve("c"));
+        assert!(a.was_known() && b.was_known() && !c.was_known());
+        let at = |state: &ConsentState, r: &Resolved<'_>| {
+            state.read_at(Lookup::Resolved(r), 0, |v| v.map(|v| v.events()[0].at)).unwrap()
+        };
+        assert_eq!((at(&state, &a), at(&state, &b), at(&state, &c)), (Some(1), Some(2), None));
+        state.update("c", [withdraw(3)]).unwrap();
+        assert_eq!(at(&state, &c), Some(3), "known since");
+        state.clear();
+        state.update("b", [withdraw(20)]).unwrap();
+        state.update("a", [withdraw(10)]).unwrap();
+        assert_eq!((at(&state, &a), at(&state, &b), at(&state, &c)), (Some(10), Some(20), None));
+        let other = ConsentState::new();
+        other.update("a", [withdraw(100)]).unwrap();
+        assert_eq!((at(&other, &a), at(&other, &b)), (Some(100), None), "another state's keys");
+        state.quarantine("a").unwrap();
+        assert_eq!(state.read_at(Lookup::Resolved(&a), 0, |_| ()), Err(Unavailable));
+    }
+
+    #[test]
+    fn records_grow_by_chunks() {
+        let state = ConsentState::new();
+        for index in 0..(CHUNK * SHARDS * 3) {
+            state.update(&format!("subject-with-a-long-id-{index}"), [withdraw(index as i64)]).unwrap();
+        }
+        for index in (0..(CHUNK * SHARDS * 3)).step_by(97) {
+            assert_eq!(times(&state, &format!("subject-with-a-long-id-{index}")), [index as i64]);
+        }
     }
 }

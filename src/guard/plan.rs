@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use crate::basis::{ConsentLevel, LegalBasis};
-use crate::consent::state::{ConsentState, StateEvent, SubjectView, Terms};
+use crate::consent::state::{ConsentState, Lookup, StateEvent, SubjectView, Terms};
 use crate::decision::{Detail, ReasonCode};
 use crate::name::MAX_NODES;
 use crate::policy::{Policy, Retention, Rule};
@@ -35,7 +35,7 @@ fn deny(code: ReasonCode, detail: Detail<'_>) -> Verdict<'_> {
 pub(super) fn decide<'a>(
     plan: Option<&Plan<'a>>,
     state: &ConsentState,
-    subject: &str,
+    subject: Lookup<'_>,
     now: i64,
     present: i64,
 ) -> (Verdict<'a>, Option<LegalBasis>) {
@@ -243,7 +243,7 @@ impl<'a> Plan<'a> {
     /// The verdict for one subject at `now` (milliseconds), from a state read at
     /// `present`.
     #[inline]
-    fn run(&self, state: &ConsentState, subject: &str, now: i64, present: i64) -> Verdict<'a> {
+    fn run(&self, state: &ConsentState, subject: Lookup<'_>, now: i64, present: i64) -> Verdict<'a> {
         if self.too_broad {
             return deny(ReasonCode::PurposeTooBroad, Detail::None);
         }

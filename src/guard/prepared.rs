@@ -4,7 +4,8 @@
 use std::fmt;
 
 use super::plan::{self, Plan};
-use super::Guard;
+use super::{Guard, SubjectHandle};
+use crate::consent::state::Lookup;
 use crate::decision::{Decision, Facts};
 use crate::policy::Policy;
 use crate::purpose::Purpose;
@@ -56,7 +57,7 @@ impl<'g> PreparedAccess<'g> {
         // Like `check`, at the guard's clock: one reading for the whole batch.
         let now = self.guard.clock.now_millis();
         let mut decisions: Vec<Decision<'a>> =
-            subjects.iter().map(|s| self.decide_at(s.as_ref(), now, false)).collect();
+            subjects.iter().map(|s| self.decide_at(s.as_ref(), Lookup::Id(s.as_ref()), now, false)).collect();
         if self.guard.audit_discards {
             return decisions;
         }
@@ -86,12 +87,37 @@ impl<'g> PreparedAccess<'g> {
     /// [`Guard::check`] does: the template's own `at` does not change the time.
     #[inline]
     pub fn check<'a>(&'a self, subject: &'a str) -> Decision<'a> {
-        let mut decision = self.decide_at(subject, self.guard.clock.now_millis(), false);
+        let mut decision = self.decide_at(subject, Lookup::Id(subject), self.guard.clock.now_millis(), false);
         // Building the record is the only cost of auditing a sink that discards it.
         if !self.guard.audit_discards {
             self.guard.hand_to_sink(&self.template.for_subject(subject), &mut decision);
         }
         decision
+    }
+
+    /// As [`PreparedAccess::check`], naming the subject by a handle
+    /// ([`Guard::subject_handle`]): the check hashes no string and, while the
+    /// subject's record stays where the handle found it, reads no index. It answers
+    /// and audits exactly what `check(handle.subject())` would.
+    #[inline]
+    pub fn check_handle<'a>(&'a self, handle: &SubjectHandle<'a>) -> Decision<'a> {
+        let subject = handle.subject();
+        let mut decision = self.decide_at(subject, handle.lookup(), self.guard.clock.now_millis(), false);
+        if !self.guard.audit_discards {
+            self.guard.hand_to_sink(&self.template.for_subject(subject), &mut decision);
+        }
+        decision
+    }
+
+    /// As [`PreparedAccess::decide`], naming the subject by a handle: a dry run,
+    /// never for real access.
+    #[inline]
+    pub fn decide_handle<'a>(&'a self, handle: &SubjectHandle<'a>) -> Decision<'a> {
+        let subject = handle.subject();
+        match self.template.at {
+            Some(at) => self.decide_at(subject, handle.lookup(), at.timestamp_millis(), true),
+            None => self.decide_at(subject, handle.lookup(), self.guard.clock.now_millis(), false),
+        }
     }
 
     /// Decides the access for one subject without auditing it: for dry runs, never for
@@ -100,17 +126,17 @@ impl<'g> PreparedAccess<'g> {
     #[inline]
     pub fn decide<'a>(&'a self, subject: &'a str) -> Decision<'a> {
         match self.template.at {
-            Some(at) => self.decide_at(subject, at.timestamp_millis(), true),
-            None => self.decide_at(subject, self.guard.clock.now_millis(), false),
+            Some(at) => self.decide_at(subject, Lookup::Id(subject), at.timestamp_millis(), true),
+            None => self.decide_at(subject, Lookup::Id(subject), self.guard.clock.now_millis(), false),
         }
     }
 
     #[inline]
-    fn decide_at<'a>(&'a self, subject: &'a str, at: i64, what_if: bool) -> Decision<'a> {
+    fn decide_at<'a>(&'a self, subject: &'a str, lookup: Lookup<'_>, at: i64, what_if: bool) -> Decision<'a> {
         // A state that is stale now does not answer for the past either: a late event
         // may be dated before the time asked about.
         let present = if what_if { self.guard.clock.now_millis() } else { at };
-        let (verdict, basis) = plan::decide(self.plan.as_ref(), &self.guard.state, subject, at, present);
+        let (verdict, basis) = plan::decide(self.plan.as_ref(), &self.guard.state, lookup, at, present);
         Decision {
             code: verdict.code,
             basis,
