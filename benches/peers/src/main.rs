@@ -170,34 +170,18 @@ fn guard_events(index: usize, subject: &Subject) -> Vec<ConsentEvent> {
     let id = id(index);
     // Born well away from a birthday at the clock's time, so the age is the workload's.
     let birth = (at(150) - chrono::Duration::days(365 * i64::from(subject.age) + 120)).date_naive();
-    let mut events = vec![ConsentEvent::Subject(SubjectEvent {
-        subject: id.clone(),
-        birth_date: Some(birth),
-        age: None,
-        at: Some(at(1)),
-    })];
+    let mut events = vec![ConsentEvent::from(SubjectEvent::new(id.clone()).birth_date(birth).at(at(1)))];
     for (purpose, consent) in subject.consents.iter().enumerate() {
         if consent.level == 0 {
             continue;
         }
         let level =
             [ConsentLevel::Implied, ConsentLevel::Explicit, ConsentLevel::Separate][usize::from(consent.level) - 1];
-        events.push(ConsentEvent::Grant(GrantEvent {
-            subject: id.clone(),
-            purposes: vec![GRANT_PURPOSES[purpose].clone()],
-            level,
-            at: at(2),
-            policy_version: None,
-            by_guardian: consent.guardian,
-            expires_at: None,
-            scope: None,
-        }));
+        let grant = GrantEvent::new(id.clone(), vec![GRANT_PURPOSES[purpose].clone()], level, at(2))
+            .by_guardian(consent.guardian);
+        events.push(grant.into());
         if consent.withdrawn {
-            events.push(ConsentEvent::Withdraw(WithdrawEvent {
-                subject: id.clone(),
-                purposes: vec![GRANT_PURPOSES[purpose].clone()],
-                at: at(30),
-            }));
+            events.push(WithdrawEvent::new(id.clone(), vec![GRANT_PURPOSES[purpose].clone()], at(30)).into());
         }
     }
     events
