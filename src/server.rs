@@ -43,6 +43,20 @@ use crate::policy::Policy;
 use crate::store::ConsentStore;
 use crate::Guard;
 
+/// Every route the server answers, as (method, path): the contract `docs/openapi.yaml`
+/// documents (a test holds the two to each other).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/check"),
+    ("POST", "/v1/check/batch"),
+    ("POST", "/v1/events"),
+    ("GET", "/v1/subjects/{id}/history"),
+    ("GET", "/v1/policy"),
+    ("POST", "/v1/policy/reload"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
 /// Why the server could not start, serve or reload.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -566,3 +566,38 @@ async fn no_token_no_server() {
     let error = server.bind().await.unwrap_err().to_string();
     assert!(error.contains("no bearer token"), "{error}");
 }
+
+/// `docs/openapi.yaml` lists exactly the server's routes, and each one is routed (it
+/// answers something other than 404 or 405 without a token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route() {
+    let text = std::fs::read_to_string(root().join("docs/openapi.yaml")).unwrap();
+    let mut documented = std::collections::BTreeSet::new();
+    let mut in_paths = false;
+    let mut path = String::new();
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            in_paths = line == "paths:";
+            continue;
+        }
+        if !in_paths {
+            continue;
+        }
+        if let Some(p) = line.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
+            path = format!("/{p}");
+        } else if let Some(method) = line.strip_prefix("    ").and_then(|m| m.strip_suffix(':')) {
+            if ["get", "post", "put", "delete", "patch"].contains(&method) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let routes: std::collections::BTreeSet<(String, String)> =
+        consent_guard::server::ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    assert_eq!(documented, routes);
+    let server = exmo_server();
+    for (method, path) in &routes {
+        let (status, text, _) =
+            send(method.parse().unwrap(), server.url(&path.replace("{id}", "alice")), None, None).await;
+        assert!(![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&status), "{method} {path}: {status} {text}");
+    }
+}
