@@ -97,25 +97,15 @@ fn events_for(index: u64, rng: &mut Rng) -> Vec<ConsentEvent> {
     let mut events = Vec::with_capacity(3);
     let roll = rng.below(100);
     let grant = |purposes: Vec<Purpose>, level, days, by_guardian, expires: Option<i64>| {
-        ConsentEvent::Grant(GrantEvent {
-            subject: subject.clone(),
-            purposes,
-            level,
-            at: at(days),
-            policy_version: None,
-            by_guardian,
-            expires_at: expires.map(at),
-            scope: None,
+        let grant = GrantEvent::new(subject.clone(), purposes, level, at(days)).by_guardian(by_guardian);
+        ConsentEvent::from(match expires {
+            Some(days) => grant.expires_at(at(days)),
+            None => grant,
         })
     };
     if roll < 5 {
         let birth = (at(0) - chrono::Duration::days(365 * 10)).date_naive();
-        events.push(ConsentEvent::Subject(SubjectEvent {
-            subject: subject.clone(),
-            birth_date: Some(birth),
-            age: None,
-            at: None,
-        }));
+        events.push(SubjectEvent::new(subject.clone()).birth_date(birth).into());
         events.push(grant(vec![Purpose::AI_TRAINING, Purpose::SERVICE], ConsentLevel::Separate, 1, roll < 3, None));
         return events;
     }
@@ -130,14 +120,10 @@ fn events_for(index: u64, rng: &mut Rng) -> Vec<ConsentEvent> {
         ));
     }
     if (20..35).contains(&roll) {
-        events.push(ConsentEvent::Withdraw(WithdrawEvent {
-            subject: subject.clone(),
-            purposes: vec![Purpose::AI_TRAINING],
-            at: at(30),
-        }));
+        events.push(WithdrawEvent::new(subject.clone(), vec![Purpose::AI_TRAINING], at(30)).into());
     }
     if (35..38).contains(&roll) {
-        events.push(ConsentEvent::Erase(EraseEvent { subject, at: at(40) }));
+        events.push(EraseEvent::new(subject, at(40)).into());
     }
     events
 }
@@ -332,22 +318,9 @@ fn throughput(guard: &Arc<Guard>, subjects: u64, threads: usize, writes_per_seco
                 while (written as f64) < due {
                     let subject = SubjectId::new(rng.below(subjects)).as_str().to_owned();
                     let event = if written.is_multiple_of(2) {
-                        ConsentEvent::Withdraw(WithdrawEvent {
-                            subject,
-                            purposes: vec![Purpose::ADVERTISING],
-                            at: at(100),
-                        })
+                        ConsentEvent::from(WithdrawEvent::new(subject, vec![Purpose::ADVERTISING], at(100)))
                     } else {
-                        ConsentEvent::Grant(GrantEvent {
-                            subject,
-                            purposes: vec![Purpose::ADVERTISING],
-                            level: ConsentLevel::Separate,
-                            at: at(101),
-                            policy_version: None,
-                            by_guardian: false,
-                            expires_at: None,
-                            scope: None,
-                        })
+                        GrantEvent::new(subject, vec![Purpose::ADVERTISING], ConsentLevel::Separate, at(101)).into()
                     };
                     guard.record(&event).unwrap();
                     written += 1;

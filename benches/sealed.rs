@@ -70,16 +70,7 @@ fn workload() -> Result<Workload, Box<dyn std::error::Error>> {
     let mut allowed = HashSet::new();
     for subject in &subjects {
         let grant = |level| {
-            ConsentEvent::Grant(GrantEvent {
-                subject: subject.to_string(),
-                purposes: vec![Purpose::AI_TRAINING],
-                level,
-                at: granted_at,
-                policy_version: None,
-                by_guardian: false,
-                expires_at: None,
-                scope: None,
-            })
+            ConsentEvent::from(GrantEvent::new(subject.to_string(), vec![Purpose::AI_TRAINING], level, granted_at))
         };
         // 50% opt in (a fifth of them withdraw later), 20% implied only (short of the
         // explicit consent anonymized training needs), 30% nothing.
@@ -90,11 +81,7 @@ fn workload() -> Result<Workload, Box<dyn std::error::Error>> {
             }
             4 => {
                 events.push(grant(ConsentLevel::Separate));
-                events.push(ConsentEvent::Withdraw(WithdrawEvent {
-                    subject: subject.to_string(),
-                    purposes: vec![Purpose::AI_TRAINING],
-                    at: withdrawn_at,
-                }));
+                events.push(WithdrawEvent::new(subject.to_string(), vec![Purpose::AI_TRAINING], withdrawn_at).into());
             }
             5 | 6 => events.push(grant(ConsentLevel::Implied)),
             _ => {}

@@ -196,7 +196,8 @@ fn main() {
     // Half the subjects gave separate consent to training: allows and denials mixed.
     {
         let store = RedbConsentStore::open(dir.path().join("store.redb")).unwrap();
-        let guard = consent_guard::Guard::builder(Policy::from_toml_file(policy_path).unwrap()).store(store).build().unwrap();
+        let guard =
+            consent_guard::Guard::builder(Policy::from_toml_file(policy_path).unwrap()).store(store).build().unwrap();
         let events: Vec<ConsentEvent> = (0..SUBJECTS)
             .step_by(2)
             .map(|i| {

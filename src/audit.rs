@@ -35,11 +35,20 @@ pub use segment::{verify_dir, DirVerdict, Head};
 /// What the guard hands to the sink for each decision. The decision's `at` is the
 /// time of the check.
 #[derive(Clone, Copy, Debug, Serialize)]
+#[non_exhaustive]
 pub struct AuditRecord<'a> {
     /// The request as asked.
     pub request: &'a AccessRequest<'a>,
     /// The decision given.
     pub decision: &'a Decision<'a>,
+}
+
+impl<'a> AuditRecord<'a> {
+    /// The record of `decision`, given for `request` (for sinks' own tests, and for
+    /// tools that replay decisions into a sink).
+    pub fn new(request: &'a AccessRequest<'a>, decision: &'a Decision<'a>) -> AuditRecord<'a> {
+        AuditRecord { request, decision }
+    }
 }
 
 impl AuditRecord<'_> {

@@ -31,8 +31,25 @@ use crate::purpose::Purpose;
 use crate::request::Region;
 
 /// One consent event. The JSON form is tagged by `type`.
+///
+/// More kinds of events may come (`#[non_exhaustive]`): a `match` needs a `_` arm.
+/// Each variant's event has a constructor and builder methods, and converts into a
+/// `ConsentEvent`:
+///
+/// ```
+/// use consent_guard::consent::{GrantEvent, WithdrawEvent};
+/// use consent_guard::{ConsentEvent, ConsentLevel, Purpose};
+///
+/// let at = "2026-01-02T00:00:00Z".parse()?;
+/// let grant: ConsentEvent =
+///     GrantEvent::new("u1", vec![Purpose::AI_TRAINING], ConsentLevel::Separate, at).policy_version("1.0").into();
+/// let withdraw = ConsentEvent::from(WithdrawEvent::new("u1", vec![Purpose::AI_TRAINING], at));
+/// assert_eq!((grant.kind(), withdraw.kind()), ("grant", "withdraw"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ConsentEvent {
     /// Attributes of a data subject (its age).
     Subject(SubjectEvent),
@@ -80,6 +97,7 @@ impl ConsentEvent {
 /// time, lets the guard know minors.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SubjectEvent {
     /// The subject.
     pub subject: String,
@@ -109,6 +127,7 @@ impl std::fmt::Debug for SubjectEvent {
 /// The subject (or a guardian) agreed to purposes at a level.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct GrantEvent {
     /// The subject.
     pub subject: String,
@@ -136,6 +155,7 @@ pub struct GrantEvent {
 /// no limit on that dimension).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Scope {
     /// Recipients (declared names) that may receive data under the grant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -151,6 +171,7 @@ pub struct Scope {
 /// The subject withdrew consent for purposes, from `at` on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct WithdrawEvent {
     /// The subject.
     pub subject: String,
@@ -164,11 +185,151 @@ pub struct WithdrawEvent {
 /// non-consent basis may touch the subject's data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct EraseEvent {
     /// The subject.
     pub subject: String,
     /// When.
     pub at: DateTime<Utc>,
+}
+
+impl SubjectEvent {
+    /// Attributes of `subject`, none stated yet.
+    pub fn new(subject: impl Into<String>) -> SubjectEvent {
+        SubjectEvent { subject: subject.into(), birth_date: None, age: None, at: None }
+    }
+
+    /// Sets the date of birth.
+    #[must_use]
+    pub fn birth_date(mut self, date: NaiveDate) -> Self {
+        self.birth_date = Some(date);
+        self
+    }
+
+    /// Sets the age in whole years at `at`.
+    #[must_use]
+    pub fn age(mut self, age: u16) -> Self {
+        self.age = Some(age);
+        self
+    }
+
+    /// Sets when the attributes were stated.
+    #[must_use]
+    pub fn at(mut self, at: DateTime<Utc>) -> Self {
+        self.at = Some(at);
+        self
+    }
+}
+
+impl GrantEvent {
+    /// A grant of `purposes` at `level`, at `at`, without expiry, scope or policy
+    /// version (the enforced version is stamped when recorded).
+    pub fn new(subject: impl Into<String>, purposes: Vec<Purpose>, level: ConsentLevel, at: DateTime<Utc>) -> Self {
+        GrantEvent {
+            subject: subject.into(),
+            purposes,
+            level,
+            at,
+            policy_version: None,
+            by_guardian: false,
+            expires_at: None,
+            scope: None,
+        }
+    }
+
+    /// Sets the policy version consented to.
+    #[must_use]
+    pub fn policy_version(mut self, version: impl Into<String>) -> Self {
+        self.policy_version = Some(version.into());
+        self
+    }
+
+    /// Marks the grant as given by a guardian.
+    #[must_use]
+    pub fn by_guardian(mut self, by_guardian: bool) -> Self {
+        self.by_guardian = by_guardian;
+        self
+    }
+
+    /// Sets until when the grant holds.
+    #[must_use]
+    pub fn expires_at(mut self, at: DateTime<Utc>) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Limits the grant.
+    #[must_use]
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+}
+
+impl Scope {
+    /// No limit on any dimension; narrow it with the other methods.
+    pub fn new() -> Scope {
+        Scope::default()
+    }
+
+    /// Limits the recipients (declared names).
+    #[must_use]
+    pub fn recipients(mut self, recipients: Vec<String>) -> Self {
+        self.recipients = recipients;
+        self
+    }
+
+    /// Limits the regions.
+    #[must_use]
+    pub fn regions(mut self, regions: Vec<Region>) -> Self {
+        self.regions = regions;
+        self
+    }
+
+    /// Limits the categories.
+    #[must_use]
+    pub fn categories(mut self, categories: Vec<DataCategory>) -> Self {
+        self.categories = categories;
+        self
+    }
+}
+
+impl WithdrawEvent {
+    /// A withdrawal of `purposes` from `at` on.
+    pub fn new(subject: impl Into<String>, purposes: Vec<Purpose>, at: DateTime<Utc>) -> Self {
+        WithdrawEvent { subject: subject.into(), purposes, at }
+    }
+}
+
+impl EraseEvent {
+    /// The erasure of `subject`'s account at `at`.
+    pub fn new(subject: impl Into<String>, at: DateTime<Utc>) -> Self {
+        EraseEvent { subject: subject.into(), at }
+    }
+}
+
+impl From<SubjectEvent> for ConsentEvent {
+    fn from(event: SubjectEvent) -> Self {
+        ConsentEvent::Subject(event)
+    }
+}
+
+impl From<GrantEvent> for ConsentEvent {
+    fn from(event: GrantEvent) -> Self {
+        ConsentEvent::Grant(event)
+    }
+}
+
+impl From<WithdrawEvent> for ConsentEvent {
+    fn from(event: WithdrawEvent) -> Self {
+        ConsentEvent::Withdraw(event)
+    }
+}
+
+impl From<EraseEvent> for ConsentEvent {
+    fn from(event: EraseEvent) -> Self {
+        ConsentEvent::Erase(event)
+    }
 }
 
 /// The append-only history of one subject's consent events, in the order they were

@@ -202,6 +202,31 @@ pub struct Decision<'a> {
     pub(crate) detail: Detail<'a>,
 }
 
+/// A decision that owns what it says: [`Decision::into_owned`] makes one, and it lives
+/// beyond the guard and the request it was made for. Return it from a helper that
+/// builds the request itself (the borrowed [`Decision`] of [`crate::Guard::check`]
+/// cannot outlive that request):
+///
+/// ```
+/// use consent_guard::{AccessRequest, DataCategory, Guard, OwnedDecision, Policy, Purpose, ReasonCode};
+///
+/// fn may_personalise(guard: &Guard, user: &str) -> OwnedDecision {
+///     let request = AccessRequest::new(user, Purpose::ADVERTISING_PERSONALIZED, &[DataCategory::BEHAVIOR_LOG][..]);
+///     guard.check(&request).into_owned()
+/// }
+///
+/// let guard = Guard::new(Policy::from_toml_file("examples/policies/exmo.toml")?);
+/// let decision = may_personalise(&guard, "u1");
+/// assert_eq!(decision.code(), ReasonCode::ConsentMissing);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// The owned copy allocates (the subject, the policy's name and version, the clause);
+/// the check itself stays borrowed and allocation-free, so code that decides and
+/// answers in one scope keeps using [`Decision`]. An alias rather than a type of its
+/// own, so that both share every method and the JSON form.
+pub type OwnedDecision = Decision<'static>;
+
 /// Which policy, clause, subject and purpose a decision is about.
 #[derive(Clone)]
 pub(crate) enum Facts<'a> {

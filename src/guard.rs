@@ -25,6 +25,7 @@ pub use prepared::PreparedAccess;
 pub use quarantine::QuarantinedEvent;
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 
@@ -46,11 +47,11 @@ use plan::Plan;
 pub struct Guard {
     policy: Policy,
     state: ConsentState,
-    audit: Box<dyn AuditSink>,
+    audit: Arc<dyn AuditSink>,
     /// The sink discards records unread: prepared checks skip building them.
     audit_discards: bool,
-    clock: Box<dyn Clock>,
-    store: Option<Box<dyn ConsentStore>>,
+    clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn ConsentStore>>,
     /// Store positions applied so far; appends and syncs serialise on it so that each
     /// position is applied once.
     applied: std::sync::Mutex<Applied>,
@@ -83,9 +84,9 @@ const SYNC_BATCH: usize = 4096;
 #[must_use]
 pub struct GuardBuilder {
     policy: Policy,
-    audit: Box<dyn AuditSink>,
-    clock: Box<dyn Clock>,
-    store: Option<Box<dyn ConsentStore>>,
+    audit: Arc<dyn AuditSink>,
+    clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn ConsentStore>>,
     max_staleness: std::time::Duration,
 }
 
@@ -105,20 +106,20 @@ impl GuardBuilder {
 
     /// Where audit records go ([`NoAuditSink`] by default).
     pub fn audit(mut self, sink: impl AuditSink + 'static) -> Self {
-        self.audit = Box::new(sink);
+        self.audit = Arc::new(sink);
         self
     }
 
     /// Where "now" comes from ([`SystemClock`] by default).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
-        self.clock = Box::new(clock);
+        self.clock = Arc::new(clock);
         self
     }
 
     /// Where consent events are kept; the guard replays it when built and appends to it
     /// before every change of its state.
     pub fn store(mut self, store: impl ConsentStore + 'static) -> Self {
-        self.store = Some(Box::new(store));
+        self.store = Some(Arc::new(store));
         self
     }
 
@@ -177,9 +178,9 @@ impl Guard {
         Guard {
             policy,
             state: ConsentState::new(),
-            audit: Box::new(NoAuditSink),
+            audit: Arc::new(NoAuditSink),
             audit_discards: true,
-            clock: Box::new(SystemClock),
+            clock: Arc::new(SystemClock),
             store: None,
             applied: std::sync::Mutex::new(Applied::default()),
             max_staleness: None,
@@ -191,8 +192,8 @@ impl Guard {
     pub fn builder(policy: Policy) -> GuardBuilder {
         GuardBuilder {
             policy,
-            audit: Box::new(NoAuditSink),
-            clock: Box::new(SystemClock),
+            audit: Arc::new(NoAuditSink),
+            clock: Arc::new(SystemClock),
             store: None,
             max_staleness: DEFAULT_MAX_STALENESS,
         }
@@ -808,6 +809,56 @@ impl Guard {
                 purposes: purposes_mask(&withdraw.purposes)?,
             }),
             ConsentEvent::Erase(erase) => Ok(Change::Erase { at: erase.at.timestamp_millis() }),
+        }
+    }
+}
+
+/// What [`crate::reload::GuardHandle`] needs to build the guard for a new policy: kept
+/// apart from the decision code above so that the two change independently.
+#[cfg(feature = "reload")]
+impl Guard {
+    /// A guard for `policy` that shares this guard's audit sink, clock, store and
+    /// freshness bound, with an empty consent state: [`Guard::reload`] fills it from
+    /// the store. `store` is used when this guard has none.
+    pub(crate) fn successor(&self, policy: Policy, store: Option<Arc<dyn ConsentStore>>) -> Guard {
+        Guard {
+            policy,
+            state: ConsentState::new(),
+            audit: Arc::clone(&self.audit),
+            audit_discards: self.audit_discards,
+            clock: Arc::clone(&self.clock),
+            store: self.store.clone().or(store),
+            applied: std::sync::Mutex::new(Applied::default()),
+            max_staleness: self.max_staleness,
+            quarantined: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether the guard keeps its events in a store, so that a successor can replay them.
+    pub(crate) fn has_store(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// One round of [`Guard::follow`]: waits for a change of the store (at most
+    /// `interval`) and syncs, failing closed as `follow` does.
+    pub(crate) fn follow_round(&self, interval: std::time::Duration) {
+        let Some(store) = &self.store else {
+            std::thread::sleep(interval);
+            return;
+        };
+        let interval = match self.max_staleness() {
+            Some(bound) => interval.min(bound / 4),
+            None => interval,
+        };
+        let after = self.applied.lock().map(|a| a.through).unwrap_or(0);
+        if store.wait_for_change(after, interval).is_err() {
+            if self.max_staleness.is_none() {
+                self.state.set_available(false);
+            }
+            std::thread::sleep(interval);
+        }
+        if self.sync().is_err() {
+            std::thread::sleep(interval);
         }
     }
 }

@@ -15,6 +15,8 @@
 //! | [`audit`] | audit records and sinks, the hash-chained log |
 //! | [`store`] | consent stores |
 //! | [`clock`] | injected time |
+//! | `reload` (feature `reload`) | hot policy reload: a guard handle swapped atomically |
+//! | `web` (features `tower`, `axum`) | the tower layer, the axum extractor, HTTP responses |
 //! | [`error`] | one error enum per boundary |
 //! | `observe` (features `metrics`, `tracing`) | counters, latency histogram and tracing events of decisions |
 //! | `server` (feature `server`) | the HTTP decision service of `consent-guard serve` |
@@ -34,6 +36,12 @@
 //!   `consent-guard test`); needs `toml` and `json`.
 //! - `schema`: `consent_guard::schema`, JSON Schemas of policies, events, requests and
 //!   decisions (`schemars`).
+//! - `reload`: `consent_guard::reload`, a [`Guard`] handle whose policy swaps atomically
+//!   under running checks (`arc-swap`).
+//! - `tower`: `consent_guard::web`, a tower layer that puts the privacy signals
+//!   (`Sec-GPC`, `DNT`) and the subject into request extensions.
+//! - `axum`: the `RequireConsent` extractor and `IntoResponse` for decisions and errors
+//!   (`axum-core`); enables `tower`, `reload` and `json`.
 //! - `cli`: the `consent-guard` command line (`clap`, `miette`); enables `testing` and
 //!   `schema`. `consent-guard serve` needs `server` too (`--features cli,server`).
 //! - `server`: `consent_guard::server`, the HTTP decision service (axum on tokio, TLS by
@@ -61,6 +69,8 @@ pub mod interchange;
 pub mod observe;
 pub mod policy;
 pub mod purpose;
+#[cfg(feature = "reload")]
+pub mod reload;
 pub mod request;
 #[cfg(feature = "schema")]
 pub mod schema;
@@ -76,7 +86,7 @@ pub use basis::{ConsentLevel, LegalBasis};
 pub use category::DataCategory;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use consent::{ConsentEvent, ConsentHistory};
-pub use decision::{Decision, ReasonCode};
+pub use decision::{Decision, OwnedDecision, ReasonCode};
 pub use error::{EventError, PolicyError};
 pub use guard::{Guard, GuardBuilder, PreparedAccess};
 pub use policy::{Policy, PolicyBuilder};

@@ -198,8 +198,11 @@ bitflags! {
 
 /// The recipient of a request: a kind, and optionally the name of a recipient the
 /// policy declares (`wechat_login`).
+///
+/// Built with [`Recipient::kind`], [`Recipient::named`] or [`Recipient::FIRST_PARTY`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Recipient<'a> {
     /// The kind of recipient.
     pub kind: RecipientKind,
@@ -316,8 +319,20 @@ impl<'de> Deserialize<'de> for Region {
 }
 
 /// Privacy signals a browser sent with the request.
+///
+/// More signals will come (IAB TCF and GPP strings): build one with
+/// [`Signals::default`] and the `with_` methods, or read them from the headers with
+/// the tower layer (feature `tower`).
+///
+/// ```
+/// use consent_guard::Signals;
+///
+/// let signals = Signals::default().with_gpc(true);
+/// assert!(signals.gpc && !signals.dnt);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Signals {
     /// Do Not Track.
     #[serde(default)]
@@ -328,6 +343,23 @@ pub struct Signals {
 }
 
 impl Signals {
+    /// No signal sent.
+    pub const NONE: Signals = Signals { dnt: false, gpc: false };
+
+    /// Sets Do Not Track.
+    #[must_use]
+    pub const fn with_dnt(mut self, dnt: bool) -> Signals {
+        self.dnt = dnt;
+        self
+    }
+
+    /// Sets Global Privacy Control.
+    #[must_use]
+    pub const fn with_gpc(mut self, gpc: bool) -> Signals {
+        self.gpc = gpc;
+        self
+    }
+
     fn is_none(&self) -> bool {
         !self.dnt && !self.gpc
     }
@@ -339,8 +371,12 @@ impl Signals {
 /// recipient first party, de-identification none, region the policy's home region,
 /// no signals, `at` the guard's clock. `collected_at`, `collected_session` and
 /// `session` matter where the policy limits retention.
+///
+/// The type will grow (`#[non_exhaustive]`): build it with [`AccessRequest::new`] and
+/// the builder methods, or read it from JSON.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AccessRequest<'a> {
     #[serde(borrow)]
     /// The subject whose data is touched.

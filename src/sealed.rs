@@ -442,6 +442,7 @@ impl<T> Serialize for Personal<T> {
 /// assert_eq!(login.action, Action::Share);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Access<'a> {
     /// Why the data is touched.
     pub purpose: Purpose,
@@ -531,7 +532,7 @@ impl<'a> Access<'a> {
     /// use consent_guard::sealed::Access;
     /// use consent_guard::{Purpose, Signals};
     ///
-    /// let access = Access::new(Purpose::ADVERTISING).signals(Signals { dnt: false, gpc: true });
+    /// let access = Access::new(Purpose::ADVERTISING).signals(Signals::default().with_gpc(true));
     /// assert!(access.signals.gpc);
     /// ```
     #[must_use]

@@ -31,7 +31,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -40,6 +40,7 @@ use crate::audit::{AuditLog, AuditSink};
 use crate::error::{AuditError, EventError, PolicyError};
 use crate::observe::{Observer, CHECK_SECONDS};
 use crate::policy::Policy;
+use crate::reload::{GuardHandle, ReloadError};
 use crate::store::ConsentStore;
 use crate::Guard;
 
@@ -73,6 +74,9 @@ pub enum ServerError {
     /// The audit log failed.
     #[error("audit log: {0}")]
     Audit(#[from] AuditError),
+    /// The new policy could not take over (the old one goes on serving).
+    #[error("{0}")]
+    Reload(#[from] ReloadError),
     /// Listening or serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -314,10 +318,14 @@ impl Server {
         let listener = std::net::TcpListener::bind(self.options.listen)?;
         listener.set_nonblocking(true)?;
         let audit_blocks = self.audit.as_ref().is_some_and(|log| log.defers_records());
+        let (load, store, audit, staleness) =
+            (Arc::clone(&self.load), Arc::clone(&self.store), self.audit.clone(), self.options.max_staleness);
+        let guard = tokio::task::spawn_blocking(move || build_guard(&load, store, audit, staleness))
+            .await
+            .map_err(|e| ServerError::Config(format!("the policy loader panicked: {e}")))??;
         let app = Arc::new(App {
-            guards: GuardCell::empty(),
+            guards: GuardHandle::new(guard),
             load: self.load,
-            store: self.store,
             audit: self.audit,
             audit_blocks,
             tokens: self.tokens,
@@ -330,11 +338,6 @@ impl Server {
             audit_handed: AtomicU64::new(0),
             on_reload: self.on_reload,
         });
-        let builder = Arc::clone(&app);
-        let guard = tokio::task::spawn_blocking(move || builder.build_guard())
-            .await
-            .map_err(|e| ServerError::Config(format!("the policy loader panicked: {e}")))??;
-        app.guards.swap(Arc::new(guard));
         app.synced();
         Ok(Bound { app, listener, tls })
     }
@@ -458,34 +461,28 @@ fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// The guard being served, replaced whole by a reload: requests that loaded the old
-/// one finish on it.
-///
-/// This is the seam where `GuardHandle` (feature `reload`) takes over.
-#[derive(Debug)]
-struct GuardCell {
-    current: RwLock<Option<Arc<Guard>>>,
-}
-
-impl GuardCell {
-    fn empty() -> GuardCell {
-        GuardCell { current: RwLock::new(None) }
+/// Loads the policy and builds a guard over the store and audit log, replaying the
+/// store. Blocking.
+fn build_guard(
+    load: &PolicyLoader,
+    store: Arc<dyn ConsentStore>,
+    audit: Option<Arc<AuditLog>>,
+    max_staleness: Duration,
+) -> Result<Guard, ServerError> {
+    let policy = load()?;
+    let mut builder = Guard::builder(policy).store(store).max_staleness(max_staleness);
+    if let Some(log) = audit {
+        builder = builder.audit(log);
     }
-
-    fn load(&self) -> Option<Arc<Guard>> {
-        self.current.read().ok().and_then(|g| g.clone())
-    }
-
-    fn swap(&self, guard: Arc<Guard>) -> Option<Arc<Guard>> {
-        self.current.write().ok().and_then(|mut g| g.replace(guard))
-    }
+    Ok(builder.build()?)
 }
 
 /// What every handler shares.
 struct App {
-    guards: GuardCell,
+    /// The guard being served, replaced whole by a reload (requests that loaded the
+    /// old one finish on it).
+    guards: GuardHandle,
     load: PolicyLoader,
-    store: Arc<dyn ConsentStore>,
     audit: Option<Arc<AuditLog>>,
     /// The audit log is synced: a check waits for an fsync, off the runtime's threads.
     audit_blocks: bool,
@@ -510,18 +507,6 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Loads the policy and builds a guard over the store and audit log, replaying the
-    /// store. Blocking.
-    fn build_guard(&self) -> Result<Guard, ServerError> {
-        let policy = (self.load)()?;
-        let mut builder =
-            Guard::builder(policy).store(Arc::clone(&self.store)).max_staleness(self.options.max_staleness);
-        if let Some(log) = &self.audit {
-            builder = builder.audit(Arc::clone(log));
-        }
-        Ok(builder.build()?)
-    }
-
     fn configure(&self, builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
         builder
             .http1()
@@ -539,10 +524,8 @@ impl App {
     fn follow(&self, stop: &AtomicBool) {
         let interval = self.options.sync_interval.min(self.options.max_staleness / 4).max(Duration::from_millis(1));
         while !stop.load(Ordering::Acquire) {
-            if let Some(guard) = self.guards.load() {
-                if guard.sync().is_ok() {
-                    self.synced();
-                }
+            if self.guards.load().sync().is_ok() {
+                self.synced();
             }
             if let Some(metrics) = &self.metrics {
                 metrics.run_upkeep();
@@ -564,19 +547,19 @@ impl App {
     async fn try_reload(self: &Arc<Self>) -> Result<Reloaded, ServerError> {
         let _one_at_a_time = self.reloading.lock().await;
         let app = Arc::clone(self);
-        let guard = tokio::task::spawn_blocking(move || app.build_guard())
-            .await
-            .map_err(|e| ServerError::Config(format!("the policy loader panicked: {e}")))??;
-        let guard = Arc::new(guard);
-        let previous = self.guards.swap(Arc::clone(&guard));
-        // Events recorded through the old guard while the new one replayed the store
-        // are in the store: one more sync brings the new guard up to them.
-        let catch_up = Arc::clone(&guard);
-        let _ = tokio::task::spawn_blocking(move || catch_up.sync()).await;
+        // The handle builds the new guard beside the running one, replays the store on
+        // it and publishes it atomically; on any error the running guard stays.
+        let (previous, guard) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+            let policy = (app.load)()?;
+            let previous = app.guards.swap_policy(policy)?;
+            Ok((previous, app.guards.load()))
+        })
+        .await
+        .map_err(|e| ServerError::Config(format!("the policy loader panicked: {e}")))??;
         Ok(Reloaded {
             policy: guard.policy().name().to_owned(),
             version: guard.policy().version().to_owned(),
-            previous_version: previous.map(|g| g.policy().version().to_owned()).unwrap_or_default(),
+            previous_version: previous.policy().version().to_owned(),
         })
     }
 }

@@ -108,7 +108,8 @@ fn serve_reloads_on_sighup_and_stops_on_sigterm() {
     let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("consent-guard: listening on http://").unwrap_or_else(|| panic!("{line}")).to_owned();
+    let addr =
+        line.trim().strip_prefix("consent-guard: listening on http://").unwrap_or_else(|| panic!("{line}")).to_owned();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let client = reqwest::Client::new();
     let version = |token: &'static str| {

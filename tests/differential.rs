@@ -424,7 +424,9 @@ fn gen_event(rng: &mut Rng, doc: &PolicyDocument, subject: &str) -> ConsentEvent
                 8 => (None, None),
                 _ => (Some(birth_date), Some(age)),
             };
-            ConsentEvent::Subject(SubjectEvent { subject, birth_date, age, at: Some(at) })
+            let mut event = SubjectEvent::new(subject).at(at);
+            (event.birth_date, event.age) = (birth_date, age);
+            event.into()
         }
         2..=6 => {
             let expires_at = match rng.below(4) {
@@ -436,43 +438,34 @@ fn gen_event(rng: &mut Rng, doc: &PolicyDocument, subject: &str) -> ConsentEvent
                 recipients_pool.extend(RECIPIENT_NAMES.iter().map(|n| (*n).to_owned()));
                 recipients_pool.push("nobody".into());
                 let categories_pool = reference::categories(doc);
-                Scope {
-                    recipients: if rng.chance(40) { rng.subset(&recipients_pool, 2) } else { Vec::new() },
-                    regions: if rng.chance(40) {
-                        rng.subset(&REGIONS, 2).iter().map(|r| region(r)).collect()
-                    } else {
-                        Vec::new()
-                    },
-                    categories: if rng.chance(40) {
-                        rng.subset(&categories_pool, 2).iter().map(|c| category(c)).collect()
-                    } else {
-                        Vec::new()
-                    },
-                }
+                let mut scope = Scope::new();
+                scope.recipients = if rng.chance(40) { rng.subset(&recipients_pool, 2) } else { Vec::new() };
+                scope.regions = if rng.chance(40) {
+                    rng.subset(&REGIONS, 2).iter().map(|r| region(r)).collect()
+                } else {
+                    Vec::new()
+                };
+                scope.categories = if rng.chance(40) {
+                    rng.subset(&categories_pool, 2).iter().map(|c| category(c)).collect()
+                } else {
+                    Vec::new()
+                };
+                scope
             });
-            ConsentEvent::Grant(GrantEvent {
-                subject,
-                purposes: gen_purposes(rng, doc),
-                level: rng.pick(&LEVELS),
-                at,
-                policy_version: rng.chance(30).then(|| rng.pick(&GRANT_VERSIONS).to_owned()),
-                by_guardian: rng.chance(30),
-                expires_at,
-                scope,
-            })
+            // The generator's draws stay in the order of the fields.
+            let (purposes, level) = (gen_purposes(rng, doc), rng.pick(&LEVELS));
+            let mut grant = GrantEvent::new(subject, purposes, level, at);
+            grant.policy_version = rng.chance(30).then(|| rng.pick(&GRANT_VERSIONS).to_owned());
+            grant.by_guardian = rng.chance(30);
+            (grant.expires_at, grant.scope) = (expires_at, scope);
+            grant.into()
         }
-        7 | 8 => ConsentEvent::Withdraw(WithdrawEvent { subject, purposes: gen_purposes(rng, doc), at }),
-        _ if rng.chance(40) => ConsentEvent::Erase(EraseEvent { subject, at }),
-        _ => ConsentEvent::Grant(GrantEvent {
-            subject,
-            purposes: gen_purposes(rng, doc),
-            level: rng.pick(&LEVELS),
-            at,
-            policy_version: None,
-            by_guardian: rng.chance(30),
-            expires_at: None,
-            scope: None,
-        }),
+        7 | 8 => WithdrawEvent::new(subject, gen_purposes(rng, doc), at).into(),
+        _ if rng.chance(40) => EraseEvent::new(subject, at).into(),
+        _ => {
+            let (purposes, level) = (gen_purposes(rng, doc), rng.pick(&LEVELS));
+            GrantEvent::new(subject, purposes, level, at).by_guardian(rng.chance(30)).into()
+        }
     }
 }
 
@@ -584,7 +577,8 @@ fn gen_request(rng: &mut Rng, doc: &PolicyDocument, events: &[ConsentEvent]) -> 
     } else {
         rng.chance(50).then(|| region(rng.pick(&REGIONS)))
     };
-    request.signals = Signals { dnt: rng.chance(8), gpc: rng.chance(8) };
+    let dnt = rng.chance(8);
+    request.signals = Signals::default().with_dnt(dnt).with_gpc(rng.chance(8));
     let limit_hours = match rule.as_ref().and_then(|r| r.retention) {
         Some(Retention::Hours(n)) => i64::from(n),
         Some(Retention::Days(n)) => i64::from(n) * 24,
@@ -769,12 +763,7 @@ fn attribute(case: &Case, index: usize) -> Option<&'static str> {
             }
         }),
         ("S8 opt-out deems consent for unknown subjects", |c, _, s, _| {
-            c.events.push(ConsentEvent::Subject(SubjectEvent {
-                subject: s.to_owned(),
-                birth_date: None,
-                age: None,
-                at: Some(base()),
-            }));
+            c.events.push(SubjectEvent::new(s).at(base()).into());
         }),
         ("R transfer on a basis without consent (reading)", |c, i, _, _| {
             // The request moves to a regular region of its rule.

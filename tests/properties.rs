@@ -78,7 +78,7 @@ fn requests(subject: &'static str) -> impl Strategy<Value = AccessRequest<'stati
                 .recipient(Recipient::kind(kind))
                 .deidentification(deid)
                 .region(Region::new(region).unwrap())
-                .signals(Signals { dnt, gpc })
+                .signals(Signals::default().with_dnt(dnt).with_gpc(gpc))
                 .session("s1")
                 .at(at);
             if let Some(collected) = collected {
@@ -96,16 +96,7 @@ fn grant(
     at: DateTime<Utc>,
     by_guardian: bool,
 ) -> ConsentEvent {
-    ConsentEvent::Grant(GrantEvent {
-        subject: subject.into(),
-        purposes,
-        level,
-        at,
-        policy_version: None,
-        by_guardian,
-        expires_at: None,
-        scope: None,
-    })
+    GrantEvent::new(subject, purposes, level, at).by_guardian(by_guardian).into()
 }
 
 /// The purposes a policy governs by a consent rule, picked by an arbitrary index (so
@@ -172,7 +163,7 @@ proptest! {
         let before = permitted_request(guard.policy(), purpose.clone(), "s", withdrawn_at - Duration::seconds(1));
         let control = at_its_time(&guard, &before);
         prop_assert!(control.allowed(), "control request denied: {:?} {}", control, control.message());
-        guard.record(&ConsentEvent::Withdraw(WithdrawEvent { subject: "s".into(), purposes: vec![withdrawn], at: withdrawn_at })).unwrap();
+        guard.record(&WithdrawEvent::new("s", vec![withdrawn], withdrawn_at).into()).unwrap();
         let after = permitted_request(guard.policy(), purpose, "s", withdrawn_at + Duration::seconds(check_after));
         let decision = at_its_time(&guard, &after);
         prop_assert!(!decision.allowed() || decision.code() == ReasonCode::DeidentifiedExempt, "allowed after withdrawal: {:?}", decision);
@@ -198,7 +189,7 @@ proptest! {
         // Strictly younger than the policy's age: at most age years less two days.
         let age_days = ((f64::from(age) * 365.0 - 2.0) * age_fraction) as i64;
         let birth = (at - Duration::days(age_days)).date_naive();
-        guard.record(&ConsentEvent::Subject(SubjectEvent { subject: "child".into(), birth_date: Some(birth), age: None, at: None })).unwrap();
+        guard.record(&SubjectEvent::new("child").birth_date(birth).into()).unwrap();
         for (level, granted_at) in grants {
             guard.record(&grant("child", vec![request.purpose.clone()], level, granted_at, false)).unwrap();
         }
@@ -232,7 +223,7 @@ proptest! {
         let guard = guard(policy);
         let at = request.at.unwrap();
         guard.record(&grant("gone", vec![request.purpose.clone()], level, granted_at, true)).unwrap();
-        guard.record(&ConsentEvent::Erase(EraseEvent { subject: "gone".into(), at: at - Duration::seconds(erased_before) })).unwrap();
+        guard.record(&EraseEvent::new("gone", at - Duration::seconds(erased_before)).into()).unwrap();
         let decision = at_its_time(&guard, &request);
         if !exempt {
             prop_assert!(!decision.allowed(), "{:?}", decision);
@@ -284,23 +275,16 @@ proptest! {
         let subjects = ["s0", "s1", "s2"];
         if let Some(years) = birth_years {
             let birth = (now - Duration::days(i64::from(years) * 365)).date_naive();
-            guard.record(&ConsentEvent::Subject(SubjectEvent { subject: "s0".into(), birth_date: Some(birth), age: None, at: None })).unwrap();
+            guard.record(&SubjectEvent::new("s0").birth_date(birth).into()).unwrap();
         }
         for (who, withdraw, purpose, level, at, by_guardian, expires_at) in history {
             let subject = subjects[who];
             let event = if withdraw {
-                ConsentEvent::Withdraw(WithdrawEvent { subject: subject.into(), purposes: vec![purpose], at })
+                ConsentEvent::from(WithdrawEvent::new(subject, vec![purpose], at))
             } else {
-                ConsentEvent::Grant(GrantEvent {
-                    subject: subject.into(),
-                    purposes: vec![purpose],
-                    level,
-                    at,
-                    policy_version: None,
-                    by_guardian,
-                    expires_at: expires_at.filter(|e| *e > at),
-                    scope: None,
-                })
+                let mut grant = GrantEvent::new(subject, vec![purpose], level, at).by_guardian(by_guardian);
+                grant.expires_at = expires_at.filter(|e| *e > at);
+                grant.into()
             };
             // Events the policy refuses are skipped: the property is about the answers.
             let _ = guard.record(&event);

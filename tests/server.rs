@@ -598,6 +598,9 @@ async fn the_openapi_document_lists_every_route() {
     for (method, path) in &routes {
         let (status, text, _) =
             send(method.parse().unwrap(), server.url(&path.replace("{id}", "alice")), None, None).await;
-        assert!(![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&status), "{method} {path}: {status} {text}");
+        assert!(
+            ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&status),
+            "{method} {path}: {status} {text}"
+        );
     }
 }

@@ -279,34 +279,29 @@ fn subject(index: u8) -> String {
 
 fn event(input: &EventInput, v: &Vocabulary) -> ConsentEvent {
     match input {
-        EventInput::Subject { subject: s, birth: b, age, at } => ConsentEvent::Subject(SubjectEvent {
-            subject: subject(*s),
-            birth_date: b.as_ref().and_then(birth),
-            age: *age,
-            at: at.map(time),
-        }),
-        EventInput::Grant { subject: s, purposes, level, at, version, by_guardian, expires_at, scope } => {
-            ConsentEvent::Grant(GrantEvent {
-                subject: subject(*s),
-                purposes: picks(&v.purposes, purposes, 3),
-                level: LEVELS[usize::from(*level) % LEVELS.len()],
-                at: time(*at),
-                policy_version: version.and_then(|i| pick(&v.versions, i)),
-                by_guardian: *by_guardian,
-                expires_at: expires_at.map(time),
-                scope: scope.as_ref().map(|scope| Scope {
-                    recipients: picks(&v.recipients, &scope.recipients, 2),
-                    regions: picks(&v.regions, &scope.regions, 2),
-                    categories: picks(&v.categories, &scope.categories, 2),
-                }),
-            })
+        EventInput::Subject { subject: s, birth: b, age, at } => {
+            let mut event = SubjectEvent::new(subject(*s));
+            (event.birth_date, event.age, event.at) = (b.as_ref().and_then(birth), *age, at.map(time));
+            event.into()
         }
-        EventInput::Withdraw { subject: s, purposes, at } => ConsentEvent::Withdraw(WithdrawEvent {
-            subject: subject(*s),
-            purposes: picks(&v.purposes, purposes, 3),
-            at: time(*at),
-        }),
-        EventInput::Erase { subject: s, at } => ConsentEvent::Erase(EraseEvent { subject: subject(*s), at: time(*at) }),
+        EventInput::Grant { subject: s, purposes, level, at, version, by_guardian, expires_at, scope } => {
+            let level = LEVELS[usize::from(*level) % LEVELS.len()];
+            let mut grant = GrantEvent::new(subject(*s), picks(&v.purposes, purposes, 3), level, time(*at));
+            grant.policy_version = version.and_then(|i| pick(&v.versions, i));
+            grant.by_guardian = *by_guardian;
+            grant.expires_at = expires_at.map(time);
+            grant.scope = scope.as_ref().map(|scope| {
+                Scope::new()
+                    .recipients(picks(&v.recipients, &scope.recipients, 2))
+                    .regions(picks(&v.regions, &scope.regions, 2))
+                    .categories(picks(&v.categories, &scope.categories, 2))
+            });
+            grant.into()
+        }
+        EventInput::Withdraw { subject: s, purposes, at } => {
+            WithdrawEvent::new(subject(*s), picks(&v.purposes, purposes, 3), time(*at)).into()
+        }
+        EventInput::Erase { subject: s, at } => EraseEvent::new(subject(*s), time(*at)).into(),
     }
 }
 
@@ -325,7 +320,7 @@ fn request(input: &RequestInput, v: &Vocabulary) -> Option<AccessRequest<'static
         .action(Action::ALL[usize::from(input.action) % Action::ALL.len()])
         .recipient(recipient)
         .deidentification(DEIDENTIFICATION[usize::from(input.deidentification) % DEIDENTIFICATION.len()])
-        .signals(Signals { dnt: input.dnt, gpc: input.gpc });
+        .signals(Signals::default().with_dnt(input.dnt).with_gpc(input.gpc));
     if let Some(region) = input.region.and_then(|i| pick(&v.regions, i)) {
         request = request.region(region);
     }

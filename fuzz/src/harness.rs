@@ -182,7 +182,7 @@ pub fn request_json(data: &[u8]) {
             let _ = checked.message();
             let json = serde_json::to_string(&checked);
             assert!(json.is_ok(), "a decision does not serialise: {json:?}");
-            let record = serde_json::to_string(&AuditRecord { request: &request, decision: &checked });
+            let record = serde_json::to_string(&AuditRecord::new(&request, &checked));
             assert!(record.is_ok(), "an audit record does not serialise: {record:?}");
             if let Ok(record) = record {
                 let _ = serde_json::from_str::<OwnedAuditRecord>(&record);

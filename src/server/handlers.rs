@@ -21,6 +21,7 @@ use super::{App, Role, ServerError};
 use crate::consent::ConsentEvent;
 use crate::error::EventError;
 use crate::interchange::{bare, event_message, explain, RecordKind};
+use crate::reload::ReloadError;
 use crate::request::AccessRequest;
 use crate::Guard;
 
@@ -60,10 +61,6 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
-}
-
-fn unavailable() -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, "no policy is loaded")
 }
 
 impl App {
@@ -116,7 +113,7 @@ async fn check(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Byt
         Ok(body) => body,
         Err(rejection) => return rejected(&rejection),
     };
-    let Some(guard) = app.guards.load() else { return unavailable() };
+    let guard = app.guards.load();
     let worker = Arc::clone(&app);
     off_runtime(&app, false, move || decide_one(&worker, &guard, &body)).await
 }
@@ -200,7 +197,7 @@ async fn batch(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Byt
         Ok(body) => body,
         Err(rejection) => return rejected(&rejection),
     };
-    let Some(guard) = app.guards.load() else { return unavailable() };
+    let guard = app.guards.load();
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, Response>>(4);
     let worker = Arc::clone(&app);
     tokio::task::spawn_blocking(move || decide_batch(&worker, &guard, &body, &tx));
@@ -303,7 +300,6 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<By
         Ok(body) => body,
         Err(rejection) => return rejected(&rejection),
     };
-    let Some(guard) = app.guards.load() else { return unavailable() };
     let worker = Arc::clone(&app);
     // The store's append waits for its commit (an fsync, or PostgreSQL).
     off_runtime(&app, true, move || {
@@ -314,7 +310,8 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<By
         if events.is_empty() {
             return error(StatusCode::BAD_REQUEST, "no consent event in the body");
         }
-        match guard.record_all(&events) {
+        // Through the handle: a reload publishing its guard meanwhile sees the event.
+        match worker.guards.record_all(&events) {
             Ok(()) => {
                 for event in &events {
                     worker.observer.consent_event(event);
@@ -332,8 +329,8 @@ async fn history(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path
     if let Some(refusal) = app.refuse(&headers, Some(Role::Read)) {
         return refusal;
     }
-    let Some(guard) = app.guards.load() else { return unavailable() };
-    off_runtime(&app, true, move || match guard.history(&id) {
+    let worker = Arc::clone(&app);
+    off_runtime(&app, true, move || match worker.guards.history(&id) {
         Ok(history) if history.events().is_empty() => {
             error(StatusCode::NOT_FOUND, "the store holds no consent event of this subject")
         }
@@ -350,7 +347,7 @@ async fn policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Some(refusal) = app.refuse(&headers, None) {
         return refusal;
     }
-    let Some(guard) = app.guards.load() else { return unavailable() };
+    let guard = app.guards.load();
     let policy = guard.policy();
     let value = match &app.explain {
         Some(explain) => explain(policy),
@@ -381,7 +378,13 @@ async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                 json!({ "error": "the policy did not load; the one loaded before goes on serving", "errors": errors });
             json_response(StatusCode::UNPROCESSABLE_ENTITY, body.to_string().into_bytes())
         }
-        Err(e @ ServerError::Store(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(ServerError::Reload(e @ ReloadError::Unapplicable(_))) => {
+            let body = json!({ "error": "the new policy cannot apply stored events; the one loaded before goes on serving", "errors": [e.to_string()] });
+            json_response(StatusCode::UNPROCESSABLE_ENTITY, body.to_string().into_bytes())
+        }
+        Err(e @ (ServerError::Store(_) | ServerError::Reload(ReloadError::Replay(_)))) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -391,7 +394,7 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let Some(guard) = app.guards.load() else { return unavailable() };
+    let guard = app.guards.load();
     let probe = tokio::task::spawn_blocking(move || guard.sync().map(|_| ()));
     match tokio::time::timeout(READY_TIMEOUT, probe).await {
         Ok(Ok(Ok(()))) => {
