@@ -104,6 +104,7 @@ fn pseudonym(_: &[u8], _: &str) -> String {
 /// Observes decisions and consent events: metrics and tracing, as the features allow.
 #[derive(Clone, Debug, Default)]
 pub struct Observer {
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code, reason = "only tracing events carry the subject"))]
     subject: SubjectField,
 }
 
@@ -155,8 +156,10 @@ impl Observer {
                 histogram.record(mean);
             }
         }
+        #[cfg(not(feature = "metrics"))]
+        let _ = latency;
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
-        let _ = (decisions, latency);
+        let _ = decisions;
     }
 
     #[cfg(feature = "tracing")]
