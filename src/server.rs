@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum_server::accept::NoDelayAcceptor;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::audit::{AuditLog, AuditSink};
@@ -396,13 +397,16 @@ impl Bound {
         let router = handlers::router(Arc::clone(&app)).into_make_service();
         let served = match tls {
             None => {
-                let mut server = axum_server::from_tcp(listener).handle(handle);
+                // Without TCP_NODELAY a streamed batch's last chunk waits for the client's
+                // delayed ACK (40 ms on Linux).
+                let mut server = axum_server::from_tcp(listener).acceptor(NoDelayAcceptor::new()).handle(handle);
                 app.configure(server.http_builder());
                 server.serve(router).await
             }
             Some(config) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
-                let mut server = axum_server::from_tcp_rustls(listener, config).handle(handle);
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());
+                let mut server = axum_server::from_tcp(listener).acceptor(acceptor).handle(handle);
                 app.configure(server.http_builder());
                 server.serve(router).await
             }
