@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! cargo run --release --features server --example loadgen -- [--seconds 5] [--durability synced|buffered]
-//!     [--batch 1000] [--connections 1,16,64]
+//!     [--batch 1000] [--connections 1,16,64] [--rate REQUESTS_PER_S]
 //! ```
 //!
 //! The client is a minimal HTTP/1.1 writer and reader on tokio (as `wrk` is), so that
@@ -34,10 +34,13 @@ struct Args {
     durability: Durability,
     batch: usize,
     connections: Vec<usize>,
+    /// Requests per second offered over all connections (open loop, as wrk2); `None`:
+    /// each connection sends its next request as soon as the answer is in.
+    rate: Option<f64>,
 }
 
 fn args() -> Args {
-    let mut args = Args { seconds: 5, durability: Durability::Synced, batch: 1000, connections: vec![1, 16, 64] };
+    let mut args = Args { seconds: 5, durability: Durability::Synced, batch: 1000, connections: vec![1, 16, 64], rate: None };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -52,6 +55,7 @@ fn args() -> Args {
                 }
             }
             "--batch" => args.batch = value.parse().unwrap(),
+            "--rate" => args.rate = Some(value.parse().unwrap()),
             "--connections" => args.connections = value.split(',').map(|c| c.parse().unwrap()).collect(),
             other => panic!("unknown argument {other}"),
         }
@@ -134,7 +138,7 @@ struct Outcome {
     elapsed: Duration,
 }
 
-async fn drive(addr: SocketAddr, connections: usize, seconds: u64, batch: Option<usize>) -> Outcome {
+async fn drive(addr: SocketAddr, connections: usize, seconds: u64, batch: Option<usize>, rate: Option<f64>) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -146,18 +150,45 @@ async fn drive(addr: SocketAddr, connections: usize, seconds: u64, batch: Option
             let mut buffer = Vec::with_capacity(1 << 20);
             let mut latencies = Vec::new();
             let (mut requests, mut decisions) = (0u64, 0u64);
-            let mut next = c * 7919;
-            while !stop.load(Ordering::Relaxed) {
-                let (bytes, expected) = match batch {
-                    None => (post("/v1/check", &request(next % SUBJECTS)), 1),
-                    Some(n) => {
-                        let body: String = (0..n).map(|i| request((next + i) % SUBJECTS) + "\n").collect();
-                        (post("/v1/check/batch", &body), n)
+            // Bodies are built before the clock starts and reused, so that the client
+            // spends the shared cores on sending, not on formatting JSON.
+            let expected = batch.unwrap_or(1);
+            let bodies: Vec<Vec<u8>> = (0..16)
+                .map(|k| {
+                    let first = (c * 7919 + k * expected) % SUBJECTS;
+                    match batch {
+                        None => post("/v1/check", &request(first)),
+                        Some(n) => {
+                            let body: String = (0..n).map(|i| request((first + i) % SUBJECTS) + "\n").collect();
+                            post("/v1/check/batch", &body)
+                        }
                     }
+                })
+                .collect();
+            let mut next = 0usize;
+            // With a rate, each request has its slot; a request sent late because an
+            // answer was slow counts from its slot, so that the delay is not hidden.
+            let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
+            let mut slot = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let bytes = &bodies[next % bodies.len()];
+                next += 1;
+                let sent = match interval {
+                    Some(interval) => {
+                        slot += interval;
+                        if slot > Instant::now() {
+                            // On time: the timer wakes up to 1 ms late, which is not the
+                            // server's; count from the wake-up.
+                            tokio::time::sleep_until(slot.into()).await;
+                            Instant::now()
+                        } else {
+                            // Behind: the server's slowness delayed this request.
+                            slot
+                        }
+                    }
+                    None => Instant::now(),
                 };
-                next += expected;
-                let sent = Instant::now();
-                let body = exchange(&mut stream, &bytes, &mut buffer).await;
+                let body = exchange(&mut stream, bytes, &mut buffer).await;
                 latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
                 let lines = body.iter().filter(|b| **b == b'\n').count().max(usize::from(batch.is_none()));
                 assert_eq!(lines, expected);
@@ -230,16 +261,19 @@ fn main() {
 
     let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!(
-        "consent-guard server load: loopback {addr}, EXMO policy, {SUBJECTS} subjects, audit {:?}, {} s per row",
-        args.durability, args.seconds
+        "consent-guard server load: loopback {addr}, EXMO policy, {SUBJECTS} subjects, audit {:?}, {} s per row, single checks {}",
+        args.durability,
+        args.seconds,
+        args.rate.map_or("closed loop".to_owned(), |r| format!("offered at {r} requests/s"))
     );
     println!("| endpoint | connections | requests/s | decisions/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
     for batch in [None, Some(args.batch)] {
         for &connections in &args.connections {
             // A short warm-up on the same connections count.
-            client.block_on(drive(addr, connections, 1, batch));
-            let outcome = client.block_on(drive(addr, connections, args.seconds, batch));
+            let rate = if batch.is_none() { args.rate } else { None };
+            client.block_on(drive(addr, connections, 1, batch, rate));
+            let outcome = client.block_on(drive(addr, connections, args.seconds, batch, rate));
             let secs = outcome.elapsed.as_secs_f64();
             let endpoint = match batch {
                 None => "/v1/check".to_owned(),
