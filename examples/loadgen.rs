@@ -40,7 +40,8 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args { seconds: 5, durability: Durability::Synced, batch: 1000, connections: vec![1, 16, 64], rate: None };
+    let mut args =
+        Args { seconds: 5, durability: Durability::Synced, batch: 1000, connections: vec![1, 16, 64], rate: None };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{arg} needs a value"));

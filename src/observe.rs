@@ -266,3 +266,24 @@ impl<S: AuditSink> AuditSink for ObservedSink<S> {
         self.inner.defers_records()
     }
 }
+
+#[cfg(all(test, feature = "tracing"))]
+mod tests {
+    use super::*;
+
+    /// A keyed pseudonym is stable, differs between subjects and keys, and is not the id.
+    #[test]
+    fn keyed_pseudonyms() {
+        let keyed = SubjectField::keyed(b"a key of sixteen+ bytes");
+        let (a, b) = (keyed.render("alice"), keyed.render("bob"));
+        assert_eq!(a, keyed.render("alice"));
+        assert_ne!(a, b);
+        assert_ne!(a, SubjectField::keyed(b"another key, also long").render("alice"));
+        let a = a.unwrap_or_default();
+        assert_eq!(a.len(), 64);
+        assert!(!a.contains("alice"));
+        assert_eq!(SubjectField::Omitted.render("alice"), None);
+        assert_eq!(SubjectField::Plain.render("alice").as_deref(), Some("alice"));
+        assert_eq!(format!("{keyed:?}"), "Keyed(<redacted>)");
+    }
+}
