@@ -605,14 +605,12 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.events {
         record_events(&guard, path)?;
     }
-    if args.follow {
-        return follow(&guard, io::stdin().lock(), &mut io::stdout().lock()).map(|()| ExitCode::SUCCESS);
-    }
-
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(BUFFER, stdout.lock());
     let mut unaudited = 0u64;
     let decided = match args.requests.as_deref() {
+        // Unbuffered: every answer is flushed as it is written.
+        _ if args.follow => follow(&guard, io::stdin().lock(), &mut io::stdout().lock(), &mut unaudited),
         Some(path) if path != Path::new("-") => {
             decide_all(&guard, open(path)?, &display(path), &mut out, &mut unaudited)
         }
@@ -677,7 +675,7 @@ fn decide_all(
 /// `check --follow`: every line of `input` is a request or a consent event (it has a
 /// `type`), answered at once with one flushed line, so that a co-process can write a
 /// line and read its answer. A bad line is answered with an error and the rest goes on.
-fn follow(guard: &Guard, mut input: impl BufRead, out: &mut impl Write) -> Result<(), CliError> {
+fn follow(guard: &Guard, mut input: impl BufRead, out: &mut impl Write, unaudited: &mut u64) -> Result<(), CliError> {
     /// Tells an event (it has a `type`) from a request.
     #[derive(serde::Deserialize)]
     struct Probe {
@@ -699,8 +697,9 @@ fn follow(guard: &Guard, mut input: impl BufRead, out: &mut impl Write) -> Resul
         if buffer.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let answer =
-            follow_line(guard, &buffer, line, |bytes| serde_json::from_slice::<Probe>(bytes).map(|p| p.kind.is_some()));
+        let answer = follow_line(guard, &buffer, line, unaudited, |bytes| {
+            serde_json::from_slice::<Probe>(bytes).map(|p| p.kind.is_some())
+        });
         out.write_all(&answer)
             .and_then(|()| out.write_all(b"\n"))
             .and_then(|()| out.flush())
@@ -713,6 +712,7 @@ fn follow_line(
     guard: &Guard,
     bytes: &[u8],
     line: u64,
+    unaudited: &mut u64,
     is_event: impl Fn(&[u8]) -> Result<bool, serde_json::Error>,
 ) -> Vec<u8> {
     let failed =
@@ -744,6 +744,9 @@ fn follow_line(
                 Some(at) => guard.what_if(&request, at),
                 None => guard.check(&request),
             };
+            if decision.code() == ReasonCode::AuditUnavailable {
+                *unaudited += 1;
+            }
             serde_json::to_vec(&decision).unwrap_or_else(|e| failed(e.to_string()))
         }
     }
