@@ -158,3 +158,60 @@ fn serve_reloads_on_sighup_and_stops_on_sigterm() {
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert!(rest.contains("stopped; requests drained, audit flushed"), "{rest}");
 }
+
+/// `serve --trace`: a JSON tracing event per decision and per consent event on standard
+/// error, the subject as a keyed pseudonym, never the raw id.
+#[cfg(all(feature = "server", unix))]
+#[test]
+fn serve_traces_decisions_with_pseudonyms() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Child(
+        Command::new(binary())
+            .current_dir(root())
+            .args(["serve", "--trace", "--listen", "127.0.0.1:0", "--policy", "examples/policies/exmo.toml", "--store"])
+            .arg(dir.path().join("store.redb"))
+            .env("CONSENT_GUARD_TOKENS", "admin:admin-token-0123456789")
+            .env("CONSENT_GUARD_TRACE_KEY", "a-trace-key-0123456789")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr =
+        line.trim().strip_prefix("consent-guard: listening on http://").unwrap_or_else(|| panic!("{line}")).to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let grant = r#"{"type":"grant","subject":"alice","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#;
+        for (path, body) in [("/v1/events", grant), ("/v1/check", TRAINING)] {
+            let response = client
+                .post(format!("http://{addr}{path}"))
+                .bearer_auth("admin-token-0123456789")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    });
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let events: Vec<Value> =
+        rest.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let target =
+        |name: &str| events.iter().find(|e| e["target"] == name).unwrap_or_else(|| panic!("no {name} in {rest}"));
+    let decision = &target("consent_guard::decision")["fields"];
+    assert_eq!(
+        (decision["code"].as_str(), decision["clause"].as_str(), decision["purpose"].as_str()),
+        (Some("consent_given"), Some("exmo.training"), Some("ai_training.model_training"))
+    );
+    assert!(decision["latency_us"].is_u64(), "{decision}");
+    let pseudonym = decision["subject"].as_str().unwrap();
+    assert_eq!(pseudonym.len(), 64);
+    assert_eq!(target("consent_guard::consent")["fields"]["subject"], pseudonym);
+    assert!(!rest.contains("alice"), "{rest}");
+}

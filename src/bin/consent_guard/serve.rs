@@ -62,6 +62,10 @@ pub(crate) struct ServeArgs {
     /// CONSENT_GUARD_TRACE_KEY), `omitted` or `plain`.
     #[arg(long, value_enum, default_value_t = TraceSubjects::Keyed)]
     trace_subjects: TraceSubjects,
+    /// Write a tracing event per decision and per consent event as JSON lines on
+    /// standard error (targets `consent_guard::decision`, `consent_guard::consent`).
+    #[arg(long)]
+    trace: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -116,6 +120,11 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
             _ => SubjectField::Omitted,
         },
     };
+    if args.trace {
+        let subscriber =
+            tracing_subscriber::fmt().json().with_max_level(tracing::Level::INFO).with_writer(std::io::stderr).finish();
+        tracing::subscriber::set_global_default(subscriber).map_err(config)?;
+    }
     let store = open_store(&args.store)?;
     let mut options = ServerOptions::default()
         .listen(args.listen)
