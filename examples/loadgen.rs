@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! cargo run --release --features server --example loadgen -- [--seconds 5] [--durability synced|buffered]
-//!     [--batch 1000] [--connections 1,16,64] [--rate REQUESTS_PER_S]
+//!     [--batch 1000] [--connections 1,16,64] [--rate REQUESTS_PER_S] [--endpoints check,batch]
 //! ```
 //!
 //! The client is a minimal HTTP/1.1 writer and reader on tokio (as `wrk` is), so that
@@ -37,11 +37,19 @@ struct Args {
     /// Requests per second offered over all connections (open loop, as wrk2); `None`:
     /// each connection sends its next request as soon as the answer is in.
     rate: Option<f64>,
+    /// Which endpoints: `check`, `batch` or both.
+    endpoints: String,
 }
 
 fn args() -> Args {
-    let mut args =
-        Args { seconds: 5, durability: Durability::Synced, batch: 1000, connections: vec![1, 16, 64], rate: None };
+    let mut args = Args {
+        seconds: 5,
+        durability: Durability::Synced,
+        batch: 1000,
+        connections: vec![1, 16, 64],
+        rate: None,
+        endpoints: "check,batch".to_owned(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -56,6 +64,7 @@ fn args() -> Args {
                 }
             }
             "--batch" => args.batch = value.parse().unwrap(),
+            "--endpoints" => args.endpoints = value,
             "--rate" => args.rate = Some(value.parse().unwrap()),
             "--connections" => args.connections = value.split(',').map(|c| c.parse().unwrap()).collect(),
             other => panic!("unknown argument {other}"),
@@ -269,7 +278,16 @@ fn main() {
     );
     println!("| endpoint | connections | requests/s | decisions/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
-    for batch in [None, Some(args.batch)] {
+    let endpoints: Vec<Option<usize>> = args
+        .endpoints
+        .split(',')
+        .map(|e| match e {
+            "check" => None,
+            "batch" => Some(args.batch),
+            other => panic!("--endpoints check,batch, not {other}"),
+        })
+        .collect();
+    for batch in endpoints {
         for &connections in &args.connections {
             // A short warm-up on the same connections count.
             let rate = if batch.is_none() { args.rate } else { None };
