@@ -13,7 +13,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -149,8 +148,8 @@ fn serve_reloads_on_sighup_and_stops_on_sigterm() {
             if let Some(status) = child.0.try_wait().unwrap() {
                 break status;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "serve did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     };
     assert!(status.success(), "{status}");
