@@ -18,6 +18,9 @@
 //! | `reload` (feature `reload`) | hot policy reload: a guard handle swapped atomically |
 //! | `web` (features `tower`, `axum`) | the tower layer, the axum extractor, HTTP responses |
 //! | [`error`] | one error enum per boundary |
+//! | `observe` (features `metrics`, `tracing`) | counters, latency histogram and tracing events of decisions |
+//! | `server` (feature `server`) | the HTTP decision service of `consent-guard serve` |
+//! | `interchange` (feature `json`) | `field: message` errors of the interchange JSON |
 //! | `schema` (feature `schema`) | JSON Schemas of the policy, events, requests, decisions |
 //! | `testing` (feature `testing`) | golden test files of a policy: request → expected decision |
 //!
@@ -40,7 +43,13 @@
 //! - `axum`: the `RequireConsent` extractor and `IntoResponse` for decisions and errors
 //!   (`axum-core`); enables `tower`, `reload` and `json`.
 //! - `cli`: the `consent-guard` command line (`clap`, `miette`); enables `testing` and
-//!   `schema`.
+//!   `schema`. `consent-guard serve` needs `server` too (`--features cli,server`).
+//! - `server`: `consent_guard::server`, the HTTP decision service (axum on tokio, TLS by
+//!   rustls through axum-server, Prometheus metrics); enables `metrics` and `tracing`.
+//! - `metrics`: `consent_guard::observe` counters and a latency histogram through the
+//!   `metrics` facade.
+//! - `tracing`: `consent_guard::observe` tracing events per decision and consent event,
+//!   subjects pseudonymised with HMAC-SHA256.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -54,6 +63,10 @@ pub mod consent;
 pub mod decision;
 pub mod error;
 pub mod guard;
+#[cfg(feature = "json")]
+pub mod interchange;
+#[cfg(any(feature = "metrics", feature = "tracing"))]
+pub mod observe;
 pub mod policy;
 pub mod purpose;
 #[cfg(feature = "reload")]
@@ -62,6 +75,8 @@ pub mod request;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod sealed;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

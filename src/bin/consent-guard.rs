@@ -14,6 +14,7 @@
 //! | `audit export A` | 0 intact, 1 tampered (records before it printed), 2 unreadable |
 //! | `history --store S --subject U` | 0, 2 unreadable store |
 //! | `quarantine --policy P --store S` | 0 none, 1 events quarantined, 2 unreadable |
+//! | `serve --policy P --store S [--listen A] [--tokens F]` (feature `server`) | 0 after a graceful shutdown, 2 cannot start |
 //!
 //! A store named on the command line is only read, and never created: a redb file is
 //! opened read-only beside the service that writes it (see `docs/stores.md`).
@@ -33,9 +34,12 @@ mod input;
 mod lint;
 #[path = "consent_guard/report.rs"]
 mod report;
+#[cfg(feature = "server")]
+#[path = "consent_guard/serve.rs"]
+mod serve;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,7 +47,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use consent_guard::audit::{AuditLog, AuditSink, Durability, JsonLinesAuditSink};
-use consent_guard::error::{EventError, Severity, StoreError};
+use consent_guard::error::{Severity, StoreError};
+use consent_guard::interchange::event_message;
 use consent_guard::store::ConsentStore;
 use consent_guard::{AccessRequest, ConsentEvent, FixedClock, Guard, Policy, PolicyError, ReasonCode};
 
@@ -151,6 +156,11 @@ enum Command {
         #[arg(long, value_name = "S")]
         store: String,
     },
+    /// Serve decisions over HTTP: check, batches, consent events, histories, the
+    /// policy, health and metrics (build with `--features cli,server`).
+    #[cfg(feature = "server")]
+    #[command(long_about = SERVE_HELP)]
+    Serve(serve::ServeArgs),
 }
 
 /// How `diff` writes.
@@ -211,6 +221,11 @@ struct CheckArgs {
     /// Requests: one JSON object, or JSON lines; standard input when absent or `-`.
     #[arg(value_name = "REQUESTS")]
     requests: Option<PathBuf>,
+    /// Co-process mode: read requests and consent events interleaved as JSON lines on
+    /// standard input, and answer each line at once with one flushed line: a
+    /// decision, `{"recorded":1}`, or `{"error":"line N: field: message"}`.
+    #[arg(long, conflicts_with_all = ["store", "requests"])]
+    follow: bool,
 }
 
 /// Where the contract is, for every `--help`.
@@ -240,6 +255,29 @@ Exit status: 0 when every request got a decision (allow or deny); 2 on bad input
 (malformed JSON, unknown fields or names, a grant without level, a time that is not
 RFC 3339, an unreadable policy), with a message naming file, line and field. The
 decisions before the bad line are printed.";
+
+#[cfg(feature = "server")]
+const SERVE_HELP: &str = "\
+Serve decisions over HTTP (docs/openapi.yaml; deployment in docs/deploying.md):
+POST /v1/check, POST /v1/check/batch (a JSON array or JSON lines in, JSON lines out),
+POST /v1/events (durable before 200), GET /v1/subjects/{id}/history, GET /v1/policy,
+POST /v1/policy/reload, GET /healthz, GET /readyz, GET /metrics (Prometheus).
+
+A request is decided at the server's clock; one that names its own `at` gets a
+what-if answer, marked \"what_if\": true and audited as such.
+
+Every endpoint but /healthz and /readyz needs `Authorization: Bearer TOKEN`. Tokens
+come from --tokens F and CONSENT_GUARD_TOKENS, one `ROLE TOKEN` per line (or
+comma-separated `ROLE:TOKEN`), roles check, record, read and admin: a missing or
+unknown token gets 401, a token without the role 403. The server does not start
+without a token.
+
+SIGHUP (or POST /v1/policy/reload) reloads the policy atomically: the old one keeps
+serving until the new one compiles and the store is replayed on it; a failed reload
+changes nothing. SIGINT/SIGTERM drain the requests in flight and flush the audit log.
+
+Exit status: 0 after a graceful shutdown; 2 when it cannot start (policy, store,
+tokens, TLS files, address).";
 
 const LINT_HELP: &str = "\
 Validate policy files; show each problem, errors and warnings in file order, with the
@@ -391,6 +429,8 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
         Command::History { store, subject } => history(&store, &subject),
         Command::Quarantine { policy, store } => quarantine(&policy, &store),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -565,11 +605,12 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.events {
         record_events(&guard, path)?;
     }
-
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(BUFFER, stdout.lock());
     let mut unaudited = 0u64;
     let decided = match args.requests.as_deref() {
+        // Unbuffered: every answer is flushed as it is written.
+        _ if args.follow => follow(&guard, io::stdin().lock(), &mut io::stdout().lock(), &mut unaudited),
         Some(path) if path != Path::new("-") => {
             decide_all(&guard, open(path)?, &display(path), &mut out, &mut unaudited)
         }
@@ -605,17 +646,6 @@ fn record_events(guard: &Guard, path: &Path) -> Result<(), CliError> {
     })
 }
 
-/// An event error, naming the field it is about.
-fn event_message(error: &EventError) -> String {
-    match error {
-        EventError::UnknownPurpose(_) => format!("purposes: {error}"),
-        EventError::UnknownCategory(_) => format!("scope.categories: {error}"),
-        EventError::UnknownRecipient(_) => format!("scope.recipients: {error}"),
-        // The others name their fields themselves.
-        _ => error.to_string(),
-    }
-}
-
 /// Decides every request of `input` at the guard's clock (`--at`, else the present),
 /// writing one decision per line. A request that names its own `at` is a question
 /// about that time: answered (and audited) as a what-if, marked `"what_if": true`.
@@ -642,6 +672,86 @@ fn decide_all(
         out.write_all(b"\n").map_err(CliError::Output)
     })
 }
+/// `check --follow`: every line of `input` is a request or a consent event (it has a
+/// `type`), answered at once with one flushed line, so that a co-process can write a
+/// line and read its answer. A bad line is answered with an error and the rest goes on.
+fn follow(guard: &Guard, mut input: impl BufRead, out: &mut impl Write, unaudited: &mut u64) -> Result<(), CliError> {
+    /// Tells an event (it has a `type`) from a request.
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "type")]
+        kind: Option<serde::de::IgnoredAny>,
+    }
+    let mut buffer = Vec::with_capacity(4096);
+    let mut line = 0u64;
+    loop {
+        buffer.clear();
+        let read = (&mut input)
+            .take(input::MAX_RECORD_BYTES + 1)
+            .read_until(b'\n', &mut buffer)
+            .map_err(|source| CliError::Read { file: "<stdin>".to_owned(), source })?;
+        if read == 0 {
+            return Ok(());
+        }
+        line += 1;
+        if buffer.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let answer = follow_line(guard, &buffer, line, unaudited, |bytes| {
+            serde_json::from_slice::<Probe>(bytes).map(|p| p.kind.is_some())
+        });
+        out.write_all(&answer)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush())
+            .map_err(CliError::Output)?;
+    }
+}
+
+/// The answer to one line of `check --follow`.
+fn follow_line(
+    guard: &Guard,
+    bytes: &[u8],
+    line: u64,
+    unaudited: &mut u64,
+    is_event: impl Fn(&[u8]) -> Result<bool, serde_json::Error>,
+) -> Vec<u8> {
+    let failed =
+        |message: String| serde_json::json!({ "error": format!("line {line}: {message}") }).to_string().into_bytes();
+    if bytes.len() as u64 > input::MAX_RECORD_BYTES {
+        return failed(format!(
+            "the line is longer than {} bytes, the most a record may take",
+            input::MAX_RECORD_BYTES
+        ));
+    }
+    match is_event(bytes) {
+        Err(e) => failed(explain_error(bytes, Kind::Request, &e)),
+        Ok(true) => match serde_json::from_slice::<ConsentEvent>(bytes) {
+            Err(e) => failed(explain_error(bytes, Kind::Event, &e)),
+            Ok(event) => match guard.record(&event) {
+                Ok(()) => br#"{"recorded":1}"#.to_vec(),
+                Err(e) => failed(event_message(&e)),
+            },
+        },
+        Ok(false) => {
+            let request: AccessRequest<'_> = match serde_json::from_slice(bytes) {
+                Ok(request) => request,
+                Err(e) => return failed(explain_error(bytes, Kind::Request, &e)),
+            };
+            if let Err(e) = guard.policy().validate_request(&request) {
+                return failed(e.to_string());
+            }
+            let decision = match request.at {
+                Some(at) => guard.what_if(&request, at),
+                None => guard.check(&request),
+            };
+            if decision.code() == ReasonCode::AuditUnavailable {
+                *unaudited += 1;
+            }
+            serde_json::to_vec(&decision).unwrap_or_else(|e| failed(e.to_string()))
+        }
+    }
+}
+
 /// The audit sink of `check --audit`: the durable log, or a file of the older format.
 #[derive(Debug)]
 enum CliSink {

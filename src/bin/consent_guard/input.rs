@@ -4,25 +4,14 @@
 
 use std::io::{BufRead, Read};
 
-use chrono::{DateTime, NaiveDate, Utc};
-use consent_guard::basis::ConsentLevel;
-use consent_guard::category::DataCategory;
-use consent_guard::consent::Scope;
-use consent_guard::purpose::Purpose;
-use consent_guard::request::{Action, Deidentification, Recipient, Region, Signals};
-use serde::de::{Deserialize, IgnoredAny};
-use serde_json::{Map, Value};
+use consent_guard::interchange::bare;
+use serde::de::IgnoredAny;
+#[cfg(test)]
+use serde_json::Value;
 
 use crate::CliError;
 
-/// What a record is expected to be, for error messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// An access request.
-    Request,
-    /// A consent event.
-    Event,
-}
+pub(crate) use consent_guard::interchange::{explain, RecordKind as Kind};
 
 /// The longest line a record may take (1 MiB): a longer one is an error naming its file
 /// and line.
@@ -128,181 +117,6 @@ fn for_each_document(
 
 fn newlines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|b| **b == b'\n').count() as u64
-}
-
-/// serde_json's message without its " at line L column C" tail, which would count lines
-/// of the record rather than of the file.
-fn bare(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    let tail = format!(" at line {} column {}", error.line(), error.column());
-    text.strip_suffix(&tail).map_or_else(|| text.clone(), str::to_owned)
-}
-
-/// A message naming the field at fault in a record that did not deserialize.
-///
-/// serde reports the first problem in its own terms, and for consent events (an
-/// internally tagged enum, buffered before it is read) without a usable position, so
-/// the record is read again as a JSON value and each field is checked on its own.
-pub(crate) fn explain(record: &[u8], kind: Kind, error: &serde_json::Error) -> String {
-    let value = match serde_json::from_slice::<Value>(record) {
-        Ok(value) => value,
-        Err(e) => return format!("malformed JSON: {} (column {})", bare(&e), e.column()),
-    };
-    let Value::Object(fields) = value else {
-        return format!("expected a JSON object ({}), found {}", kind_name(kind), json_type(&value));
-    };
-    let found = match kind {
-        Kind::Request => explain_request(&fields),
-        Kind::Event => explain_event(&fields),
-    };
-    found.unwrap_or_else(|| bare(error))
-}
-
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Request => "an access request",
-        Kind::Event => "a consent event",
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// The fields of an access request, in the order of `interchange.md`.
-const REQUEST_FIELDS: &[&str] = &[
-    "subject",
-    "purpose",
-    "action",
-    "categories",
-    "recipient",
-    "deidentification",
-    "region",
-    "signals",
-    "collected_at",
-    "collected_session",
-    "session",
-    "at",
-];
-
-fn explain_request(fields: &Map<String, Value>) -> Option<String> {
-    unknown_field(fields, REQUEST_FIELDS)
-        .or_else(|| {
-            fields.iter().find_map(|(name, value)| {
-                let checked = match name.as_str() {
-                    "subject" => subject(value),
-                    "purpose" => check::<Purpose>(value),
-                    "categories" => categories(value),
-                    "action" => check::<Action>(value),
-                    "recipient" => check::<Recipient<'_>>(value),
-                    "deidentification" => check::<Deidentification>(value),
-                    "region" => check::<Option<Region>>(value),
-                    "signals" => check::<Signals>(value),
-                    "collected_at" | "at" => time(value),
-                    "collected_session" | "session" => check::<Option<String>>(value),
-                    _ => Ok(()),
-                };
-                checked.err().map(|message| format!("{name}: {message}"))
-            })
-        })
-        .or_else(|| missing(fields, &["subject", "purpose", "categories"], "an access request"))
-}
-
-fn explain_event(fields: &Map<String, Value>) -> Option<String> {
-    let Some(kind) = fields.get("type") else {
-        return Some("missing field `type` (one of subject, grant, withdraw, erase)".to_owned());
-    };
-    let (allowed, required): (&[&str], &[&str]) = match kind.as_str() {
-        Some("subject") => (&["type", "subject", "birth_date", "age", "at"], &["subject"]),
-        Some("grant") => (
-            &["type", "subject", "purposes", "level", "at", "policy_version", "by_guardian", "expires_at", "scope"],
-            &["subject", "purposes", "level", "at"],
-        ),
-        Some("withdraw") => (&["type", "subject", "purposes", "at"], &["subject", "purposes", "at"]),
-        Some("erase") => (&["type", "subject", "at"], &["subject", "at"]),
-        _ => return Some(format!("type: {kind} is not an event type (subject, grant, withdraw, erase)")),
-    };
-    unknown_field(fields, allowed)
-        .or_else(|| {
-            fields.iter().find_map(|(name, value)| {
-                let checked = match name.as_str() {
-                    "subject" => subject(value),
-                    "purposes" => purposes(value),
-                    "level" => check::<ConsentLevel>(value),
-                    "at" if kind == "subject" => optional_time(value),
-                    "at" => time(value),
-                    "expires_at" => optional_time(value),
-                    "birth_date" => {
-                        check::<Option<NaiveDate>>(value).map_err(|_| format!("{value} is not a date like 2013-05-01"))
-                    }
-                    "age" => check::<Option<u16>>(value),
-                    "policy_version" => check::<Option<String>>(value),
-                    "by_guardian" => check::<bool>(value),
-                    "scope" => check::<Option<Scope>>(value),
-                    _ => Ok(()),
-                };
-                checked.err().map(|message| format!("{name}: {message}"))
-            })
-        })
-        .or_else(|| missing(fields, required, &format!("a `{kind}` event", kind = kind.as_str().unwrap_or_default())))
-}
-
-fn unknown_field(fields: &Map<String, Value>, allowed: &[&str]) -> Option<String> {
-    fields
-        .keys()
-        .find(|name| !allowed.contains(&name.as_str()))
-        .map(|name| format!("unknown field `{name}` (expected one of: {})", allowed.join(", ")))
-}
-
-fn missing(fields: &Map<String, Value>, required: &[&str], what: &str) -> Option<String> {
-    required
-        .iter()
-        .find(|name| !fields.contains_key(**name))
-        .map(|name| format!("missing field `{name}` ({what} needs {})", required.join(", ")))
-}
-
-fn check<'a, T: Deserialize<'a>>(value: &'a Value) -> Result<(), String> {
-    T::deserialize(value).map(drop).map_err(|e| e.to_string())
-}
-
-fn subject(value: &Value) -> Result<(), String> {
-    match value {
-        Value::String(s) if s.is_empty() => Err("must not be empty".to_owned()),
-        _ => check::<String>(value),
-    }
-}
-
-fn categories(value: &Value) -> Result<(), String> {
-    match value {
-        Value::Array(items) if items.is_empty() => Err("at least one category is required".to_owned()),
-        _ => check::<Vec<DataCategory>>(value),
-    }
-}
-
-fn purposes(value: &Value) -> Result<(), String> {
-    match value {
-        Value::Array(items) if items.is_empty() => Err("at least one purpose is required".to_owned()),
-        _ => check::<Vec<Purpose>>(value),
-    }
-}
-
-fn time(value: &Value) -> Result<(), String> {
-    check::<DateTime<Utc>>(value)
-        .map_err(|e| format!("{value} is not an RFC 3339 time like 2026-01-10T00:00:00Z ({e})"))
-}
-
-fn optional_time(value: &Value) -> Result<(), String> {
-    match value {
-        Value::Null => Ok(()),
-        _ => time(value),
-    }
 }
 
 #[cfg(test)]

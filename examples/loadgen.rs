@@ -1,0 +1,312 @@
+//! Load generator for `consent_guard::server` (issue 18): starts a server on
+//! 127.0.0.1 (a random port) with a redb store and a durable audit log in a temporary
+//! directory, then drives `POST /v1/check` and `POST /v1/check/batch` over keep-alive
+//! HTTP/1.1 connections at 1, 16 and 64 connections, and prints throughput and
+//! p50/p99 latency. Loopback only, bounded in time.
+//!
+//! ```sh
+//! cargo run --release --features server --example loadgen -- [--seconds 5] [--durability synced|buffered]
+//!     [--batch 1000] [--connections 1,16,64] [--rate REQUESTS_PER_S] [--endpoints check,batch]
+//! ```
+//!
+//! The client is a minimal HTTP/1.1 writer and reader on tokio (as `wrk` is), so that
+//! it costs the shared cores as little as it can; client and server each get their own
+//! runtime with two worker threads.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, reason = "a tool")]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use consent_guard::audit::{AuditLog, AuditLogOptions, Durability};
+use consent_guard::server::{Role, Server, ServerOptions, Tokens};
+use consent_guard::store::RedbConsentStore;
+use consent_guard::{ConsentEvent, Policy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "loadgen-token-0123456789";
+const SUBJECTS: usize = 10_000;
+
+struct Args {
+    seconds: u64,
+    durability: Durability,
+    batch: usize,
+    connections: Vec<usize>,
+    /// Requests per second offered over all connections (open loop, as wrk2); `None`:
+    /// each connection sends its next request as soon as the answer is in.
+    rate: Option<f64>,
+    /// Which endpoints: `check`, `batch` or both.
+    endpoints: String,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        seconds: 5,
+        durability: Durability::Synced,
+        batch: 1000,
+        connections: vec![1, 16, 64],
+        rate: None,
+        endpoints: "check,batch".to_owned(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            // At most a minute per run: the tool is bounded in time.
+            "--seconds" => args.seconds = value.parse::<u64>().unwrap().min(60),
+            "--durability" => {
+                args.durability = match value.as_str() {
+                    "synced" => Durability::Synced,
+                    "buffered" => Durability::BUFFERED,
+                    other => panic!("--durability synced|buffered, not {other}"),
+                }
+            }
+            "--batch" => args.batch = value.parse().unwrap(),
+            "--endpoints" => args.endpoints = value,
+            "--rate" => args.rate = Some(value.parse().unwrap()),
+            "--connections" => args.connections = value.split(',').map(|c| c.parse().unwrap()).collect(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// One request on a keep-alive connection; returns the body.
+async fn exchange(stream: &mut TcpStream, request: &[u8], buffer: &mut Vec<u8>) -> Vec<u8> {
+    stream.write_all(request).await.unwrap();
+    buffer.clear();
+    let mut chunk = [0u8; 64 * 1024];
+    // Headers.
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "server closed the connection");
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let mut body = buffer[head_end..].to_vec();
+    if let Some(length) = head.lines().find_map(|l| l.strip_prefix("content-length: ")) {
+        let length: usize = length.trim().parse().unwrap();
+        while body.len() < length {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            body.extend_from_slice(&chunk[..n]);
+        }
+        return body;
+    }
+    // Chunked: decode until the last chunk.
+    let mut decoded = Vec::new();
+    let mut raw = body;
+    let mut at = 0;
+    loop {
+        let line_end = loop {
+            if let Some(end) = raw[at..].windows(2).position(|w| w == b"\r\n") {
+                break at + end;
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            raw.extend_from_slice(&chunk[..n]);
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[at..line_end]).unwrap().trim(), 16).unwrap();
+        let start = line_end + 2;
+        while raw.len() < start + size + 2 {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            raw.extend_from_slice(&chunk[..n]);
+        }
+        if size == 0 {
+            return decoded;
+        }
+        decoded.extend_from_slice(&raw[start..start + size]);
+        at = start + size + 2;
+    }
+}
+
+fn post(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn request(subject: usize) -> String {
+    format!(
+        r#"{{"subject":"u{subject}","purpose":"ai_training.model_training","categories":["behavior.log"],"deidentification":"anonymized"}}"#
+    )
+}
+
+struct Outcome {
+    requests: u64,
+    decisions: u64,
+    latencies_us: Vec<u32>,
+    elapsed: Duration,
+}
+
+async fn drive(addr: SocketAddr, connections: usize, seconds: u64, batch: Option<usize>, rate: Option<f64>) -> Outcome {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let stop = Arc::clone(&stop);
+        tasks.push(tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let mut buffer = Vec::with_capacity(1 << 20);
+            let mut latencies = Vec::new();
+            let (mut requests, mut decisions) = (0u64, 0u64);
+            // Bodies are built before the clock starts and reused, so that the client
+            // spends the shared cores on sending, not on formatting JSON.
+            let expected = batch.unwrap_or(1);
+            let bodies: Vec<Vec<u8>> = (0..16)
+                .map(|k| {
+                    let first = (c * 7919 + k * expected) % SUBJECTS;
+                    match batch {
+                        None => post("/v1/check", &request(first)),
+                        Some(n) => {
+                            let body: String = (0..n).map(|i| request((first + i) % SUBJECTS) + "\n").collect();
+                            post("/v1/check/batch", &body)
+                        }
+                    }
+                })
+                .collect();
+            let mut next = 0usize;
+            // With a rate, each request has its slot; a request sent late because an
+            // answer was slow counts from its slot, so that the delay is not hidden.
+            let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
+            let mut slot = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let bytes = &bodies[next % bodies.len()];
+                next += 1;
+                let sent = match interval {
+                    Some(interval) => {
+                        slot += interval;
+                        if slot > Instant::now() {
+                            // On time: the timer wakes up to 1 ms late, which is not the
+                            // server's; count from the wake-up.
+                            tokio::time::sleep_until(slot.into()).await;
+                            Instant::now()
+                        } else {
+                            // Behind: the server's slowness delayed this request.
+                            slot
+                        }
+                    }
+                    None => Instant::now(),
+                };
+                let body = exchange(&mut stream, bytes, &mut buffer).await;
+                latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                let lines = body.iter().filter(|b| **b == b'\n').count().max(usize::from(batch.is_none()));
+                assert_eq!(lines, expected);
+                requests += 1;
+                decisions += expected as u64;
+            }
+            (requests, decisions, latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut outcome = Outcome { requests: 0, decisions: 0, latencies_us: Vec::new(), elapsed: Duration::ZERO };
+    for task in tasks {
+        let (requests, decisions, latencies) = task.await.unwrap();
+        outcome.requests += requests;
+        outcome.decisions += decisions;
+        outcome.latencies_us.extend(latencies);
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.latencies_us.sort_unstable();
+    outcome
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[index.min(sorted.len() - 1)]) / 1000.0
+}
+
+fn main() {
+    let args = args();
+    let dir = tempfile::tempdir().unwrap();
+    let policy_path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml");
+    // Half the subjects gave separate consent to training: allows and denials mixed.
+    {
+        let store = RedbConsentStore::open(dir.path().join("store.redb")).unwrap();
+        let guard =
+            consent_guard::Guard::builder(Policy::from_toml_file(policy_path).unwrap()).store(store).build().unwrap();
+        let events: Vec<ConsentEvent> = (0..SUBJECTS)
+            .step_by(2)
+            .map(|i| {
+                serde_json::from_str(&format!(
+                    r#"{{"type":"grant","subject":"u{i}","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}}"#
+                ))
+                .unwrap()
+            })
+            .collect();
+        guard.record_all(&events).unwrap();
+    }
+    let server_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let store = RedbConsentStore::open(dir.path().join("store.redb")).unwrap();
+    let audit = AuditLog::open_with(dir.path().join("audit"), AuditLogOptions::new(args.durability)).unwrap();
+    let server = Server::from_policy_file(policy_path, store)
+        .tokens(Tokens::new().with(Role::Check, TOKEN))
+        .audit(audit)
+        .options(
+            ServerOptions::default()
+                .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .body_limit(64 << 20)
+                .reload_on_sighup(false),
+        );
+    let bound = server_runtime.block_on(server.bind()).unwrap();
+    let addr = bound.local_addr().unwrap();
+    let serving = server_runtime.spawn(bound.serve(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    println!(
+        "consent-guard server load: loopback {addr}, EXMO policy, {SUBJECTS} subjects, audit {:?}, {} s per row, single checks {}",
+        args.durability,
+        args.seconds,
+        args.rate.map_or("closed loop".to_owned(), |r| format!("offered at {r} requests/s"))
+    );
+    println!("| endpoint | connections | requests/s | decisions/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    let endpoints: Vec<Option<usize>> = args
+        .endpoints
+        .split(',')
+        .map(|e| match e {
+            "check" => None,
+            "batch" => Some(args.batch),
+            other => panic!("--endpoints check,batch, not {other}"),
+        })
+        .collect();
+    for batch in endpoints {
+        for &connections in &args.connections {
+            // A short warm-up on the same connections count.
+            let rate = if batch.is_none() { args.rate } else { None };
+            client.block_on(drive(addr, connections, 1, batch, rate));
+            let outcome = client.block_on(drive(addr, connections, args.seconds, batch, rate));
+            let secs = outcome.elapsed.as_secs_f64();
+            let endpoint = match batch {
+                None => "/v1/check".to_owned(),
+                Some(n) => format!("/v1/check/batch ({n})"),
+            };
+            println!(
+                "| {endpoint} | {connections} | {:.0} | {:.0} | {:.3} | {:.3} |",
+                outcome.requests as f64 / secs,
+                outcome.decisions as f64 / secs,
+                percentile(&outcome.latencies_us, 0.5),
+                percentile(&outcome.latencies_us, 0.99),
+            );
+        }
+    }
+    let _ = stop_tx.send(());
+    server_runtime.block_on(serving).unwrap().unwrap();
+}

@@ -1,0 +1,569 @@
+//! The HTTP decision service behind `consent-guard serve` (feature `server`): one
+//! [`Guard`] over a consent store and a durable [`AuditLog`], answering the JSON of
+//! `docs/interchange.md` over HTTP/1.1 (axum on tokio, TLS by rustls). The API is in
+//! `docs/openapi.yaml`; deployment in `docs/deploying.md`.
+//!
+//! | endpoint | role | answers |
+//! |---|---|---|
+//! | `POST /v1/check` | `check` | one decision, at the server's clock; a request with its own `at` gets a what-if (`"what_if": true`) |
+//! | `POST /v1/check/batch` | `check` | a JSON array or JSON lines of requests in, JSON lines of decisions streamed out |
+//! | `POST /v1/events` | `record` | one event, an array or JSON lines, durable in the store before `200` |
+//! | `GET /v1/subjects/{id}/history` | `read` | the subject's consent history (proof of consent); `404` when it has none |
+//! | `GET /v1/policy` | any | what `explain --format json` says |
+//! | `POST /v1/policy/reload` | `admin` | reloads the policy (also on SIGHUP); a failure changes nothing |
+//! | `GET /metrics` | `read` | Prometheus text |
+//! | `GET /healthz` | none | the process answers |
+//! | `GET /readyz` | none | the store answers and the state is current (`503` otherwise) |
+//!
+//! Every request but the probes needs `Authorization: Bearer TOKEN` ([`Tokens`]):
+//! none or an unknown token gets `401`, a token without the role `403`. Bad JSON gets
+//! `400` with the command line's `field: message`, a body over the limit `413`, a
+//! client slower than the request timeout `408`, a store that cannot answer `503`. A
+//! decision is never an HTTP error: a guard whose state is stale answers `200` with
+//! the denial `consent_state_unavailable`, as the library does.
+
+mod auth;
+mod handlers;
+
+pub use auth::{Role, Tokens};
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum_server::accept::NoDelayAcceptor;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::audit::{AuditLog, AuditSink};
+use crate::error::{AuditError, EventError, PolicyError};
+use crate::observe::{Observer, CHECK_SECONDS};
+use crate::policy::Policy;
+use crate::reload::{GuardHandle, ReloadError};
+use crate::store::ConsentStore;
+use crate::Guard;
+
+/// Every route the server answers, as (method, path): the contract `docs/openapi.yaml`
+/// documents (a test holds the two to each other).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/check"),
+    ("POST", "/v1/check/batch"),
+    ("POST", "/v1/events"),
+    ("GET", "/v1/subjects/{id}/history"),
+    ("GET", "/v1/policy"),
+    ("POST", "/v1/policy/reload"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
+/// Why the server could not start, serve or reload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A setting is wrong (tokens, TLS files, the listen address).
+    #[error("{0}")]
+    Config(String),
+    /// The policy did not load or compile.
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
+    /// The consent store could not be replayed.
+    #[error("consent store: {0}")]
+    Store(#[from] EventError),
+    /// The audit log failed.
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditError),
+    /// The new policy could not take over (the old one goes on serving).
+    #[error("{0}")]
+    Reload(#[from] ReloadError),
+    /// Listening or serving failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How the server listens and how long it waits.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Where to listen (`127.0.0.1:8181`; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The largest request body, in bytes (1 MiB): a larger one gets `413`.
+    pub body_limit: usize,
+    /// The longest a request may take, body included (10 s): a slower one gets `408`.
+    pub request_timeout: Duration,
+    /// The longest a client may take to send a request's headers (5 s); the
+    /// connection is closed then.
+    pub header_timeout: Duration,
+    /// How long a graceful shutdown waits for requests in flight (10 s).
+    pub shutdown_timeout: Duration,
+    /// How often the guard syncs with the store (250 ms; at most a quarter of
+    /// `max_staleness` over a shared store).
+    pub sync_interval: Duration,
+    /// How long the guard may answer from its state after the store last confirmed it
+    /// current, over a store other processes write ([`crate::GuardBuilder::max_staleness`]).
+    pub max_staleness: Duration,
+    /// TLS: the certificate chain and the private key, PEM files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Reload the policy on SIGHUP (`true`).
+    pub reload_on_sighup: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
+            body_limit: 1 << 20,
+            request_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            sync_interval: Duration::from_millis(250),
+            max_staleness: crate::guard::DEFAULT_MAX_STALENESS,
+            tls: None,
+            reload_on_sighup: true,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Sets the listen address.
+    #[must_use]
+    pub fn listen(mut self, listen: SocketAddr) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// Sets the body limit.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Sets the request timeout.
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets the header timeout.
+    #[must_use]
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Sets the shutdown timeout.
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets the sync interval.
+    #[must_use]
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval;
+        self
+    }
+
+    /// Sets the staleness bound.
+    #[must_use]
+    pub fn max_staleness(mut self, bound: Duration) -> Self {
+        self.max_staleness = bound;
+        self
+    }
+
+    /// Serves TLS with this certificate chain and key (PEM files).
+    #[must_use]
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Whether SIGHUP reloads the policy.
+    #[must_use]
+    pub fn reload_on_sighup(mut self, reload: bool) -> Self {
+        self.reload_on_sighup = reload;
+        self
+    }
+}
+
+/// Loads the policy, at start and at every reload.
+pub type PolicyLoader = Arc<dyn Fn() -> Result<Policy, PolicyError> + Send + Sync>;
+
+/// Renders `GET /v1/policy` (the command line passes `explain --format json`).
+pub type Explainer = Arc<dyn Fn(&Policy) -> serde_json::Value + Send + Sync>;
+
+/// Told the outcome of every reload, from `POST /v1/policy/reload` or SIGHUP.
+pub type ReloadListener = Arc<dyn Fn(&Result<Reloaded, ServerError>) + Send + Sync>;
+
+/// A reload that took effect.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Reloaded {
+    /// The policy's name.
+    pub policy: String,
+    /// The version now enforced.
+    pub version: String,
+    /// The version enforced before.
+    pub previous_version: String,
+}
+
+/// A decision service, configured; [`Server::bind`] starts it.
+#[must_use]
+pub struct Server {
+    load: PolicyLoader,
+    store: Arc<dyn ConsentStore>,
+    audit: Option<Arc<AuditLog>>,
+    tokens: Tokens,
+    options: ServerOptions,
+    explain: Option<Explainer>,
+    observer: Observer,
+    on_reload: Option<ReloadListener>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("store", &self.store)
+            .field("audit", &self.audit)
+            .field("tokens", &self.tokens)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A service deciding by the policy `load` returns (called again at every reload),
+    /// over `store`.
+    pub fn new(
+        load: impl Fn() -> Result<Policy, PolicyError> + Send + Sync + 'static,
+        store: impl ConsentStore + 'static,
+    ) -> Server {
+        Server {
+            load: Arc::new(load),
+            store: Arc::new(store),
+            audit: None,
+            tokens: Tokens::new(),
+            options: ServerOptions::default(),
+            explain: None,
+            observer: Observer::default(),
+            on_reload: None,
+        }
+    }
+
+    /// A service deciding by the policy file at `path` (TOML), read again at every reload.
+    pub fn from_policy_file(path: impl Into<PathBuf>, store: impl ConsentStore + 'static) -> Server {
+        let path = path.into();
+        Server::new(move || Policy::from_toml_file(&path), store)
+    }
+
+    /// Audits every decision in `log`. With [`crate::audit::Durability::Synced`], a
+    /// decision is answered only once its record is on disk; checks then run on
+    /// tokio's blocking threads, and a batch shares one commit.
+    pub fn audit(mut self, log: AuditLog) -> Self {
+        self.audit = Some(Arc::new(log));
+        self
+    }
+
+    /// The tokens accepted.
+    pub fn tokens(mut self, tokens: Tokens) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// Listening, limits and timeouts.
+    pub fn options(mut self, options: ServerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// How `GET /v1/policy` is rendered; by default the policy document as JSON.
+    pub fn explain(mut self, explain: impl Fn(&Policy) -> serde_json::Value + Send + Sync + 'static) -> Self {
+        self.explain = Some(Arc::new(explain));
+        self
+    }
+
+    /// How decisions and consent events are observed (metrics, tracing).
+    pub fn observer(mut self, observer: Observer) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Told the outcome of every reload.
+    pub fn on_reload(mut self, listener: impl Fn(&Result<Reloaded, ServerError>) + Send + Sync + 'static) -> Self {
+        self.on_reload = Some(Arc::new(listener));
+        self
+    }
+
+    /// Loads the policy, replays the store, reads the TLS files and binds the listen
+    /// address; nothing is served until [`Bound::serve`].
+    ///
+    /// # Errors
+    ///
+    /// When there is no token, the policy or the store fails, the TLS files are
+    /// unreadable or the address cannot be bound.
+    pub async fn bind(self) -> Result<Bound, ServerError> {
+        if self.tokens.is_empty() {
+            return Err(ServerError::Config(
+                "no bearer token configured: give a tokens file or CONSENT_GUARD_TOKENS".to_owned(),
+            ));
+        }
+        let tls = match &self.options.tls {
+            None => None,
+            Some((cert, key)) => Some(tls_config(cert, key)?),
+        };
+        let listener = std::net::TcpListener::bind(self.options.listen)?;
+        listener.set_nonblocking(true)?;
+        let audit_blocks = self.audit.as_ref().is_some_and(|log| log.defers_records());
+        let (load, store, audit, staleness) =
+            (Arc::clone(&self.load), Arc::clone(&self.store), self.audit.clone(), self.options.max_staleness);
+        let guard = tokio::task::spawn_blocking(move || build_guard(&load, store, audit, staleness))
+            .await
+            .map_err(|e| ServerError::Config(format!("the policy loader panicked: {e}")))??;
+        let app = Arc::new(App {
+            guards: GuardHandle::new(guard),
+            load: self.load,
+            audit: self.audit,
+            audit_blocks,
+            tokens: self.tokens,
+            explain: self.explain,
+            observer: self.observer,
+            metrics: prometheus(),
+            options: self.options,
+            reloading: tokio::sync::Mutex::new(()),
+            last_sync: AtomicI64::new(i64::MIN),
+            audit_handed: AtomicU64::new(0),
+            on_reload: self.on_reload,
+        });
+        app.synced();
+        Ok(Bound { app, listener, tls })
+    }
+}
+
+/// A bound server, not yet serving.
+#[derive(Debug)]
+pub struct Bound {
+    app: Arc<App>,
+    listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Bound {
+    /// The address listened on (with the port picked when it was 0).
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot tell.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` completes, then drains: no new connection is accepted,
+    /// requests in flight get up to `shutdown_timeout` to finish, the audit log is
+    /// flushed, and the store follower stops.
+    ///
+    /// # Errors
+    ///
+    /// When serving fails, or the audit log cannot be flushed.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let Bound { app, listener, tls } = self;
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = {
+            let (app, stop) = (Arc::clone(&app), Arc::clone(&stop));
+            std::thread::Builder::new().name("consent-guard-sync".into()).spawn(move || app.follow(&stop))?
+        };
+        #[cfg(unix)]
+        if app.options.reload_on_sighup {
+            let app = Arc::clone(&app);
+            let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    let _ = app.reload().await;
+                }
+            });
+        }
+        let handle = axum_server::Handle::new();
+        {
+            let (handle, grace) = (handle.clone(), app.options.shutdown_timeout);
+            tokio::spawn(async move {
+                shutdown.await;
+                handle.graceful_shutdown(Some(grace));
+            });
+        }
+        let router = handlers::router(Arc::clone(&app)).into_make_service();
+        let served = match tls {
+            None => {
+                // Without TCP_NODELAY a streamed batch's last chunk waits for the client's
+                // delayed ACK (40 ms on Linux).
+                let mut server = axum_server::from_tcp(listener).acceptor(NoDelayAcceptor::new()).handle(handle);
+                app.configure(server.http_builder());
+                server.serve(router).await
+            }
+            Some(config) => {
+                let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());
+                let mut server = axum_server::from_tcp(listener).acceptor(acceptor).handle(handle);
+                app.configure(server.http_builder());
+                server.serve(router).await
+            }
+        };
+        stop.store(true, Ordering::Release);
+        let _ = follower.join();
+        let flushed = match &app.audit {
+            Some(log) => log.flush().map(drop).map_err(ServerError::from),
+            None => Ok(()),
+        };
+        served?;
+        flushed
+    }
+}
+
+/// The rustls configuration of the certificate chain and key files.
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad =
+        |file: &std::path::Path, e: &dyn std::fmt::Display| ServerError::Config(format!("{}: {e}", file.display()));
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, &e))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(cert, &e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| bad(key, &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The Prometheus recorder, installed once per process (the `metrics` facade has one
+/// global recorder): every server of the process renders the same counters.
+fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            // Microseconds to tens of milliseconds: a check in memory to one waiting on
+            // an fsync of the audit log.
+            let buckets = [
+                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+                0.025, 0.05, 0.1,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(CHECK_SECONDS.to_owned()), &buckets)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+/// Loads the policy and builds a guard over the store and audit log, replaying the
+/// store. Blocking.
+fn build_guard(
+    load: &PolicyLoader,
+    store: Arc<dyn ConsentStore>,
+    audit: Option<Arc<AuditLog>>,
+    max_staleness: Duration,
+) -> Result<Guard, ServerError> {
+    let policy = load()?;
+    let mut builder = Guard::builder(policy).store(store).max_staleness(max_staleness);
+    if let Some(log) = audit {
+        builder = builder.audit(log);
+    }
+    Ok(builder.build()?)
+}
+
+/// What every handler shares.
+struct App {
+    /// The guard being served, replaced whole by a reload (requests that loaded the
+    /// old one finish on it).
+    guards: GuardHandle,
+    load: PolicyLoader,
+    audit: Option<Arc<AuditLog>>,
+    /// The audit log is synced: a check waits for an fsync, off the runtime's threads.
+    audit_blocks: bool,
+    tokens: Tokens,
+    explain: Option<Explainer>,
+    observer: Observer,
+    metrics: Option<PrometheusHandle>,
+    options: ServerOptions,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// When the store last confirmed the state current (ms since the epoch).
+    last_sync: AtomicI64,
+    /// Audit records handed to the log, for the queue depth.
+    audit_handed: AtomicU64,
+    on_reload: Option<ReloadListener>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("guards", &self.guards).field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl App {
+    fn configure(&self, builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.options.header_timeout)
+            .keep_alive(true);
+    }
+
+    /// Notes that the store confirmed the state current just now.
+    fn synced(&self) {
+        self.last_sync.store(chrono::Utc::now().timestamp_millis(), Ordering::Release);
+    }
+
+    /// Syncs the guard being served with the store until `stop`.
+    fn follow(&self, stop: &AtomicBool) {
+        let interval = self.options.sync_interval.min(self.options.max_staleness / 4).max(Duration::from_millis(1));
+        while !stop.load(Ordering::Acquire) {
+            if self.guards.load().sync().is_ok() {
+                self.synced();
+            }
+            if let Some(metrics) = &self.metrics {
+                metrics.run_upkeep();
+            }
+            std::thread::sleep(interval);
+        }
+    }
+
+    /// Builds a guard on the policy as it loads now and swaps it in; on any error the
+    /// guard being served is left as it was.
+    async fn reload(self: &Arc<Self>) -> Result<Reloaded, ServerError> {
+        let outcome = self.try_reload().await;
+        if let Some(listener) = &self.on_reload {
+            listener(&outcome);
+        }
+        outcome
+    }
+
+    async fn try_reload(self: &Arc<Self>) -> Result<Reloaded, ServerError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let app = Arc::clone(self);
+        // The handle builds the new guard beside the running one, replays the store on
+        // it and publishes it atomically; on any error the running guard stays.
+        let (previous, guard) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+            let policy = (app.load)()?;
+            let previous = app.guards.swap_policy(policy)?;
+            Ok((previous, app.guards.load()))
+        })
+        .await
+        .map_err(|e| ServerError::Config(format!("the policy loader panicked: {e}")))??;
+        Ok(Reloaded {
+            policy: guard.policy().name().to_owned(),
+            version: guard.policy().version().to_owned(),
+            previous_version: previous.policy().version().to_owned(),
+        })
+    }
+}

@@ -1,0 +1,606 @@
+//! The HTTP decision service against a real server on 127.0.0.1 (a random port) and a
+//! real HTTP client (reqwest, rustls): every endpoint, every role, every error status,
+//! TLS, reload, a store that goes down, slow clients and a graceful shutdown.
+#![cfg(feature = "server")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail loudly"
+)]
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use consent_guard::audit::{AuditLog, Durability};
+use consent_guard::consent::{ConsentEvent, ConsentHistory};
+use consent_guard::error::StoreError;
+use consent_guard::server::{Role, Server, ServerOptions, Tokens};
+use consent_guard::store::{ConsentStore, MemoryConsentStore, RedbConsentStore};
+use consent_guard::Policy;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const CHECK: &str = "check-token-0123456789";
+const RECORD: &str = "record-token-0123456789";
+const READ: &str = "read-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
+
+/// A contract purpose: allowed without consent.
+const REGISTRATION: &str = r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"]}"#;
+/// A consent purpose: denied until a grant.
+const TRAINING: &str = r#"{"subject":"alice","purpose":"ai_training.model_training","categories":["behavior.log"],"deidentification":"anonymized"}"#;
+const GRANT: &str =
+    r#"{"type":"grant","subject":"alice","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn exmo() -> PathBuf {
+    root().join("examples/policies/exmo.toml")
+}
+
+fn tokens() -> Tokens {
+    Tokens::new().with(Role::Check, CHECK).with(Role::Record, RECORD).with(Role::Read, READ).with(Role::Admin, ADMIN)
+}
+
+/// A store that can be made to fail, shared with other processes (so the guard over it
+/// goes stale when it cannot sync).
+#[derive(Debug, Default)]
+struct FlakyStore {
+    inner: MemoryConsentStore,
+    down: Arc<AtomicBool>,
+}
+
+impl FlakyStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::Acquire) {
+            Err(StoreError::new("connection refused"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl ConsentStore for FlakyStore {
+    fn append(&self, events: &[ConsentEvent]) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.append(events)
+    }
+    fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
+        self.check()?;
+        self.inner.history(subject)
+    }
+    fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
+        self.check()?;
+        self.inner.events_since(after, limit)
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+}
+
+/// A server running on its own runtime thread, stopped when dropped.
+struct Running {
+    addr: SocketAddr,
+    scheme: &'static str,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<std::sync::mpsc::Receiver<Result<(), String>>>,
+    _dir: tempfile::TempDir,
+    audit_dir: PathBuf,
+}
+
+impl Running {
+    fn url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.scheme, self.addr)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    fn shutdown(&mut self) -> Result<(), String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.done.take() {
+            Some(done) => done.recv_timeout(Duration::from_secs(30)).unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Starts `server` (given the temporary directory) with an audit log in that directory.
+fn start(configure: impl FnOnce(&Path) -> Server + Send + 'static) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let audit_dir = path.join("audit");
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let audit = audit_dir.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let server = configure(&path).audit(AuditLog::open(&audit, Durability::Synced).unwrap());
+            let bound = match server.bind().await {
+                Ok(bound) => bound,
+                Err(e) => {
+                    addr_tx.send(Err(e.to_string())).unwrap();
+                    return;
+                }
+            };
+            addr_tx.send(Ok(bound.local_addr().unwrap())).unwrap();
+            let served = bound
+                .serve(async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            let _ = done_tx.send(served.map_err(|e| e.to_string()));
+        });
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+    Running { addr, scheme: "http", stop: Some(stop_tx), done: Some(done_rx), _dir: dir, audit_dir }
+}
+
+fn options() -> ServerOptions {
+    ServerOptions::default().listen(SocketAddr::from(([127, 0, 0, 1], 0))).reload_on_sighup(false)
+}
+
+/// A server on the EXMO policy over a redb store.
+fn exmo_server() -> Running {
+    start(|dir| {
+        Server::from_policy_file(exmo(), RedbConsentStore::open(dir.join("store.redb")).unwrap())
+            .tokens(tokens())
+            .options(options().body_limit(64 * 1024))
+    })
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+async fn send(
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (StatusCode, String, reqwest::header::HeaderMap) {
+    let mut request = client().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, response.text().await.unwrap(), headers)
+}
+
+async fn post(server: &Running, path: &str, token: Option<&str>, body: &str) -> (StatusCode, String) {
+    let (status, text, _) = send(reqwest::Method::POST, server.url(path), token, Some(body.to_owned())).await;
+    (status, text)
+}
+
+async fn get(server: &Running, path: &str, token: Option<&str>) -> (StatusCode, String) {
+    let (status, text, _) = send(reqwest::Method::GET, server.url(path), token, None).await;
+    (status, text)
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON: {text}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers() {
+    let server = exmo_server();
+
+    let (status, text) = get(&server, "/healthz", None).await;
+    assert_eq!((status, parse(&text)), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, text) = get(&server, "/readyz", None).await;
+    assert_eq!((status, parse(&text)), (StatusCode::OK, json!({"ready": true})));
+
+    // One check, decided now.
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), REGISTRATION).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let decision = parse(&text);
+    assert_eq!((decision["allowed"].clone(), decision["code"].clone()), (json!(true), json!("legal_basis")));
+    assert!(decision.get("what_if").is_none(), "{decision}");
+    let (_, text) = post(&server, "/v1/check", Some(CHECK), TRAINING).await;
+    assert_eq!(parse(&text)["code"], "consent_missing");
+
+    // A request about another time gets a what-if, marked as such.
+    let past = TRAINING.replace('}', r#","at":"2026-01-10T00:00:00Z"}"#);
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), &past).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(parse(&text)["what_if"], true);
+
+    // Events: durable before 200; the next check sees them.
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), GRANT).await;
+    assert_eq!((status, parse(&text)), (StatusCode::OK, json!({"recorded": 1})), "{text}");
+    let (_, text) = post(&server, "/v1/check", Some(CHECK), TRAINING).await;
+    assert_eq!(parse(&text)["code"], "consent_given", "{text}");
+    let withdraw = r#"[{"type":"withdraw","subject":"alice","purposes":["ai_training"],"at":"2026-02-01T00:00:00Z"},
+                      {"type":"grant","subject":"bob","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}]"#;
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), withdraw).await;
+    assert_eq!((status, parse(&text)), (StatusCode::OK, json!({"recorded": 2})), "{text}");
+
+    // History: proof of consent, with the policy version stamped.
+    let (status, text) = get(&server, "/v1/subjects/alice/history", Some(READ)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let history = parse(&text);
+    assert_eq!(history["subject"], "alice");
+    assert_eq!(history["events"].as_array().unwrap().len(), 2);
+    assert_eq!(history["events"][0]["policy_version"], "1.0");
+
+    // Batches: a JSON array and JSON lines in, JSON lines out, in order.
+    let lines: String = (0..300)
+        .map(|i| {
+            let subject = if i % 3 == 0 { "bob".to_owned() } else { format!("user{i}") };
+            TRAINING.replace("alice", &subject) + "\n"
+        })
+        .collect();
+    let (status, text, headers) =
+        send(reqwest::Method::POST, server.url("/v1/check/batch"), Some(CHECK), Some(lines)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(headers[reqwest::header::CONTENT_TYPE], "application/x-ndjson");
+    let decisions: Vec<Value> = text.lines().map(parse).collect();
+    assert_eq!(decisions.len(), 300);
+    for (i, decision) in decisions.iter().enumerate() {
+        let expected = if i % 3 == 0 { "consent_given" } else { "consent_missing" };
+        assert_eq!(decision["code"], expected, "{i}: {decision}");
+    }
+    let array = format!("[{REGISTRATION}, {TRAINING}, {past}]");
+    let (status, text) = post(&server, "/v1/check/batch", Some(CHECK), &array).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let codes: Vec<Value> = text.lines().map(|l| parse(l)["code"].clone()).collect();
+    assert_eq!(codes, vec![json!("legal_basis"), json!("consent_withdrawn"), json!("consent_given")]);
+    assert_eq!(parse(text.lines().nth(2).unwrap())["what_if"], true);
+    let (status, text) = post(&server, "/v1/check/batch", Some(CHECK), "").await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, ""));
+
+    // The policy, as `explain` says.
+    let (status, text) = get(&server, "/v1/policy", Some(CHECK)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(parse(&text)["policy"], "exmo");
+
+    // Reload: same file, same version.
+    let (status, text) = post(&server, "/v1/policy/reload", Some(ADMIN), "").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(parse(&text)["version"], "1.0");
+    // The state survives the reload (replayed from the store).
+    let (_, text) = post(&server, "/v1/check", Some(CHECK), &TRAINING.replace("alice", "bob")).await;
+    assert_eq!(parse(&text)["code"], "consent_given", "{text}");
+
+    // Metrics in Prometheus text.
+    let (status, text) = get(&server, "/metrics", Some(READ)).await;
+    assert_eq!(status, StatusCode::OK);
+    for name in [
+        "consent_guard_decisions_total{code=\"consent_given\",clause=\"exmo.training\"}",
+        "consent_guard_check_duration_seconds_bucket",
+        "consent_guard_events_recorded_total{type=\"grant\"}",
+        "consent_guard_store_lag_seconds",
+        "consent_guard_audit_queue_depth",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_and_every_refusal() {
+    let server = exmo_server();
+    // (method, path, body, the role it needs; None: any token)
+    let endpoints: [(&str, &str, &str, Option<&str>); 7] = [
+        ("POST", "/v1/check", REGISTRATION, Some(CHECK)),
+        ("POST", "/v1/check/batch", REGISTRATION, Some(CHECK)),
+        ("POST", "/v1/events", GRANT, Some(RECORD)),
+        ("GET", "/v1/subjects/alice/history", "", Some(READ)),
+        ("GET", "/metrics", "", Some(READ)),
+        ("POST", "/v1/policy/reload", "", Some(ADMIN)),
+        ("GET", "/v1/policy", "", None),
+    ];
+    for (method, path, body, needed) in endpoints {
+        let method: reqwest::Method = method.parse().unwrap();
+        let body = (!body.is_empty()).then(|| body.to_owned());
+        // No token, an unknown token, a malformed header: 401 with a challenge.
+        for token in [None, Some("not-a-configured-token-at-all")] {
+            let (status, text, headers) = send(method.clone(), server.url(path), token, body.clone()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {token:?}: {text}");
+            assert_eq!(headers[reqwest::header::WWW_AUTHENTICATE], "Bearer");
+        }
+        let basic = client().request(method.clone(), server.url(path)).header("authorization", "Basic YWRtaW4=");
+        assert_eq!(basic.send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "{path}");
+        for token in [CHECK, RECORD, READ, ADMIN] {
+            let (status, text, _) = send(method.clone(), server.url(path), Some(token), body.clone()).await;
+            let allowed = token == ADMIN || needed.is_none_or(|needed| needed == token);
+            if allowed {
+                assert!(status.is_success(), "{path} with {token}: {status} {text}");
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{path} with {token}: {text}");
+                assert!(parse(&text)["error"].as_str().unwrap().contains("lacks the role"), "{text}");
+            }
+        }
+    }
+    // The probes need no token.
+    assert_eq!(get(&server, "/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(get(&server, "/readyz", None).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_400_with_the_field() {
+    let server = exmo_server();
+    let cases = [
+        ("/v1/check", "{", "malformed JSON"),
+        (
+            "/v1/check",
+            r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"],"colour":1}"#,
+            "unknown field `colour`",
+        ),
+        (
+            "/v1/check",
+            r#"{"subject":"u1","purpose":"account.registration","categories":["contact.mail"]}"#,
+            "categories: unknown data category `contact.mail`",
+        ),
+        (
+            "/v1/check",
+            r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"],"at":"yesterday"}"#,
+            "at: ",
+        ),
+        ("/v1/check", "[1]", "expected a JSON object"),
+        ("/v1/check/batch", &format!("{REGISTRATION}\n{{\"subject\":\"\"}}\n"), "line 2: subject: must not be empty"),
+        ("/v1/check/batch", &format!("[{REGISTRATION}, 7]"), "item 2: expected a JSON object"),
+        ("/v1/check/batch", "[", "malformed JSON"),
+        (
+            "/v1/events",
+            r#"{"type":"grant","subject":"u","purposes":["ai_training"],"at":"2026-01-01T00:00:00Z"}"#,
+            "missing field `level`",
+        ),
+        (
+            "/v1/events",
+            r#"{"type":"grant","subject":"u","purposes":["no_such"],"level":"separate","at":"2026-01-01T00:00:00Z"}"#,
+            "purposes: unknown purpose",
+        ),
+        ("/v1/events", "", "no consent event"),
+    ];
+    for (path, body, expected) in cases {
+        let token = if path == "/v1/events" { RECORD } else { CHECK };
+        let (status, text) = post(&server, path, Some(token), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {text}");
+        let message = parse(&text)["error"].as_str().unwrap().to_owned();
+        assert!(message.contains(expected), "{path} {body}: {message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_found_too_large_and_not_allowed() {
+    let server = exmo_server();
+    assert_eq!(get(&server, "/v2/nothing", Some(ADMIN)).await.0, StatusCode::NOT_FOUND);
+    let (status, text) = get(&server, "/v1/subjects/nobody/history", Some(READ)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    // Over the body limit (64 KiB here): 413, on every endpoint with a body.
+    let huge = format!("[{}]", vec![REGISTRATION; 2000].join(","));
+    assert!(huge.len() > 64 * 1024);
+    for (path, token) in [("/v1/check", CHECK), ("/v1/check/batch", CHECK), ("/v1/events", RECORD)] {
+        let (status, text) = post(&server, path, Some(token), &huge).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {text}");
+    }
+    assert_eq!(post(&server, "/healthz", None, "").await.0, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_is_down_gets_503_and_checks_fail_closed() {
+    let down = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&down);
+    let server = start(move |_| {
+        let store = FlakyStore { inner: MemoryConsentStore::new(), down: flag };
+        Server::from_policy_file(exmo(), store)
+            .tokens(tokens())
+            .options(options().max_staleness(Duration::from_millis(200)).sync_interval(Duration::from_millis(20)))
+    });
+    assert_eq!(post(&server, "/v1/events", Some(RECORD), GRANT).await.0, StatusCode::OK);
+    assert_eq!(parse(&post(&server, "/v1/check", Some(CHECK), TRAINING).await.1)["code"], "consent_given");
+
+    down.store(true, Ordering::Release);
+    let (status, text) = get(&server, "/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert_eq!(parse(&text)["ready"], false);
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), GRANT).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    let (status, text) = get(&server, "/v1/subjects/alice/history", Some(READ)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    // A decision is still an answer: the denial that says why.
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), TRAINING).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(parse(&text)["code"], "consent_state_unavailable", "{text}");
+    // A reload cannot replay the store: 503, and the old guard goes on.
+    assert_eq!(post(&server, "/v1/policy/reload", Some(ADMIN), "").await.0, StatusCode::SERVICE_UNAVAILABLE);
+
+    down.store(false, Ordering::Release);
+    let mut ready = false;
+    for _ in 0..100 {
+        if get(&server, "/readyz", None).await.0 == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready);
+    assert_eq!(parse(&post(&server, "/v1/check", Some(CHECK), TRAINING).await.1)["code"], "consent_given");
+}
+
+/// Sends `head` and part of a body on a raw connection, then waits for the answer.
+fn slow_request(addr: SocketAddr, head: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_time_out() {
+    let server = start(|dir| {
+        Server::from_policy_file(exmo(), RedbConsentStore::open(dir.join("store.redb")).unwrap())
+            .tokens(tokens())
+            .options(options().request_timeout(Duration::from_millis(300)).header_timeout(Duration::from_millis(300)))
+    });
+    let addr = server.addr;
+    // A body that never comes: 408.
+    let head = format!(
+        "POST /v1/check HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CHECK}\r\nContent-Length: 100\r\n\r\n{{\"subject\""
+    );
+    let answer = tokio::task::spawn_blocking(move || slow_request(addr, &head)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Headers that never end: the connection is closed.
+    let started = std::time::Instant::now();
+    let answer =
+        tokio::task::spawn_blocking(move || slow_request(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n")).await.unwrap();
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::copy(exmo(), &policy).unwrap();
+    let file = policy.clone();
+    let server = start(move |dir| {
+        Server::from_policy_file(file, RedbConsentStore::open(dir.join("store.redb")).unwrap())
+            .tokens(tokens())
+            .options(options())
+    });
+    assert_eq!(post(&server, "/v1/events", Some(RECORD), GRANT).await.0, StatusCode::OK);
+    std::fs::write(&policy, "[policy]\nname = \"broken\"\n[[rule]]\nid = 3\n").unwrap();
+    let (status, text) = post(&server, "/v1/policy/reload", Some(ADMIN), "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    let body = parse(&text);
+    assert!(!body["errors"].as_array().unwrap().is_empty(), "{text}");
+    assert!(body["errors"][0].as_str().unwrap().contains("policy.toml"), "{text}");
+    let (_, text) = get(&server, "/v1/policy", Some(READ)).await;
+    assert_eq!(parse(&text)["version"], "1.0");
+    assert_eq!(parse(&post(&server, "/v1/check", Some(CHECK), TRAINING).await.1)["code"], "consent_given");
+
+    // A good new version takes over, with the consent state replayed.
+    let text = std::fs::read_to_string(exmo()).unwrap().replacen("version = \"1.0\"", "version = \"1.1\"", 1);
+    std::fs::write(&policy, text).unwrap();
+    let (status, text) = post(&server, "/v1/policy/reload", Some(ADMIN), "").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(parse(&text), json!({"policy": "exmo", "version": "1.1", "previous_version": "1.0"}));
+    let (_, text) = post(&server, "/v1/check", Some(CHECK), TRAINING).await;
+    assert_eq!(parse(&text)["policy_version"], "1.1", "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_rustls() {
+    let data = root().join("tests/data/server");
+    let mut server = start(move |dir| {
+        Server::from_policy_file(exmo(), RedbConsentStore::open(dir.join("store.redb")).unwrap())
+            .tokens(tokens())
+            .options(options().tls(data.join("server.pem"), data.join("server.key")))
+    });
+    server.scheme = "https";
+    let ca = std::fs::read(root().join("tests/data/server/ca.pem")).unwrap();
+    let client =
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap()).build().unwrap();
+    let response = client.post(server.url("/v1/check")).bearer_auth(CHECK).body(REGISTRATION).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(parse(&response.text().await.unwrap())["allowed"], true);
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = client.get(format!("http://{}/healthz", server.addr)).send().await;
+    assert!(plain.map(|r| r.status() != StatusCode::OK).unwrap_or(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_drains_and_flushes_the_audit() {
+    let mut server = exmo_server();
+    for _ in 0..5 {
+        assert_eq!(post(&server, "/v1/check", Some(CHECK), REGISTRATION).await.0, StatusCode::OK);
+    }
+    // A request in flight when the shutdown starts: its body arrives after.
+    let addr = server.addr;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /v1/check HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CHECK}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        REGISTRATION.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Some(stop) = server.stop.take() {
+        stop.send(()).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(REGISTRATION.as_bytes()).unwrap();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut answer = String::new();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    server.shutdown().unwrap();
+    // Every decision answered is in the audit log.
+    let head = std::fs::read_to_string(server.audit_dir.join("head")).unwrap();
+    assert!(head.starts_with("6:"), "{head}");
+    // New connections are refused.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_no_server() {
+    let server = Server::new(|| Policy::from_toml_file(exmo()), MemoryConsentStore::new()).options(options());
+    let error = server.bind().await.unwrap_err().to_string();
+    assert!(error.contains("no bearer token"), "{error}");
+}
+
+/// `docs/openapi.yaml` lists exactly the server's routes, and each one is routed (it
+/// answers something other than 404 or 405 without a token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route() {
+    let text = std::fs::read_to_string(root().join("docs/openapi.yaml")).unwrap();
+    let mut documented = std::collections::BTreeSet::new();
+    let mut in_paths = false;
+    let mut path = String::new();
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            in_paths = line == "paths:";
+            continue;
+        }
+        if !in_paths {
+            continue;
+        }
+        if let Some(p) = line.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
+            path = format!("/{p}");
+        } else if let Some(method) = line.strip_prefix("    ").and_then(|m| m.strip_suffix(':')) {
+            if ["get", "post", "put", "delete", "patch"].contains(&method) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let routes: std::collections::BTreeSet<(String, String)> =
+        consent_guard::server::ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    assert_eq!(documented, routes);
+    let server = exmo_server();
+    for (method, path) in &routes {
+        let (status, text, _) =
+            send(method.parse().unwrap(), server.url(&path.replace("{id}", "alice")), None, None).await;
+        assert!(
+            ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&status),
+            "{method} {path}: {status} {text}"
+        );
+    }
+}
