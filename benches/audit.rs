@@ -31,22 +31,10 @@ use consent_guard::{
 };
 use criterion::{criterion_group, Criterion};
 
+mod support;
+use support::{interleaved_medians, median, Rng};
+
 const SUBJECTS: u64 = 10_000;
-
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-}
 
 fn policy() -> Policy {
     Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap()
@@ -80,25 +68,6 @@ fn training(subject: &str) -> AccessRequest<'_> {
 fn seconds() -> Duration {
     let secs = std::env::var("AUDIT_BENCH_SECONDS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(1.0);
     Duration::from_secs_f64(secs)
-}
-
-/// Interleaved rounds of each body, `per_run` steps each; the median ns per step of each.
-fn interleaved(runs: usize, per_run: u64, bodies: &mut [&mut dyn FnMut(u64) -> usize]) -> Vec<f64> {
-    let mut samples = vec![Vec::new(); bodies.len()];
-    for _ in 0..runs {
-        for (body, samples) in bodies.iter_mut().zip(samples.iter_mut()) {
-            let start = Instant::now();
-            black_box(body(per_run));
-            samples.push(start.elapsed().as_nanos() as f64 / per_run as f64);
-        }
-    }
-    samples
-        .into_iter()
-        .map(|mut s| {
-            s.sort_by(|a, b| a.total_cmp(b));
-            s[s.len() / 2]
-        })
-        .collect()
 }
 
 /// Checks per second over `threads` threads for `time`, each running `step`.
@@ -147,11 +116,6 @@ fn writer_cpu_ns() -> f64 {
     total
 }
 
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    samples[samples.len() / 2]
-}
-
 fn bench_buffered(c: &mut Criterion) {
     let names = subjects();
     let dir = tempfile::tempdir().unwrap();
@@ -192,7 +156,7 @@ fn summary() {
     let (pp, ap) = (plain.prepare(&template), audited.prepare(&template));
     let (mut r1, mut r2, mut r3, mut r4) = (Rng(1), Rng(1), Rng(1), Rng(1));
     let n = 200_000;
-    let m = interleaved(
+    let m = interleaved_medians(
         9,
         n,
         &mut [

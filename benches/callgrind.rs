@@ -21,33 +21,16 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 
-use chrono::{DateTime, TimeZone, Utc};
 use consent_guard::consent::{GrantEvent, WithdrawEvent};
 use consent_guard::{
     AccessRequest, ConsentEvent, ConsentLevel, DataCategory, Deidentification, FixedClock, Guard, Policy, Purpose,
     SubjectHandle,
 };
 
+mod support;
+use support::{at, Rng};
+
 const SUBJECTS: u64 = 10_000;
-
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-}
-
-fn at(days: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(days)
-}
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");

@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
 use consent_guard::consent::{EraseEvent, GrantEvent, SubjectEvent, WithdrawEvent};
 use consent_guard::{
     AccessRequest, Action, ConsentEvent, ConsentLevel, DataCategory, Deidentification, FixedClock, Guard,
@@ -35,21 +34,8 @@ use consent_guard::{
 };
 use criterion::{criterion_group, Criterion};
 
-/// A small, fast, seeded generator (xorshift64*), so every run sees the same workload.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-}
+mod support;
+use support::{at, interleaved_medians, Rng};
 
 /// A subject id as a service would receive it, written to the stack: `u<index>`.
 struct SubjectId {
@@ -80,10 +66,6 @@ impl SubjectId {
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("u")
     }
-}
-
-fn at(days: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(days)
 }
 
 fn policy(name: &str) -> Policy {
@@ -236,28 +218,6 @@ fn native_step(map: &HashMap<u64, Native>, rng: &mut Rng, subjects: u64) -> bool
     let subject = rng.below(subjects);
     let purpose = rng.below(12);
     native_check(map, subject, 1 << (purpose % 8))
-}
-
-/// Median nanoseconds per operation of each body, over `runs` rounds of `per_run`
-/// operations. The bodies take turns within each round, so that the machine's noise
-/// (this VM's neighbours come and go) falls on the baseline and the guard alike and the
-/// ratio between them holds.
-fn interleaved_medians(runs: usize, per_run: u64, bodies: &mut [&mut dyn FnMut(u64) -> usize]) -> Vec<f64> {
-    let mut samples = vec![Vec::with_capacity(runs); bodies.len()];
-    for _ in 0..runs {
-        for (body, samples) in bodies.iter_mut().zip(&mut samples) {
-            let start = Instant::now();
-            black_box(body(per_run));
-            samples.push(start.elapsed().as_nanos() as f64 / per_run as f64);
-        }
-    }
-    samples
-        .into_iter()
-        .map(|mut samples| {
-            samples.sort_by(|a, b| a.total_cmp(b));
-            samples[samples.len() / 2]
-        })
-        .collect()
 }
 
 /// Median nanoseconds per operation over `runs` runs of `per_run` operations.

@@ -26,24 +26,11 @@ use consent_guard::{
 };
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 
+mod support;
+use support::Rng;
+
 const SUBJECTS: usize = 10_000;
 const RECORDS: usize = 1_000_000;
-
-/// A small, fast, seeded generator (xorshift64*), so every run sees the same workload.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// What a training record holds once anonymised.
 struct Features {
@@ -92,7 +79,8 @@ fn workload() -> Result<Workload, Box<dyn std::error::Error>> {
     let collected_at = now - chrono::Duration::days(2);
     let records = (0..RECORDS)
         .map(|i| {
-            let subject = subjects.get(rng.below(SUBJECTS)).cloned().unwrap_or_else(|| Arc::from("nobody"));
+            let subject =
+                subjects.get(rng.below(SUBJECTS as u64) as usize).cloned().unwrap_or_else(|| Arc::from("nobody"));
             let category = if i % 3 == 0 { DataCategory::BEHAVIOR_PREFERENCES } else { DataCategory::BEHAVIOR_LOG };
             // One record in ten is only pseudonymised: withheld.
             let deidentification =
