@@ -3,7 +3,7 @@
 FROM rust:1.90-slim-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --features cli,server --bin consent-guard \
+RUN cargo build --release --locked -p consent-guard-cli --bin consent-guard \
  && cp target/release/consent-guard /usr/local/bin/consent-guard
 
 FROM debian:bookworm-slim

@@ -2,6 +2,15 @@
 //!
 //! # Architecture
 //!
+//! The workspace (see `ARCHITECTURE.md`): this library, and crates that depend on it
+//! and on nothing that depends on them.
+//!
+//! ```text
+//! consent-guard-cli ──► consent-guard-server ──► consent-guard (this crate)
+//!        │                                         ▲
+//!        └────────────► consent-guard-postgres ────┘
+//! ```
+//!
 //! | module | owns |
 //! |---|---|
 //! | [`purpose`], [`category`] | the hierarchical vocabularies (typed constants, extensions) |
@@ -13,16 +22,18 @@
 //! | [`sealed`] | personal data that only a granted decision opens ([`Personal`]) |
 //! | [`decision`] | decisions and reason codes |
 //! | [`audit`] | audit records and sinks, the hash-chained log |
-//! | [`store`] | consent stores |
+//! | [`store`] | the consent store trait, the in-memory and embedded (redb) stores |
 //! | [`clock`] | injected time |
 //! | `reload` (feature `reload`) | hot policy reload: a guard handle swapped atomically |
 //! | `web` (features `tower`, `axum`) | the tower layer, the axum extractor, HTTP responses |
 //! | [`error`] | one error enum per boundary |
 //! | `observe` (features `metrics`, `tracing`) | counters, latency histogram and tracing events of decisions |
-//! | `server` (feature `server`) | the HTTP decision service of `consent-guard serve` |
-//! | `interchange` (feature `json`) | `field: message` errors of the interchange JSON |
+//! | `interchange` (feature `json`) | the request-to-answer step and `field: message` errors of the interchange JSON |
 //! | `schema` (feature `schema`) | JSON Schemas of the policy, events, requests, decisions |
 //! | `testing` (feature `testing`) | golden test files of a policy: request → expected decision |
+//!
+//! Beside it: `consent-guard-postgres` (the PostgreSQL store), `consent-guard-server`
+//! (the HTTP decision service) and `consent-guard-cli` (the `consent-guard` binary).
 //!
 //! # Crate features
 //!
@@ -30,8 +41,6 @@
 //! - `json` (default): the hash-chained JSON-lines audit log (`sha2`, `serde_json`).
 //! - `redb` (default): [`store::RedbConsentStore`], the embedded crash-safe store (one
 //!   file, pure Rust).
-//! - `postgres`: [`store::PostgresConsentStore`], for services with several replicas
-//!   (LISTEN/NOTIFY plus polling; PostgreSQL wire protocol only).
 //! - `testing`: `consent_guard::testing`, golden tests of a policy (the engine of
 //!   `consent-guard test`); needs `toml` and `json`.
 //! - `schema`: `consent_guard::schema`, JSON Schemas of policies, events, requests and
@@ -42,10 +51,6 @@
 //!   (`Sec-GPC`, `DNT`) and the subject into request extensions.
 //! - `axum`: the `RequireConsent` extractor and `IntoResponse` for decisions and errors
 //!   (`axum-core`); enables `tower`, `reload` and `json`.
-//! - `cli`: the `consent-guard` command line (`clap`, `miette`); enables `testing` and
-//!   `schema`. `consent-guard serve` needs `server` too (`--features cli,server`).
-//! - `server`: `consent_guard::server`, the HTTP decision service (axum on tokio, TLS by
-//!   rustls through axum-server, Prometheus metrics); enables `metrics` and `tracing`.
 //! - `metrics`: `consent_guard::observe` counters and a latency histogram through the
 //!   `metrics` facade.
 //! - `tracing`: `consent_guard::observe` tracing events per decision and consent event,
@@ -75,8 +80,6 @@ pub mod request;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod sealed;
-#[cfg(feature = "server")]
-pub mod server;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -547,8 +547,9 @@ impl<'a> AccessRequest<'a> {
     }
 
     /// The same request for another subject, borrowing everything else from this one:
-    /// what a prepared access hands to the audit sink, without allocating.
-    pub(crate) fn for_subject<'b>(&'b self, subject: &'b str) -> AccessRequest<'b> {
+    /// what a prepared access hands to the audit sink, and what a batch compares to find
+    /// requests that differ only in their subject, without allocating.
+    pub fn for_subject<'b>(&'b self, subject: &'b str) -> AccessRequest<'b> {
         AccessRequest {
             subject: Cow::Borrowed(subject),
             purpose: self.purpose.clone(),

@@ -226,8 +226,3 @@ pub use embedded::RedbConsentStore;
 mod embedded_reader;
 #[cfg(feature = "redb")]
 pub use embedded_reader::ReadOnlyRedbStore;
-
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "postgres")]
-pub use self::postgres::{PostgresConsentStore, PostgresStoreBuilder};

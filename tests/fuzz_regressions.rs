@@ -17,7 +17,7 @@
 #[path = "../fuzz/src/harness.rs"]
 #[allow(dead_code, reason = "the tests give each audit log a path of their own (audit_verify_at)")]
 mod harness;
-#[path = "../src/bin/consent_guard/input.rs"]
+#[path = "../crates/consent-guard-cli/src/input.rs"]
 #[allow(dead_code, reason = "the CLI's module, of which the harness uses a part")]
 mod input;
 #[path = "../fuzz/src/shared.rs"]

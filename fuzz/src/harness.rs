@@ -5,7 +5,7 @@
 //! Compiled into the fuzz crate and, with `#[path]`, into `tests/fuzz_regressions.rs`,
 //! which replays every saved input of `fuzz/regressions/<target>/` through these
 //! functions. `crate::input` is the CLI's JSON-lines reader
-//! (`src/bin/consent_guard/input.rs`) in both.
+//! (`crates/consent-guard-cli/src/input.rs`) in both.
 
 use std::collections::BTreeSet;
 use std::io::{BufReader, Write};

@@ -6,7 +6,7 @@ pub mod harness;
 pub mod shared;
 
 // The CLI's JSON-lines reader, as the CLI compiles it.
-#[path = "../../src/bin/consent_guard/input.rs"]
+#[path = "../../crates/consent-guard-cli/src/input.rs"]
 #[allow(dead_code, reason = "the CLI's module, of which the harness uses a part")]
 mod input;
 

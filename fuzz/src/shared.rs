@@ -103,7 +103,7 @@ pub fn fixed_events(policy: &Policy) -> Vec<ConsentEvent> {
 /// The subjects of [`fixed_events`], and one without events.
 pub const FIXED_SUBJECTS: [&str; 4] = ["adult", "child", "gone", "nobody"];
 
-/// What `src/bin/consent_guard/input.rs` (the CLI's JSON-lines reader, compiled into the
+/// What `crates/consent-guard-cli/src/input.rs` (the CLI's JSON-lines reader, compiled into the
 /// targets with `#[path]`) needs of the CLI's error type: the two variants it builds.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

@@ -1,7 +1,6 @@
 //! The `consent-guard` command line, run as a real process: decisions, exit statuses
 //! and messages of `check`, `lint` and `explain` (`audit verify` is in
 //! `tests/audit_chain.rs`), on the seed policies and on `tests/data/cli/`.
-#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,12 +22,12 @@ const SEEDS: [&str; 5] = ["exmo", "kmengai", "aimate", "nexacore", "aiart"];
 /// The binary, run from the crate root so that paths read as in the docs.
 fn cg() -> Command {
     let mut cmd = Command::cargo_bin("consent-guard").unwrap();
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     cmd
 }
 
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 /// The decisions printed on standard output, one JSON value per line.
@@ -56,7 +55,7 @@ fn temp_file(name: &str, content: &[u8]) -> (tempfile::TempDir, PathBuf) {
 /// other paths of a decision), on the EXMO policy.
 #[test]
 fn done_when_exmo_grant_then_withdrawal() {
-    // cargo run --features cli -- check --policy examples/policies/exmo.toml
+    // cargo run -p consent-guard-cli -- check --policy examples/policies/exmo.toml
     //   --events tests/data/cli/exmo_events.jsonl --at 2026-06-01T00:00:00Z
     //   tests/data/cli/exmo_requests.jsonl
     let output = cg()

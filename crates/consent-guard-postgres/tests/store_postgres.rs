@@ -10,9 +10,9 @@
 //!
 //! Measurements printed by the tests (run with `--nocapture`): time to deny and to
 //! recover under a silent path, and withdrawal propagation latency:
-//! `cargo test --release --features postgres --test store_postgres -- --nocapture black_hole withdrawals_propagate`
+//! `cargo test --release -p consent-guard-postgres --test store_postgres -- --nocapture black_hole withdrawals_propagate`
 //! Appends per second (ignored by default):
-//! `cargo test --release --features postgres --test store_postgres -- --ignored --nocapture measure_postgres`
+//! `cargo test --release -p consent-guard-postgres --test store_postgres -- --ignored --nocapture measure_postgres`
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,7 +20,6 @@
     clippy::indexing_slicing,
     reason = "tests fail loudly"
 )]
-#![cfg(feature = "postgres")]
 
 #[path = "pg_support/mod.rs"]
 mod pg_support;
@@ -32,10 +31,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use consent_guard::store::{ConsentStore, PostgresConsentStore};
+use consent_guard::store::ConsentStore;
 use consent_guard::{
     AccessRequest, ConsentEvent, DataCategory, Deidentification, FixedClock, Guard, Policy, Purpose, ReasonCode,
 };
+use consent_guard_postgres::PostgresConsentStore;
 use pg_support::{host_port, with_host_port, with_param, FreshDatabase};
 use postgres::fallible_iterator::FallibleIterator;
 
@@ -144,7 +144,9 @@ fn withdraw(subject: &str) -> ConsentEvent {
 }
 
 fn guard(store: PostgresConsentStore) -> Guard {
-    let policy = Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap();
+    let policy =
+        Policy::from_toml_file(concat!(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."), "/examples/policies/exmo.toml"))
+            .unwrap();
     let now: DateTime<Utc> = "2026-06-01T00:00:00Z".parse().unwrap();
     Guard::builder(policy).clock(FixedClock::new(now)).store(store).build().unwrap()
 }
@@ -414,7 +416,9 @@ fn measure_postgres() {
 
 /// A guard on the system clock, so that staleness advances with real time.
 fn live_guard(store: PostgresConsentStore) -> Guard {
-    let policy = Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap();
+    let policy =
+        Policy::from_toml_file(concat!(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."), "/examples/policies/exmo.toml"))
+            .unwrap();
     Guard::builder(policy).store(store).build().unwrap()
 }
 
@@ -551,7 +555,9 @@ fn withdrawals_propagate_across_replicas_quickly() {
 
 /// The exmo policy at version 2.0, with a purpose that 1.0 does not know.
 fn exmo_v2() -> Policy {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."), "/examples/policies/exmo.toml"))
+            .unwrap();
     let text = text.replacen("version = \"1.0\"", "version = \"2.0\"", 1).replacen(
         "purposes = [\"service.task_management\", \"service.business_transfer\"]",
         "purposes = [\"service.task_management\", \"service.business_transfer\", \"service.newsletter\"]",
@@ -566,7 +572,9 @@ fn exmo_v2() -> Policy {
 #[test]
 fn a_rolling_upgrade_quarantines_what_the_old_policy_cannot_apply() {
     let Some(db) = FreshDatabase::create("rolling") else { return };
-    let v1 = Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap();
+    let v1 =
+        Policy::from_toml_file(concat!(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."), "/examples/policies/exmo.toml"))
+            .unwrap();
     // A generous staleness bound: this test is about quarantine, not time.
     let replica = |policy| {
         let store = PostgresConsentStore::connect(&db.url).unwrap();

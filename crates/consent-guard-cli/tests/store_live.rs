@@ -2,7 +2,6 @@
 //! redb file for writing, the CLI's `history`, `check --store` and `quarantine` read it
 //! from another process and see each commit; a mistyped path is an error and creates
 //! nothing; events the policy cannot apply are quarantined with a warning.
-#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,7 +17,7 @@ use serde_json::Value;
 
 fn cg() -> Command {
     let mut cmd = Command::cargo_bin("consent-guard").unwrap();
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     cmd
 }
 
@@ -46,7 +45,9 @@ fn the_cli_reads_a_store_a_service_has_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.redb");
     let store = path.to_str().unwrap();
-    let policy = Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap();
+    let policy =
+        Policy::from_toml_file(concat!(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."), "/examples/policies/exmo.toml"))
+            .unwrap();
     let service = Guard::builder(policy).store(RedbConsentStore::open(&path).unwrap()).build().unwrap();
     service
         .record(&event(

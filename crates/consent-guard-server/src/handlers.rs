@@ -18,12 +18,12 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::auth::Refusal;
 use super::{App, Role, ServerError};
-use crate::consent::ConsentEvent;
-use crate::error::EventError;
-use crate::interchange::{bare, event_message, explain, RecordKind};
-use crate::reload::ReloadError;
-use crate::request::AccessRequest;
-use crate::Guard;
+use consent_guard::consent::ConsentEvent;
+use consent_guard::error::EventError;
+use consent_guard::interchange::{bare, event_message, explain, RecordKind};
+use consent_guard::reload::ReloadError;
+use consent_guard::request::AccessRequest;
+use consent_guard::Guard;
 
 /// Decisions written into one chunk of a streamed batch before it is sent.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -242,7 +242,7 @@ fn decide_batch(app: &App, guard: &Guard, body: &[u8], tx: &mpsc::Sender<Result<
         }
     }
     let mut out = Vec::with_capacity(CHUNK_BYTES + 4096);
-    let written = |out: &mut Vec<u8>, decision: &crate::Decision<'_>| -> bool {
+    let written = |out: &mut Vec<u8>, decision: &consent_guard::Decision<'_>| -> bool {
         if serde_json::to_writer(&mut *out, decision).is_err() {
             return false;
         }
@@ -370,7 +370,7 @@ async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                 [] => vec![e.to_string()],
                 all => all
                     .iter()
-                    .filter(|d| d.severity() == crate::error::Severity::Error)
+                    .filter(|d| d.severity() == consent_guard::error::Severity::Error)
                     .map(ToString::to_string)
                     .collect(),
             };
@@ -422,11 +422,11 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let last = app.last_sync.load(Ordering::Acquire);
     let lag = chrono::Utc::now().timestamp_millis().saturating_sub(last).max(0);
     #[allow(clippy::cast_precision_loss, reason = "a lag in milliseconds fits a float's mantissa")]
-    metrics::gauge!(crate::observe::STORE_LAG).set(lag as f64 / 1000.0);
+    metrics::gauge!(consent_guard::observe::STORE_LAG).set(lag as f64 / 1000.0);
     if let Some(log) = &app.audit {
         let handed = app.audit_handed.load(Ordering::Relaxed);
         #[allow(clippy::cast_precision_loss, reason = "a queue depth fits a float's mantissa")]
-        metrics::gauge!(crate::observe::AUDIT_QUEUE).set(handed.saturating_sub(log.stats().records) as f64);
+        metrics::gauge!(consent_guard::observe::AUDIT_QUEUE).set(handed.saturating_sub(log.stats().records) as f64);
     }
     let text = handle.render();
     (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text)

@@ -2,7 +2,6 @@
 //! then altered, cut, reordered and forged; each change must be caught (or reported as
 //! a torn last line) by `verify_log` and by `consent-guard audit verify`, with the
 //! right exit status.
-#![cfg(feature = "json")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -24,8 +23,10 @@ const RECORDS: u64 = 20;
 fn real_log() -> (tempfile::TempDir, PathBuf, (u64, String)) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let policy =
-        Policy::from_toml_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/exmo.toml")).unwrap();
+    let policy = Policy::from_toml_file(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("examples/policies/exmo.toml"),
+    )
+    .unwrap();
     let sink = std::sync::Arc::new(JsonLinesAuditSink::open(&path).unwrap());
     let guard = Guard::builder(policy)
         .clock(FixedClock::new("2026-06-01T00:00:00Z".parse().unwrap()))
@@ -79,7 +80,6 @@ fn tampered_line(path: &Path) -> u64 {
 }
 
 /// `consent-guard audit verify`: (exit status, stdout).
-#[cfg(feature = "cli")]
 fn cli_verify(path: &Path, anchor: Option<&str>) -> (Option<i32>, String) {
     let mut cmd = assert_cmd::Command::cargo_bin("consent-guard").unwrap();
     cmd.args(["audit", "verify"]).arg(path);
@@ -95,7 +95,6 @@ fn cli_verify(path: &Path, anchor: Option<&str>) -> (Option<i32>, String) {
 /// Both verifiers agree that the log is tampered at `line`.
 fn assert_tampered_at(path: &Path, line: u64) {
     assert_eq!(tampered_line(path), line);
-    #[cfg(feature = "cli")]
     {
         let (status, out) = cli_verify(path, None);
         assert_eq!(status, Some(1), "{out}");
@@ -107,7 +106,6 @@ fn assert_tampered_at(path: &Path, line: u64) {
 fn an_intact_log_verifies() {
     let (_dir, path, (records, hash)) = real_log();
     assert_eq!(verdict(&path), LogVerdict::Intact { records, last_hash: hash.clone() });
-    #[cfg(feature = "cli")]
     {
         let (status, out) = cli_verify(&path, None);
         assert_eq!(status, Some(0), "{out}");
@@ -201,7 +199,6 @@ fn a_torn_last_line_is_not_tampering_and_the_sink_recovers() {
         LogVerdict::TornTail { records, line, .. } => assert_eq!((records, line), (RECORDS - 1, RECORDS)),
         other => panic!("{other:?}"),
     }
-    #[cfg(feature = "cli")]
     {
         let (status, out) = cli_verify(&path, None);
         assert_eq!(status, Some(0), "{out}");
@@ -211,8 +208,10 @@ fn a_torn_last_line_is_not_tampering_and_the_sink_recovers() {
     // Reopening cuts the torn line off, so the next record starts on its own line.
     let sink = JsonLinesAuditSink::open(&path).unwrap();
     assert_eq!(sink.head().unwrap().0, RECORDS - 1);
-    let policy =
-        Policy::from_toml_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/exmo.toml")).unwrap();
+    let policy = Policy::from_toml_file(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("examples/policies/exmo.toml"),
+    )
+    .unwrap();
     let guard = Guard::builder(policy).audit(sink).build().unwrap();
     let request: AccessRequest<'_> =
         serde_json::from_str(r#"{"subject":"u9","purpose":"account.registration","categories":["contact.email"]}"#)
@@ -251,7 +250,6 @@ fn a_dropped_last_record_needs_an_anchor() {
     log.pop();
     write_lines(&path, &log);
     assert!(matches!(verdict(&path), LogVerdict::Intact { records: r, .. } if r == RECORDS - 1));
-    #[cfg(feature = "cli")]
     {
         let (status, out) = cli_verify(&path, None);
         assert_eq!(status, Some(0), "undetectable by the chain alone: {out}");
@@ -263,7 +261,6 @@ fn a_dropped_last_record_needs_an_anchor() {
 
 /// A log rewritten from some record on, hashes recomputed, chains; the anchor of an
 /// earlier head catches it.
-#[cfg(feature = "cli")]
 #[test]
 fn an_anchor_catches_a_rewrite() {
     let (_dir, path, _) = real_log();
@@ -275,8 +272,6 @@ fn an_anchor_catches_a_rewrite() {
     assert_eq!(status, Some(1), "{out}");
     assert!(out.contains("record 10 does not have the anchored hash"), "{out}");
 }
-
-#[cfg(feature = "cli")]
 #[test]
 fn check_writes_a_log_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
@@ -287,7 +282,7 @@ fn check_writes_a_log_that_verifies() {
     let run = || {
         let output = assert_cmd::Command::cargo_bin("consent-guard")
             .unwrap()
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
             .args(["check", "--policy", "examples/policies/exmo.toml", "--at", "2026-06-01T00:00:00Z"])
             .args(["--events", "tests/data/cli/exmo_events.jsonl", "--audit"])
             .arg(&log)
@@ -313,7 +308,7 @@ fn check_writes_a_log_that_verifies() {
     write_lines(&log, &lines);
     let output = assert_cmd::Command::cargo_bin("consent-guard")
         .unwrap()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .args(["check", "--policy", "examples/policies/exmo.toml", "--audit"])
         .arg(&log)
         .write_stdin(r#"{"subject":"a","purpose":"account.registration","categories":["contact.email"]}"#)
@@ -324,7 +319,6 @@ fn check_writes_a_log_that_verifies() {
 }
 
 /// The anchor of an empty log (`0:` and 64 zeros) holds for every intact log.
-#[cfg(feature = "cli")]
 #[test]
 fn the_anchor_of_an_empty_log_verifies() {
     let (_dir, path, _) = real_log();
@@ -338,8 +332,6 @@ fn the_anchor_of_an_empty_log_verifies() {
     let (status, out) = cli_verify(&path, Some(&format!("0:{}", "1".repeat(64))));
     assert_eq!(status, Some(1), "{out}");
 }
-
-#[cfg(feature = "cli")]
 #[test]
 fn an_unreadable_log_exits_2() {
     let (status, _) = cli_verify(Path::new("no/such/audit.jsonl"), None);

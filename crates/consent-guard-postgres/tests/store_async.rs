@@ -11,7 +11,6 @@
     clippy::indexing_slicing,
     reason = "tests fail loudly"
 )]
-#![cfg(feature = "postgres")]
 
 #[path = "pg_support/mod.rs"]
 mod pg_support;
@@ -20,12 +19,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use consent_guard::store::PostgresConsentStore;
 use consent_guard::{AccessRequest, ConsentEvent, DataCategory, Deidentification, Guard, Policy, Purpose, ReasonCode};
+use consent_guard_postgres::PostgresConsentStore;
 use pg_support::FreshDatabase;
 
 fn policy() -> Policy {
-    Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap()
+    Policy::from_toml_file(concat!(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."), "/examples/policies/exmo.toml"))
+        .unwrap()
 }
 
 fn event(json: &str) -> ConsentEvent {

@@ -1,4 +1,4 @@
-//! The HTTP decision service behind `consent-guard serve` (feature `server`): one
+//! The HTTP decision service behind `consent-guard serve`: one
 //! [`Guard`] over a consent store and a durable [`AuditLog`], answering the JSON of
 //! `docs/interchange.md` over HTTP/1.1 (axum on tokio, TLS by rustls). The API is in
 //! `docs/openapi.yaml`; deployment in `docs/deploying.md`.
@@ -37,13 +37,13 @@ use std::time::Duration;
 use axum_server::accept::NoDelayAcceptor;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::audit::{AuditLog, AuditSink};
-use crate::error::{AuditError, EventError, PolicyError};
-use crate::observe::{Observer, CHECK_SECONDS};
-use crate::policy::Policy;
-use crate::reload::{GuardHandle, ReloadError};
-use crate::store::ConsentStore;
-use crate::Guard;
+use consent_guard::audit::{AuditLog, AuditSink};
+use consent_guard::error::{AuditError, EventError, PolicyError};
+use consent_guard::observe::{Observer, CHECK_SECONDS};
+use consent_guard::policy::Policy;
+use consent_guard::reload::{GuardHandle, ReloadError};
+use consent_guard::store::ConsentStore;
+use consent_guard::Guard;
 
 /// Every route the server answers, as (method, path): the contract `docs/openapi.yaml`
 /// documents (a test holds the two to each other).
@@ -102,7 +102,7 @@ pub struct ServerOptions {
     /// `max_staleness` over a shared store).
     pub sync_interval: Duration,
     /// How long the guard may answer from its state after the store last confirmed it
-    /// current, over a store other processes write ([`crate::GuardBuilder::max_staleness`]).
+    /// current, over a store other processes write ([`consent_guard::GuardBuilder::max_staleness`]).
     pub max_staleness: Duration,
     /// TLS: the certificate chain and the private key, PEM files.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -119,7 +119,7 @@ impl Default for ServerOptions {
             header_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             sync_interval: Duration::from_millis(250),
-            max_staleness: crate::guard::DEFAULT_MAX_STALENESS,
+            max_staleness: consent_guard::guard::DEFAULT_MAX_STALENESS,
             tls: None,
             reload_on_sighup: true,
         }
@@ -261,7 +261,7 @@ impl Server {
         Server::new(move || Policy::from_toml_file(&path), store)
     }
 
-    /// Audits every decision in `log`. With [`crate::audit::Durability::Synced`], a
+    /// Audits every decision in `log`. With [`consent_guard::audit::Durability::Synced`], a
     /// decision is answered only once its record is on disk; checks then run on
     /// tokio's blocking threads, and a batch shares one commit.
     pub fn audit(mut self, log: AuditLog) -> Self {

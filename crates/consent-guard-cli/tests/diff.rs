@@ -1,7 +1,6 @@
 //! `consent-guard diff OLD NEW` and `lint --since OLD NEW` on two versions of the EXMO
 //! seed (`tests/data/diff/exmo_1.1.toml` says what changed): purpose by purpose,
 //! material or not, declared through `changed_in` or not.
-#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,7 +18,7 @@ const NEW: &str = "tests/data/diff/exmo_1.1.toml";
 fn cg(args: &[&str]) -> (Option<i32>, String, String) {
     let output = Command::cargo_bin("consent-guard")
         .unwrap()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .args(args)
         .output()
         .unwrap();
@@ -100,7 +99,8 @@ fn lint_since_warns_about_undeclared_material_changes() {
     assert_eq!((status, out.as_str()), (Some(0), ""));
 
     // Declaring the changes (or allowing one, with a reason) silences the warnings.
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(NEW)).unwrap();
+    let text =
+        std::fs::read_to_string(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(NEW)).unwrap();
     let fixed = text
         .replace("default = \"opt_out\"", "default = \"opt_out\"\nchanged_in = \"1.1\"")
         .replace("id = \"exmo.marketing\"", "id = \"exmo.marketing\"\nallow = [{ warning = \"undeclared_material_change\", reason = \"nobody could consent to marketing before 1.1\" }]");

@@ -1,4 +1,4 @@
-//! `serve`: the HTTP decision service (`consent_guard::server`) on a store and an audit
+//! `serve`: the HTTP decision service (`consent_guard_server`) on a store and an audit
 //! log named on the command line, until SIGINT or SIGTERM.
 
 use std::path::PathBuf;
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use consent_guard::audit::{AuditLog, AuditLogOptions, Durability};
 use consent_guard::observe::{Observer, SubjectField};
-use consent_guard::server::{Server, ServerOptions, Tokens};
 use consent_guard::store::ConsentStore;
+use consent_guard_server::{Server, ServerOptions, Tokens};
 
 use crate::{display, with_sources, CliError};
 
@@ -90,15 +90,9 @@ fn open_store(spec: &str) -> Result<Box<dyn ConsentStore>, CliError> {
     let failed =
         |e: consent_guard::error::StoreError| CliError::Store { store: spec.to_owned(), message: e.to_string() };
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        #[cfg(feature = "postgres")]
-        return consent_guard::store::PostgresConsentStore::connect(spec)
+        return consent_guard_postgres::PostgresConsentStore::connect(spec)
             .map(|store| Box::new(store) as Box<dyn ConsentStore>)
             .map_err(failed);
-        #[cfg(not(feature = "postgres"))]
-        return Err(CliError::Store {
-            store: spec.to_owned(),
-            message: "this build has no PostgreSQL support; build with `--features cli,server,postgres`".to_owned(),
-        });
     }
     consent_guard::store::RedbConsentStore::open(spec).map(|s| Box::new(s) as Box<dyn ConsentStore>).map_err(failed)
 }

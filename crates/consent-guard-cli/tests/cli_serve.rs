@@ -1,7 +1,6 @@
 //! The co-process modes of the command line, run as real processes: `check --follow`
 //! answers each line at once (before standard input closes), and `consent-guard serve`
 //! serves, reloads on SIGHUP and drains on SIGTERM.
-#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,7 +16,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 fn binary() -> std::path::PathBuf {
@@ -81,7 +80,7 @@ fn check_follow_answers_each_line_at_once() {
 
 /// `serve` as a process: listens, answers curl-like requests, reloads on SIGHUP,
 /// stops on SIGTERM with status 0 after flushing the audit log.
-#[cfg(all(feature = "server", unix))]
+#[cfg(unix)]
 #[test]
 fn serve_reloads_on_sighup_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,7 +159,7 @@ fn serve_reloads_on_sighup_and_stops_on_sigterm() {
 
 /// `serve --trace`: a JSON tracing event per decision and per consent event on standard
 /// error, the subject as a keyed pseudonym, never the raw id.
-#[cfg(all(feature = "server", unix))]
+#[cfg(unix)]
 #[test]
 fn serve_traces_decisions_with_pseudonyms() {
     let dir = tempfile::tempdir().unwrap();

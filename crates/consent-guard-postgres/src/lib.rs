@@ -14,13 +14,13 @@
 //! task on that runtime:
 //! - the async methods ([`PostgresConsentStore::connect_async`],
 //!   [`ConsentStore::append_async`] and the rest, used by
-//!   [`Guard::record_async`](crate::Guard::record_async) and
-//!   [`Guard::sync_async`](crate::Guard::sync_async)) await the task, so a service's
+//!   [`Guard::record_async`](consent_guard::Guard::record_async) and
+//!   [`Guard::sync_async`](consent_guard::Guard::sync_async)) await the task, so a service's
 //!   own runtime workers never block on the database;
 //! - the blocking methods of [`ConsentStore`] wait for the task on the calling
 //!   thread. They work anywhere, inside a tokio runtime too (no "runtime within a
 //!   runtime" panic), but in async code they hold a worker: call them from threads of
-//!   your own, as [`Guard::follow`](crate::Guard::follow) is.
+//!   your own, as [`Guard::follow`](consent_guard::Guard::follow) is.
 //!
 //! # Bounded waits
 //!
@@ -46,9 +46,9 @@ use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, R
 use tokio_postgres::{AsyncMessage, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{ConsentStore, StoreFuture};
-use crate::consent::{ConsentEvent, ConsentHistory};
-use crate::error::StoreError;
+use consent_guard::consent::{ConsentEvent, ConsentHistory};
+use consent_guard::error::StoreError;
+use consent_guard::store::{ConsentStore, StoreFuture};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -107,7 +107,7 @@ const LAST_SQL: &str = "SELECT coalesce(max(position), 0)::bigint FROM consent_g
 /// used from any thread, inside an async runtime or not.
 ///
 /// ```no_run
-/// use consent_guard::store::PostgresConsentStore;
+/// use consent_guard_postgres::PostgresConsentStore;
 /// use consent_guard::{Guard, Policy};
 ///
 /// let store = PostgresConsentStore::connect("postgres://app@db.internal/app?sslmode=verify-full")?;

@@ -23,7 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::error::StoreError;
+use consent_guard::error::StoreError;
 
 /// How far the server's certificate is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

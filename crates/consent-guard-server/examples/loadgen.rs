@@ -5,7 +5,7 @@
 //! p50/p99 latency. Loopback only, bounded in time.
 //!
 //! ```sh
-//! cargo run --release --features server --example loadgen -- [--seconds 5] [--durability synced|buffered]
+//! cargo run --release -p consent-guard-server --example loadgen -- [--seconds 5] [--durability synced|buffered]
 //!     [--batch 1000] [--connections 1,16,64] [--rate REQUESTS_PER_S] [--endpoints check,batch]
 //! ```
 //!
@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use consent_guard::audit::{AuditLog, AuditLogOptions, Durability};
-use consent_guard::server::{Role, Server, ServerOptions, Tokens};
 use consent_guard::store::RedbConsentStore;
 use consent_guard::{ConsentEvent, Policy};
+use consent_guard_server::{Role, Server, ServerOptions, Tokens};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -233,7 +233,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 fn main() {
     let args = args();
     let dir = tempfile::tempdir().unwrap();
-    let policy_path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml");
+    let policy_path = concat!(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."), "/examples/policies/exmo.toml");
     // Half the subjects gave separate consent to training: allows and denials mixed.
     {
         let store = RedbConsentStore::open(dir.path().join("store.redb")).unwrap();

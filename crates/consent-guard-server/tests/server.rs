@@ -1,7 +1,6 @@
 //! The HTTP decision service against a real server on 127.0.0.1 (a random port) and a
 //! real HTTP client (reqwest, rustls): every endpoint, every role, every error status,
 //! TLS, reload, a store that goes down, slow clients and a graceful shutdown.
-#![cfg(feature = "server")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,9 +19,9 @@ use std::time::Duration;
 use consent_guard::audit::{AuditLog, Durability};
 use consent_guard::consent::{ConsentEvent, ConsentHistory};
 use consent_guard::error::StoreError;
-use consent_guard::server::{Role, Server, ServerOptions, Tokens};
 use consent_guard::store::{ConsentStore, MemoryConsentStore, RedbConsentStore};
 use consent_guard::Policy;
+use consent_guard_server::{Role, Server, ServerOptions, Tokens};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -39,7 +38,7 @@ const GRANT: &str =
     r#"{"type":"grant","subject":"alice","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#;
 
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 fn exmo() -> PathBuf {
@@ -592,7 +591,7 @@ async fn the_openapi_document_lists_every_route() {
         }
     }
     let routes: std::collections::BTreeSet<(String, String)> =
-        consent_guard::server::ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+        consent_guard_server::ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
     assert_eq!(documented, routes);
     let server = exmo_server();
     for (method, path) in &routes {

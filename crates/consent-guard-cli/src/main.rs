@@ -14,28 +14,19 @@
 //! | `audit export A` | 0 intact, 1 tampered (records before it printed), 2 unreadable |
 //! | `history --store S --subject U` | 0, 2 unreadable store |
 //! | `quarantine --policy P --store S` | 0 none, 1 events quarantined, 2 unreadable |
-//! | `serve --policy P --store S [--listen A] [--tokens F]` (feature `server`) | 0 after a graceful shutdown, 2 cannot start |
+//! | `serve --policy P --store S [--listen A] [--tokens F]` | 0 after a graceful shutdown, 2 cannot start |
 //!
 //! A store named on the command line is only read, and never created: a redb file is
 //! opened read-only beside the service that writes it (see `docs/stores.md`).
 #![forbid(unsafe_code)]
 
-#[path = "consent_guard/audit.rs"]
 mod audit;
-#[path = "consent_guard/diff.rs"]
 mod diff;
-#[path = "consent_guard/explain.rs"]
 mod explain;
-#[path = "consent_guard/golden.rs"]
 mod golden;
-#[path = "consent_guard/input.rs"]
 mod input;
-#[path = "consent_guard/lint.rs"]
 mod lint;
-#[path = "consent_guard/report.rs"]
 mod report;
-#[cfg(feature = "server")]
-#[path = "consent_guard/serve.rs"]
 mod serve;
 
 use std::fs::File;
@@ -157,8 +148,7 @@ enum Command {
         store: String,
     },
     /// Serve decisions over HTTP: check, batches, consent events, histories, the
-    /// policy, health and metrics (build with `--features cli,server`).
-    #[cfg(feature = "server")]
+    /// policy, health and metrics.
     #[command(long_about = SERVE_HELP)]
     Serve(serve::ServeArgs),
 }
@@ -255,8 +245,6 @@ Exit status: 0 when every request got a decision (allow or deny); 2 on bad input
 (malformed JSON, unknown fields or names, a grant without level, a time that is not
 RFC 3339, an unreadable policy), with a message naming file, line and field. The
 decisions before the bad line are printed.";
-
-#[cfg(feature = "server")]
 const SERVE_HELP: &str = "\
 Serve decisions over HTTP (docs/openapi.yaml; deployment in docs/deploying.md):
 POST /v1/check, POST /v1/check/batch (a JSON array or JSON lines in, JSON lines out),
@@ -429,7 +417,6 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
         Command::History { store, subject } => history(&store, &subject),
         Command::Quarantine { policy, store } => quarantine(&policy, &store),
-        #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(&args),
     };
     match result {
@@ -488,15 +475,9 @@ fn open(path: &Path) -> Result<BufReader<File>, CliError> {
 fn open_store(spec: &str) -> Result<Box<dyn ConsentStore>, CliError> {
     let failed = |e: StoreError| CliError::Store { store: spec.to_owned(), message: e.to_string() };
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        #[cfg(feature = "postgres")]
-        return consent_guard::store::PostgresConsentStore::connect(spec)
+        return consent_guard_postgres::PostgresConsentStore::connect(spec)
             .map(|store| Box::new(store) as Box<dyn ConsentStore>)
             .map_err(failed);
-        #[cfg(not(feature = "postgres"))]
-        return Err(CliError::Store {
-            store: spec.to_owned(),
-            message: "this build has no PostgreSQL support; build with `--features cli,postgres`".to_owned(),
-        });
     }
     // Read-only: it works while a service has the file open, and a mistyped path is
     // an error rather than a new, empty store.

@@ -58,7 +58,8 @@ fn all(store: &dyn ConsentStore) -> Vec<(u64, ConsentEvent)> {
 }
 
 fn policy() -> Policy {
-    Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap()
+    Policy::from_toml_file(concat!(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."), "/examples/policies/exmo.toml"))
+        .unwrap()
 }
 
 fn guard_over(store: Arc<dyn ConsentStore>) -> Guard {
@@ -353,8 +354,6 @@ fn memory_store() {
     let store: Arc<dyn ConsentStore> = Arc::new(MemoryConsentStore::new());
     conformance(&|| store.clone());
 }
-
-#[cfg(feature = "redb")]
 #[test]
 fn redb_store() {
     use consent_guard::store::RedbConsentStore;
@@ -362,23 +361,19 @@ fn redb_store() {
     let path = dir.path().join("conformance.redb");
     conformance(&|| Arc::new(RedbConsentStore::open(&path).unwrap()));
 }
-
-#[cfg(feature = "postgres")]
 #[test]
 fn postgres_store() {
-    use consent_guard::store::PostgresConsentStore;
+    use consent_guard_postgres::PostgresConsentStore;
     let Some(db) = pg::FreshDatabase::create("conformance") else { return };
     conformance(&|| Arc::new(PostgresConsentStore::connect(&db.url).unwrap()));
 }
 
 /// A fresh database per test run, dropped afterwards; fails under `CI` without a server.
-#[cfg(feature = "postgres")]
 #[path = "pg_support/mod.rs"]
 mod pg;
 
 /// Appends per second (single events, batches of 100 and 1000), time to warm a guard
 /// from 1,000,000 events, bytes on disk per event.
-#[cfg(feature = "redb")]
 #[test]
 #[ignore = "measurement; run in release mode with --ignored --nocapture"]
 fn measure_redb() {
