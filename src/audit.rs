@@ -59,7 +59,7 @@ impl AuditRecord<'_> {
     pub fn template_key(&self) -> Option<u64> {
         match &self.decision.facts {
             // A what-if keeps its mark, which a compact record has no room for.
-            crate::decision::Facts::Prepared { access, .. } if !self.decision.what_if => Some(access.key()),
+            crate::decision::Facts::Prepared { access, .. } if !self.decision.what_if => Some(access.key),
             _ => None,
         }
     }

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::basis::{ConsentLevel, LegalBasis};
-use crate::guard::PreparedAccess;
 use crate::policy::{Policy, Retention};
 use crate::purpose::Purpose;
 use crate::request::AccessRequest;
@@ -240,9 +239,29 @@ pub(crate) enum Facts<'a> {
     /// keeps a decision small to return.
     Checked { policy: &'a Policy, rule: Option<u16>, request: &'a AccessRequest<'a> },
     /// As a prepared access decided: borrowed from it, with the subject checked.
-    Prepared { access: &'a PreparedAccess<'a>, subject: &'a str },
+    Prepared { access: &'a PreparedFacts<'a>, subject: &'a str },
     /// Kept beyond the guard, or read back from JSON.
     Owned(Box<OwnedFacts>),
+}
+
+/// What a prepared access decides about, the same for each of its subjects: the access
+/// keeps one ([`crate::PreparedAccess`]) and each of its decisions borrows it. It lives
+/// here, not in the guard, so that a decision does not depend on the guard that made it.
+#[derive(Debug)]
+pub(crate) struct PreparedFacts<'g> {
+    pub(crate) policy: &'g Policy,
+    /// The deciding rule's index in the policy; `None` when no rule governs the purpose.
+    pub(crate) rule: Option<u16>,
+    pub(crate) purpose: &'g Purpose,
+    /// Unique in this process: audit sinks write the template once and then name it
+    /// by this key in each record (see [`crate::audit::AuditRecord::template_key`]).
+    pub(crate) key: u64,
+}
+
+impl<'g> PreparedFacts<'g> {
+    pub(crate) fn clause(&self) -> Option<&'g str> {
+        self.rule.and_then(|index| self.policy.clause(index))
+    }
 }
 
 /// The facts of a decision that owns them.
@@ -297,7 +316,7 @@ impl<'a> Decision<'a> {
     pub fn policy(&self) -> &str {
         match &self.facts {
             Facts::Checked { policy, .. } => policy.name(),
-            Facts::Prepared { access, .. } => access.policy().name(),
+            Facts::Prepared { access, .. } => access.policy.name(),
             Facts::Owned(facts) => &facts.policy,
         }
     }
@@ -306,7 +325,7 @@ impl<'a> Decision<'a> {
     pub fn policy_version(&self) -> &str {
         match &self.facts {
             Facts::Checked { policy, .. } => policy.version(),
-            Facts::Prepared { access, .. } => access.policy().version(),
+            Facts::Prepared { access, .. } => access.policy.version(),
             Facts::Owned(facts) => &facts.policy_version,
         }
     }
@@ -324,7 +343,7 @@ impl<'a> Decision<'a> {
     pub fn purpose(&self) -> &Purpose {
         match &self.facts {
             Facts::Checked { request, .. } => &request.purpose,
-            Facts::Prepared { access, .. } => access.purpose(),
+            Facts::Prepared { access, .. } => access.purpose,
             Facts::Owned(facts) => &facts.purpose,
         }
     }
@@ -470,10 +489,10 @@ impl<'a> Decision<'a> {
             }),
             Facts::Prepared { access, subject } => Box::new(OwnedFacts {
                 clause: access.clause().map(str::to_owned),
-                policy: access.policy().name().to_owned(),
-                policy_version: access.policy().version().to_owned(),
+                policy: access.policy.name().to_owned(),
+                policy_version: access.policy.version().to_owned(),
                 subject: subject.to_owned(),
-                purpose: access.purpose().clone(),
+                purpose: access.purpose.clone(),
                 message: None,
             }),
         };

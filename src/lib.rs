@@ -59,6 +59,7 @@
 #![deny(missing_docs)]
 
 mod name;
+mod version;
 
 pub mod audit;
 pub mod basis;

@@ -22,6 +22,7 @@ mod compile;
 pub(crate) mod document;
 #[cfg(feature = "toml")]
 mod load;
+mod validate;
 
 use crate::basis::{ConsentLevel, LegalBasis};
 use crate::category::{DataCategory, CATEGORY_NAMES};
@@ -30,10 +31,11 @@ use crate::name::Tree;
 use crate::purpose::{Purpose, PURPOSE_NAMES};
 use crate::request::{AccessRequest, Actions, Deidentification, RecipientKind, RecipientKinds, Region};
 
+pub use crate::version::PolicyVersion;
 pub use builder::PolicyBuilder;
 pub use document::{
-    ConsentDefault, MinorsSection, PolicyDocument, PolicyHeader, PolicyVersion, RecipientDeclaration, Retention,
-    RuleDocument, SeparateTrigger, Signal, UnknownAge, VocabularySection, WithConsent,
+    ConsentDefault, MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, Retention, RuleDocument,
+    SeparateTrigger, Signal, UnknownAge, VocabularySection, WithConsent,
 };
 
 /// A validated, compiled policy. Build one with [`Policy::compile`],

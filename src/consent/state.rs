@@ -35,8 +35,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use crate::basis::ConsentLevel;
-use crate::policy::PolicyVersion;
 use crate::request::Region;
+use crate::version::PolicyVersion;
 
 const SHARDS: usize = 64;
 

@@ -6,9 +6,7 @@ use std::fmt;
 use super::plan::{self, Plan};
 use super::{Guard, SubjectHandle};
 use crate::consent::state::Lookup;
-use crate::decision::{Decision, Facts};
-use crate::policy::Policy;
-use crate::purpose::Purpose;
+use crate::decision::{Decision, Facts, PreparedFacts};
 use crate::request::AccessRequest;
 
 /// One kind of access, prepared by [`Guard::prepare`] for checking many subjects: a
@@ -24,9 +22,8 @@ pub struct PreparedAccess<'g> {
     template: &'g AccessRequest<'g>,
     /// `None`: the policy has no rule for the purpose.
     plan: Option<Plan<'g>>,
-    /// Unique in this process: audit sinks write the template once and then name it
-    /// by this key in each record (see [`crate::audit::AuditRecord::template_key`]).
-    key: u64,
+    /// What each of its decisions borrows.
+    facts: PreparedFacts<'g>,
 }
 
 /// The next [`PreparedAccess`] key; never reused within a process.
@@ -34,17 +31,14 @@ static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 
 impl<'g> PreparedAccess<'g> {
     pub(super) fn new(guard: &'g Guard, template: &'g AccessRequest<'_>) -> PreparedAccess<'g> {
-        PreparedAccess {
-            guard,
-            template,
-            plan: Plan::new(&guard.policy, template),
+        let plan = Plan::new(&guard.policy, template);
+        let facts = PreparedFacts {
+            policy: &guard.policy,
+            rule: plan.as_ref().map(|plan| plan.index),
+            purpose: &template.purpose,
             key: NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        }
-    }
-
-    /// The key audit sinks name this access's template by: unique in this process.
-    pub(crate) fn key(&self) -> u64 {
-        self.key
+        };
+        PreparedAccess { guard, template, plan, facts }
     }
 
     /// Decides the access for every subject now, at the guard's clock (as
@@ -142,21 +136,13 @@ impl<'g> PreparedAccess<'g> {
             basis,
             at,
             what_if,
-            facts: Facts::Prepared { access: self, subject },
+            facts: Facts::Prepared { access: &self.facts, subject },
             detail: verdict.detail,
         }
     }
 
-    pub(crate) fn policy(&self) -> &'g Policy {
-        &self.guard.policy
-    }
-
     pub(crate) fn clause(&self) -> Option<&'g str> {
-        self.plan.as_ref().and_then(|plan| self.guard.policy.clause(plan.index))
-    }
-
-    pub(crate) fn purpose(&self) -> &'g Purpose {
-        &self.template.purpose
+        self.facts.clause()
     }
 }
 

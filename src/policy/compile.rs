@@ -1,42 +1,21 @@
-//! Validation and compilation of a policy document: every problem is collected (not
-//! only the first), then names become bit masks and each purpose learns its rule.
+//! Lowering a policy document: names become bit masks and each purpose learns its
+//! rule. The checks are in `validate`, called from here in the order a reader meets
+//! the fields; a name is checked where it is resolved.
 
 use std::collections::HashMap;
 
-use super::document::{ConsentDefault, PolicyDocument, PolicyVersion, RuleDocument, SeparateTrigger, Signal};
+use super::document::{ConsentDefault, PolicyDocument, RuleDocument, SeparateTrigger, Signal};
+use super::validate::{self, at, key, unknown, Problems};
 use super::{CompiledRecipient, Minors, PathSegment, Policy, Problem, Rule, TransferRegions, Triggers};
 use crate::basis::{ConsentLevel, LegalBasis};
 use crate::category::{DataCategory, CATEGORY_NAMES, SENSITIVE_BUILTINS};
-use crate::error::Severity;
 use crate::name::{ExtendError, Tree, MAX_NODES};
 use crate::purpose::{Purpose, PURPOSE_NAMES};
 use crate::request::{Action, Actions, RecipientKind, RecipientKinds, Region};
+use crate::version::PolicyVersion;
 
 /// The most recipients a policy may declare (they are bits of a `u64`).
 const MAX_RECIPIENTS: usize = 64;
-
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn error(&mut self, path: Vec<PathSegment>, message: impl Into<String>) {
-        self.0.push(Problem { severity: Severity::Error, path, message: message.into(), warning: None, allowed: None });
-    }
-    fn warning(&mut self, name: &'static str, path: Vec<PathSegment>, message: impl Into<String>) {
-        let warning = Some(name);
-        self.0.push(Problem { severity: Severity::Warning, path, message: message.into(), warning, allowed: None });
-    }
-    fn has_errors(&self) -> bool {
-        self.0.iter().any(|p| p.severity == Severity::Error)
-    }
-}
-
-fn key(k: &str) -> PathSegment {
-    PathSegment::Key(k.to_owned())
-}
-
-fn at(path: &[PathSegment], more: &[PathSegment]) -> Vec<PathSegment> {
-    path.iter().chain(more).cloned().collect()
-}
 
 fn bit(index: usize) -> u128 {
     1u128 << (index % MAX_NODES)
@@ -48,20 +27,10 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
     let mut problems = Problems(Vec::new());
     let header = &document.policy;
 
-    if header.name.trim().is_empty() {
-        problems.error(vec![key("policy"), key("name")], "the policy needs a name");
-    }
-    let version = PolicyVersion::parse(&header.version).unwrap_or_else(|message| {
-        problems.error(vec![key("policy"), key("version")], message);
-        PolicyVersion::default()
-    });
+    validate::policy_without_name(&document, &mut problems);
+    let version = validate::malformed_version(&document, &mut problems);
     let storage_regions = header.storage_regions.clone().unwrap_or_else(|| vec![header.home_region]);
-    if storage_regions.is_empty() {
-        problems.error(
-            vec![key("policy"), key("storage_regions")],
-            "data must be storable somewhere: list at least one region",
-        );
-    }
+    validate::no_storage_region(&storage_regions, &mut problems);
     let separate = compile_triggers(header.separate_consent_for.as_deref());
 
     let minors = compile_minors(&document, &mut problems);
@@ -73,15 +42,9 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
     let mut direct: Vec<Option<u16>> = vec![None; purposes.len()];
     for (index, rule) in document.rules.iter().enumerate() {
         let path = [key("rule"), PathSegment::Index(index)];
-        if rule.id.trim().is_empty() {
-            problems.error(at(&path, &[key("id")]), "every rule needs an id naming the clause it encodes");
-        } else if let Some(first) = seen_ids.insert(&rule.id, index) {
-            problems
-                .error(at(&path, &[key("id")]), format!("rule id `{}` is already used by rule {}", rule.id, first + 1));
-        }
-        if rule.purposes.is_empty() {
-            problems.error(at(&path, &[key("purposes")]), "a rule must name at least one purpose");
-        }
+        let first_use = if rule.id.trim().is_empty() { None } else { seen_ids.insert(&rule.id, index) };
+        validate::rule_id_missing_or_taken(rule, &path, first_use, &mut problems);
+        validate::rule_without_purposes(rule, &path, &mut problems);
         for (i, purpose) in rule.purposes.iter().enumerate() {
             let Some(node) = purposes.index(&purpose.0) else {
                 problems
@@ -129,9 +92,9 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
             *slot = direct.get(node).copied().flatten().or(inherited);
         }
     }
-    shadow_warnings(&document, &purposes, &direct, &rule_for, &mut problems);
-    unused_recipient_warnings(&document, &mut problems);
-    apply_allows(&document, &mut problems);
+    validate::shadowed_rule(&document, &purposes, &direct, &rule_for, &mut problems);
+    validate::unused_recipient(&document, &mut problems);
+    validate::allows(&document, &mut problems);
 
     if problems.has_errors() {
         return Err(problems.0);
@@ -173,10 +136,6 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
     Ok((policy, problems.0))
 }
 
-fn unknown(kind: &str, name: &str) -> String {
-    format!("unknown {kind} `{name}`: use a name of the vocabulary or declare it under [vocabulary]")
-}
-
 fn compile_triggers(list: Option<&[SeparateTrigger]>) -> Triggers {
     let list = list.unwrap_or(&SeparateTrigger::ALL);
     Triggers {
@@ -193,60 +152,30 @@ fn compile_minors(document: &PolicyDocument, problems: &mut Problems) -> Minors 
         return Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor: false };
     };
     let unknown_is_minor = section.unknown_age == Some(super::UnknownAge::Minor);
-    let check_age = |age: u8, field: &str, problems: &mut Problems| {
-        if !(1..=25).contains(&age) {
-            problems.error(vec![key("minors"), key(field)], format!("age {age} is not between 1 and 25"));
-        }
-    };
-    match (section.guardian_consent_under, section.not_served_under) {
+    let (under, not_served) = match (section.guardian_consent_under, section.not_served_under) {
         (Some(_), Some(_)) => {
-            problems.error(
-                vec![key("minors"), key("not_served_under")],
-                "choose one: minors either need guardian consent or are not served",
-            );
-            Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor }
+            validate::guardian_and_not_served(problems);
+            return Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor };
         }
         (Some(age), None) => {
-            check_age(age, "guardian_consent_under", problems);
-            let sensitive_under = sensitive_age(section, age, problems);
-            Minors { under: Some(age), not_served: false, sensitive_under, unknown_is_minor }
+            validate::age_out_of_range(age, "guardian_consent_under", problems);
+            (age, false)
         }
         (None, Some(age)) => {
-            check_age(age, "not_served_under", problems);
-            let sensitive_under = sensitive_age(section, age, problems);
-            Minors { under: Some(age), not_served: true, sensitive_under, unknown_is_minor }
+            validate::age_out_of_range(age, "not_served_under", problems);
+            (age, true)
         }
         (None, None) => {
-            if section.sensitive_under.is_some() {
-                problems.error(
-                    vec![key("minors"), key("sensitive_under")],
-                    "sensitive_under needs an age rule: set guardian_consent_under or not_served_under",
-                );
-            }
-            if unknown_is_minor {
-                problems.error(
-                    vec![key("minors"), key("unknown_age")],
-                    "unknown_age needs an age rule: set guardian_consent_under or not_served_under",
-                );
-            }
-            Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor: false }
+            validate::minors_fields_without_age_rule(section, unknown_is_minor, problems);
+            return Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor: false };
         }
-    }
-}
-
-/// The age under which a minor's data is sensitive: at most the minors' age.
-fn sensitive_age(section: &super::MinorsSection, under: u8, problems: &mut Problems) -> Option<u8> {
-    match section.sensitive_under {
-        None => Some(under),
-        Some(age) if (1..=under).contains(&age) => Some(age),
-        Some(age) => {
-            problems.error(
-                vec![key("minors"), key("sensitive_under")],
-                format!("sensitive_under {age} must be between 1 and the minors' age {under}"),
-            );
-            Some(under)
-        }
-    }
+    };
+    // A minor's data is sensitive up to the minors' age unless the policy says less.
+    let sensitive_under = match section.sensitive_under {
+        Some(age) if validate::sensitive_under_above_minors_age(age, under, problems) => age,
+        _ => under,
+    };
+    Minors { under: Some(under), not_served, sensitive_under: Some(sensitive_under), unknown_is_minor }
 }
 
 fn compile_vocabulary(document: &PolicyDocument, problems: &mut Problems) -> (Tree, Tree, u128) {
@@ -350,52 +279,18 @@ fn compile_rule(
     problems: &mut Problems,
 ) -> Rule {
     let is_consent = rule.basis == LegalBasis::Consent;
-    if rule.basis.len() > 1 && rule.basis.contains(LegalBasis::Consent) {
-        problems.error(
-            at(path, &[key("basis")]),
-            "`consent` cannot be one of several bases: a purpose lawful without consent never needs it \
-             (what consent adds goes under [rule.with_consent])",
-        );
-    }
-    let level = match (is_consent, rule.level) {
-        (true, Some(level)) => level,
-        (true, None) => {
-            problems.error(at(path, &[key("basis")]), "a consent rule must say which consent level it needs (`level`)");
-            ConsentLevel::Separate
-        }
-        (false, Some(_)) => {
-            problems.error(
-                at(path, &[key("level")]),
-                format!("only consent rules have a level; this rule's basis is {}", rule.basis),
-            );
-            ConsentLevel::Separate
-        }
-        (false, None) => ConsentLevel::Separate,
-    };
+    validate::consent_among_several_bases(rule, path, problems);
+    validate::level_missing_or_misplaced(rule, path, problems);
+    // A rule with a wrong level is reported above and never compiled into a policy;
+    // separate keeps the lowering total.
+    let level = if is_consent { rule.level.unwrap_or(ConsentLevel::Separate) } else { ConsentLevel::Separate };
     let opt_out = rule.default == Some(ConsentDefault::OptOut);
-    if !is_consent && rule.default.is_some() {
-        problems.error(at(path, &[key("default")]), "only consent rules are opt-in or opt-out");
-    }
-    if rule.known_subject.is_some() && !opt_out {
-        problems.error(
-            at(path, &[key("known_subject")]),
-            "only opt-out rules deem consent, so only they can ask for a known subject",
-        );
-    }
-    if opt_out && level == ConsentLevel::Separate {
-        problems.error(
-            at(path, &[key("default")]),
-            "separate consent is always affirmative: an opt-out rule cannot require it",
-        );
-    }
-    if !is_consent && rule.anonymized_exempt.is_some() {
-        problems
-            .error(at(path, &[key("anonymized_exempt")]), "only consent rules can exempt anonymized data from consent");
-    }
+    validate::default_on_non_consent_rule(rule, path, problems);
+    validate::known_subject_without_opt_out(rule, path, problems);
+    validate::opt_out_requiring_separate(rule, level, path, problems);
+    validate::anonymized_exempt_without_consent(rule, path, problems);
 
-    if rule.categories.is_empty() {
-        problems.error(at(path, &[key("categories")]), "a rule must name at least one data category");
-    }
+    validate::rule_without_categories(rule, path, problems);
     let mut category_mask = 0u128;
     for (i, category) in rule.categories.iter().enumerate() {
         match categories.index(&category.0) {
@@ -406,51 +301,19 @@ fn compile_rule(
             ),
         }
     }
-    if is_consent && category_mask & sensitive != 0 {
-        if opt_out {
-            problems.warning(
-                "opt_out_sensitive",
-                at(path, &[key("default")]),
-                format!(
-                    "opt-out rule on sensitive data ({}): sensitive data needs affirmative separate consent",
-                    categories.first_in(category_mask & sensitive).unwrap_or("")
-                ),
-            );
-        } else if level < ConsentLevel::Separate {
-            problems.warning(
-                "sensitive_below_separate",
-                at(path, &[key("level")]),
-                format!(
-                    "consent rule on sensitive data ({}) below `separate`: requests for it will need separate consent",
-                    categories.first_in(category_mask & sensitive).unwrap_or("")
-                ),
-            );
-        }
-    }
+    validate::sensitive_without_separate_consent(rule, level, category_mask & sensitive, categories, path, problems);
 
-    if rule.actions.as_ref().is_some_and(Vec::is_empty) {
-        problems.error(at(path, &[key("actions")]), "an empty action list permits nothing: remove the rule instead");
-    }
+    validate::empty_action_list(rule, path, problems);
     let actions = rule.effective_actions().iter().fold(Actions::empty(), |set, a| set | Action::flag(*a));
 
-    if rule.recipients.as_ref().is_some_and(Vec::is_empty) {
-        problems.error(
-            at(path, &[key("recipients")]),
-            "an empty recipient list permits nothing: list `first_party` at least",
-        );
-    }
+    validate::empty_recipient_list(rule, path, problems);
     let (recipient_kinds, recipient_names) =
         compile_recipient_list(rule.effective_recipients(), recipients, &at(path, &[key("recipients")]), problems);
 
+    validate::with_consent_misused(rule, path, problems);
     let with_consent = rule.with_consent.as_ref().map(|extension| {
         let here = at(path, &[key("with_consent")]);
-        if is_consent {
-            problems.error(here.clone(), "a consent rule lists what consent permits in its own actions and recipients");
-        }
         let actions = extension.actions.as_deref().unwrap_or(&[Action::Share]);
-        if actions.is_empty() {
-            problems.error(at(&here, &[key("actions")]), "an empty action list adds nothing: remove it");
-        }
         let (kinds, names) = match &extension.recipients {
             None => (recipient_kinds, recipient_names),
             Some(list) => compile_recipient_list(
@@ -473,75 +336,27 @@ fn compile_rule(
     let deidentification = rule.deidentification.unwrap_or_default();
 
     let regions = rule.effective_regions(storage_regions).to_vec();
-    if regions.is_empty() {
-        problems.error(at(path, &[key("regions")]), "an empty region list permits nothing");
-    }
+    validate::empty_region_list(&regions, path, problems);
     let transfer_regions = match &rule.transfer_regions {
         None => TransferRegions::None,
         Some(list) if list.iter().any(|r| r == "*") => TransferRegions::Any,
-        Some(list) => {
-            let mut parsed = Vec::with_capacity(list.len());
-            for (i, code) in list.iter().enumerate() {
-                match Region::new(code) {
-                    Ok(region) if regions.contains(&region) => problems.error(
-                        at(path, &[key("transfer_regions"), PathSegment::Index(i)]),
-                        format!("region `{region}` is both a regular and a transfer region"),
-                    ),
-                    Ok(region) => parsed.push(region),
-                    Err(_) => problems.error(
-                        at(path, &[key("transfer_regions"), PathSegment::Index(i)]),
-                        format!("`{code}` is not a two-letter region code or `*`"),
-                    ),
-                }
-            }
-            TransferRegions::Listed(parsed)
-        }
+        Some(list) => TransferRegions::Listed(
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, code)| {
+                    validate::transfer_region_malformed_or_regular(code, i, &regions, path, problems)
+                })
+                .collect(),
+        ),
     };
 
-    if let Some(Err(message)) = rule.retention.map(super::Retention::check_bounds) {
-        problems.error(at(path, &[key("retention")]), message);
-    }
-    for (field, set) in [
-        ("retention_until_anonymized", rule.retention_until_anonymized.is_some()),
-        ("separate_consent_lifts_retention", rule.separate_consent_lifts_retention.is_some()),
-    ] {
-        if set && rule.retention.is_none() {
-            problems.error(at(path, &[key(field)]), format!("{field} needs a `retention` to lift"));
-        }
-    }
-    let anonymized_level = match (rule.anonymized_level, is_consent) {
-        (None, _) => None,
-        (Some(_), false) => {
-            problems.error(at(path, &[key("anonymized_level")]), "only consent rules have a level");
-            None
-        }
-        (Some(lower), true) if lower > level => {
-            problems.error(
-                at(path, &[key("anonymized_level")]),
-                format!(
-                    "anonymized_level `{lower}` is above the rule's level `{level}`: anonymized data never needs more"
-                ),
-            );
-            None
-        }
-        (Some(lower), true) => Some(lower),
-    };
+    validate::retention_out_of_bounds(rule, path, problems);
+    validate::retention_lift_without_retention(rule, path, problems);
+    let anonymized_level =
+        rule.anonymized_level.filter(|_| validate::anonymized_level_misplaced(rule, level, path, problems));
 
     let signals = rule.opt_out_signals.as_deref().unwrap_or(&[]);
-    let changed_in = rule.changed_in.as_deref().and_then(|text| match PolicyVersion::parse(text) {
-        Ok(v) if v > *version => {
-            problems.error(
-                at(path, &[key("changed_in")]),
-                format!("changed_in `{text}` is later than the policy's version"),
-            );
-            None
-        }
-        Ok(v) => Some(v),
-        Err(message) => {
-            problems.error(at(path, &[key("changed_in")]), message);
-            None
-        }
-    });
+    let changed_in = validate::changed_in_malformed_or_later(rule, version, path, problems);
 
     Rule {
         basis: rule.basis.first(),
@@ -589,92 +404,4 @@ fn compile_recipient_list<'n>(
         }
     }
     (kinds, declared)
-}
-
-/// A rule that governs no leaf purpose is shadowed: more specific rules take every
-/// leaf of its subtrees.
-fn shadow_warnings(
-    document: &PolicyDocument,
-    purposes: &Tree,
-    direct: &[Option<u16>],
-    rule_for: &[Option<u16>],
-    problems: &mut Problems,
-) {
-    for (index, rule) in document.rules.iter().enumerate() {
-        let mut governs_something = false;
-        for purpose in &rule.purposes {
-            let Some(node) = purposes.index(&purpose.0) else { return };
-            let subtree = purposes.down(node);
-            // Requests name the most specific node they can, so only leaves count.
-            governs_something |= (0..purposes.len()).any(|n| {
-                let is_leaf = purposes.down(n) == bit(n);
-                is_leaf && subtree & bit(n) != 0 && rule_for.get(n).copied().flatten().map(usize::from) == Some(index)
-            });
-        }
-        if !governs_something && !rule.purposes.is_empty() && direct.iter().any(|d| d.map(usize::from) == Some(index)) {
-            problems.warning(
-                "shadowed_rule",
-                vec![key("rule"), PathSegment::Index(index), key("purposes")],
-                format!("rule `{}` is shadowed: more specific rules govern every purpose under it", rule.id),
-            );
-        }
-    }
-}
-
-fn unused_recipient_warnings(document: &PolicyDocument, problems: &mut Problems) {
-    for name in document.recipients.keys() {
-        let listed = |list: &Option<Vec<String>>| list.as_ref().is_some_and(|list| list.contains(name));
-        let used = document.rules.iter().any(|rule| {
-            listed(&rule.recipients)
-                || rule.with_consent.as_ref().is_some_and(|extension| listed(&extension.recipients))
-        });
-        if !used {
-            problems.warning(
-                "unused_recipient",
-                vec![key("recipients"), key(name)],
-                format!("recipient `{name}` is declared but no rule lets it receive data"),
-            );
-        }
-    }
-}
-
-/// Marks the warnings a rule's `allow` accepts (they stay in the list, with the
-/// reason, for reviewers); checks the allows themselves: a known warning name, a
-/// reason, and a warning to allow.
-fn apply_allows(document: &PolicyDocument, problems: &mut Problems) {
-    let mut unused = Vec::new();
-    for (index, rule) in document.rules.iter().enumerate() {
-        for (i, allow) in rule.allow.iter().enumerate() {
-            let path = vec![key("rule"), PathSegment::Index(index), key("allow"), PathSegment::Index(i)];
-            if !crate::error::WARNING_NAMES.contains(&allow.warning.as_str()) {
-                problems.error(
-                    path,
-                    format!(
-                        "unknown warning `{}`: expected one of {}",
-                        allow.warning,
-                        crate::error::WARNING_NAMES.map(|n| format!("`{n}`")).join(", ")
-                    ),
-                );
-                continue;
-            }
-            if allow.reason.trim().is_empty() {
-                problems.error(path.clone(), format!("allowing `{}` needs a reason", allow.warning));
-            }
-            let mut matched = false;
-            for problem in problems.0.iter_mut().filter(|p| p.severity == Severity::Warning) {
-                let of_rule = matches!(problem.path.as_slice(), [PathSegment::Key(k), PathSegment::Index(n), ..] if k == "rule" && *n == index);
-                if of_rule && problem.warning.is_some_and(|w| w == allow.warning) {
-                    problem.allowed = Some(allow.reason.clone());
-                    matched = true;
-                }
-            }
-            // Found by `lint --since`, comparing with an older version: not here.
-            if !matched && allow.warning != "undeclared_material_change" {
-                unused.push((path, format!("rule `{}` allows `{}`, but has no such warning", rule.id, allow.warning)));
-            }
-        }
-    }
-    for (path, message) in unused {
-        problems.warning("unused_allow", path, message);
-    }
 }
