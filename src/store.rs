@@ -26,7 +26,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// # Obligations
 ///
 /// Every implementation keeps these, and the conformance suite
-/// (`tests/store_conformance.rs`) checks them:
+/// (`crates/consent-guard-postgres/tests/store_conformance.rs`) checks them:
 /// - `append` returns `Ok` only once every event of the batch is durable (a withdrawal
 ///   above all), and a batch is appended whole or not at all;
 /// - the events of a subject are kept in the order appended and never rewritten;

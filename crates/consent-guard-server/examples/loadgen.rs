@@ -1,4 +1,4 @@
-//! Load generator for `consent_guard::server` (issue 18): starts a server on
+//! Load generator for `consent_guard_server` (issue 18): starts a server on
 //! 127.0.0.1 (a random port) with a redb store and a durable audit log in a temporary
 //! directory, then drives `POST /v1/check` and `POST /v1/check/batch` over keep-alive
 //! HTTP/1.1 connections at 1, 16 and 64 connections, and prints throughput and
