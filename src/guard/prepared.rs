@@ -82,12 +82,6 @@ impl<'g> PreparedAccess<'g> {
     #[inline]
     pub fn check<'a>(&'a self, subject: &'a str) -> Decision<'a> {
         let mut decision = self.decide_at(subject, Lookup::Id(subject), self.guard.clock.now_millis(), false);
-        // DELIBERATE REGRESSION (test of the instruction budget; reverted next commit).
-        let mut wasted = 0u64;
-        for byte in subject.bytes().cycle().take(64) {
-            wasted = std::hint::black_box(wasted.wrapping_mul(31).wrapping_add(u64::from(byte)));
-        }
-        std::hint::black_box(wasted);
         // Building the record is the only cost of auditing a sink that discards it.
         if !self.guard.audit_discards {
             self.guard.hand_to_sink(&self.template.for_subject(subject), &mut decision);
