@@ -23,7 +23,9 @@
 //! the denial `consent_state_unavailable`, as the library does.
 
 mod auth;
+mod body;
 mod handlers;
+mod problem;
 
 pub use auth::{Role, Tokens};
 
@@ -194,9 +196,6 @@ impl ServerOptions {
 /// Loads the policy, at start and at every reload.
 pub type PolicyLoader = Arc<dyn Fn() -> Result<Policy, PolicyError> + Send + Sync>;
 
-/// Renders `GET /v1/policy` (the command line passes `explain --format json`).
-pub type Explainer = Arc<dyn Fn(&Policy) -> serde_json::Value + Send + Sync>;
-
 /// Told the outcome of every reload, from `POST /v1/policy/reload` or SIGHUP.
 pub type ReloadListener = Arc<dyn Fn(&Result<Reloaded, ServerError>) + Send + Sync>;
 
@@ -220,7 +219,6 @@ pub struct Server {
     audit: Option<Arc<AuditLog>>,
     tokens: Tokens,
     options: ServerOptions,
-    explain: Option<Explainer>,
     observer: Observer,
     on_reload: Option<ReloadListener>,
 }
@@ -249,7 +247,6 @@ impl Server {
             audit: None,
             tokens: Tokens::new(),
             options: ServerOptions::default(),
-            explain: None,
             observer: Observer::default(),
             on_reload: None,
         }
@@ -278,12 +275,6 @@ impl Server {
     /// Listening, limits and timeouts.
     pub fn options(mut self, options: ServerOptions) -> Self {
         self.options = options;
-        self
-    }
-
-    /// How `GET /v1/policy` is rendered; by default the policy document as JSON.
-    pub fn explain(mut self, explain: impl Fn(&Policy) -> serde_json::Value + Send + Sync + 'static) -> Self {
-        self.explain = Some(Arc::new(explain));
         self
     }
 
@@ -330,7 +321,6 @@ impl Server {
             audit: self.audit,
             audit_blocks,
             tokens: self.tokens,
-            explain: self.explain,
             observer: self.observer,
             metrics: prometheus(),
             options: self.options,
@@ -491,7 +481,6 @@ struct App {
     /// The audit log is synced: a check waits for an fsync, off the runtime's threads.
     audit_blocks: bool,
     tokens: Tokens,
-    explain: Option<Explainer>,
     observer: Observer,
     metrics: Option<PrometheusHandle>,
     options: ServerOptions,
