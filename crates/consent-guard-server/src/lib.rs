@@ -9,15 +9,18 @@
 //! | `POST /v1/check/batch` | `check` | a JSON array or JSON lines of requests in, JSON lines of decisions streamed out |
 //! | `POST /v1/events` | `record` | one event, an array or JSON lines, durable in the store before `200` |
 //! | `GET /v1/subjects/{id}/history` | `read` | the subject's consent history (proof of consent); `404` when it has none |
-//! | `GET /v1/policy` | any | what `explain --format json` says |
+//! | `GET /v1/policy` | any | what `explain --format json` says, for the policy enforced now (`consent_guard::policy::explain`) |
 //! | `POST /v1/policy/reload` | `admin` | reloads the policy (also on SIGHUP); a failure changes nothing |
 //! | `GET /metrics` | `read` | Prometheus text |
 //! | `GET /healthz` | none | the process answers |
 //! | `GET /readyz` | none | the store answers and the state is current (`503` otherwise) |
 //!
-//! Every request but the probes needs `Authorization: Bearer TOKEN` ([`Tokens`]):
-//! none or an unknown token gets `401`, a token without the role `403`. Bad JSON gets
-//! `400` with the command line's `field: message`, a body over the limit `413`, a
+//! Every request but the probes needs `Authorization: Bearer TOKEN` ([`Tokens`]),
+//! checked on the headers before any body is read: none or an unknown token gets
+//! `401`, a token without the role `403`. Every error is an RFC 9457 problem
+//! (`application/problem+json`, one mapping, listed in `docs/deploying.md`): bad JSON
+//! gets `400` with the command line's `field: message` (and the `field`, `line` or
+//! `item`), a body over the limit `413` (at once when its `Content-Length` says so), a
 //! client slower than the request timeout `408`, a store that cannot answer `503`. A
 //! decision is never an HTTP error: a guard whose state is stale answers `200` with
 //! the denial `consent_state_unavailable`, as the library does.
