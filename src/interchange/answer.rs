@@ -8,11 +8,11 @@
 //! use consent_guard::{Guard, Policy};
 //!
 //! let guard = Guard::new(Policy::from_toml_file("examples/policies/exmo.toml")?);
-//! let request = br#"{"subject":"u1","purpose":"ai_training","categories":["behavior"]}"#;
+//! let request = br#"{"subject":"u1","purpose":"ai_training.model_training","categories":["behavior.log"],"deidentification":"anonymized"}"#;
 //! let code = answer(&guard, request, |decision| decision.code())?;
 //! assert_eq!(code.as_str(), "consent_missing");
 //!
-//! let misspelt = br#"{"subject":"u1","purpose":"ai_training","categories":["behavior"],"at":"now"}"#;
+//! let misspelt = br#"{"subject":"u1","purpose":"ai_training.model_training","categories":["behavior.log"],"at":"now"}"#;
 //! let error = answer(&guard, misspelt, |decision| decision.code()).unwrap_err();
 //! assert_eq!(error.field(), Some("at"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

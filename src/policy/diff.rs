@@ -366,7 +366,34 @@ pub fn undeclared(old: &Policy, new: &Policy) -> Vec<Diagnostic> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests fail loudly")]
     use super::*;
+
+    /// The warning sits at the rule's `id`, found from the policy's own spans (not by
+    /// searching the text), and carries the rule.
+    #[cfg(feature = "toml")]
+    #[test]
+    fn undeclared_changes_are_located_at_their_rule() {
+        let old = Policy::from_toml_file("examples/policies/exmo.toml").unwrap();
+        let new = Policy::from_toml_file("tests/data/diff/exmo_1.1.toml").unwrap();
+        let text = std::fs::read_to_string("tests/data/diff/exmo_1.1.toml").unwrap();
+        let warnings = undeclared(&old, &new);
+        assert!(!warnings.is_empty());
+        for warning in &warnings {
+            assert_eq!(warning.file(), "tests/data/diff/exmo_1.1.toml");
+            assert_eq!(warning.warning_name(), Some("undeclared_material_change"));
+            let id = warning.rule().unwrap();
+            let line = text.lines().nth(warning.line() - 1).unwrap();
+            let column = warning.column() - 1;
+            assert!(line[column..].starts_with("id"), "{warning}: {line}");
+            assert!(line.contains(&format!("\"{id}\"")), "{warning}: {line}");
+        }
+        // A policy built without a file: the rule is known, the place is not.
+        let built = Policy::compile(new.document().clone(), "<builder>").unwrap();
+        let unlocated = undeclared(&old, &built);
+        assert_eq!(unlocated.len(), warnings.len());
+        assert!(unlocated.iter().all(|w| (w.line(), w.column()) == (0, 0) && w.rule().is_some()));
+    }
 
     #[test]
     fn names_cover_their_children() {

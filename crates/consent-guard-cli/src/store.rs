@@ -36,3 +36,21 @@ pub(crate) fn open_store(spec: &str, mode: Mode) -> Result<Box<dyn ConsentStore>
             .map_err(failed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+    use super::*;
+
+    #[test]
+    fn a_read_only_store_is_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let spec = path.to_str().unwrap();
+        let error = open_store(spec, Mode::ReadOnly).err().unwrap();
+        assert!(error.to_string().starts_with(spec), "{error}");
+        assert!(!path.exists(), "a mistyped path must not become an empty store");
+        assert!(open_store(spec, Mode::Writable).is_ok());
+        assert!(path.exists());
+    }
+}
