@@ -43,6 +43,8 @@ pub struct Diagnostic {
     pub(crate) warning: Option<&'static str>,
     /// The reason a rule's `allow` gives for accepting this warning.
     pub(crate) allowed: Option<String>,
+    /// The id of the rule the problem is in, when it is in one.
+    pub(crate) rule: Option<String>,
 }
 
 /// The stable names of policy warnings, as a rule's `allow` names them.
@@ -74,7 +76,19 @@ impl Diagnostic {
             message: message.into(),
             warning: Some(name),
             allowed: None,
+            rule: None,
         }
+    }
+    /// The same diagnostic, about the rule with this id.
+    #[must_use]
+    pub fn with_rule(mut self, id: impl Into<String>) -> Diagnostic {
+        self.rule = Some(id.into());
+        self
+    }
+    /// The id of the rule (`[[rule]]`) the problem is in; `None` for the policy's
+    /// header, vocabulary, recipients and minors, and for syntax errors.
+    pub fn rule(&self) -> Option<&str> {
+        self.rule.as_deref()
     }
     /// A warning's stable name (one of [`WARNING_NAMES`]); `None` for an error.
     pub fn warning_name(&self) -> Option<&'static str> {

@@ -1,6 +1,10 @@
-//! The interchange JSON's error messages (`docs/interchange.md`): a record that did not
-//! deserialize is explained as `field: message`, naming the field at fault, the same
-//! words from the command line and from the HTTP service.
+//! The interchange JSON (`docs/interchange.md`) from record to answer: reading records
+//! from JSON lines ([`records`]), the request-to-answer step ([`answer`]), and error
+//! messages that name the field at fault (`field: message`), the same words from the
+//! command line and from the HTTP service.
+
+pub mod answer;
+pub mod records;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::Deserialize;

@@ -16,7 +16,7 @@
 //! | [`purpose`], [`category`] | the hierarchical vocabularies (typed constants, extensions) |
 //! | [`basis`] | legal bases and consent levels |
 //! | [`consent`] | consent events, per-subject history, proof of consent |
-//! | [`policy`] | the policy document, its TOML form, the builder, validation and compilation |
+//! | [`policy`] | the policy document, its TOML form, the builder, validation and compilation; `diff` (material changes) and `explain` (a structured description) |
 //! | [`request`] | access requests and their dimensions |
 //! | [`guard`] | the decision: policy × consent state × request × time |
 //! | [`sealed`] | personal data that only a granted decision opens ([`Personal`]) |
@@ -28,7 +28,7 @@
 //! | `web` (features `tower`, `axum`) | the tower layer, the axum extractor, HTTP responses |
 //! | [`error`] | one error enum per boundary |
 //! | `observe` (features `metrics`, `tracing`) | counters, latency histogram and tracing events of decisions |
-//! | `interchange` (feature `json`) | the request-to-answer step and `field: message` errors of the interchange JSON |
+//! | `interchange` (feature `json`) | the request-to-answer step (`answer`), the JSON-lines records reader (`records`) and `field: message` errors of the interchange JSON |
 //! | `schema` (feature `schema`) | JSON Schemas of the policy, events, requests, decisions |
 //! | `testing` (feature `testing`) | golden test files of a policy: request → expected decision |
 //!

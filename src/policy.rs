@@ -19,7 +19,9 @@
 
 mod builder;
 mod compile;
+pub mod diff;
 pub(crate) mod document;
+pub mod explain;
 #[cfg(feature = "toml")]
 mod load;
 mod validate;
@@ -63,6 +65,21 @@ pub struct Policy {
     /// For each purpose node, the rule naming its most specific ancestor-or-self.
     pub(crate) rule_for: Vec<Option<u16>>,
     pub(crate) warnings: Vec<Diagnostic>,
+    /// Where the policy came from, for findings made after it was compiled.
+    pub(crate) origin: Origin,
+}
+
+/// The file a policy was loaded from, and where each of its rules starts in it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Origin {
+    pub(crate) file: String,
+    /// 1-based line and column of each rule's `id` (0, 0 when unknown).
+    pub(crate) rules: Vec<(usize, usize)>,
+}
+
+/// The id of each rule of a document, in order.
+pub(crate) fn rule_ids(document: &PolicyDocument) -> Vec<String> {
+    document.rules.iter().map(|rule| rule.id.clone()).collect()
 }
 
 /// How the policy treats minors, compiled.
@@ -170,6 +187,7 @@ impl Policy {
     ///
     /// [`PolicyError::Invalid`] with every problem found.
     pub fn compile(document: PolicyDocument, file: &str) -> Result<Policy, PolicyError> {
+        let ids = rule_ids(&document);
         let unlocated = |p: &Problem| Diagnostic {
             severity: p.severity,
             file: file.to_owned(),
@@ -178,10 +196,13 @@ impl Policy {
             message: format!("{}: {}", p.path_text(), p.message),
             warning: p.warning,
             allowed: p.allowed.clone(),
+            rule: p.rule(&ids),
         };
+        let origin = Origin { file: file.to_owned(), rules: vec![(0, 0); ids.len()] };
         match compile::compile(document) {
             Ok((mut policy, warnings)) => {
                 policy.warnings = warnings.iter().map(unlocated).collect();
+                policy.origin = origin;
                 Ok(policy)
             }
             Err(problems) => Err(PolicyError::Invalid(problems.iter().map(unlocated).collect())),
@@ -335,6 +356,15 @@ pub(crate) enum PathSegment {
 }
 
 impl Problem {
+    /// The id of the rule the problem is in: every check of a rule reports under the
+    /// path `rule[i]`, so the rule is known where its diagnostics are made.
+    pub(crate) fn rule(&self, ids: &[String]) -> Option<String> {
+        match self.path.as_slice() {
+            [PathSegment::Key(key), PathSegment::Index(index), ..] if key == "rule" => ids.get(*index).cloned(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn path_text(&self) -> String {
         let mut text = String::new();
         for segment in &self.path {

@@ -357,18 +357,15 @@ fn decide(
     for event in events {
         guard.record(event).map_err(|e| format!("event refused ({}): {e}", event.subject()))?;
     }
-    let request: AccessRequest<'_> = serde_json::from_str(request_json).map_err(|e| format!("request: {e}"))?;
-    policy.validate_request(&request).map_err(|e| format!("request: {e}"))?;
-    let decision = match request.at {
-        Some(at) => guard.what_if(&request, at),
-        None => guard.check(&request),
-    };
-    let actual = Expected {
-        allowed: decision.allowed(),
-        code: decision.code().to_string(),
-        clause: decision.clause().map(str::to_owned),
-    };
-    Ok((actual, decision.message().into_owned()))
+    crate::interchange::answer::answer(&guard, request_json.as_bytes(), |decision| {
+        let actual = Expected {
+            allowed: decision.allowed(),
+            code: decision.code().to_string(),
+            clause: decision.clause().map(str::to_owned),
+        };
+        (actual, decision.message().into_owned())
+    })
+    .map_err(|e| format!("request: {e}"))
 }
 
 /// The same engine from Rust, without a file: a policy, consent events as JSON lines,

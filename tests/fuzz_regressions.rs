@@ -17,16 +17,11 @@
 #[path = "../fuzz/src/harness.rs"]
 #[allow(dead_code, reason = "the tests give each audit log a path of their own (audit_verify_at)")]
 mod harness;
-#[path = "../crates/consent-guard-cli/src/input.rs"]
-#[allow(dead_code, reason = "the CLI's module, of which the harness uses a part")]
-mod input;
 #[path = "../fuzz/src/shared.rs"]
 #[allow(dead_code, reason = "shared with the structured target, which needs more of it")]
 mod shared;
 
 use std::path::{Path, PathBuf};
-
-use shared::CliError;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")

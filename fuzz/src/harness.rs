@@ -4,8 +4,8 @@
 //!
 //! Compiled into the fuzz crate and, with `#[path]`, into `tests/fuzz_regressions.rs`,
 //! which replays every saved input of `fuzz/regressions/<target>/` through these
-//! functions. `crate::input` is the CLI's JSON-lines reader
-//! (`crates/consent-guard-cli/src/input.rs`) in both.
+//! functions. Records are read by the library's JSON-lines reader
+//! (`consent_guard::interchange::records`), the one the command line and the server use.
 
 use std::collections::BTreeSet;
 use std::io::{BufReader, Write};
@@ -17,9 +17,10 @@ use consent_guard::audit::{verify_log, JsonLinesAuditSink, LogVerdict, OwnedAudi
 use consent_guard::request::{Recipient, RecipientKind};
 use consent_guard::{AccessRequest, AuditRecord, ConsentEvent, ConsentHistory, FixedClock, Guard, Policy};
 
-use crate::input::{explain, for_each_record, Kind};
+use consent_guard::interchange::records::{for_each_record, RecordsError};
+use consent_guard::interchange::{explain, RecordKind as Kind};
+
 use crate::shared::{fixed_events, guard, now, policies, FIXED_SUBJECTS};
-use crate::CliError;
 
 /// `policy_toml`: arbitrary bytes as a policy TOML. Lint it, compile it, read
 /// everything `explain` reads, serialise its document back to TOML and load that, and
@@ -91,7 +92,7 @@ pub fn events_json(data: &[u8]) {
             Ok(event) => event,
             Err(e) => {
                 let message = explain(bytes, Kind::Event, &e);
-                return Err(CliError::Input { file: "fuzz.jsonl".into(), line, message });
+                return Err(RecordsError::record("fuzz.jsonl", line, message));
             }
         };
         let json = serde_json::to_string(&event).unwrap_or_default();
@@ -158,7 +159,7 @@ pub fn request_json(data: &[u8]) {
             Ok(request) => request,
             Err(e) => {
                 let message = explain(bytes, Kind::Request, &e);
-                return Err(CliError::Input { file: "fuzz.jsonl".into(), line, message });
+                return Err(RecordsError::record("fuzz.jsonl", line, message));
             }
         };
         for guard in fixed_guards() {

@@ -4,10 +4,3 @@
 
 pub mod harness;
 pub mod shared;
-
-// The CLI's JSON-lines reader, as the CLI compiles it.
-#[path = "../../crates/consent-guard-cli/src/input.rs"]
-#[allow(dead_code, reason = "the CLI's module, of which the harness uses a part")]
-mod input;
-
-pub use shared::CliError;

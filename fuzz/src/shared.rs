@@ -1,7 +1,6 @@
 //! What the fuzz targets and their regression tests share: the seed policies (compiled
 //! once), a fixed clock, the vocabulary a structured input indexes into, the fixed
-//! consent events the request target checks against, and the part of the CLI's error
-//! type that its JSON-lines reader builds.
+//! consent events the request target checks against.
 //!
 //! The seed policies are embedded at compile time so that a target runs from any
 //! directory (cargo fuzz, a regression replay, a CI box). This file is also compiled
@@ -102,28 +101,3 @@ pub fn fixed_events(policy: &Policy) -> Vec<ConsentEvent> {
 
 /// The subjects of [`fixed_events`], and one without events.
 pub const FIXED_SUBJECTS: [&str; 4] = ["adult", "child", "gone", "nobody"];
-
-/// What `crates/consent-guard-cli/src/input.rs` (the CLI's JSON-lines reader, compiled into the
-/// targets with `#[path]`) needs of the CLI's error type: the two variants it builds.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// A file could not be read.
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        /// The path.
-        file: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// One record of the input is bad.
-    #[error("{file}:{line}: {message}")]
-    Input {
-        /// The path.
-        file: String,
-        /// The 1-based line the record starts on.
-        line: u64,
-        /// What is wrong, naming the field.
-        message: String,
-    },
-}

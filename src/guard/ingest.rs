@@ -27,6 +27,16 @@ impl Guard {
         self.record_all(std::slice::from_ref(event))
     }
 
+    /// Validates an event against the policy as [`Guard::record`] does, and records
+    /// nothing: to tell which event of a refused batch is at fault.
+    ///
+    /// # Errors
+    ///
+    /// As [`Guard::record`], the store aside.
+    pub fn validate_event(&self, event: &ConsentEvent) -> Result<(), EventError> {
+        self.compile_event(event).map(drop)
+    }
+
     /// Records a batch of events: all are validated first, appended to the store as
     /// one atomic batch, then applied.
     ///

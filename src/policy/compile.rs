@@ -131,6 +131,7 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
         rules,
         rule_for,
         warnings: Vec::new(),
+        origin: super::Origin::default(),
         document,
     };
     Ok((policy, problems.0))

@@ -43,13 +43,32 @@ impl Policy {
         let document = parse(text, file)?;
         let spans = DeTable::parse(text).ok();
         let lines = LineIndex::new(text);
-        let locate = |problem: &Problem| to_diagnostic(problem, text, file, &lines, spans.as_ref());
+        let ids = super::rule_ids(&document);
+        let located = |problem: &Problem| {
+            let mut diagnostic = to_diagnostic(problem, text, file, &lines, spans.as_ref());
+            diagnostic.rule = problem.rule(&ids);
+            diagnostic
+        };
+        // Where each rule's `id` is, so that a finding about a rule made later (by
+        // `policy::diff`, say) points where the loader's own diagnostics would.
+        let rules = (0..ids.len())
+            .map(|index| {
+                let rule = [PathSegment::Key("rule".to_owned()), PathSegment::Index(index)];
+                let id =
+                    [PathSegment::Key("rule".to_owned()), PathSegment::Index(index), PathSegment::Key("id".to_owned())];
+                spans
+                    .as_ref()
+                    .and_then(|root| locate(root, &id).or_else(|| locate(root, &rule)))
+                    .map_or((1, 1), |span| lines.locate(text, span.start))
+            })
+            .collect();
         match compile::compile(document) {
             Ok((mut policy, warnings)) => {
-                policy.warnings = warnings.iter().map(locate).collect();
+                policy.warnings = warnings.iter().map(located).collect();
+                policy.origin = super::Origin { file: file.to_owned(), rules };
                 Ok(policy)
             }
-            Err(problems) => Err(PolicyError::Invalid(problems.iter().map(locate).collect())),
+            Err(problems) => Err(PolicyError::Invalid(problems.iter().map(located).collect())),
         }
     }
 
@@ -224,7 +243,7 @@ fn invalid_utf8(error: &std::string::FromUtf8Error, file: &str) -> PolicyError {
 }
 
 fn diagnostic(severity: Severity, file: &str, line: usize, column: usize, message: String) -> Diagnostic {
-    Diagnostic { severity, file: file.to_owned(), line, column, message, warning: None, allowed: None }
+    Diagnostic { severity, file: file.to_owned(), line, column, message, warning: None, allowed: None, rule: None }
 }
 
 fn to_diagnostic(
@@ -248,6 +267,7 @@ fn to_diagnostic(
         message: problem.message.clone(),
         warning: problem.warning,
         allowed: problem.allowed.clone(),
+        rule: None,
     }
 }
 

@@ -12,7 +12,8 @@ use consent_guard::purpose::Purpose;
 use consent_guard::request::Deidentification;
 use consent_guard::Policy;
 
-use crate::report::Note;
+use consent_guard::policy::explain::{describe, Note};
+
 use crate::CliError;
 
 /// How `explain` writes.
@@ -32,8 +33,9 @@ pub(crate) enum ExplainFormat {
 /// Loads the policy and prints the explanation on standard output.
 pub(crate) fn run(path: &Path, purpose: Option<&str>, format: ExplainFormat) -> Result<ExitCode, CliError> {
     let policy = Policy::from_toml_file(path)?;
-    let source = std::fs::read_to_string(path).unwrap_or_default();
-    let (notes, other) = crate::report::notes(&policy, &source);
+    let mut explanation = describe(&policy);
+    let notes: Vec<Vec<Note>> = explanation.rules.iter().map(|rule| rule.warnings.clone()).collect();
+    let other = explanation.warnings.clone();
     let purpose = match purpose {
         None => None,
         Some(name) => {
@@ -47,16 +49,16 @@ pub(crate) fn run(path: &Path, purpose: Option<&str>, format: ExplainFormat) -> 
             Some(purpose)
         }
     };
-    let rules: Vec<&RuleDocument> = match &purpose {
-        None => policy.rules().iter().collect(),
-        Some(purpose) => policy.rule_for(purpose).into_iter().collect(),
-    };
+    if let Some(purpose) = &purpose {
+        let governing = policy.rule_for(purpose).map(|rule| rule.id.as_str());
+        explanation.rules.retain(|rule| Some(rule.clause.as_str()) == governing);
+    }
     let text = match (format, &purpose) {
         (ExplainFormat::Text, None) => whole(&policy, &notes, &other),
         (ExplainFormat::Text, Some(purpose)) => one(&policy, purpose, &notes),
-        (ExplainFormat::Markdown, _) => crate::report::markdown(&policy, &rules, &source),
-        (ExplainFormat::Html, _) => crate::report::html(&policy, &rules, &source),
-        (ExplainFormat::Json, _) => crate::report::json(&policy, &rules, &source) + "\n",
+        (ExplainFormat::Markdown, _) => crate::report::markdown(&explanation),
+        (ExplainFormat::Html, _) => crate::report::html(&explanation),
+        (ExplainFormat::Json, _) => crate::report::json(&explanation) + "\n",
     };
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -160,7 +162,7 @@ fn one(policy: &Policy, purpose: &Purpose, notes: &[Vec<Note>]) -> String {
 
 /// A warning, as a line of the text output.
 fn note_line(note: &Note) -> String {
-    let name = note.name.map(|n| format!(" ({n})")).unwrap_or_default();
+    let name = note.warning.map(|n| format!(" ({n})")).unwrap_or_default();
     match &note.allowed {
         Some(reason) => format!("  accepted warning{name}: {}; reason: {reason}", note.message),
         None => format!("  warning{name}: {}", note.message),

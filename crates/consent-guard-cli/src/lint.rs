@@ -66,7 +66,7 @@ pub(crate) fn run(options: &LintOptions<'_>) -> Result<ExitCode, CliError> {
         };
         if let Some(old) = &old {
             if let Ok(new) = Policy::from_toml_str(&text, &file) {
-                diagnostics.extend(crate::diff::undeclared(old, &new, &text, &file));
+                diagnostics.extend(consent_guard::policy::diff::undeclared(old, &new));
                 diagnostics.sort_by_key(|d| (d.line(), d.column()));
             }
         }

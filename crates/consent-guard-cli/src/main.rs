@@ -24,10 +24,10 @@ mod audit;
 mod diff;
 mod explain;
 mod golden;
-mod input;
 mod lint;
 mod report;
 mod serve;
+mod store;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -38,12 +38,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use consent_guard::audit::{AuditLog, AuditSink, Durability, JsonLinesAuditSink};
-use consent_guard::error::{Severity, StoreError};
-use consent_guard::interchange::event_message;
-use consent_guard::store::ConsentStore;
-use consent_guard::{AccessRequest, ConsentEvent, FixedClock, Guard, Policy, PolicyError, ReasonCode};
+use consent_guard::error::Severity;
+use consent_guard::interchange::answer::{self, AnswerError};
+use consent_guard::interchange::records::{for_each_record, too_long, RecordsError, MAX_RECORD_BYTES};
+use consent_guard::interchange::{explain as explain_error, RecordKind};
+use consent_guard::{FixedClock, Guard, Policy, PolicyError, ReasonCode};
 
-use crate::input::{explain as explain_error, for_each_record, Kind};
+use crate::store::{open_store, Mode};
 
 /// Buffer size for reading input files and writing decisions: large batches are read
 /// and written in big blocks rather than line by line.
@@ -402,6 +403,17 @@ pub(crate) enum CliError {
     Output(#[source] io::Error),
 }
 
+impl From<RecordsError> for CliError {
+    fn from(error: RecordsError) -> CliError {
+        match error {
+            RecordsError::Read { file, source } => CliError::Read { file, source },
+            RecordsError::Record { file, line, message } => CliError::Input { file, line, message },
+            // The reader's error is non-exhaustive: whatever else it says is bad input.
+            other => CliError::Usage(other.to_string()),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -471,26 +483,11 @@ fn open(path: &Path) -> Result<BufReader<File>, CliError> {
         .map_err(|source| CliError::Read { file: display(path), source })
 }
 
-/// Opens a consent store named on the command line.
-fn open_store(spec: &str) -> Result<Box<dyn ConsentStore>, CliError> {
-    let failed = |e: StoreError| CliError::Store { store: spec.to_owned(), message: e.to_string() };
-    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        return consent_guard_postgres::PostgresConsentStore::connect(spec)
-            .map(|store| Box::new(store) as Box<dyn ConsentStore>)
-            .map_err(failed);
-    }
-    // Read-only: it works while a service has the file open, and a mistyped path is
-    // an error rather than a new, empty store.
-    consent_guard::store::ReadOnlyRedbStore::open(spec)
-        .map(|store| Box::new(store) as Box<dyn ConsentStore>)
-        .map_err(failed)
-}
-
 /// A guard that replays a store as of now, for one run of the command line: its
 /// decisions come from that snapshot, so they do not go stale while a long request
 /// file is decided.
 fn snapshot_builder(policy: Policy, spec: &str) -> Result<consent_guard::GuardBuilder, CliError> {
-    Ok(Guard::builder(policy).store(open_store(spec)?).max_staleness(std::time::Duration::MAX))
+    Ok(Guard::builder(policy).store(open_store(spec, Mode::ReadOnly)?).max_staleness(std::time::Duration::MAX))
 }
 
 /// Warns on standard error of every stored event the policy cannot apply.
@@ -536,7 +533,7 @@ fn schema(name: &str) -> Result<ExitCode, CliError> {
 
 /// `history`: one subject's events from a store, as pretty JSON.
 fn history(spec: &str, subject: &str) -> Result<ExitCode, CliError> {
-    let store = open_store(spec)?;
+    let store = open_store(spec, Mode::ReadOnly)?;
     let history =
         store.history(subject).map_err(|e| CliError::Store { store: spec.to_owned(), message: e.to_string() })?;
     let json = serde_json::to_string_pretty(&history)
@@ -620,10 +617,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
 fn record_events(guard: &Guard, path: &Path) -> Result<(), CliError> {
     let file = display(path);
     for_each_record(open(path)?, &file, |bytes, line| {
-        let bad = |message: String| CliError::Input { file: file.clone(), line, message };
-        let event: ConsentEvent =
-            serde_json::from_slice(bytes).map_err(|e| bad(explain_error(bytes, Kind::Event, &e)))?;
-        guard.record(&event).map_err(|e| bad(event_message(&e)))
+        answer::record(guard, bytes).map_err(|e| CliError::Input { file: file.clone(), line, message: e.to_string() })
     })
 }
 
@@ -638,19 +632,15 @@ fn decide_all(
     unaudited: &mut u64,
 ) -> Result<(), CliError> {
     for_each_record(input, file, |bytes, line| {
-        let bad = |message: String| CliError::Input { file: file.to_owned(), line, message };
-        let request: AccessRequest<'_> =
-            serde_json::from_slice(bytes).map_err(|e| bad(explain_error(bytes, Kind::Request, &e)))?;
-        guard.policy().validate_request(&request).map_err(|e| bad(e.to_string()))?;
-        let decision = match request.at {
-            Some(at) => guard.what_if(&request, at),
-            None => guard.check(&request),
-        };
-        if decision.code() == ReasonCode::AuditUnavailable {
-            *unaudited += 1;
-        }
-        serde_json::to_writer(&mut *out, &decision).map_err(|e| CliError::Output(e.into()))?;
-        out.write_all(b"\n").map_err(CliError::Output)
+        let bad = |e: AnswerError| CliError::Input { file: file.to_owned(), line, message: e.to_string() };
+        answer::answer(guard, bytes, |decision| {
+            if decision.code() == ReasonCode::AuditUnavailable {
+                *unaudited += 1;
+            }
+            serde_json::to_writer(&mut *out, &decision).map_err(|e| CliError::Output(e.into()))?;
+            out.write_all(b"\n").map_err(CliError::Output)
+        })
+        .map_err(bad)?
     })
 }
 /// `check --follow`: every line of `input` is a request or a consent event (it has a
@@ -668,7 +658,7 @@ fn follow(guard: &Guard, mut input: impl BufRead, out: &mut impl Write, unaudite
     loop {
         buffer.clear();
         let read = (&mut input)
-            .take(input::MAX_RECORD_BYTES + 1)
+            .take(MAX_RECORD_BYTES + 1)
             .read_until(b'\n', &mut buffer)
             .map_err(|source| CliError::Read { file: "<stdin>".to_owned(), source })?;
         if read == 0 {
@@ -698,37 +688,27 @@ fn follow_line(
 ) -> Vec<u8> {
     let failed =
         |message: String| serde_json::json!({ "error": format!("line {line}: {message}") }).to_string().into_bytes();
-    if bytes.len() as u64 > input::MAX_RECORD_BYTES {
-        return failed(format!(
-            "the line is longer than {} bytes, the most a record may take",
-            input::MAX_RECORD_BYTES
-        ));
+    if bytes.len() as u64 > MAX_RECORD_BYTES {
+        return failed(too_long());
     }
     match is_event(bytes) {
-        Err(e) => failed(explain_error(bytes, Kind::Request, &e)),
-        Ok(true) => match serde_json::from_slice::<ConsentEvent>(bytes) {
-            Err(e) => failed(explain_error(bytes, Kind::Event, &e)),
-            Ok(event) => match guard.record(&event) {
-                Ok(()) => br#"{"recorded":1}"#.to_vec(),
-                Err(e) => failed(event_message(&e)),
-            },
+        Err(e) => failed(explain_error(bytes, RecordKind::Request, &e)),
+        Ok(true) => match answer::record(guard, bytes) {
+            Ok(()) => br#"{"recorded":1}"#.to_vec(),
+            Err(e) => failed(e.to_string()),
         },
         Ok(false) => {
-            let request: AccessRequest<'_> = match serde_json::from_slice(bytes) {
-                Ok(request) => request,
-                Err(e) => return failed(explain_error(bytes, Kind::Request, &e)),
-            };
-            if let Err(e) = guard.policy().validate_request(&request) {
-                return failed(e.to_string());
+            let answered = answer::answer(guard, bytes, |decision| {
+                if decision.code() == ReasonCode::AuditUnavailable {
+                    *unaudited += 1;
+                }
+                serde_json::to_vec(&decision).map_err(|e| e.to_string())
+            });
+            match answered {
+                Ok(Ok(json)) => json,
+                Ok(Err(message)) => failed(message),
+                Err(e) => failed(e.to_string()),
             }
-            let decision = match request.at {
-                Some(at) => guard.what_if(&request, at),
-                None => guard.check(&request),
-            };
-            if decision.code() == ReasonCode::AuditUnavailable {
-                *unaudited += 1;
-            }
-            serde_json::to_vec(&decision).unwrap_or_else(|e| failed(e.to_string()))
         }
     }
 }

@@ -6,53 +6,16 @@
 use std::fmt::Write as _;
 
 use consent_guard::basis::LegalBasis;
-use consent_guard::error::Diagnostic;
-use consent_guard::policy::{ConsentDefault, Retention, RuleDocument, Signal};
+use consent_guard::policy::explain::{Explanation, Note, RuleExplanation};
+use consent_guard::policy::{ConsentDefault, Retention, Signal};
 use consent_guard::request::Deidentification;
-use consent_guard::Policy;
-use serde_json::json;
 
-/// A lint warning shown next to its rule.
-pub(crate) struct Note {
-    pub(crate) name: Option<&'static str>,
-    pub(crate) message: String,
-    pub(crate) allowed: Option<String>,
-}
-
-impl Note {
-    fn text(&self) -> String {
-        let name = self.name.map(|n| format!(" ({n})")).unwrap_or_default();
-        match &self.allowed {
-            Some(reason) => format!("accepted warning{name}: {}; reason: {reason}", self.message),
-            None => format!("warning{name}: {}", self.message),
-        }
-    }
-}
-
-/// The warnings of each rule (by the rule's place in the file), then the others.
-pub(crate) fn notes(policy: &Policy, text: &str) -> (Vec<Vec<Note>>, Vec<Note>) {
-    // A rule's table runs from its `[[rule]]` header to the next one.
-    let starts: Vec<usize> =
-        text.lines().enumerate().filter(|(_, l)| l.trim() == "[[rule]]").map(|(i, _)| i.saturating_add(1)).collect();
-    let mut per_rule: Vec<Vec<Note>> = policy.rules().iter().map(|_| Vec::new()).collect();
-    let mut other = Vec::new();
-    for warning in policy.warnings() {
-        let note = note(warning);
-        let index = starts.iter().rposition(|start| *start <= warning.line());
-        let first_rule = starts.first().copied().unwrap_or(usize::MAX);
-        match index.and_then(|i| per_rule.get_mut(i)) {
-            Some(list) if warning.line() >= first_rule => list.push(note),
-            _ => other.push(note),
-        }
-    }
-    (per_rule, other)
-}
-
-fn note(warning: &Diagnostic) -> Note {
-    Note {
-        name: warning.warning_name(),
-        message: warning.message().to_owned(),
-        allowed: warning.allowed().map(str::to_owned),
+/// A warning, as the tables show it.
+fn note_text(note: &Note) -> String {
+    let name = note.warning.map(|n| format!(" ({n})")).unwrap_or_default();
+    match &note.allowed {
+        Some(reason) => format!("accepted warning{name}: {}; reason: {reason}", note.message),
+        None => format!("warning{name}: {}", note.message),
     }
 }
 
@@ -110,55 +73,58 @@ fn retention_words(retention: Option<Retention>) -> String {
     }
 }
 
-fn row(policy: &Policy, rule: &RuleDocument, notes: &[Note]) -> Row {
-    let level = match rule.effective_level() {
+fn row(explanation: &Explanation, rule: &RuleExplanation) -> Row {
+    let level = match rule.level {
         None => "no consent needed".to_owned(),
         Some(level) => {
             let default = match rule.default.unwrap_or_default() {
                 ConsentDefault::OptIn => "opt-in: off until granted".to_owned(),
-                ConsentDefault::OptOut if rule.known_subject == Some(true) => {
+                ConsentDefault::OptOut if rule.known_subject => {
                     "opt-out: on until withdrawn, for people who used the service".to_owned()
                 }
                 ConsentDefault::OptOut => "opt-out: on until withdrawn".to_owned(),
             };
-            let exempt = if rule.anonymized_exempt == Some(true) { "; anonymized data needs none" } else { "" };
+            let exempt = if rule.anonymized_exempt { "; anonymized data needs none" } else { "" };
             format!("{level} consent at least; {default}{exempt}")
         }
     };
     let mut categories = rule
         .categories
         .iter()
-        .map(|c| if policy.is_sensitive(c) { format!("{c} (sensitive)") } else { c.to_string() })
+        .map(|c| if c.sensitive { format!("{} (sensitive)", c.name) } else { c.name.to_string() })
         .collect::<Vec<_>>()
         .join(", ");
-    match rule.effective_deidentification() {
+    match rule.deidentification {
         Deidentification::None => {}
         level => {
             let _ = write!(categories, "; {level} only");
         }
     }
     let recipients = rule
-        .effective_recipients()
-        .map(|name| match policy.document().recipients.get(name) {
-            Some(declared) => format!("{name} ({})", declared.description.as_deref().unwrap_or(declared.kind.as_str())),
+        .recipients
+        .iter()
+        .map(|name| match explanation.recipients.iter().find(|r| &r.name == name) {
+            Some(named) => {
+                let declared = &named.declaration;
+                format!("{name} ({})", declared.description.as_deref().unwrap_or(declared.kind.as_str()))
+            }
             None => kind_words(name),
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let mut regions =
-        rule.effective_regions(policy.storage_regions()).iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-    match rule.transfer_regions.as_deref() {
-        None | Some([]) => {}
-        Some(list) if list.iter().any(|r| r == "*") => {
+    let mut regions = rule.regions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    match rule.transfer_regions.as_slice() {
+        [] => {}
+        list if list.iter().any(|r| r == "*") => {
             regions.push_str("; to any other region with separate consent naming it");
         }
-        Some(list) => {
+        list => {
             let _ = write!(regions, "; to {} with separate consent naming it", list.join(", "));
         }
     }
-    let signals = match rule.opt_out_signals.as_deref() {
-        None | Some([]) => String::new(),
-        Some(list) => {
+    let signals = match rule.opt_out_signals.as_slice() {
+        [] => String::new(),
+        list => {
             let names: Vec<&str> = list
                 .iter()
                 .map(|s| match s {
@@ -170,16 +136,16 @@ fn row(policy: &Policy, rule: &RuleDocument, notes: &[Note]) -> Row {
         }
     };
     let mut purposes = rule.purposes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-    if rule.effective_actions() != RuleDocument::DEFAULT_ACTIONS {
-        let actions = rule.effective_actions().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    if !rule.default_actions {
+        let actions = rule.actions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         let _ = write!(purposes, " (only: {actions})");
     }
-    let mut notes: Vec<String> = notes.iter().map(Note::text).collect();
+    let mut notes: Vec<String> = rule.warnings.iter().map(note_text).collect();
     if let Some(version) = &rule.changed_in {
         notes.insert(0, format!("consent given before version {version} must be renewed"));
     }
     Row {
-        clause: rule.id.clone(),
+        clause: rule.clause.clone(),
         purposes,
         basis: rule.basis.iter().map(basis_words).collect::<Vec<_>>().join("; or "),
         level,
@@ -223,45 +189,32 @@ fn cells(row: &Row) -> [String; 11] {
     ]
 }
 
-fn title(policy: &Policy) -> String {
-    let header = &policy.document().policy;
-    let mut title = format!("Policy {} {}", header.name, header.version);
-    if let Some(source) = &header.source {
+fn title(explanation: &Explanation) -> String {
+    let mut title = format!("Policy {} {}", explanation.policy, explanation.version);
+    if let Some(source) = &explanation.source {
         let _ = write!(title, ": {source}");
     }
     title
 }
 
-fn rows(policy: &Policy, rules: &[&RuleDocument], notes: &[Vec<Note>]) -> Vec<Row> {
-    rules
-        .iter()
-        .map(|rule| {
-            let index = policy.rules().iter().position(|r| r.id == rule.id);
-            let empty = Vec::new();
-            let mine = index.and_then(|i| notes.get(i)).unwrap_or(&empty);
-            row(policy, rule, mine)
-        })
-        .collect()
+fn rows(explanation: &Explanation) -> Vec<Row> {
+    explanation.rules.iter().map(|rule| row(explanation, rule)).collect()
 }
 
 /// The Markdown table.
-pub(crate) fn markdown(policy: &Policy, rules: &[&RuleDocument], text: &str) -> String {
-    let (notes, other) = notes(policy, text);
-    let mut out = format!("# {}\n\n", escape_md(&title(policy)));
-    let _ = writeln!(
-        out,
-        "Home region {}. Any purpose without a row is denied by default.\n",
-        policy.document().policy.home_region
-    );
-    for note in &other {
-        let _ = writeln!(out, "- {}", escape_md(&note.text()));
+pub(crate) fn markdown(explanation: &Explanation) -> String {
+    let other = &explanation.warnings;
+    let mut out = format!("# {}\n\n", escape_md(&title(explanation)));
+    let _ = writeln!(out, "Home region {}. Any purpose without a row is denied by default.\n", explanation.home_region);
+    for note in other {
+        let _ = writeln!(out, "- {}", escape_md(&note_text(note)));
     }
     if !other.is_empty() {
         out.push('\n');
     }
     let _ = writeln!(out, "| {} |", HEADERS.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(HEADERS.len()));
-    for row in rows(policy, rules, &notes) {
+    for row in rows(explanation) {
         let cells: Vec<String> = cells(&row).iter().map(|c| escape_md(c)).collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
@@ -300,22 +253,22 @@ col.notes{width:7%}td.quote{font-style:italic}td.clause{font-family:ui-monospace
 .warning{color:#8a4b00}.accepted{color:#2f6b2f}ul.notes{padding-left:1.2rem}";
 
 /// One self-contained HTML page.
-pub(crate) fn html(policy: &Policy, rules: &[&RuleDocument], text: &str) -> String {
-    let (notes, other) = notes(policy, text);
-    let title = escape_html(&title(policy));
+pub(crate) fn html(explanation: &Explanation) -> String {
+    let other = &explanation.warnings;
+    let title = escape_html(&title(explanation));
     let mut out = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
     );
     let _ = writeln!(
         out,
         "<p class=\"meta\">Home region {}. One row per rule; any purpose without a row is denied by default.</p>",
-        escape_html(policy.document().policy.home_region.as_str())
+        escape_html(explanation.home_region.as_str())
     );
     if !other.is_empty() {
         out.push_str("<ul class=\"notes\">\n");
-        for note in &other {
+        for note in other {
             let class = if note.allowed.is_some() { "accepted" } else { "warning" };
-            let _ = writeln!(out, "<li class=\"{class}\">{}</li>", escape_html(&note.text()));
+            let _ = writeln!(out, "<li class=\"{class}\">{}</li>", escape_html(&note_text(note)));
         }
         out.push_str("</ul>\n");
     }
@@ -340,9 +293,9 @@ pub(crate) fn html(policy: &Policy, rules: &[&RuleDocument], text: &str) -> Stri
         let _ = write!(out, "<th>{header}</th>");
     }
     out.push_str("</tr></thead>\n<tbody>\n");
-    for (row, rule) in rows(policy, rules, &notes).iter().zip(rules) {
+    for (row, rule) in rows(explanation).iter().zip(&explanation.rules) {
         let cells = cells(row);
-        let _ = write!(out, "<tr data-clause=\"{}\">", escape_html(&rule.id));
+        let _ = write!(out, "<tr data-clause=\"{}\">", escape_html(&rule.clause));
         for (index, cell) in cells.iter().enumerate() {
             let class = match index {
                 8 => " class=\"clause\"",
@@ -372,46 +325,8 @@ pub(crate) fn html(policy: &Policy, rules: &[&RuleDocument], text: &str) -> Stri
     out
 }
 
-/// The same table as JSON, with codes as well as words.
-pub(crate) fn json(policy: &Policy, rules: &[&RuleDocument], text: &str) -> String {
-    let (notes, other) = notes(policy, text);
-    let note_json = |n: &Note| json!({"warning": n.name, "message": n.message, "allowed": n.allowed});
-    let header = &policy.document().policy;
-    let rows: Vec<serde_json::Value> = rules
-        .iter()
-        .map(|rule| {
-            let index = policy.rules().iter().position(|r| r.id == rule.id);
-            let mine: Vec<serde_json::Value> =
-                index.and_then(|i| notes.get(i)).map(|list| list.iter().map(note_json).collect()).unwrap_or_default();
-            json!({
-                "clause": rule.id,
-                "purposes": rule.purposes,
-                "basis": rule.basis,
-                "level": rule.effective_level(),
-                "default": rule.effective_level().map(|_| rule.default.unwrap_or_default()),
-                "known_subject": rule.known_subject.unwrap_or(false),
-                "categories": rule.categories.iter().map(|c| json!({"name": c, "sensitive": policy.is_sensitive(c)})).collect::<Vec<_>>(),
-                "actions": rule.effective_actions(),
-                "recipients": rule.effective_recipients().collect::<Vec<_>>(),
-                "deidentification": rule.effective_deidentification(),
-                "retention": rule.retention,
-                "regions": rule.effective_regions(policy.storage_regions()),
-                "transfer_regions": rule.transfer_regions.clone().unwrap_or_default(),
-                "opt_out_signals": rule.opt_out_signals.clone().unwrap_or_default(),
-                "changed_in": rule.changed_in,
-                "source": rule.source,
-                "warnings": mine,
-            })
-        })
-        .collect();
-    let value = json!({
-        "policy": header.name,
-        "version": header.version,
-        "source": header.source,
-        "home_region": header.home_region,
-        "storage_regions": policy.storage_regions(),
-        "warnings": other.iter().map(note_json).collect::<Vec<_>>(),
-        "rules": rows,
-    });
-    serde_json::to_string_pretty(&value).unwrap_or_default()
+/// The description as JSON, with codes rather than words (what `GET /v1/policy`
+/// answers).
+pub(crate) fn json(explanation: &Explanation) -> String {
+    serde_json::to_string_pretty(explanation).unwrap_or_default()
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use consent_guard::audit::{AuditLog, AuditLogOptions, Durability};
 use consent_guard::observe::{Observer, SubjectField};
-use consent_guard::store::ConsentStore;
 use consent_guard_server::{Server, ServerOptions, Tokens};
 
+use crate::store::{open_store, Mode};
 use crate::{display, with_sources, CliError};
 
 /// The environment variable that may hold tokens (as a tokens file does).
@@ -85,18 +85,6 @@ fn config(message: impl std::fmt::Display) -> CliError {
     CliError::Usage(message.to_string())
 }
 
-/// Opens the store for writing.
-fn open_store(spec: &str) -> Result<Box<dyn ConsentStore>, CliError> {
-    let failed =
-        |e: consent_guard::error::StoreError| CliError::Store { store: spec.to_owned(), message: e.to_string() };
-    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        return consent_guard_postgres::PostgresConsentStore::connect(spec)
-            .map(|store| Box::new(store) as Box<dyn ConsentStore>)
-            .map_err(failed);
-    }
-    consent_guard::store::RedbConsentStore::open(spec).map(|s| Box::new(s) as Box<dyn ConsentStore>).map_err(failed)
-}
-
 pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
     let mut tokens = match &args.tokens {
         Some(path) => Tokens::from_file(path).map_err(config)?,
@@ -119,7 +107,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
             tracing_subscriber::fmt().json().with_max_level(tracing::Level::INFO).with_writer(std::io::stderr).finish();
         tracing::subscriber::set_global_default(subscriber).map_err(config)?;
     }
-    let store = open_store(&args.store)?;
+    let store = open_store(&args.store, Mode::Writable)?;
     let mut options = ServerOptions::default()
         .listen(args.listen)
         .body_limit(args.body_limit)
@@ -128,16 +116,10 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         options = options.tls(cert, key);
     }
-    let explain_path = args.policy.clone();
     let mut server = Server::from_policy_file(&args.policy, store)
         .tokens(tokens)
         .options(options)
         .observer(Observer::new(subjects))
-        .explain(move |policy| {
-            let source = std::fs::read_to_string(&explain_path).unwrap_or_default();
-            let rules: Vec<_> = policy.rules().iter().collect();
-            serde_json::from_str(&crate::report::json(policy, &rules, &source)).unwrap_or_default()
-        })
         .on_reload(|outcome| match outcome {
             Ok(done) => eprintln!("reload: policy {} {} (was {})", done.policy, done.version, done.previous_version),
             Err(e) => eprintln!("reload failed, the policy loaded before goes on serving: {}", with_sources(e)),

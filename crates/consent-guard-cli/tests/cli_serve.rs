@@ -123,8 +123,30 @@ fn serve_reloads_on_sighup_and_stops_on_sigterm() {
     // The environment's token works too.
     assert_eq!(version("admin-token-0123456789"), "1.0");
 
+    // Errors are problem+json, naming the field.
+    let (status, kind, problem) = {
+        let (client, addr) = (client.clone(), addr.clone());
+        runtime.block_on(async move {
+            let body = r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"],"at":"now"}"#;
+            let response = client
+                .post(format!("http://{addr}/v1/check"))
+                .bearer_auth("check-token-0123456789")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let kind = response.headers()["content-type"].to_str().unwrap().to_owned();
+            (response.status(), kind, serde_json::from_str::<Value>(&response.text().await.unwrap()).unwrap())
+        })
+    };
+    assert_eq!((status.as_u16(), kind.as_str()), (400, "application/problem+json"), "{problem}");
+    assert_eq!(problem["field"], "at", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().starts_with("at: "), "{problem}");
+
     let text = std::fs::read_to_string(&policy).unwrap().replacen("version = \"1.0\"", "version = \"1.1\"", 1);
     std::fs::write(&policy, text).unwrap();
+    // Until it is reloaded, the service describes the policy it enforces, not the file.
+    assert_eq!(version("check-token-0123456789"), "1.0");
     let pid = child.0.id().to_string();
     assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     line.clear();

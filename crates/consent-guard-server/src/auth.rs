@@ -1,16 +1,26 @@
 //! Bearer tokens and their roles: who may decide, record, read and administer.
 //!
+//! The check runs on the headers, in the extractor [`Authorized`], before any body is
+//! read: a client without a token is answered `401` at once, whatever body it
+//! announces, and the server holds none of it.
+//!
 //! Tokens are kept as SHA-256 digests and a presented token is compared with every
 //! configured digest in constant time (`subtle`), so neither the bytes nor the length
 //! of a configured token leak through the time an answer takes.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::path::Path;
+use std::sync::Arc;
 
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::ServerError;
+use super::problem::ApiError;
+use super::{App, ServerError};
 
 /// What a token allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -160,9 +170,14 @@ impl Tokens {
     }
 
     /// Checks an `Authorization` header value against the role needed (`None`: any).
+    /// The scheme is case-insensitive (RFC 9110, section 11.1): `BEARER x` is `Bearer x`.
     pub(crate) fn authorize(&self, header: Option<&[u8]>, needed: Option<Role>) -> Result<(), Refusal> {
         let presented = header
-            .and_then(|value| value.strip_prefix(b"Bearer ").or_else(|| value.strip_prefix(b"bearer ")))
+            .and_then(|value| {
+                let space = value.iter().position(|b| *b == b' ')?;
+                let (scheme, token) = value.split_at(space);
+                scheme.eq_ignore_ascii_case(b"bearer").then_some(token)
+            })
             .ok_or(Refusal::Unauthenticated)?;
         let presented = digest(presented.trim_ascii());
         // Every entry is compared, so the time does not tell which matched.
@@ -177,6 +192,56 @@ impl Tokens {
             (_, true) => Ok(()),
             (true, false) => Err(Refusal::Forbidden),
             (false, _) => Err(Refusal::Unauthenticated),
+        }
+    }
+}
+
+/// The role an endpoint needs, as a type: the parameter of [`Authorized`].
+pub(crate) trait Needs: Send + Sync + 'static {
+    /// `None`: any configured token.
+    const ROLE: Option<Role>;
+}
+
+/// Any configured token.
+pub(crate) struct AnyRole;
+/// [`Role::Check`].
+pub(crate) struct CheckRole;
+/// [`Role::Record`].
+pub(crate) struct RecordRole;
+/// [`Role::Read`].
+pub(crate) struct ReadRole;
+/// [`Role::Admin`].
+pub(crate) struct AdminRole;
+
+impl Needs for AnyRole {
+    const ROLE: Option<Role> = None;
+}
+impl Needs for CheckRole {
+    const ROLE: Option<Role> = Some(Role::Check);
+}
+impl Needs for RecordRole {
+    const ROLE: Option<Role> = Some(Role::Record);
+}
+impl Needs for ReadRole {
+    const ROLE: Option<Role> = Some(Role::Read);
+}
+impl Needs for AdminRole {
+    const ROLE: Option<Role> = Some(Role::Admin);
+}
+
+/// A request whose bearer token has the role `N` needs. Extracted from the headers
+/// only, before the body: a handler takes it before its body extractor.
+pub(crate) struct Authorized<N>(PhantomData<N>);
+
+impl<N: Needs> FromRequestParts<Arc<App>> for Authorized<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).map(axum::http::HeaderValue::as_bytes);
+        match app.tokens.authorize(header, N::ROLE) {
+            Ok(()) => Ok(Authorized(PhantomData)),
+            Err(Refusal::Unauthenticated) => Err(ApiError::Unauthenticated),
+            Err(Refusal::Forbidden) => Err(ApiError::Forbidden(N::ROLE)),
         }
     }
 }
@@ -202,6 +267,18 @@ mod tests {
         );
         assert_eq!(tokens.authorize(None, Some(Role::Check)), Err(Refusal::Unauthenticated));
         assert_eq!(tokens.authorize(Some(b"Basic xyz"), Some(Role::Check)), Err(Refusal::Unauthenticated));
+        // The scheme is case-insensitive; the token is not.
+        assert_eq!(tokens.authorize(Some(b"BEARER aaaaaaaaaaaaaaaa"), Some(Role::Check)), Ok(()));
+        assert_eq!(tokens.authorize(Some(b"bEaReR aaaaaaaaaaaaaaaa"), Some(Role::Check)), Ok(()));
+        assert_eq!(
+            tokens.authorize(Some(b"Bearer AAAAAAAAAAAAAAAA"), Some(Role::Check)),
+            Err(Refusal::Unauthenticated)
+        );
+        assert_eq!(tokens.authorize(Some(b"Bearer"), Some(Role::Check)), Err(Refusal::Unauthenticated));
+        assert_eq!(
+            tokens.authorize(Some(b"Bearerx aaaaaaaaaaaaaaaa"), Some(Role::Check)),
+            Err(Refusal::Unauthenticated)
+        );
         assert!(Tokens::parse("writer aaaaaaaaaaaaaaaa", "t").is_err());
         assert!(Tokens::parse("check short", "t").is_err());
     }

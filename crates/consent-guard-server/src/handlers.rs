@@ -1,26 +1,30 @@
-//! The endpoints: parsing, authorisation, and the answers' JSON.
+//! The endpoints. Each takes [`Authorized`] first (the token, from the headers) and
+//! its body last ([`Payload`], [`Records`]), so that nothing of a body is read for a
+//! client that may not send it; every error is an [`ApiError`], answered as
+//! problem+json.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
-use tower_http::timeout::TimeoutLayer;
 
-use super::auth::Refusal;
-use super::{App, Role, ServerError};
+use super::auth::{AdminRole, AnyRole, Authorized, CheckRole, ReadRole, RecordRole};
+use super::body::{Payload, Records};
+use super::problem::{ApiError, Position};
+use super::{App, ServerError};
 use consent_guard::consent::ConsentEvent;
 use consent_guard::error::EventError;
-use consent_guard::interchange::{bare, event_message, explain, RecordKind};
+use consent_guard::interchange::answer::{self, AnswerError};
+use consent_guard::interchange::RecordKind;
 use consent_guard::reload::ReloadError;
 use consent_guard::request::AccessRequest;
 use consent_guard::Guard;
@@ -36,7 +40,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(super) fn router(app: Arc<App>) -> Router {
     let limit = app.options.body_limit;
-    let timeout = app.options.request_timeout;
     Router::new()
         .route("/v1/check", post(check))
         .route("/v1/check/batch", post(batch))
@@ -48,49 +51,26 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), deadline))
         .with_state(app)
 }
 
-/// `{"error": message}` with a status.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = json!({ "error": message.into() });
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
+/// The request timeout, body included: `408` as a problem.
+async fn deadline(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(app.options.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
-impl App {
-    /// `None` when the request may go on; the refusal otherwise.
-    fn refuse(&self, headers: &HeaderMap, needed: Option<Role>) -> Option<Response> {
-        let header = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
-        match self.tokens.authorize(header, needed) {
-            Ok(()) => None,
-            Err(Refusal::Unauthenticated) => {
-                let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                Some(response)
-            }
-            Err(Refusal::Forbidden) => Some(error(
-                StatusCode::FORBIDDEN,
-                format!("this token lacks the role `{}`", needed.map_or("any", Role::as_str)),
-            )),
-        }
-    }
-}
-
-/// A body that could not be read: over the limit (413), or cut off.
-fn rejected(rejection: &BytesRejection) -> Response {
-    let status = rejection.status();
-    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "the request body is larger than the server's limit".to_owned()
-    } else {
-        rejection.body_text()
-    };
-    error(status, message)
+fn internal(error: &dyn std::fmt::Display) -> Response {
+    ApiError::Internal(error.to_string()).into_response()
 }
 
 /// Runs `work` where it may block: on tokio's blocking threads when the audit log
@@ -99,38 +79,25 @@ async fn off_runtime(app: &Arc<App>, always: bool, work: impl FnOnce() -> Respon
     if always || app.audit_blocks {
         tokio::task::spawn_blocking(work)
             .await
-            .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "the handler failed"))
+            .unwrap_or_else(|_| ApiError::Internal("the handler failed".to_owned()).into_response())
     } else {
         work()
     }
 }
 
-async fn check(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    if let Some(refusal) = app.refuse(&headers, Some(Role::Check)) {
-        return refusal;
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return rejected(&rejection),
-    };
+async fn check(_: Authorized<CheckRole>, State(app): State<Arc<App>>, Payload(body): Payload) -> Response {
     let guard = app.guards.load();
     let worker = Arc::clone(&app);
     off_runtime(&app, false, move || decide_one(&worker, &guard, &body)).await
 }
 
 fn decide_one(app: &App, guard: &Guard, body: &[u8]) -> Response {
-    let request: AccessRequest<'_> = match serde_json::from_slice(body) {
+    let request = match answer::parse_request(guard.policy(), body) {
         Ok(request) => request,
-        Err(e) => return error(StatusCode::BAD_REQUEST, explain(body, RecordKind::Request, &e)),
+        Err(e) => return ApiError::bad(&e, None).into_response(),
     };
-    if let Err(e) = guard.policy().validate_request(&request) {
-        return error(StatusCode::BAD_REQUEST, e.to_string());
-    }
     let started = Instant::now();
-    let decision = match request.at {
-        Some(at) => guard.what_if(&request, at),
-        None => guard.check(&request),
-    };
+    let decision = answer::decide(guard, &request);
     let latency = started.elapsed();
     app.observer.decision(&decision, Some(latency));
     if app.audit.is_some() {
@@ -138,71 +105,17 @@ fn decide_one(app: &App, guard: &Guard, body: &[u8]) -> Response {
     }
     match serde_json::to_vec(&decision) {
         Ok(body) => json_response(StatusCode::OK, body),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => internal(&e),
     }
 }
 
-/// The records of a body: a JSON array, or JSON lines (one object is one line). Each
-/// error names the item or line.
-fn records<'a, T: serde::Deserialize<'a>>(body: &'a [u8], kind: RecordKind) -> Result<Vec<T>, String> {
-    let first = body.iter().position(|b| !b.is_ascii_whitespace()).and_then(|i| body.get(i));
-    match first {
-        None => Ok(Vec::new()),
-        Some(b'[') => {
-            let items: Vec<&'a RawValue> = serde_json::from_slice(body)
-                .map_err(|e| format!("malformed JSON: {} (line {}, column {})", bare(&e), e.line(), e.column()))?;
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let text = item.get();
-                    serde_json::from_str(text)
-                        .map_err(|e| format!("item {}: {}", i + 1, explain(text.as_bytes(), kind, &e)))
-                })
-                .collect()
-        }
-        Some(_) => {
-            let mut out = Vec::new();
-            let mut rest = body;
-            let mut line = 0u64;
-            while !rest.is_empty() {
-                line += 1;
-                let (this, next) = match rest.iter().position(|b| *b == b'\n') {
-                    Some(end) => (rest.get(..end).unwrap_or_default(), rest.get(end + 1..).unwrap_or_default()),
-                    None => (rest, &[][..]),
-                };
-                rest = next;
-                if this.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                match serde_json::from_slice(this) {
-                    Ok(record) => out.push(record),
-                    // One pretty-printed object is one record too.
-                    Err(_) if line == 1 && serde_json::from_slice::<T>(body).is_ok() => {
-                        return serde_json::from_slice(body).map(|r| vec![r]).map_err(|e| e.to_string());
-                    }
-                    Err(e) => return Err(format!("line {line}: {}", explain(this, kind, &e))),
-                }
-            }
-            Ok(out)
-        }
-    }
-}
-
-async fn batch(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    if let Some(refusal) = app.refuse(&headers, Some(Role::Check)) {
-        return refusal;
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return rejected(&rejection),
-    };
+async fn batch(_: Authorized<CheckRole>, State(app): State<Arc<App>>, Records(body): Records) -> Response {
     let guard = app.guards.load();
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, Response>>(4);
     let worker = Arc::clone(&app);
-    tokio::task::spawn_blocking(move || decide_batch(&worker, &guard, &body, &tx));
+    tokio::task::spawn_blocking(move || decide_batch(&worker, &guard, &Records(body), &tx));
     match rx.recv().await {
-        None => error(StatusCode::INTERNAL_SERVER_ERROR, "the batch failed"),
+        None => ApiError::Internal("the batch failed".to_owned()).into_response(),
         Some(Err(response)) => response,
         Some(Ok(first)) => {
             let rest = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -227,20 +140,21 @@ async fn batch(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Byt
 
 /// Decides a batch, sending chunks of JSON lines; the first message is an error
 /// response instead when any request is bad (then nothing is decided).
-fn decide_batch(app: &App, guard: &Guard, body: &[u8], tx: &mpsc::Sender<Result<Bytes, Response>>) {
-    let requests: Vec<AccessRequest<'_>> = match records(body, RecordKind::Request) {
-        Ok(requests) => requests,
-        Err(message) => {
-            let _ = tx.blocking_send(Err(error(StatusCode::BAD_REQUEST, message)));
+fn decide_batch(app: &App, guard: &Guard, body: &Records, tx: &mpsc::Sender<Result<Bytes, Response>>) {
+    let records: Vec<(AccessRequest<'_>, Position)> = match body.parse(RecordKind::Request) {
+        Ok(records) => records,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(e.into_response()));
             return;
         }
     };
-    for (i, request) in requests.iter().enumerate() {
+    for (request, position) in &records {
         if let Err(e) = guard.policy().validate_request(request) {
-            let _ = tx.blocking_send(Err(error(StatusCode::BAD_REQUEST, format!("item {}: {e}", i + 1))));
+            let _ = tx.blocking_send(Err(ApiError::bad(&AnswerError::from(e), Some(*position)).into_response()));
             return;
         }
     }
+    let requests: Vec<AccessRequest<'_>> = records.into_iter().map(|(request, _)| request).collect();
     let mut out = Vec::with_capacity(CHUNK_BYTES + 4096);
     let written = |out: &mut Vec<u8>, decision: &consent_guard::Decision<'_>| -> bool {
         if serde_json::to_writer(&mut *out, decision).is_err() {
@@ -255,9 +169,9 @@ fn decide_batch(app: &App, guard: &Guard, body: &[u8], tx: &mpsc::Sender<Result<
     };
     let mut rest = requests.as_slice();
     while let Some((first, _)) = rest.split_first() {
-        if let Some(at) = first.at {
+        if first.at.is_some() {
             let started = Instant::now();
-            let decision = guard.what_if(first, at);
+            let decision = answer::decide(guard, first);
             app.observer.decision(&decision, Some(started.elapsed()));
             if !written(&mut out, &decision) {
                 return;
@@ -292,24 +206,14 @@ fn decide_batch(app: &App, guard: &Guard, body: &[u8], tx: &mpsc::Sender<Result<
     let _ = tx.blocking_send(Ok(Bytes::from(out)));
 }
 
-async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    if let Some(refusal) = app.refuse(&headers, Some(Role::Record)) {
-        return refusal;
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return rejected(&rejection),
-    };
+async fn events(_: Authorized<RecordRole>, State(app): State<Arc<App>>, body: Records) -> Response {
     let worker = Arc::clone(&app);
     // The store's append waits for its commit (an fsync, or PostgreSQL).
     off_runtime(&app, true, move || {
-        let events: Vec<ConsentEvent> = match records(&body, RecordKind::Event) {
-            Ok(events) => events,
-            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        let (events, positions): (Vec<ConsentEvent>, Vec<Position>) = match body.parse(RecordKind::Event) {
+            Ok(records) => records.into_iter().unzip(),
+            Err(e) => return e.into_response(),
         };
-        if events.is_empty() {
-            return error(StatusCode::BAD_REQUEST, "no consent event in the body");
-        }
         // Through the handle: a reload publishing its guard meanwhile sees the event.
         match worker.guards.record_all(&events) {
             Ok(()) => {
@@ -318,52 +222,55 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<By
                 }
                 json_response(StatusCode::OK, json!({ "recorded": events.len() }).to_string().into_bytes())
             }
-            Err(e @ EventError::Store(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            Err(e) => error(StatusCode::BAD_REQUEST, event_message(&e)),
+            Err(e @ EventError::Store(_)) => ApiError::Unavailable(e.to_string()).into_response(),
+            Err(e) => {
+                // Nothing was recorded; the event at fault is found again, so that the
+                // answer names its line or item as it does a malformed one.
+                let guard = worker.guards.load();
+                let at_fault = events
+                    .iter()
+                    .zip(&positions)
+                    .find_map(|(event, position)| guard.validate_event(event).err().map(|error| (error, *position)));
+                match at_fault {
+                    Some((error, position)) => ApiError::bad(&AnswerError::from(error), Some(position)),
+                    None => ApiError::bad(&AnswerError::from(e), None),
+                }
+                .into_response()
+            }
         }
     })
     .await
 }
 
-async fn history(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Some(refusal) = app.refuse(&headers, Some(Role::Read)) {
-        return refusal;
-    }
+async fn history(_: Authorized<ReadRole>, State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let worker = Arc::clone(&app);
     off_runtime(&app, true, move || match worker.guards.history(&id) {
         Ok(history) if history.events().is_empty() => {
-            error(StatusCode::NOT_FOUND, "the store holds no consent event of this subject")
+            ApiError::NotFound("the store holds no consent event of this subject").into_response()
         }
         Ok(history) => match serde_json::to_vec(&history) {
             Ok(body) => json_response(StatusCode::OK, body),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => internal(&e),
         },
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("consent store: {e}")),
+        Err(e) => ApiError::Unavailable(format!("consent store: {e}")).into_response(),
     })
     .await
 }
 
-async fn policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Some(refusal) = app.refuse(&headers, None) {
-        return refusal;
-    }
+/// The policy the guard enforces now (a reload changes it), described by the library.
+async fn policy(_: Authorized<AnyRole>, State(app): State<Arc<App>>) -> Response {
     let guard = app.guards.load();
-    let policy = guard.policy();
-    let value = match &app.explain {
-        Some(explain) => explain(policy),
-        None => json!({ "policy": policy.name(), "version": policy.version(), "document": policy.document() }),
-    };
-    json_response(StatusCode::OK, value.to_string().into_bytes())
+    match serde_json::to_vec(&consent_guard::policy::explain::describe(guard.policy())) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => internal(&e),
+    }
 }
 
-async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Some(refusal) = app.refuse(&headers, Some(Role::Admin)) {
-        return refusal;
-    }
+async fn reload(_: Authorized<AdminRole>, State(app): State<Arc<App>>) -> Response {
     match app.reload().await {
         Ok(reloaded) => match serde_json::to_vec(&reloaded) {
             Ok(body) => json_response(StatusCode::OK, body),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => internal(&e),
         },
         Err(ServerError::Policy(e)) => {
             let errors: Vec<String> = match e.diagnostics() {
@@ -374,18 +281,21 @@ async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                     .map(ToString::to_string)
                     .collect(),
             };
-            let body =
-                json!({ "error": "the policy did not load; the one loaded before goes on serving", "errors": errors });
-            json_response(StatusCode::UNPROCESSABLE_ENTITY, body.to_string().into_bytes())
+            ApiError::PolicyRejected {
+                detail: "the policy did not load; the one loaded before goes on serving",
+                errors,
+            }
+            .into_response()
         }
-        Err(ServerError::Reload(e @ ReloadError::Unapplicable(_))) => {
-            let body = json!({ "error": "the new policy cannot apply stored events; the one loaded before goes on serving", "errors": [e.to_string()] });
-            json_response(StatusCode::UNPROCESSABLE_ENTITY, body.to_string().into_bytes())
+        Err(ServerError::Reload(e @ ReloadError::Unapplicable(_))) => ApiError::PolicyRejected {
+            detail: "the new policy cannot apply stored events; the one loaded before goes on serving",
+            errors: vec![e.to_string()],
         }
+        .into_response(),
         Err(e @ (ServerError::Store(_) | ServerError::Reload(ReloadError::Replay(_)))) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            ApiError::Unavailable(e.to_string()).into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => internal(&e),
     }
 }
 
@@ -412,12 +322,10 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Some(refusal) = app.refuse(&headers, Some(Role::Read)) {
-        return refusal;
-    }
+async fn metrics(_: Authorized<ReadRole>, State(app): State<Arc<App>>) -> Response {
     let Some(handle) = &app.metrics else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "another metrics recorder is installed in this process");
+        return ApiError::Unavailable("another metrics recorder is installed in this process".to_owned())
+            .into_response();
     };
     let last = app.last_sync.load(Ordering::Acquire);
     let lag = chrono::Utc::now().timestamp_millis().saturating_sub(last).max(0);
@@ -433,6 +341,10 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "no such endpoint (see docs/openapi.yaml)")
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint (see docs/openapi.yaml)")
+}
+
+async fn not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }

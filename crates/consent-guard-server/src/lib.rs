@@ -9,21 +9,26 @@
 //! | `POST /v1/check/batch` | `check` | a JSON array or JSON lines of requests in, JSON lines of decisions streamed out |
 //! | `POST /v1/events` | `record` | one event, an array or JSON lines, durable in the store before `200` |
 //! | `GET /v1/subjects/{id}/history` | `read` | the subject's consent history (proof of consent); `404` when it has none |
-//! | `GET /v1/policy` | any | what `explain --format json` says |
+//! | `GET /v1/policy` | any | what `explain --format json` says, for the policy enforced now (`consent_guard::policy::explain`) |
 //! | `POST /v1/policy/reload` | `admin` | reloads the policy (also on SIGHUP); a failure changes nothing |
 //! | `GET /metrics` | `read` | Prometheus text |
 //! | `GET /healthz` | none | the process answers |
 //! | `GET /readyz` | none | the store answers and the state is current (`503` otherwise) |
 //!
-//! Every request but the probes needs `Authorization: Bearer TOKEN` ([`Tokens`]):
-//! none or an unknown token gets `401`, a token without the role `403`. Bad JSON gets
-//! `400` with the command line's `field: message`, a body over the limit `413`, a
+//! Every request but the probes needs `Authorization: Bearer TOKEN` ([`Tokens`]),
+//! checked on the headers before any body is read: none or an unknown token gets
+//! `401`, a token without the role `403`. Every error is an RFC 9457 problem
+//! (`application/problem+json`, one mapping, listed in `docs/deploying.md`): bad JSON
+//! gets `400` with the command line's `field: message` (and the `field`, `line` or
+//! `item`), a body over the limit `413` (at once when its `Content-Length` says so), a
 //! client slower than the request timeout `408`, a store that cannot answer `503`. A
 //! decision is never an HTTP error: a guard whose state is stale answers `200` with
 //! the denial `consent_state_unavailable`, as the library does.
 
 mod auth;
+mod body;
 mod handlers;
+mod problem;
 
 pub use auth::{Role, Tokens};
 
@@ -194,9 +199,6 @@ impl ServerOptions {
 /// Loads the policy, at start and at every reload.
 pub type PolicyLoader = Arc<dyn Fn() -> Result<Policy, PolicyError> + Send + Sync>;
 
-/// Renders `GET /v1/policy` (the command line passes `explain --format json`).
-pub type Explainer = Arc<dyn Fn(&Policy) -> serde_json::Value + Send + Sync>;
-
 /// Told the outcome of every reload, from `POST /v1/policy/reload` or SIGHUP.
 pub type ReloadListener = Arc<dyn Fn(&Result<Reloaded, ServerError>) + Send + Sync>;
 
@@ -220,7 +222,6 @@ pub struct Server {
     audit: Option<Arc<AuditLog>>,
     tokens: Tokens,
     options: ServerOptions,
-    explain: Option<Explainer>,
     observer: Observer,
     on_reload: Option<ReloadListener>,
 }
@@ -249,7 +250,6 @@ impl Server {
             audit: None,
             tokens: Tokens::new(),
             options: ServerOptions::default(),
-            explain: None,
             observer: Observer::default(),
             on_reload: None,
         }
@@ -278,12 +278,6 @@ impl Server {
     /// Listening, limits and timeouts.
     pub fn options(mut self, options: ServerOptions) -> Self {
         self.options = options;
-        self
-    }
-
-    /// How `GET /v1/policy` is rendered; by default the policy document as JSON.
-    pub fn explain(mut self, explain: impl Fn(&Policy) -> serde_json::Value + Send + Sync + 'static) -> Self {
-        self.explain = Some(Arc::new(explain));
         self
     }
 
@@ -330,7 +324,6 @@ impl Server {
             audit: self.audit,
             audit_blocks,
             tokens: self.tokens,
-            explain: self.explain,
             observer: self.observer,
             metrics: prometheus(),
             options: self.options,
@@ -491,7 +484,6 @@ struct App {
     /// The audit log is synced: a check waits for an fsync, off the runtime's threads.
     audit_blocks: bool,
     tokens: Tokens,
-    explain: Option<Explainer>,
     observer: Observer,
     metrics: Option<PrometheusHandle>,
     options: ServerOptions,

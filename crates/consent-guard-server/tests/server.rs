@@ -1,6 +1,8 @@
 //! The HTTP decision service against a real server on 127.0.0.1 (a random port) and a
 //! real HTTP client (reqwest, rustls): every endpoint, every role, every error status,
-//! TLS, reload, a store that goes down, slow clients and a graceful shutdown.
+//! TLS, reload, a store that goes down, slow clients and a graceful shutdown. Every
+//! error is RFC 9457 problem+json, with the field at fault and the line or item of a
+//! batch.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -266,8 +268,10 @@ async fn every_endpoint_answers() {
     let codes: Vec<Value> = text.lines().map(|l| parse(l)["code"].clone()).collect();
     assert_eq!(codes, vec![json!("legal_basis"), json!("consent_withdrawn"), json!("consent_given")]);
     assert_eq!(parse(text.lines().nth(2).unwrap())["what_if"], true);
+    // A batch of nothing is a mistake, not an empty success.
     let (status, text) = post(&server, "/v1/check/batch", Some(CHECK), "").await;
-    assert_eq!((status, text.as_str()), (StatusCode::OK, ""));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(parse(&text)["detail"], "no access request in the body");
 
     // The policy, as `explain` says.
     let (status, text) = get(&server, "/v1/policy", Some(CHECK)).await;
@@ -327,7 +331,7 @@ async fn every_role_and_every_refusal() {
                 assert!(status.is_success(), "{path} with {token}: {status} {text}");
             } else {
                 assert_eq!(status, StatusCode::FORBIDDEN, "{path} with {token}: {text}");
-                assert!(parse(&text)["error"].as_str().unwrap().contains("lacks the role"), "{text}");
+                assert!(parse(&text)["detail"].as_str().unwrap().contains("lacks the role"), "{text}");
             }
         }
     }
@@ -371,30 +375,188 @@ async fn bad_input_gets_400_with_the_field() {
             "purposes: unknown purpose",
         ),
         ("/v1/events", "", "no consent event"),
+        ("/v1/check/batch", "", "no access request in the body"),
+        ("/v1/check/batch", "[]", "no access request in the body"),
+        // A policy error in line 2 of a batch names its line, as a malformed line does.
+        (
+            "/v1/events",
+            &format!("{GRANT}\n{}\n", GRANT.replace("\"ai_training\"", "\"no_such\"")),
+            "line 2: purposes: unknown purpose `no_such`",
+        ),
+        (
+            "/v1/events",
+            &format!("[{GRANT}, {}]", GRANT.replace("\"ai_training\"", "\"no_such\"")),
+            "item 2: purposes: unknown purpose `no_such`",
+        ),
     ];
     for (path, body, expected) in cases {
         let token = if path == "/v1/events" { RECORD } else { CHECK };
-        let (status, text) = post(&server, path, Some(token), body).await;
+        let (status, text, headers) =
+            send(reqwest::Method::POST, server.url(path), Some(token), Some(body.to_owned())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {text}");
-        let message = parse(&text)["error"].as_str().unwrap().to_owned();
+        assert_eq!(headers[reqwest::header::CONTENT_TYPE], "application/problem+json", "{path} {body}");
+        let problem = parse(&text);
+        assert_eq!(problem["status"], 400, "{text}");
+        assert_eq!(problem["code"], "bad_request", "{text}");
+        let message = problem["detail"].as_str().unwrap().to_owned();
         assert!(message.contains(expected), "{path} {body}: {message}");
     }
+    // The problem names the field, and the line of a batch, as members of their own.
+    let body = format!("{GRANT}\n{}\n", GRANT.replace("\"ai_training\"", "\"no_such\""));
+    let problem = parse(&post(&server, "/v1/events", Some(RECORD), &body).await.1);
+    assert_eq!((problem["field"].clone(), problem["line"].clone()), (json!("purposes"), json!(2)), "{problem}");
+    let (_, text) =
+        post(&server, "/v1/check", Some(CHECK), &REGISTRATION.replace("contact.email", "contact.mail")).await;
+    assert_eq!(parse(&text)["field"], "categories", "{text}");
+    // Nothing of a refused batch was recorded.
+    let (status, _) = get(&server, "/v1/subjects/alice/history", Some(READ)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_found_too_large_and_not_allowed() {
     let server = exmo_server();
-    assert_eq!(get(&server, "/v2/nothing", Some(ADMIN)).await.0, StatusCode::NOT_FOUND);
-    let (status, text) = get(&server, "/v1/subjects/nobody/history", Some(READ)).await;
+    /// Each error is a problem with its status.
+    fn problem(status: StatusCode, text: &str, headers: &reqwest::header::HeaderMap) -> Value {
+        assert_eq!(headers[reqwest::header::CONTENT_TYPE], "application/problem+json", "{status}: {text}");
+        let problem = parse(text);
+        assert_eq!(problem["status"], status.as_u16(), "{text}");
+        assert!(problem["type"].as_str().unwrap().starts_with("urn:consent-guard:error:"), "{text}");
+        problem
+    }
+    let (status, text, headers) = send(reqwest::Method::GET, server.url("/v2/nothing"), Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    problem(status, &text, &headers);
+    let (status, text, headers) =
+        send(reqwest::Method::GET, server.url("/v1/subjects/nobody/history"), Some(READ), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
-    // Over the body limit (64 KiB here): 413, on every endpoint with a body.
+    problem(status, &text, &headers);
+    // Over the body limit (64 KiB here): 413, on every endpoint with a body, naming the
+    // limit and the flag that raises it.
     let huge = format!("[{}]", vec![REGISTRATION; 2000].join(","));
     assert!(huge.len() > 64 * 1024);
     for (path, token) in [("/v1/check", CHECK), ("/v1/check/batch", CHECK), ("/v1/events", RECORD)] {
-        let (status, text) = post(&server, path, Some(token), &huge).await;
+        let (status, text, headers) =
+            send(reqwest::Method::POST, server.url(path), Some(token), Some(huge.clone())).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {text}");
+        let problem = problem(status, &text, &headers);
+        assert_eq!(problem["limit"], 64 * 1024, "{text}");
+        assert!(problem["detail"].as_str().unwrap().contains("--body-limit"), "{text}");
     }
-    assert_eq!(post(&server, "/healthz", None, "").await.0, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, text, headers) = send(reqwest::Method::POST, server.url("/healthz"), None, Some(String::new())).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    problem(status, &text, &headers);
+    let (status, text, headers) = send(reqwest::Method::GET, server.url("/v1/check"), None, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    problem(status, &text, &headers);
+    let (status, text, headers) = send(reqwest::Method::GET, server.url("/v1/policy"), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    problem(status, &text, &headers);
+    let (status, text, headers) = send(reqwest::Method::GET, server.url("/metrics"), Some(CHECK), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    problem(status, &text, &headers);
+}
+
+/// Sends `head` on a raw connection and reads the answer's head and body (by its
+/// `Content-Length`), giving up after `within`; also how long the answer took.
+fn raw_answer(addr: SocketAddr, head: &str, within: Duration) -> (String, Duration) {
+    let started = std::time::Instant::now();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while started.elapsed() < within {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok());
+            if length.is_some_and(|length| body.len() >= length) {
+                break;
+            }
+        }
+    }
+    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+}
+
+/// Issue 30: the token is checked on the headers, before the body is read. A client
+/// with no token and a body that never comes is answered 401 at once (not 408 after
+/// the request timeout), and many such clients hold no body in the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokenless_stalled_body_gets_401_at_once() {
+    let server = exmo_server();
+    let addr = server.addr;
+    let answers = tokio::task::spawn_blocking(move || {
+        // Several at once, within the limit and far over it: the refusal comes first.
+        let heads = [
+            "POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n{\"subject\"".to_owned(),
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n".to_owned(),
+            "POST /v1/check/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-token-0123456789\r\nContent-Length: 60000\r\n\r\n".to_owned(),
+            format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CHECK}\r\nContent-Length: 60000\r\n\r\n"),
+        ];
+        // 40 clients at once, each announcing a body it never sends.
+        let threads: Vec<_> = (0..10)
+            .flat_map(|_| heads.clone())
+            .map(|head| std::thread::spawn(move || raw_answer(addr, &head, Duration::from_secs(5))))
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (i, (answer, took)) in answers.iter().enumerate() {
+        let expected = if i % 4 == 3 { "HTTP/1.1 403" } else { "HTTP/1.1 401" };
+        assert!(answer.starts_with(expected), "{i}: {answer}");
+        assert!(answer.to_ascii_lowercase().contains("content-type: application/problem+json"), "{answer}");
+        // The request timeout is 10 s: an answer within 2 s was not waiting for the body.
+        assert!(*took < Duration::from_secs(2), "{i}: took {took:?}");
+    }
+    assert_eq!(answers.len(), 40);
+}
+
+/// Issue 30: a body announced larger than the limit is refused at once with 413 (not
+/// 408 after the request timeout), and the problem names the limit and the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_oversized_body_gets_413_at_once() {
+    let server = exmo_server();
+    let addr = server.addr;
+    let head = format!(
+        "POST /v1/check/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CHECK}\r\nContent-Length: 10000000000\r\n\r\n"
+    );
+    let (answer, took) =
+        tokio::task::spawn_blocking(move || raw_answer(addr, &head, Duration::from_secs(5))).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let body = answer.split_once("\r\n\r\n").unwrap().1;
+    let problem = parse(body);
+    assert_eq!(problem["limit"], 64 * 1024, "{body}");
+    assert!(problem["detail"].as_str().unwrap().contains("65536 bytes (raise it with --body-limit)"), "{body}");
+}
+
+/// RFC 9110: the authentication scheme is case-insensitive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let server = exmo_server();
+    for scheme in ["BEARER", "bearer", "Bearer", "bEaReR"] {
+        let response = client()
+            .post(server.url("/v1/check"))
+            .header("authorization", format!("{scheme} {CHECK}"))
+            .body(REGISTRATION)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
+    let response =
+        client().get(server.url("/v1/policy")).header("authorization", format!("BEARER {READ}")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,6 +624,7 @@ async fn slow_clients_time_out() {
     );
     let answer = tokio::task::spawn_blocking(move || slow_request(addr, &head)).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
     // Headers that never end: the connection is closed.
     let started = std::time::Instant::now();
     let answer =
@@ -483,8 +646,10 @@ async fn a_failed_reload_changes_nothing() {
     });
     assert_eq!(post(&server, "/v1/events", Some(RECORD), GRANT).await.0, StatusCode::OK);
     std::fs::write(&policy, "[policy]\nname = \"broken\"\n[[rule]]\nid = 3\n").unwrap();
-    let (status, text) = post(&server, "/v1/policy/reload", Some(ADMIN), "").await;
+    let (status, text, headers) =
+        send(reqwest::Method::POST, server.url("/v1/policy/reload"), Some(ADMIN), Some(String::new())).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert_eq!(headers[reqwest::header::CONTENT_TYPE], "application/problem+json");
     let body = parse(&text);
     assert!(!body["errors"].as_array().unwrap().is_empty(), "{text}");
     assert!(body["errors"][0].as_str().unwrap().contains("policy.toml"), "{text}");
@@ -495,8 +660,15 @@ async fn a_failed_reload_changes_nothing() {
     // A good new version takes over, with the consent state replayed.
     let text = std::fs::read_to_string(exmo()).unwrap().replacen("version = \"1.0\"", "version = \"1.1\"", 1);
     std::fs::write(&policy, text).unwrap();
+    // `GET /v1/policy` describes the policy enforced, not the file on disk.
+    let (_, text) = get(&server, "/v1/policy", Some(READ)).await;
+    assert_eq!(parse(&text)["version"], "1.0");
     let (status, text) = post(&server, "/v1/policy/reload", Some(ADMIN), "").await;
     assert_eq!(status, StatusCode::OK, "{text}");
+    let (_, described) = get(&server, "/v1/policy", Some(READ)).await;
+    let described = parse(&described);
+    assert_eq!(described["version"], "1.1");
+    assert!(described["rules"].as_array().unwrap().iter().any(|r| r["clause"] == "exmo.training"), "{described}");
     assert_eq!(parse(&text), json!({"policy": "exmo", "version": "1.1", "previous_version": "1.0"}));
     let (_, text) = post(&server, "/v1/check", Some(CHECK), TRAINING).await;
     assert_eq!(parse(&text)["policy_version"], "1.1", "{text}");
