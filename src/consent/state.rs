@@ -58,6 +58,9 @@ pub(crate) struct StateEvent {
 const WITHDRAWAL: u8 = 1;
 const BY_GUARDIAN: u8 = 1 << 1;
 const HAS_TERMS: u8 = 1 << 2;
+/// The end of purposes, not a consent event: the consent scan passes over it. Rare,
+/// so it has no compact slot kind: a subject with one spills.
+const END: u8 = 1 << 3;
 
 impl StateEvent {
     fn new(at: i64, purposes: u128, level: ConsentLevel, flags: u8, terms: u32) -> StateEvent {
@@ -76,6 +79,10 @@ impl StateEvent {
 
     pub(crate) fn by_guardian(&self) -> bool {
         self.flags & BY_GUARDIAN != 0
+    }
+
+    pub(crate) fn is_end(&self) -> bool {
+        self.flags & END != 0
     }
 }
 
@@ -126,6 +133,11 @@ pub(crate) enum Change {
     },
     Erase {
         at: i64,
+    },
+    /// The purposes are over for the subject (an `end` event).
+    End {
+        at: i64,
+        purposes: u128,
     },
 }
 
@@ -183,6 +195,9 @@ impl Slot {
 
     /// An event in compact form, when it fits: at most three purposes.
     fn event(event: &StateEvent) -> Option<Slot> {
+        if event.is_end() {
+            return None;
+        }
         let mut mask = event.purposes();
         let mut purposes = [NO_PURPOSE; 3];
         for place in &mut purposes {
@@ -784,6 +799,7 @@ impl Shard {
                 Change::Withdraw { at, purposes } => {
                     Some(StateEvent::new(*at, *purposes, ConsentLevel::Implied, WITHDRAWAL, 0))
                 }
+                Change::End { at, purposes } => Some(StateEvent::new(*at, *purposes, ConsentLevel::Implied, END, 0)),
                 Change::Grant { at, purposes, level, by_guardian, terms } => {
                     let mut flags = if *by_guardian { BY_GUARDIAN } else { 0 };
                     let mut index = 0;
