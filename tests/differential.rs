@@ -337,9 +337,10 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
             _ => None,
         };
         if rule.retention.is_some() {
-            rule.retention_until_anonymized = rng.pick(&[None, None, Some(false), Some(true)]);
             rule.separate_consent_lifts_retention = rng.pick(&[None, None, Some(false), Some(true)]);
         }
+        // Without a `retention` it still governs the end of the purpose (issue 29).
+        rule.retention_until_anonymized = rng.pick(&[None, None, Some(false), Some(true)]);
         rule.retention_after_end = match rng.below(6) {
             0 => Some(Retention::Hours(1 + rng.below(48) as u32)),
             1 => Some(Retention::Days(1 + rng.below(60) as u32)),

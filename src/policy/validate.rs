@@ -340,14 +340,12 @@ pub(super) fn retention_out_of_bounds(rule: &RuleDocument, path: &[PathSegment],
     }
 }
 
+/// `retention_until_anonymized` stands alone: every purpose can end (an `end` event),
+/// and it says anonymized data outlives that end too ("delete or anonymize").
 pub(super) fn retention_lift_without_retention(rule: &RuleDocument, path: &[PathSegment], problems: &mut Problems) {
-    for (field, set) in [
-        ("retention_until_anonymized", rule.retention_until_anonymized.is_some()),
-        ("separate_consent_lifts_retention", rule.separate_consent_lifts_retention.is_some()),
-    ] {
-        if set && rule.retention.is_none() {
-            problems.error(at(path, &[key(field)]), format!("{field} needs a `retention` to lift"));
-        }
+    let field = "separate_consent_lifts_retention";
+    if rule.separate_consent_lifts_retention.is_some() && rule.retention.is_none() {
+        problems.error(at(path, &[key(field)]), format!("{field} needs a `retention` to lift"));
     }
 }
 
