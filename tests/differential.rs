@@ -10,6 +10,10 @@
 //! handle resolved after the events (the record hint) and one resolved before any event
 //! (the subject unknown then: the index path), and `PreparedAccess::decide_handle`. One
 //! case in ten runs on a seed policy of `examples/policies/` instead of a generated one.
+//! Issue 29 added to the generation: `end` events and `retention_after_end`, grants
+//! whose scope writes a list empty (refused at `record`), `[minors] guardian_level`,
+//! and, one case in ten, a subject the guard cannot read (its store holds a grant
+//! under a later policy version, which the guard quarantines).
 //!
 //! Each kind of disagreement is named by the settled point (SEMANTICS.md) or reading
 //! (`R..`, /work/notes/differential.md) that explains it: the runner tries changes of

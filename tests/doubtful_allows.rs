@@ -141,6 +141,10 @@ fn an_empty_scope_list_is_refused_at_record() {
         code(&guard, r#"{"subject":"u1","purpose":"advertising.personalized","categories":["device.identifier"]}"#),
         "consent_given"
     );
+    // A typo in a scope is still an error, not a list.
+    let typo = r#"{"type":"grant","subject":"u1","purposes":["advertising"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"categorie":["device"]}}"#;
+    let error = serde_json::from_str::<ConsentEvent>(typo).unwrap_err().to_string();
+    assert!(error.contains("unknown field `categorie`"), "{error}");
     // What a grant serializes to reads back the same.
     let grant = event(
         r#"{"type":"grant","subject":"u1","purposes":["advertising"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"regions":["CN"]}}"#,

@@ -450,6 +450,13 @@ impl<'s> SubjectView<'s> {
         }
     }
 
+    /// The events of a spilled subject, sorted by time; none for an inline one. The
+    /// ends of purposes are always here (they have no compact slot).
+    #[inline]
+    pub(crate) fn spilled_events(&self) -> &'s [StateEvent] {
+        self.overflow.map_or(&[], |o| &o.events)
+    }
+
     /// The subject's events, sorted by time.
     #[cfg(test)]
     pub(crate) fn events(&self) -> Vec<StateEvent> {
@@ -1236,6 +1243,22 @@ mod tests {
 
     fn grant(at: i64, purposes: u128) -> Change {
         Change::Grant { at, purposes, level: ConsentLevel::Explicit, by_guardian: false, terms: None }
+    }
+
+    /// The end of a purpose has no compact slot: the subject spills, and the end is
+    /// among its spilled events, after the grant it follows.
+    #[test]
+    fn an_end_spills() {
+        let state = ConsentState::new();
+        state.update("u", [grant(1, 2), Change::End { at: 5, purposes: 2 }]).unwrap();
+        assert_eq!(state.spilled(), 1);
+        let ends = state
+            .read("u", |v| v.unwrap().spilled_events().iter().map(|e| (e.at, e.is_end())).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(ends, vec![(1, false), (5, true)]);
+        let inline = ConsentState::new();
+        inline.update("u", [grant(1, 2)]).unwrap();
+        assert!(inline.read("u", |v| v.unwrap().spilled_events().is_empty()).unwrap());
     }
 
     /// Everything a record holds inline reads back as recorded, and what does not fit

@@ -389,8 +389,8 @@ impl<'a> Plan<'a> {
         }
         let collected = request.collected_at.map(|t| t.timestamp_millis()).filter(|t| *t <= now);
         let grace = self.rule.retention_after_end;
-        let (early, rest) = subject.early_and_rest();
-        early.iter().flatten().chain(rest).find_map(|event| {
+        // Ends never sit in a compact record: an inline subject costs nothing here.
+        subject.spilled_events().iter().find_map(|event| {
             let over = event.is_end()
                 && event.purposes() & self.ended_by != 0
                 && event.at.saturating_add(grace) <= now
