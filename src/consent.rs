@@ -59,6 +59,9 @@ pub enum ConsentEvent {
     Withdraw(WithdrawEvent),
     /// The account was cancelled.
     Erase(EraseEvent),
+    /// The purposes (and their children) are over for the subject: the data collected
+    /// for them is kept no longer than the rule's `retention_after_end`.
+    End(EndEvent),
 }
 
 impl ConsentEvent {
@@ -69,6 +72,7 @@ impl ConsentEvent {
             ConsentEvent::Grant(e) => &e.subject,
             ConsentEvent::Withdraw(e) => &e.subject,
             ConsentEvent::Erase(e) => &e.subject,
+            ConsentEvent::End(e) => &e.subject,
         }
     }
 
@@ -79,6 +83,7 @@ impl ConsentEvent {
             ConsentEvent::Grant(e) => Some(e.at),
             ConsentEvent::Withdraw(e) => Some(e.at),
             ConsentEvent::Erase(e) => Some(e.at),
+            ConsentEvent::End(e) => Some(e.at),
         }
     }
 
@@ -89,6 +94,7 @@ impl ConsentEvent {
             ConsentEvent::Grant(_) => "grant",
             ConsentEvent::Withdraw(_) => "withdraw",
             ConsentEvent::Erase(_) => "erase",
+            ConsentEvent::End(_) => "end",
         }
     }
 }
@@ -152,9 +158,11 @@ pub struct GrantEvent {
 }
 
 /// Limits a grant to named recipients, regions and categories (each empty list means
-/// no limit on that dimension).
+/// no limit on that dimension). In JSON an absent key means no limit, and a list
+/// written empty is remembered: `record` refuses it ([`Scope::empty_list`]), since a
+/// consent screen with nothing ticked must not become consent to everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ScopeWire")]
 #[non_exhaustive]
 pub struct Scope {
     /// Recipients (declared names) that may receive data under the grant.
@@ -166,6 +174,40 @@ pub struct Scope {
     /// Categories the grant covers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<DataCategory>,
+    /// The first list the JSON wrote empty (`scope.categories`, ...), if any.
+    #[serde(skip)]
+    empty: Option<&'static str>,
+}
+
+/// A scope as written: each list absent or present, so that an empty list is told
+/// apart from an absent one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeWire {
+    #[serde(default)]
+    recipients: Option<Vec<String>>,
+    #[serde(default)]
+    regions: Option<Vec<Region>>,
+    #[serde(default)]
+    categories: Option<Vec<DataCategory>>,
+}
+
+impl From<ScopeWire> for Scope {
+    fn from(wire: ScopeWire) -> Scope {
+        let empty = [
+            ("scope.categories", wire.categories.as_ref().is_some_and(Vec::is_empty)),
+            ("scope.recipients", wire.recipients.as_ref().is_some_and(Vec::is_empty)),
+            ("scope.regions", wire.regions.as_ref().is_some_and(Vec::is_empty)),
+        ]
+        .into_iter()
+        .find_map(|(field, empty)| empty.then_some(field));
+        Scope {
+            recipients: wire.recipients.unwrap_or_default(),
+            regions: wire.regions.unwrap_or_default(),
+            categories: wire.categories.unwrap_or_default(),
+            empty,
+        }
+    }
 }
 
 /// The subject withdrew consent for purposes, from `at` on.
@@ -191,6 +233,36 @@ pub struct EraseEvent {
     pub subject: String,
     /// When.
     pub at: DateTime<Utc>,
+}
+
+/// The purposes are over for the subject ("we retain your personal information for
+/// the period necessary for the purpose"): from `at` on, data collected for them at or
+/// before `at` is kept only for the governing rule's `retention_after_end`, then it is
+/// `retention_expired` and its deletion is due. Data collected after `at` belongs to
+/// a new period. Unlike a withdrawal, it does not end consent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EndEvent {
+    /// The subject.
+    pub subject: String,
+    /// The purposes that are over; each covers its children.
+    pub purposes: Vec<Purpose>,
+    /// When the purpose ended.
+    pub at: DateTime<Utc>,
+}
+
+impl EndEvent {
+    /// The end of `purposes` for `subject` at `at`.
+    pub fn new(subject: impl Into<String>, purposes: Vec<Purpose>, at: DateTime<Utc>) -> Self {
+        EndEvent { subject: subject.into(), purposes, at }
+    }
+}
+
+impl From<EndEvent> for ConsentEvent {
+    fn from(event: EndEvent) -> Self {
+        ConsentEvent::End(event)
+    }
 }
 
 impl SubjectEvent {
@@ -291,6 +363,13 @@ impl Scope {
     pub fn categories(mut self, categories: Vec<DataCategory>) -> Self {
         self.categories = categories;
         self
+    }
+
+    /// The first list the scope's JSON wrote empty (`"scope.categories"`,
+    /// `"scope.recipients"` or `"scope.regions"`): such a grant is refused at
+    /// `record`. A scope built in Rust has none (an empty `Vec` is an absent key).
+    pub fn empty_list(&self) -> Option<&'static str> {
+        self.empty
     }
 }
 

@@ -461,6 +461,9 @@ impl<'a> Decision<'a> {
             (ReasonCode::RetentionExpired, Detail::Retention { limit, collected: None }) => {
                 format!("{clause} keeps data for {limit}; the request does not say when it was collected")
             }
+            (ReasonCode::RetentionExpired, Detail::At(at)) => {
+                format!("{purpose} ended for {subject} on {}: {clause} keeps its data no longer", day(*at))
+            }
             (ReasonCode::RetentionExpired, _) => {
                 format!("{clause} keeps data only for the session that collected it")
             }

@@ -92,6 +92,8 @@ pub(crate) struct Minors {
     /// The age under which a minor's data is sensitive as a whole (at most `under`).
     pub(crate) sensitive_under: Option<u8>,
     pub(crate) unknown_is_minor: bool,
+    /// The least level of a guardian's grant (`implied`: the rule's own level).
+    pub(crate) guardian_level: ConsentLevel,
 }
 
 /// Which separate-consent triggers apply.
@@ -171,6 +173,9 @@ pub(crate) struct Rule {
     pub(crate) deidentification: Deidentification,
     pub(crate) anonymized_exempt: bool,
     pub(crate) retention: Option<Retention>,
+    /// How long, in milliseconds, data collected before an `end` of the purpose may
+    /// be kept after it.
+    pub(crate) retention_after_end: i64,
     pub(crate) regions: Vec<Region>,
     pub(crate) transfer_regions: TransferRegions,
     pub(crate) dnt: bool,

@@ -193,6 +193,18 @@ enum Event {
         #[schemars(schema_with = "date_time")]
         at: String,
     },
+    /// The purposes are over for the subject: data collected for them until `at` is
+    /// kept only for the rule's `retention_after_end`.
+    End {
+        /// The subject.
+        subject: String,
+        /// The purposes (and their children).
+        #[schemars(length(min = 1))]
+        purposes: Vec<Purpose>,
+        /// When the purposes ended.
+        #[schemars(schema_with = "date_time")]
+        at: String,
+    },
 }
 
 /// A grant's scope.
@@ -200,14 +212,18 @@ enum Event {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
 struct Scope {
-    /// Declared recipient names and/or recipient kinds.
+    /// Declared recipient names and/or recipient kinds; absent: no limit (an empty
+    /// list is refused).
     #[serde(default)]
+    #[schemars(length(min = 1))]
     recipients: Vec<String>,
-    /// Regions.
+    /// Regions; absent: no limit (an empty list is refused).
     #[serde(default)]
+    #[schemars(length(min = 1))]
     regions: Vec<Region>,
-    /// Categories.
+    /// Categories; absent: no limit (an empty list is refused).
     #[serde(default)]
+    #[schemars(length(min = 1))]
     categories: Vec<DataCategory>,
 }
 

@@ -38,10 +38,11 @@ fn personalised_recommendation_is_opt_out() {
         "consent_given",
         "aiart.recommendation",
     );
-    // Opt-out: nobody has opted out who never said anything, known to the guard or not.
+    // Consent implied by using the service: an id the service has never seen has not
+    // used it (`known_subject`, issue 29).
     s.expect_clause(
         r#"{"subject":"stranger","purpose":"personalization.recommendation","categories":["behavior.log"]}"#,
-        "consent_given",
+        "consent_missing",
         "aiart.recommendation",
     );
 }
@@ -575,11 +576,11 @@ fn security_processing_needs_no_consent_but_stays_within_security() {
         "recipient_not_permitted",
         "aiart.security",
     );
-    // The same identifiers for advertising go by the advertising clause (opt-out: on
-    // until the subject turns it off).
+    // The same identifiers for advertising go by the advertising clause (opt-out, on
+    // until the subject turns it off, for a subject who uses the service).
     s.expect_clause(
         r#"{"subject":"stranger","purpose":"advertising.personalized","categories":["device.identifier"]}"#,
-        "consent_given",
+        "consent_missing",
         "aiart.advertising_personalized",
     );
 }
@@ -856,4 +857,149 @@ fn security_sdks_receive_only_what_account_security_needs() {
         "aiart.security",
     );
     s.expect(&share("service.core.audio", "device.info"), "recipient_not_permitted");
+}
+
+/// 1.(2)8 "When you need to turn off these functional permissions, you can turn off these
+/// functional permissions ... when you open any permission, you authorize us to collect
+/// and use relevant information ... your decision to close the permission will not
+/// affect the previous collection": storage, device information, album and microphone
+/// are each a purpose of their own, opened and closed one by one.
+#[test]
+fn each_permission_is_closed_on_its_own() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"u1","purposes":["service.device_permissions"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        {"type":"withdraw","subject":"u1","purposes":["service.device_permissions.microphone"],"at":"2026-04-01T00:00:00Z"}
+        {"type":"subject","subject":"u2","birth_date":"1990-01-01"}
+        "#,
+    );
+    let permission = |who: &str, which: &str, category: &str, at: &str| {
+        format!(
+            r#"{{"subject":"{who}","purpose":"service.device_permissions.{which}","categories":["{category}"],"at":"{at}"}}"#
+        )
+    };
+    let table = [
+        // Before closing the microphone: every opened permission is in use.
+        ("u1", "microphone", "content.upload", "2026-03-01T00:00:00Z", "consent_given", "aiart.permission.microphone"),
+        // Closed: the microphone alone stops.
+        (
+            "u1",
+            "microphone",
+            "content.upload",
+            "2026-05-01T00:00:00Z",
+            "consent_withdrawn",
+            "aiart.permission.microphone",
+        ),
+        ("u1", "storage", "content.generated", "2026-05-01T00:00:00Z", "consent_given", "aiart.permission.storage"),
+        ("u1", "album", "content.upload", "2026-05-01T00:00:00Z", "consent_given", "aiart.permission.album"),
+        (
+            "u1",
+            "device_info",
+            "device.identifier",
+            "2026-05-01T00:00:00Z",
+            "consent_given",
+            "aiart.permission.device_info",
+        ),
+        // A permission never opened is no authorization.
+        ("u2", "album", "content.upload", "2026-05-01T00:00:00Z", "consent_missing", "aiart.permission.album"),
+    ];
+    for (who, which, category, at, code, clause) in table {
+        s.expect_clause(&permission(who, which, category, at), code, clause);
+    }
+}
+
+/// 1.(2)6 "we may conduct recommendation algorithm modeling ... programmatic
+/// advertising recommendation algorithm modeling, user behavior analysis and user
+/// portraits ... If you need to turn off these features, you can turn off this
+/// feature": consent implied by using the service, so deemed only for a subject the
+/// service knows; an id it has never seen gets no portrait.
+#[test]
+fn consent_by_use_is_deemed_only_for_users_of_the_service() {
+    let s = Scenario::new("aiart").events(ADULT);
+    for (purpose, category, clause) in [
+        ("personalization.recommendation", "behavior.log", "aiart.recommendation"),
+        ("advertising.personalized", "device.identifier", "aiart.advertising_personalized"),
+        ("profiling.user_portrait", "behavior.preferences", "aiart.user_portrait"),
+        ("marketing.campaigns", "device.info", "aiart.marketing"),
+    ] {
+        let ask = |who: &str| format!(r#"{{"subject":"{who}","purpose":"{purpose}","categories":["{category}"]}}"#);
+        s.expect_clause(&ask("u1"), "consent_given", clause);
+        s.expect_clause(&ask("stranger"), "consent_missing", clause);
+    }
+}
+
+/// 3.(4) "sharing, transferring, and disclosing de-identified personal information,
+/// and ensuring that the data recipient cannot recover and re-identify the subject
+/// ... will not require further notice to you and your consent": anonymized ad data
+/// goes to the ad partner without the separate consent identifiable data needs.
+#[test]
+fn anonymized_ad_data_needs_no_consent() {
+    let s = Scenario::new("aiart").events(ADULT);
+    let share = |deidentification: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"advertising.personalized","action":"share","categories":["device.info"],"recipient":{{"kind":"third_party","name":"ad_partner"}},"deidentification":"{deidentification}"}}"#
+        )
+    };
+    s.expect_clause(&share("anonymized"), "deidentified_exempt", "aiart.advertising_personalized");
+    // Identifiable or merely pseudonymized data still asks separate consent.
+    s.expect_clause(&share("none"), "separate_consent_required", "aiart.advertising_personalized");
+    s.expect_clause(&share("pseudonymized"), "separate_consent_required", "aiart.advertising_personalized");
+}
+
+/// VII.2 "only when permitted by law, express consent of parents or other guardians or
+/// necessary to protect minors Collect, use, share or disclose personal information of
+/// minors": a guardian's implied consent is not express, even on a rule that asks an
+/// adult only for implied consent.
+#[test]
+fn a_guardians_consent_is_express() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"implied","birth_date":"2010-01-01"}
+        {"type":"grant","subject":"implied","purposes":["personalization"],"level":"implied","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
+        {"type":"subject","subject":"express","birth_date":"2010-01-01"}
+        {"type":"grant","subject":"express","purposes":["personalization"],"level":"explicit","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    let recommend = |who: &str| {
+        format!(r#"{{"subject":"{who}","purpose":"personalization.recommendation","categories":["behavior.log"]}}"#)
+    };
+    s.expect_clause(&recommend("implied"), "consent_level_insufficient", "aiart.recommendation");
+    s.expect_clause(&recommend("express"), "consent_given", "aiart.recommendation");
+}
+
+/// 4.(1) "we will only store your personal information for the shortest period of time
+/// necessary for the purposes described in this policy. If we terminate the service
+/// ... delete or ... Anonymization, unless otherwise stipulated by laws and
+/// regulations": once a purpose is over (an `end` event), its data is expired, except
+/// anonymized, and duties of law keep theirs.
+#[test]
+fn data_is_kept_only_for_the_period_necessary() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"end","subject":"u1","purposes":["service"],"at":"2026-04-01T00:00:00Z"}
+        "#,
+    );
+    let core = |deidentification: &str, collected: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.core.audio","categories":["content.generated"],"deidentification":"{deidentification}","collected_at":"{collected}"}}"#
+        )
+    };
+    s.expect_clause(&core("none", "2026-03-01T00:00:00Z"), "retention_expired", "aiart.core");
+    s.expect_clause(&core("anonymized", "2026-03-01T00:00:00Z"), "legal_basis", "aiart.core");
+    // A new period: the user came back after the end.
+    s.expect_clause(&core("none", "2026-05-01T00:00:00Z"), "legal_basis", "aiart.core");
+    // Deleting is what is due.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.core.audio","action":"delete","categories":["content.generated"],"collected_at":"2026-03-01T00:00:00Z"}"#,
+        "legal_basis",
+        "aiart.core",
+    );
+    // "unless otherwise stipulated by laws and regulations"
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"compliance.legal_obligation","action":"store","categories":["content.generated"],"collected_at":"2026-03-01T00:00:00Z"}"#,
+        "legal_basis",
+        "aiart.legal_obligation",
+    );
 }

@@ -37,8 +37,9 @@ fn recommendations_are_on_until_withdrawn_but_advertising_is_off_until_granted()
     s.expect_clause(&rec("u1"), "consent_given", "aimate.recommendation");
     // ... until they withdraw (the withdrawal of the parent covers the child).
     s.expect_clause(&rec("u2"), "consent_withdrawn", "aimate.recommendation");
-    // ... and nobody has opted out who never said anything, known to the guard or not.
-    s.expect_clause(&rec("stranger"), "consent_given", "aimate.recommendation");
+    // ... but only a user of the service is deemed to accept (issue 29): see
+    // `recommendations_are_deemed_only_for_users_of_the_service`.
+    s.expect_clause(&rec("stranger"), "consent_missing", "aimate.recommendation");
     // Opt-in: the same known user has no advertising consent until granting it.
     s.expect_clause(&ads("u1"), "consent_missing", "aimate.advertising");
     s.expect_clause(&ads("u2"), "consent_given", "aimate.advertising");
@@ -747,4 +748,83 @@ fn system_providers_receive_data_only_with_authorization() {
     // For the core service only.
     let elsewhere = r#"{"subject":"sep","purpose":"service.payment","action":"share","categories":["financial.transaction"],"recipient":{"kind":"third_party","name":"system_provider"}}"#;
     s.expect(elsewhere, "recipient_not_permitted");
+}
+
+/// §1.2.1 "In order to provide you with an interactive experience and content
+/// recommendations that better suit your preferences, we may collect and use your
+/// usage behavior data": consent implied by using the service, so deemed only for a
+/// subject the service knows; an id it has never seen gets no recommendations.
+#[test]
+fn recommendations_are_deemed_only_for_users_of_the_service() {
+    let s = aimate().events(r#"{"type":"subject","subject":"u1","birth_date":"1990-01-01"}"#);
+    let rec = |subject: &str| {
+        format!(
+            r#"{{"subject":"{subject}","purpose":"personalization.recommendation","categories":["behavior.preferences"]}}"#
+        )
+    };
+    s.expect_clause(&rec("u1"), "consent_given", "aimate.recommendation");
+    s.expect_clause(&rec("stranger"), "consent_missing", "aimate.recommendation");
+}
+
+/// §3.3(2) "we may share product usage statistics (such as crash data, performance
+/// data) that have been anonymized and de-identified with third-party data statistics
+/// and analysis service providers"; §1.5 "third-party statistical platforms (such as
+/// Umeng, etc.)": Umeng is one example, not the only provider.
+#[test]
+fn statistics_providers_besides_umeng_get_anonymized_statistics() {
+    let s = aimate();
+    let share = |purpose: &str, deid: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"{purpose}","action":"share","categories":["behavior.log"],"recipient":{{"kind":"processor","name":"statistics_provider"}},"deidentification":"{deid}"}}"#
+        )
+    };
+    s.expect_clause(&share("analytics.usage", "anonymized"), "deidentified_exempt", "aimate.analytics");
+    s.expect_clause(&share("security.operations", "anonymized"), "legal_basis", "aimate.operations");
+    // "Such information cannot identify a specific individual."
+    s.expect_clause(&share("analytics.usage", "pseudonymized"), "deidentification_required", "aimate.analytics");
+    s.expect_clause(&share("security.operations", "none"), "deidentification_required", "aimate.operations");
+    // Statistics, not risk control.
+    s.expect_clause(&share("security.account_protection", "anonymized"), "recipient_not_permitted", "aimate.security");
+}
+
+/// §4.1 "We will retain your personal information for the period necessary for the
+/// purpose of providing you with AIMate services, unless laws require or permit
+/// retention for a longer period. After you actively cancel your account or we no
+/// longer need your personal information for the purposes stated in this policy, we
+/// will delete your personal information or anonymize it": once the purpose is over
+/// (an `end` event), its data is expired, except anonymized, and duties of law keep
+/// theirs.
+#[test]
+fn personal_information_is_kept_for_the_period_necessary() {
+    let s = aimate().events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"end","subject":"u1","purposes":["service.core","personalization"],"at":"2026-04-01T00:00:00Z"}
+        "#,
+    );
+    let chat = |deid: &str, collected: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.core","categories":["content.chat"],"deidentification":"{deid}","collected_at":"{collected}"}}"#
+        )
+    };
+    s.expect_clause(&chat("none", "2026-03-01T00:00:00Z"), "retention_expired", "aimate.core");
+    s.expect_clause(&chat("anonymized", "2026-03-01T00:00:00Z"), "legal_basis", "aimate.core");
+    s.expect_clause(&chat("none", "2026-05-01T00:00:00Z"), "legal_basis", "aimate.core");
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"personalization.recommendation","categories":["behavior.preferences"],"collected_at":"2026-03-01T00:00:00Z"}"#,
+        "retention_expired",
+        "aimate.recommendation",
+    );
+    // The end is not a withdrawal: what was collected since is used as before.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"personalization.recommendation","categories":["behavior.preferences"],"collected_at":"2026-05-01T00:00:00Z"}"#,
+        "consent_given",
+        "aimate.recommendation",
+    );
+    // "unless laws require or permit retention for a longer period"
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"compliance.legal_obligation","action":"store","categories":["content.chat"],"collected_at":"2026-03-01T00:00:00Z"}"#,
+        "legal_basis",
+        "aimate.compliance.legal",
+    );
 }

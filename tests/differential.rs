@@ -10,6 +10,10 @@
 //! handle resolved after the events (the record hint) and one resolved before any event
 //! (the subject unknown then: the index path), and `PreparedAccess::decide_handle`. One
 //! case in ten runs on a seed policy of `examples/policies/` instead of a generated one.
+//! Issue 29 added to the generation: `end` events and `retention_after_end`, grants
+//! whose scope writes a list empty (refused at `record`), `[minors] guardian_level`,
+//! and, one case in ten, a subject the guard cannot read (its store holds a grant
+//! under a later policy version, which the guard quarantines).
 //!
 //! Each kind of disagreement is named by the settled point (SEMANTICS.md) or reading
 //! (`R..`, /work/notes/differential.md) that explains it: the runner tries changes of
@@ -41,11 +45,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use consent_guard::consent::{EraseEvent, GrantEvent, Scope, SubjectEvent, WithdrawEvent};
+use consent_guard::consent::{EndEvent, EraseEvent, GrantEvent, Scope, SubjectEvent, WithdrawEvent};
 use consent_guard::policy::{
     ConsentDefault, MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, Retention, RuleDocument,
     SeparateTrigger, Signal, UnknownAge, VocabularySection,
 };
+use consent_guard::store::{ConsentStore, MemoryConsentStore};
 use consent_guard::{
     AccessRequest, Action, ConsentEvent, ConsentLevel, DataCategory, Deidentification, FixedClock, Guard, LegalBasis,
     Policy, Purpose, Recipient, RecipientKind, Region, Signals,
@@ -183,21 +188,24 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
         0 | 1 => None,
         2..=4 => Some(MinorsSection {
             guardian_consent_under: Some(rng.pick(&[14u8, 16, 18])),
-            not_served_under: None,
-            sensitive_under: None,
             unknown_age: rng.pick(&[None, Some(UnknownAge::Adult), Some(UnknownAge::Minor)]),
+            ..MinorsSection::default()
         }),
         _ => Some(MinorsSection {
-            guardian_consent_under: None,
             not_served_under: Some(rng.pick(&[14u8, 18])),
-            sensitive_under: None,
             unknown_age: rng.pick(&[None, None, Some(UnknownAge::Adult), Some(UnknownAge::Minor)]),
+            ..MinorsSection::default()
         }),
     };
+    // Issue 29: `sensitive_under` needs the `minor` trigger.
+    let minor_trigger = separate_consent_for.as_ref().is_none_or(|list| list.contains(&SeparateTrigger::Minor));
     if let Some(section) = &mut minors {
         let age = section.guardian_consent_under.or(section.not_served_under).unwrap_or(14);
-        if rng.chance(30) {
+        if rng.chance(30) && minor_trigger {
             section.sensitive_under = Some(1 + rng.below(usize::from(age)) as u8);
+        }
+        if section.guardian_consent_under.is_some() && rng.chance(50) {
+            section.guardian_level = Some(rng.pick(&LEVELS));
         }
     }
     let chosen_p: Vec<&str> = PURPOSE_EXTENSIONS.iter().copied().filter(|_| rng.chance(40)).collect();
@@ -333,11 +341,19 @@ fn gen_policy(rng: &mut Rng) -> PolicyDocument {
             _ => None,
         };
         if rule.retention.is_some() {
-            rule.retention_until_anonymized = rng.pick(&[None, None, Some(false), Some(true)]);
             rule.separate_consent_lifts_retention = rng.pick(&[None, None, Some(false), Some(true)]);
         }
+        // Without a `retention` it still governs the end of the purpose (issue 29).
+        rule.retention_until_anonymized = rng.pick(&[None, None, Some(false), Some(true)]);
+        rule.retention_after_end = match rng.below(6) {
+            0 => Some(Retention::Hours(1 + rng.below(48) as u32)),
+            1 => Some(Retention::Days(1 + rng.below(60) as u32)),
+            _ => None,
+        };
         if rng.chance(30) {
-            rule.regions = Some(rng.subset(&REGIONS, 2).iter().map(|r| region(r)).collect());
+            // Issue 29: a rule's regions lie within the storage regions.
+            let within: Vec<&str> = REGIONS.iter().copied().filter(|r| storage.iter().any(|s| s == r)).collect();
+            rule.regions = Some(rng.subset(&within, 2).iter().map(|r| region(r)).collect());
         }
         let regular: Vec<String> =
             rule.regions.as_ref().map_or(storage.clone(), |l| l.iter().map(|r| r.as_str().to_owned()).collect());
@@ -471,8 +487,17 @@ fn gen_event(rng: &mut Rng, doc: &PolicyDocument, subject: &str) -> ConsentEvent
             grant.policy_version = rng.chance(30).then(|| rng.pick(&GRANT_VERSIONS).to_owned());
             grant.by_guardian = rng.chance(30);
             (grant.expires_at, grant.scope) = (expires_at, scope);
+            if grant.scope.is_some() && rng.chance(10) {
+                // A list written empty in the JSON: refused at `record` (issue 29).
+                let list = rng.pick(&["categories", "recipients", "regions"]);
+                let mut json = serde_json::to_value(&grant).unwrap();
+                json["scope"][list] = serde_json::json!([]);
+                json["type"] = serde_json::json!("grant");
+                return serde_json::from_value(json).unwrap();
+            }
             grant.into()
         }
+        7 if rng.chance(40) => EndEvent::new(subject, gen_purposes(rng, doc), at).into(),
         7 | 8 => WithdrawEvent::new(subject, gen_purposes(rng, doc), at).into(),
         _ if rng.chance(40) => EraseEvent::new(subject, at).into(),
         _ => {
@@ -640,6 +665,9 @@ struct Case {
     doc: PolicyDocument,
     events: Vec<ConsentEvent>,
     asks: Vec<Ask>,
+    /// Subjects whose state the guard cannot read: the store it replays holds an
+    /// event of theirs the policy cannot apply (quarantined).
+    unreadable: Vec<String>,
 }
 
 /// The five seed policies of `examples/policies/`, as documents.
@@ -673,7 +701,8 @@ fn gen_case(seed: u64, requests: usize) -> Case {
         events.swap(i, j);
     }
     let asks = (0..requests).map(|_| gen_request(&mut rng, &doc, &events)).collect();
-    Case { doc, events, asks }
+    let unreadable = if rng.chance(10) { vec![rng.pick(&SUBJECTS).to_owned()] } else { Vec::new() };
+    Case { doc, events, asks, unreadable }
 }
 
 /// One disagreement.
@@ -764,7 +793,12 @@ fn agrees(case: &Case, index: usize) -> bool {
 /// on it) and makes the sides agree.
 fn attribute(case: &Case, index: usize) -> Option<&'static str> {
     // Only the ask at fault matters.
-    let case = &Case { doc: case.doc.clone(), events: case.events.clone(), asks: vec![case.asks[index].clone()] };
+    let case = &Case {
+        doc: case.doc.clone(),
+        events: case.events.clone(),
+        asks: vec![case.asks[index].clone()],
+        unreadable: case.unreadable.clone(),
+    };
     let index = 0;
     let subject = case.asks[index].request.subject.to_string();
     let t = case.asks[index].t;
@@ -889,7 +923,27 @@ thread_local! {
 fn run(case: &Case) -> Option<Vec<Finding>> {
     let policy = Policy::compile(case.doc.clone(), "random.toml").ok()?;
     let clock = Arc::new(FixedClock::new(base()));
-    let guard = Guard::builder(policy).clock(Arc::clone(&clock)).build().unwrap();
+    let mut builder = Guard::builder(policy).clock(Arc::clone(&clock));
+    if !case.unreadable.is_empty() {
+        // A grant under a later policy version, written by another replica: this
+        // guard quarantines its subject.
+        let store = MemoryConsentStore::new();
+        let later = format!("{}.0", reference::version(&case.doc.policy.version).unwrap()[0] + 1);
+        let poison: Vec<ConsentEvent> = case
+            .unreadable
+            .iter()
+            .map(|subject| {
+                let mut grant =
+                    GrantEvent::new(subject.clone(), vec![purpose("service")], ConsentLevel::Explicit, base());
+                grant.policy_version = Some(later.clone());
+                grant.into()
+            })
+            .collect();
+        store.append(&poison).unwrap();
+        builder = builder.store(store);
+    }
+    let guard = builder.build().unwrap();
+    let readable = |subject: &str| !case.unreadable.iter().any(|s| s == subject);
     let mut findings = Vec::new();
     let mut accepted = Vec::new();
     // Handles resolved before any event: the subjects are unknown then, so these
@@ -915,7 +969,8 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
         let prepared_access = guard.prepare(&template);
         let prepared_decision = prepared_access.check(&ask.request.subject);
         let prepared = (shown(&prepared_decision), prepared_decision.allowed());
-        let verdict = reference::decide(&case.doc, &accepted, &ask.request, ask.t);
+        let subject_readable = readable(&ask.request.subject);
+        let verdict = reference::decide_state(&case.doc, &accepted, &ask.request, ask.t, subject_readable);
         COUNTING.with(|counting| {
             if let Some(codes) = counting.borrow_mut().as_mut() {
                 *codes.entry(verdict.code).or_insert(0) += 1;
@@ -941,7 +996,7 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
         // SEMANTICS 4: checks are never what-ifs; `what_if` answers for its time and says
         // so; the dry runs decide at the request's own `at` (a what-if) or the clock.
         let mut form = |name: &'static str, d: &consent_guard::Decision<'_>, at: DateTime<Utc>, what_if: bool| {
-            let v = reference::decide(&case.doc, &accepted, &ask.request, at);
+            let v = reference::decide_state(&case.doc, &accepted, &ask.request, at, subject_readable);
             let got = (d.code().as_str().to_owned(), d.allowed(), d.is_what_if());
             let expected = (v.code.to_owned(), v.allowed, what_if);
             if got != expected {
@@ -1054,6 +1109,20 @@ fn shrink(mut case: Case, finding: &Finding) -> Case {
             |c| c.doc.policy.separate_consent_for = None,
             |c| c.doc.policy.storage_regions = None,
             |c| c.doc.minors = None,
+            |c| c.unreadable.clear(),
+            |c| {
+                c.events.retain(|e| !matches!(e, ConsentEvent::End(_)));
+            },
+            |c| {
+                for r in &mut c.doc.rules {
+                    r.retention_after_end = None;
+                }
+            },
+            |c| {
+                if let Some(m) = &mut c.doc.minors {
+                    m.guardian_level = None;
+                }
+            },
             |c| {
                 if let Some(m) = &mut c.doc.minors {
                     m.sensitive_under = None;
@@ -1167,9 +1236,18 @@ fn describe(case: &Case, finding: &Finding) -> String {
     text.push_str("```\n\nevents (recorded in this order):\n\n```json\n");
     for event in &case.events {
         text.push_str(&serde_json::to_string(event).unwrap());
+        if let Some(list) = match event {
+            ConsentEvent::Grant(g) => g.scope.as_ref().and_then(Scope::empty_list),
+            _ => None,
+        } {
+            text.push_str(&format!("  (with {list}: [] written)"));
+        }
         text.push('\n');
     }
     text.push_str("```\n");
+    if !case.unreadable.is_empty() {
+        text.push_str(&format!("\nquarantined (unreadable) subjects: {:?}\n", case.unreadable));
+    }
     let ask = match finding {
         Finding::Decision { ask, .. } | Finding::Form { ask, .. } => Some(*ask),
         Finding::Record { .. } => None,

@@ -704,3 +704,39 @@ fn authority_requests_are_lawful_on_each_statutory_exemption() {
         assert_eq!(out.basis.as_deref(), decided, "{subject} {named:?}");
     }
 }
+
+/// 1.1.5(1) "We will only retain your personal information for the period necessary to
+/// achieve the purposes stated in this Agreement, unless permitted by law. After the
+/// above personal information retention period, we will delete or anonymize your
+/// personal information": once a purpose is over (an `end` event), its data is
+/// expired, except anonymized, and duties of law keep theirs.
+#[test]
+fn personal_information_is_kept_for_the_period_necessary() {
+    let s = Scenario::new("nexacore").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"end","subject":"u1","purposes":["service.core"],"at":"2026-04-01T00:00:00Z"}
+        "#,
+    );
+    let prompt = |deid: &str, collected: &str| {
+        format!(
+            r#"{{"subject":"u1","purpose":"service.core","categories":["content.prompt"],"deidentification":"{deid}","collected_at":"{collected}"}}"#
+        )
+    };
+    s.expect_clause(&prompt("none", "2026-03-01T00:00:00Z"), "retention_expired", "nexacore.generation");
+    s.expect_clause(&prompt("anonymized", "2026-03-01T00:00:00Z"), "legal_basis", "nexacore.generation");
+    // The next task is a new period.
+    s.expect_clause(&prompt("none", "2026-05-01T00:00:00Z"), "legal_basis", "nexacore.generation");
+    // Other purposes are not over.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"service.payment","categories":["financial.transaction"],"collected_at":"2026-03-01T00:00:00Z"}"#,
+        "legal_basis",
+        "nexacore.payment",
+    );
+    // "unless permitted by law"
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"compliance.legal_obligation","action":"store","categories":["content.prompt"],"collected_at":"2026-03-01T00:00:00Z"}"#,
+        "legal_basis",
+        "nexacore.legal_duties",
+    );
+}

@@ -58,6 +58,9 @@ pub(crate) struct StateEvent {
 const WITHDRAWAL: u8 = 1;
 const BY_GUARDIAN: u8 = 1 << 1;
 const HAS_TERMS: u8 = 1 << 2;
+/// The end of purposes, not a consent event: the consent scan passes over it. Rare,
+/// so it has no compact slot kind: a subject with one spills.
+const END: u8 = 1 << 3;
 
 impl StateEvent {
     fn new(at: i64, purposes: u128, level: ConsentLevel, flags: u8, terms: u32) -> StateEvent {
@@ -76,6 +79,10 @@ impl StateEvent {
 
     pub(crate) fn by_guardian(&self) -> bool {
         self.flags & BY_GUARDIAN != 0
+    }
+
+    pub(crate) fn is_end(&self) -> bool {
+        self.flags & END != 0
     }
 }
 
@@ -126,6 +133,11 @@ pub(crate) enum Change {
     },
     Erase {
         at: i64,
+    },
+    /// The purposes are over for the subject (an `end` event).
+    End {
+        at: i64,
+        purposes: u128,
     },
 }
 
@@ -183,6 +195,9 @@ impl Slot {
 
     /// An event in compact form, when it fits: at most three purposes.
     fn event(event: &StateEvent) -> Option<Slot> {
+        if event.is_end() {
+            return None;
+        }
         let mut mask = event.purposes();
         let mut purposes = [NO_PURPOSE; 3];
         for place in &mut purposes {
@@ -433,6 +448,13 @@ impl<'s> SubjectView<'s> {
                 ([first.is_event().then(|| first.to_event()), second.is_event().then(|| second.to_event())], &[])
             }
         }
+    }
+
+    /// The events of a spilled subject, sorted by time; none for an inline one. The
+    /// ends of purposes are always here (they have no compact slot).
+    #[inline]
+    pub(crate) fn spilled_events(&self) -> &'s [StateEvent] {
+        self.overflow.map_or(&[], |o| &o.events)
     }
 
     /// The subject's events, sorted by time.
@@ -784,6 +806,7 @@ impl Shard {
                 Change::Withdraw { at, purposes } => {
                     Some(StateEvent::new(*at, *purposes, ConsentLevel::Implied, WITHDRAWAL, 0))
                 }
+                Change::End { at, purposes } => Some(StateEvent::new(*at, *purposes, ConsentLevel::Implied, END, 0)),
                 Change::Grant { at, purposes, level, by_guardian, terms } => {
                     let mut flags = if *by_guardian { BY_GUARDIAN } else { 0 };
                     let mut index = 0;
@@ -1220,6 +1243,22 @@ mod tests {
 
     fn grant(at: i64, purposes: u128) -> Change {
         Change::Grant { at, purposes, level: ConsentLevel::Explicit, by_guardian: false, terms: None }
+    }
+
+    /// The end of a purpose has no compact slot: the subject spills, and the end is
+    /// among its spilled events, after the grant it follows.
+    #[test]
+    fn an_end_spills() {
+        let state = ConsentState::new();
+        state.update("u", [grant(1, 2), Change::End { at: 5, purposes: 2 }]).unwrap();
+        assert_eq!(state.spilled(), 1);
+        let ends = state
+            .read("u", |v| v.unwrap().spilled_events().iter().map(|e| (e.at, e.is_end())).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(ends, vec![(1, false), (5, true)]);
+        let inline = ConsentState::new();
+        inline.update("u", [grant(1, 2)]).unwrap();
+        assert!(inline.read("u", |v| v.unwrap().spilled_events().is_empty()).unwrap());
     }
 
     /// Everything a record holds inline reads back as recorded, and what does not fit

@@ -461,6 +461,11 @@ impl Guard {
                 let scope = match &grant.scope {
                     None => None,
                     Some(scope) => {
+                        if let Some(field) = scope.empty_list() {
+                            return Err(EventError::Inconsistent(format!(
+                                "{field}: an empty list would limit nothing; omit the key for no limit, or record no grant"
+                            )));
+                        }
                         if let Some(unknown) = scope.categories.iter().find(|c| !policy.knows_category(c)) {
                             return Err(EventError::UnknownCategory(unknown.to_string()));
                         }
@@ -499,6 +504,9 @@ impl Guard {
                 purposes: purposes_mask(&withdraw.purposes)?,
             }),
             ConsentEvent::Erase(erase) => Ok(Change::Erase { at: erase.at.timestamp_millis() }),
+            ConsentEvent::End(end) => {
+                Ok(Change::End { at: end.at.timestamp_millis(), purposes: purposes_mask(&end.purposes)? })
+            }
         }
     }
 }

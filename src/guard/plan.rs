@@ -76,6 +76,9 @@ pub(super) struct Plan<'a> {
     leaves: u128,
     /// Another rule (or none) governs a child of the request's purpose.
     too_broad: bool,
+    /// The purposes whose `end` ends the request's: its ancestors, itself and every
+    /// purpose under it (the end of one leaf ends a request for its parent).
+    ended_by: u128,
     region: &'a Region,
     /// The region is reachable only as a transfer, which needs separate consent.
     transfer: bool,
@@ -114,6 +117,7 @@ impl<'a> Plan<'a> {
                 leaves => leaves,
             },
             too_broad: policy.too_broad & bit(node) != 0,
+            ended_by: policy.purposes.up(node) | policy.purposes.down(node),
             region: request.region.as_ref().unwrap_or(&policy.document.policy.home_region),
             transfer: false,
             recipient: None,
@@ -249,9 +253,18 @@ impl<'a> Plan<'a> {
         }
         match state.read_at(subject, present, |view| self.with_subject(view, now)) {
             Ok(verdict) => verdict,
-            Err(_) if self.compliance => self.with_subject(None, now),
+            // A compliance duty does not need the subject's consent, but where the
+            // policy knows minors and the basis is not one the law imposes, the
+            // subject's age decides: an unreadable state must not read as an adult's.
+            Err(_) if self.compliance && !self.age_decides() => self.with_subject(None, now),
             Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),
         }
+    }
+
+    /// Whether the subject's age can change the verdict: guardian consent or unserved
+    /// minors, on a basis the law does not impose.
+    fn age_decides(&self) -> bool {
+        self.policy.minors.under.is_some() && !self.basis.is_imposed_by_law()
     }
 
     fn with_subject(&self, subject: Option<SubjectView<'_>>, now: i64) -> Verdict<'a> {
@@ -284,6 +297,13 @@ impl<'a> Plan<'a> {
                 if !yields {
                     return expired;
                 }
+            }
+        }
+        if let Some(ended) = subject.and_then(|s| self.ended(s, now)) {
+            // "Deleted or anonymized" holds after the end of the purpose too.
+            let anonymized = self.request.deidentification == Deidentification::Anonymized;
+            if !(rule.retention_until_anonymized && anonymized) {
+                return ended;
             }
         }
         if let Some(signal) = self.signal {
@@ -358,6 +378,27 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// `retention_expired` when an `end` of the purpose, past the rule's
+    /// `retention_after_end`, came after the data was collected (a collection time
+    /// that is missing, or later than the decision time, is not known to be after it).
+    fn ended(&self, subject: SubjectView<'_>, now: i64) -> Option<Verdict<'a>> {
+        let request = self.request;
+        // Collecting starts a new period; deleting is what the end makes due.
+        if matches!(request.action, Action::Collect | Action::Delete) {
+            return None;
+        }
+        let collected = request.collected_at.map(|t| t.timestamp_millis()).filter(|t| *t <= now);
+        let grace = self.rule.retention_after_end;
+        // Ends never sit in a compact record: an inline subject costs nothing here.
+        subject.spilled_events().iter().find_map(|event| {
+            let over = event.is_end()
+                && event.purposes() & self.ended_by != 0
+                && event.at.saturating_add(grace) <= now
+                && collected.is_none_or(|c| c <= event.at);
+            over.then(|| deny(ReasonCode::RetentionExpired, Detail::At(event.at)))
+        })
+    }
+
     /// The subject's consent to the purpose, at the needed level: for a purpose with
     /// children, to each leaf under it (the first leaf that denies decides).
     fn consent(
@@ -418,7 +459,7 @@ impl<'a> Plan<'a> {
             if event.at > now {
                 return ControlFlow::Break(None);
             }
-            if event.purposes() & purpose_up == 0 {
+            if event.purposes() & purpose_up == 0 || event.is_end() {
                 return ControlFlow::Continue(());
             }
             if event.is_withdrawal() {
@@ -517,6 +558,9 @@ impl<'a> Plan<'a> {
         if guardian_needed && !grant.by_guardian() {
             return deny(ReasonCode::GuardianConsentRequired, Detail::None);
         }
+        // "Express consent of parents or other guardians": the policy's least level of
+        // a guardian's grant, on top of what the rule asks.
+        let needed = if guardian_needed { needed.max(self.policy.minors.guardian_level) } else { needed };
         if grant.level < needed {
             let code = if needed == ConsentLevel::Separate {
                 ReasonCode::SeparateConsentRequired

@@ -34,6 +34,7 @@ pub(crate) fn compile(document: PolicyDocument) -> Result<(Policy, Vec<Problem>)
     let separate = compile_triggers(header.separate_consent_for.as_deref());
 
     let minors = compile_minors(&document, &mut problems);
+    validate::sensitive_under_without_minor_trigger(&document, separate.minor, &mut problems);
     let (purposes, categories, sensitive) = compile_vocabulary(&document, &mut problems);
     let recipients = compile_recipients(&document, &purposes, &categories, &mut problems);
 
@@ -150,13 +151,25 @@ fn compile_triggers(list: Option<&[SeparateTrigger]>) -> Triggers {
 
 fn compile_minors(document: &PolicyDocument, problems: &mut Problems) -> Minors {
     let Some(section) = &document.minors else {
-        return Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor: false };
+        return Minors {
+            under: None,
+            not_served: false,
+            sensitive_under: None,
+            unknown_is_minor: false,
+            guardian_level: ConsentLevel::Implied,
+        };
     };
     let unknown_is_minor = section.unknown_age == Some(super::UnknownAge::Minor);
     let (under, not_served) = match (section.guardian_consent_under, section.not_served_under) {
         (Some(_), Some(_)) => {
             validate::guardian_and_not_served(problems);
-            return Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor };
+            return Minors {
+                under: None,
+                not_served: false,
+                sensitive_under: None,
+                unknown_is_minor,
+                guardian_level: ConsentLevel::Implied,
+            };
         }
         (Some(age), None) => {
             validate::age_out_of_range(age, "guardian_consent_under", problems);
@@ -164,11 +177,18 @@ fn compile_minors(document: &PolicyDocument, problems: &mut Problems) -> Minors 
         }
         (None, Some(age)) => {
             validate::age_out_of_range(age, "not_served_under", problems);
+            validate::guardian_level_without_guardians(section, problems);
             (age, true)
         }
         (None, None) => {
             validate::minors_fields_without_age_rule(section, unknown_is_minor, problems);
-            return Minors { under: None, not_served: false, sensitive_under: None, unknown_is_minor: false };
+            return Minors {
+                under: None,
+                not_served: false,
+                sensitive_under: None,
+                unknown_is_minor: false,
+                guardian_level: ConsentLevel::Implied,
+            };
         }
     };
     // A minor's data is sensitive up to the minors' age unless the policy says less.
@@ -176,7 +196,8 @@ fn compile_minors(document: &PolicyDocument, problems: &mut Problems) -> Minors 
         Some(age) if validate::sensitive_under_above_minors_age(age, under, problems) => age,
         _ => under,
     };
-    Minors { under: Some(under), not_served, sensitive_under: Some(sensitive_under), unknown_is_minor }
+    let guardian_level = section.guardian_level.unwrap_or(ConsentLevel::Implied);
+    Minors { under: Some(under), not_served, sensitive_under: Some(sensitive_under), unknown_is_minor, guardian_level }
 }
 
 fn compile_vocabulary(document: &PolicyDocument, problems: &mut Problems) -> (Tree, Tree, u128) {
@@ -338,6 +359,7 @@ fn compile_rule(
 
     let regions = rule.effective_regions(storage_regions).to_vec();
     validate::empty_region_list(&regions, path, problems);
+    validate::region_outside_storage(rule, storage_regions, path, problems);
     let transfer_regions = match &rule.transfer_regions {
         None => TransferRegions::None,
         Some(list) if list.iter().any(|r| r == "*") => TransferRegions::Any,
@@ -353,6 +375,7 @@ fn compile_rule(
 
     validate::retention_out_of_bounds(rule, path, problems);
     validate::retention_lift_without_retention(rule, path, problems);
+    validate::retention_after_end_not_a_duration(rule, path, problems);
     let anonymized_level =
         rule.anonymized_level.filter(|_| validate::anonymized_level_misplaced(rule, level, path, problems));
 
@@ -367,6 +390,7 @@ fn compile_rule(
         known_subject: rule.known_subject.unwrap_or(false),
         anonymized_level,
         retention_until_anonymized: rule.retention_until_anonymized.unwrap_or(false),
+        retention_after_end: rule.retention_after_end.and_then(super::Retention::millis).unwrap_or(0),
         separate_consent_lifts_retention: rule.separate_consent_lifts_retention.unwrap_or(false),
         with_consent,
         categories: category_mask,

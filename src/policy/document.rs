@@ -100,6 +100,11 @@ pub struct MinorsSection {
     /// under-14 data is sensitive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensitive_under: Option<u8>,
+    /// The least level of a guardian's grant, on every rule: "express consent of
+    /// parents or other guardians" is `explicit`. A rule asking more still asks more;
+    /// absent, a consent rule asks its own level. Only with `guardian_consent_under`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardian_level: Option<ConsentLevel>,
     /// How to treat a subject whose age is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_age: Option<UnknownAge>,
@@ -333,6 +338,12 @@ pub struct RuleDocument {
     /// current session unless separately authorized").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub separate_consent_lifts_retention: Option<bool>,
+    /// How long data may be kept after an `end` event says the purpose is over for
+    /// the subject ("for the period necessary for the purpose"); data collected
+    /// before the end is `retention_expired` after it. Absent: none (expired at the
+    /// end). A duration, not `session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_after_end: Option<Retention>,
     /// Where data may be; the policy's storage regions when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<Region>>,
@@ -464,6 +475,7 @@ impl RuleDocument {
             retention: None,
             retention_until_anonymized: None,
             separate_consent_lifts_retention: None,
+            retention_after_end: None,
             regions: None,
             transfer_regions: None,
             opt_out_signals: None,

@@ -96,6 +96,17 @@ pub(super) fn minors_fields_without_age_rule(section: &MinorsSection, unknown_is
             "unknown_age needs an age rule: set guardian_consent_under or not_served_under",
         );
     }
+    guardian_level_without_guardians(section, problems);
+}
+
+/// A guardian level where no guardian consents would read as a protection it is not.
+pub(super) fn guardian_level_without_guardians(section: &MinorsSection, problems: &mut Problems) {
+    if section.guardian_level.is_some() {
+        problems.error(
+            vec![key("minors"), key("guardian_level")],
+            "guardian_level needs guardian_consent_under: without it no guardian consents",
+        );
+    }
 }
 
 /// `true` when `sensitive_under` is at most the minors' age.
@@ -108,6 +119,19 @@ pub(super) fn sensitive_under_above_minors_age(age: u8, under: u8, problems: &mu
         );
     }
     fits
+}
+
+/// `sensitive_under` says a child's data is sensitive as a whole, which asks separate
+/// consent through the `minor` trigger: without the trigger, the child's data would
+/// pass on explicit consent.
+pub(super) fn sensitive_under_without_minor_trigger(document: &PolicyDocument, minor: bool, problems: &mut Problems) {
+    if !minor && document.minors.as_ref().is_some_and(|m| m.sensitive_under.is_some()) {
+        problems.error(
+            vec![key("minors"), key("sensitive_under")],
+            "sensitive_under makes a child's data sensitive as a whole, which needs `minor` in \
+             policy.separate_consent_for: add it, or remove sensitive_under",
+        );
+    }
 }
 
 // --- [[rule]]: its identity ---
@@ -264,6 +288,28 @@ pub(super) fn empty_region_list(regions: &[Region], path: &[PathSegment], proble
     }
 }
 
+/// A rule region outside the storage regions is cross-border: consent rules escalate
+/// it, and on another basis it would be reached with no consent at all. Such a region
+/// is a transfer region.
+pub(super) fn region_outside_storage(
+    rule: &RuleDocument,
+    storage_regions: &[Region],
+    path: &[PathSegment],
+    problems: &mut Problems,
+) {
+    for (index, region) in rule.regions.iter().flatten().enumerate() {
+        if !storage_regions.contains(region) {
+            problems.error(
+                at(path, &[key("regions"), PathSegment::Index(index)]),
+                format!(
+                    "region `{region}` is outside policy.storage_regions: sending data there is a transfer; \
+                     list it in transfer_regions (separate consent) or in storage_regions"
+                ),
+            );
+        }
+    }
+}
+
 /// A transfer region must be a region code or `*`, and not also a regular region.
 pub(super) fn transfer_region_malformed_or_regular(
     code: &str,
@@ -294,14 +340,29 @@ pub(super) fn retention_out_of_bounds(rule: &RuleDocument, path: &[PathSegment],
     }
 }
 
+/// `retention_until_anonymized` stands alone: every purpose can end (an `end` event),
+/// and it says anonymized data outlives that end too ("delete or anonymize").
 pub(super) fn retention_lift_without_retention(rule: &RuleDocument, path: &[PathSegment], problems: &mut Problems) {
-    for (field, set) in [
-        ("retention_until_anonymized", rule.retention_until_anonymized.is_some()),
-        ("separate_consent_lifts_retention", rule.separate_consent_lifts_retention.is_some()),
-    ] {
-        if set && rule.retention.is_none() {
-            problems.error(at(path, &[key(field)]), format!("{field} needs a `retention` to lift"));
+    let field = "separate_consent_lifts_retention";
+    if rule.separate_consent_lifts_retention.is_some() && rule.retention.is_none() {
+        problems.error(at(path, &[key(field)]), format!("{field} needs a `retention` to lift"));
+    }
+}
+
+/// The time kept after a purpose ends is a duration: a session has no meaning once
+/// the purpose is over.
+pub(super) fn retention_after_end_not_a_duration(rule: &RuleDocument, path: &[PathSegment], problems: &mut Problems) {
+    let here = || at(path, &[key("retention_after_end")]);
+    match rule.retention_after_end {
+        Some(super::Retention::Session) => {
+            problems.error(here(), "retention_after_end is a duration (\"30d\"), not `session`")
         }
+        Some(limit) => {
+            if let Err(message) = limit.check_bounds() {
+                problems.error(here(), message);
+            }
+        }
+        None => {}
     }
 }
 

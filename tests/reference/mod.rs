@@ -196,6 +196,11 @@ pub fn accepts(doc: &PolicyDocument, event: &ConsentEvent) -> bool {
                 return false;
             }
             if let Some(scope) = &g.scope {
+                // Issue 29: a list written empty is refused (an absent key limits
+                // nothing).
+                if scope.empty_list().is_some() {
+                    return false;
+                }
                 if scope.categories.iter().any(|c| !known_categories.iter().any(|k| k == c.as_str())) {
                     return false;
                 }
@@ -203,6 +208,7 @@ pub fn accepts(doc: &PolicyDocument, event: &ConsentEvent) -> bool {
             true
         }
         ConsentEvent::Withdraw(w) => purposes_ok(&w.purposes),
+        ConsentEvent::End(e) => purposes_ok(&e.purposes),
         ConsentEvent::Erase(_) => true,
         // Kinds of events added later: the reference knows no rule for them.
         _ => false,
@@ -312,7 +318,19 @@ pub fn decide(
     request: &AccessRequest<'_>,
     t: DateTime<Utc>,
 ) -> Verdict {
-    let events: Vec<ConsentEvent> =
+    decide_state(doc, all_events, request, t, true)
+}
+
+/// As [`decide`], for a subject whose state the guard may be unable to read
+/// (`readable` false: its events quarantined).
+pub fn decide_state(
+    doc: &PolicyDocument,
+    all_events: &[ConsentEvent],
+    request: &AccessRequest<'_>,
+    t: DateTime<Utc>,
+    readable: bool,
+) -> Verdict {
+    let mut events: Vec<ConsentEvent> =
         all_events.iter().filter(|e| e.subject() == request.subject.as_ref()).cloned().collect();
     let purpose = request.purpose.as_str();
 
@@ -357,6 +375,21 @@ pub fn decide(
     let default_basis = if consent_only { LegalBasis::Consent } else { rule.basis.first() };
     let applied = request.basis.unwrap_or(default_basis);
 
+    let law = matches!(
+        applied.as_str(),
+        "legal_obligation" | "national_security" | "public_interest" | "criminal_justice" | "vital_interest"
+    );
+    // An unreadable state: only a compliance duty on a non-consent basis goes on, as
+    // for a subject the guard does not know, and only where the subject's age cannot
+    // matter (no age rule, or a basis the law imposes); issue 29.
+    if !readable {
+        let compliance = under(purpose, "compliance") && applied != LegalBasis::Consent;
+        if !compliance || (age_rule(doc).is_some() && !law) {
+            return verdict("consent_state_unavailable");
+        }
+        events.clear();
+    }
+
     // 1. Erasure at or before t; compliance purposes on a non-consent basis survive it
     // (not for what only consent permits).
     let erased = events.iter().any(|e| matches!(e, ConsentEvent::Erase(x) if x.at <= t));
@@ -368,10 +401,6 @@ pub fn decide(
     // 2. Minors not served.
     let minor = is_minor(doc, &events, t);
     let not_served = age_rule(doc).is_some_and(|(_, not_served)| not_served);
-    let law = matches!(
-        applied.as_str(),
-        "legal_obligation" | "national_security" | "public_interest" | "criminal_justice" | "vital_interest"
-    );
     if not_served && minor && !law {
         return verdict("minor_not_served");
     }
@@ -491,6 +520,34 @@ pub fn decide(
             if expired && !yields {
                 return verdict("retention_expired");
             }
+        }
+    }
+
+    // 8b. Purposes that ended (issue 29): data collected at or before an `end` that
+    // covers the purpose (names it, an ancestor or a purpose under it) is expired once
+    // `retention_after_end` has run; a collection time missing or later than t is not
+    // known to be after the end. Anonymized data outlives it under
+    // `retention_until_anonymized`.
+    if !matches!(request.action.as_str(), "collect" | "delete") {
+        let grace = rule.retention_after_end.map_or(0, |r| match r {
+            Retention::Hours(n) => i64::from(n),
+            Retention::Days(n) => i64::from(n) * 24,
+            Retention::Years(n) => i64::from(n) * 365 * 24,
+            Retention::Session => 0,
+        });
+        let collected = request.collected_at.filter(|c| *c <= t);
+        let ended = events.iter().any(|e| match e {
+            ConsentEvent::End(end) => {
+                end.at <= t
+                    && end.purposes.iter().any(|p| under(purpose, p.as_str()) || under(p.as_str(), purpose))
+                    && end.at + chrono::Duration::hours(grace) <= t
+                    && collected.is_none_or(|c| c <= end.at)
+            }
+            _ => false,
+        });
+        let yields = rule.retention_until_anonymized == Some(true) && anonymized;
+        if ended && !yields {
+            return verdict("retention_expired");
         }
     }
 
@@ -635,6 +692,7 @@ fn required_grant_verdict(
     if guardian && !g.by_guardian {
         return Some("guardian_consent_required");
     }
+    let needed = if guardian { guardian_level(context.doc, needed) } else { needed };
     if level_rank(g.level) < level_rank(needed) {
         return Some(if level_rank(needed) == 2 || context.transfer {
             "separate_consent_required"
@@ -721,6 +779,15 @@ fn separately_granted(context: &Context<'_>, events: &[ConsentEvent], leaf: &str
     })
 }
 
+/// `needed`, raised to the policy's `guardian_level` (issue 29: "express consent of
+/// parents or other guardians").
+fn guardian_level(doc: &PolicyDocument, needed: ConsentLevel) -> ConsentLevel {
+    match doc.minors.as_ref().and_then(|m| m.guardian_level) {
+        Some(level) if level_rank(level) > level_rank(needed) => level,
+        _ => needed,
+    }
+}
+
 fn triggers(doc: &PolicyDocument) -> Vec<SeparateTrigger> {
     doc.policy.separate_consent_for.clone().unwrap_or_else(|| SeparateTrigger::ALL.to_vec())
 }
@@ -772,6 +839,7 @@ fn grant_verdict(
     if context.minor_guardian && !by_guardian {
         return verdict("guardian_consent_required");
     }
+    let needed = if context.minor_guardian { guardian_level(context.doc, needed) } else { needed };
     if level_rank(level) < level_rank(needed) {
         return if level_rank(needed) == 2 {
             verdict("separate_consent_required")
@@ -1059,6 +1127,7 @@ categories = ["behavior"]
 name = "case"
 version = "1.0"
 home_region = "CN"
+storage_regions = ["CN", "US"]
 
 [minors]
 guardian_consent_under = 18
