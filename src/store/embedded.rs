@@ -94,12 +94,15 @@ impl RedbConsentStore {
     /// Opens the store at `path`, creating the file if it does not exist.
     ///
     /// The whole file is read and its checksums verified, so opening takes time in
-    /// proportion to its size.
+    /// proportion to its size. A new store is created and committed under a name of
+    /// its own and only then linked in at `path`, so an empty or zeroed file there is
+    /// damage (a truncated or overwritten store), refused and left as it is, never
+    /// taken for a new store.
     ///
     /// # Errors
     ///
-    /// When the file cannot be created or read, is open elsewhere, is damaged, or is
-    /// not a consent store.
+    /// When the file cannot be created or read, is open elsewhere, is damaged, is empty
+    /// or zeroed, or is not a consent store.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbConsentStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         match std::fs::metadata(&path) {
@@ -137,7 +140,7 @@ impl RedbConsentStore {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let fresh = path.with_file_name(format!(".{name}.creating-{}-{nanos}", std::process::id()));
         let created = guarded(&fresh, "create", || {
-            let db = RedbConsentStore::builder().create(&fresh).map_err(|error| open_error(&fresh, error))?;
+            let db = RedbConsentStore::builder().create(&fresh).map_err(|error| open_error(path, error))?;
             let store = RedbConsentStore { db, path: path.to_path_buf(), group: Group::default() };
             store.initialise()?;
             Ok(store)

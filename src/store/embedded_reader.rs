@@ -34,12 +34,16 @@ pub struct ReadOnlyRedbStore {
 
 impl ReadOnlyRedbStore {
     /// Opens the store at `path` for reading. A missing file is an error: nothing is
-    /// created, so a mistyped path cannot pass for an empty store.
+    /// created, so a mistyped path cannot pass for an empty store. The checksum of
+    /// every page is verified first, as the writer's open does, so opening takes time
+    /// in proportion to the file's size and a damaged file is refused, never read in
+    /// part.
     ///
     /// # Errors
     ///
-    /// When there is no file at `path`, it cannot be read, it is not a consent store,
-    /// or a process that does not share the file (consent-guard 0.1) has it open.
+    /// When there is no file at `path`, it cannot be read, it is damaged, empty or
+    /// zeroed, it is not a consent store, or a process that does not share the file
+    /// (consent-guard 0.1) has it open.
     pub fn open(path: impl AsRef<Path>) -> Result<ReadOnlyRedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         match std::fs::metadata(&path) {
