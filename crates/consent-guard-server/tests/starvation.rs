@@ -237,3 +237,19 @@ async fn http2_is_refused_unless_asked_for() {
     let mut streams = [stream];
     assert_eq!(wait_closed(&mut streams, Instant::now() + Duration::from_secs(60)), 1);
 }
+
+/// An HTTP/1.1 connection idle between requests is closed after the header timeout,
+/// well before the idle timeout: hyper's header timer runs while it waits for the
+/// next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_connection_idle_between_requests_is_closed() {
+    let server = start(options().header_timeout(Duration::from_secs(1)).idle_timeout(Duration::from_secs(300)));
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let mut streams = [stream];
+    assert_eq!(wait_closed(&mut streams, Instant::now() + Duration::from_secs(60)), 1);
+}
