@@ -33,6 +33,24 @@ use super::{AuditRecord, AuditSink};
 use crate::error::AuditError;
 
 const HASH_MARK: &[u8] = b",\"hash\":\"";
+
+/// The longest line a verifier reads (64 MiB), far above any record a log holds: a
+/// longer one is not a record, and reading it whole would let a file without a
+/// newline take all memory (issue 30).
+pub(crate) const MAX_LINE: usize = 64 << 20;
+
+/// `read_until(b'\n')` that stops after [`MAX_LINE`] bytes; whether the line was
+/// longer (then `buffer` holds its first bytes, without a newline).
+pub(crate) fn read_line_bounded(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
+    use std::io::Read;
+    let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX).saturating_add(1);
+    let read = reader.by_ref().take(limit).read_until(b'\n', buffer)?;
+    Ok((read, buffer.len() > MAX_LINE && buffer.last() != Some(&b'\n')))
+}
+
+fn too_long() -> String {
+    format!("a line longer than {} MiB: not a record of an audit log", MAX_LINE >> 20)
+}
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 struct Tail {
@@ -241,10 +259,14 @@ fn scan(mut reader: impl BufRead) -> std::io::Result<(LogVerdict, u64)> {
     let mut prev = GENESIS.to_owned();
     loop {
         buffer.clear();
-        if reader.read_until(b'\n', &mut buffer)? == 0 {
+        let (read, over) = read_line_bounded(&mut reader, &mut buffer)?;
+        if read == 0 {
             return Ok((LogVerdict::Intact { records: line_number, last_hash: prev }, len));
         }
         line_number += 1;
+        if over {
+            return Ok((LogVerdict::Tampered { line: line_number, reason: too_long() }, len));
+        }
         if buffer.last() != Some(&b'\n') {
             // A last line without its newline is what a crash mid-write leaves (one
             // followed by more bytes cannot happen: read_until stops at a newline), but
@@ -325,4 +347,29 @@ fn parse_seq(line: &[u8]) -> Option<u64> {
 
 fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    /// A stream without a newline is refused at line 1 after `MAX_LINE` bytes, in
+    /// bounded memory (it was read whole: an abort under a memory limit, issue 30).
+    #[test]
+    fn an_endless_line_is_tampering_located_in_bounded_memory() {
+        let endless = std::io::BufReader::new(std::io::repeat(b'{'));
+        match verify_log(endless).unwrap() {
+            LogVerdict::Tampered { line, reason } => {
+                assert_eq!(line, 1);
+                assert!(reason.contains("longer than 64 MiB"), "{reason}");
+            }
+            other => unreachable!("an endless line was not refused: {other:?}"),
+        }
+        // A line of exactly the limit, with its newline, is read as a line.
+        let mut reader = std::io::Cursor::new([vec![b'a'; MAX_LINE - 1], vec![b'\n']].concat());
+        let mut buffer = Vec::new();
+        assert_eq!(read_line_bounded(&mut reader, &mut buffer).unwrap(), (MAX_LINE, false));
+    }
 }

@@ -234,7 +234,7 @@ pub(crate) fn scan_tail(dir: &Path) -> std::io::Result<Scan> {
     for start in (0..files.len()).rev() {
         let Some((_, path)) = files.get(start) else { continue };
         let mut first = Vec::new();
-        BufReader::new(File::open(path)?).read_until(b'\n', &mut first)?;
+        super::chain::read_line_bounded(&mut BufReader::new(File::open(path)?), &mut first)?;
         let Some(body) = first.strip_suffix(b"\n") else { continue };
         if let Ok(header) = serde_json::from_slice::<HeaderLine>(body) {
             let head = Head { seq: header.seq, hash: header.prev };
@@ -313,7 +313,13 @@ fn scan_segment(
     let mut unreadable: Option<(u64, String)> = None;
     loop {
         buffer.clear();
-        let read = reader.read_until(b'\n', &mut buffer)?;
+        let (read, over) = super::chain::read_line_bounded(&mut reader, &mut buffer)?;
+        if over {
+            return bad(
+                line_number.saturating_add(1),
+                format!("a line longer than {} MiB: not a line of an audit log", super::chain::MAX_LINE >> 20),
+            );
+        }
         if read == 0 {
             return Ok(if offset == committed {
                 SegmentEnd::Clean { committed }
@@ -519,4 +525,27 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+
+    use super::*;
+
+    /// A segment that is one endless line is refused at its first line after
+    /// `MAX_LINE` bytes, in bounded memory (it was read whole: an abort under a memory
+    /// limit, issue 30).
+    #[test]
+    fn an_endless_line_is_tampering_located_in_bounded_memory() {
+        let endless = std::io::BufReader::new(std::io::repeat(b'x'));
+        let (mut head, mut commits) = (Head::genesis(), Vec::new());
+        match scan_segment(endless, 1, &mut head, &mut commits, &mut |_| {}).unwrap() {
+            SegmentEnd::Tampered { line, reason } => {
+                assert_eq!(line, 1);
+                assert!(reason.contains("longer than 64 MiB"), "{reason}");
+            }
+            _ => panic!("an endless line was not refused"),
+        }
+    }
 }

@@ -108,7 +108,12 @@ fn parse(text: &str, file: &str) -> Result<PolicyDocument, PolicyError> {
         let diagnostics = syntax_errors
             .iter()
             .map(|error| {
-                let (line, column) = error.span().map_or((1, 1), |span| lines.locate(text, span.start));
+                // toml reports a key nested past its limit without a span.
+                let start = error
+                    .span()
+                    .map(|span| span.start)
+                    .or_else(|| error.message().contains("recursion limit").then(|| deepest_key(text)).flatten());
+                let (line, column) = start.map_or((1, 1), |start| lines.locate(text, start));
                 diagnostic(Severity::Error, file, line, column, error.message().trim().to_owned())
             })
             .collect();
@@ -309,6 +314,39 @@ struct LineIndex {
     starts: Vec<usize>,
 }
 
+/// toml's limit on the segments of a dotted key (`a.b.c…`), past which it reports a
+/// "recursion limit" error without a span.
+const KEY_DEPTH_LIMIT: usize = 80;
+
+/// The byte offset of the first key (of a `key = value` line or a `[table]` header)
+/// with more segments than toml allows: where its span-less "recursion limit" error
+/// belongs (it pointed at 1:1).
+fn deepest_key(text: &str) -> Option<usize> {
+    let mut offset = 0usize;
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start().len();
+        let key = line.get(indent..).unwrap_or_default();
+        let key_start = offset + indent + key.len() - key.trim_start_matches('[').len();
+        let mut segments = 1usize;
+        let mut quote: Option<char> = None;
+        for c in key.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '.') => segments += 1,
+                (None, '=' | ']' | '#') => break,
+                (None, _) => {}
+            }
+        }
+        if segments >= KEY_DEPTH_LIMIT {
+            return Some(key_start);
+        }
+        offset += line.len();
+    }
+    None
+}
+
 impl LineIndex {
     fn new(text: &str) -> LineIndex {
         let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
@@ -422,6 +460,24 @@ categories = [\"behaviour.log\"]
         let error = Policy::from_toml_file(&path).unwrap_err();
         assert!(error.to_string().contains(":7:8: invalid UTF-8"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A key nested past toml's limit was reported at 1:1 (issue 30).
+    #[test]
+    fn a_key_nested_too_deep_is_located_at_the_key() {
+        let nested = format!("{MINIMAL}\n  x{} = 1\n", ".x".repeat(5000));
+        let diagnostics = Policy::lint_toml(&nested, "n.toml");
+        let line = MINIMAL.lines().count() + 2;
+        assert_eq!((diagnostics[0].line(), diagnostics[0].column()), (line, 3), "{}", diagnostics[0]);
+        assert!(diagnostics[0].message().contains("recursion limit"), "{}", diagnostics[0]);
+        let header = format!("{MINIMAL}[[a{}]]\n", ".\"q.q\"".repeat(100));
+        let diagnostics = Policy::lint_toml(&header, "n.toml");
+        assert_eq!(
+            (diagnostics[0].line(), diagnostics[0].column()),
+            (MINIMAL.lines().count() + 1, 3),
+            "{}",
+            diagnostics[0]
+        );
     }
 
     #[test]

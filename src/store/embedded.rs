@@ -94,25 +94,76 @@ impl RedbConsentStore {
     /// Opens the store at `path`, creating the file if it does not exist.
     ///
     /// The whole file is read and its checksums verified, so opening takes time in
-    /// proportion to its size.
+    /// proportion to its size. A new store is created and committed under a name of
+    /// its own and only then linked in at `path`, so an empty or zeroed file there is
+    /// damage (a truncated or overwritten store), refused and left as it is, never
+    /// taken for a new store.
     ///
     /// # Errors
     ///
-    /// When the file cannot be created or read, is open elsewhere, is damaged, or is
-    /// not a consent store.
+    /// When the file cannot be created or read, is open elsewhere, is damaged, is empty
+    /// or zeroed, or is not a consent store.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbConsentStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        discard_if_never_written(&path)?;
+        match std::fs::metadata(&path) {
+            Ok(_) => {
+                refuse_headerless(&path)?;
+                guarded(&path, "open", || RedbConsentStore::open_existing(&path))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => RedbConsentStore::create_new(&path),
+            Err(error) => Err(StoreError::with_source(format!("cannot open consent store {}", path.display()), error)),
+        }
+    }
+
+    fn builder() -> redb::Builder {
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(true);
         // One writer, and any number of read-only processes following its commits.
         builder.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
-        let db = builder.create(&path).map_err(|error| open_error(&path, error))?;
-        let store = RedbConsentStore { db, path, group: Group::default() };
+        builder
+    }
+
+    fn open_existing(path: &Path) -> Result<RedbConsentStore, StoreError> {
+        let db = RedbConsentStore::builder().open(path).map_err(|error| open_error(path, error))?;
+        let store = RedbConsentStore { db, path: path.to_path_buf(), group: Group::default() };
         store.initialise()?;
         Ok(store)
     }
 
+    /// Creates the store in a file of its own beside `path`, commits its format version,
+    /// and only then links it in at `path`. A crash while redb lays out a new file can
+    /// leave it empty or zeroed, and such a file cannot be told from a store that was
+    /// truncated or zeroed after it held events: so the store path only ever names a
+    /// committed file, and an empty or zeroed one there is damage, refused.
+    fn create_new(path: &Path) -> Result<RedbConsentStore, StoreError> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let fresh = path.with_file_name(format!(".{name}.creating-{}-{nanos}", std::process::id()));
+        let created = guarded(&fresh, "create", || {
+            let db = RedbConsentStore::builder().create(&fresh).map_err(|error| open_error(path, error))?;
+            let store = RedbConsentStore { db, path: path.to_path_buf(), group: Group::default() };
+            store.initialise()?;
+            Ok(store)
+        });
+        let linked = created.and_then(|store| match std::fs::hard_link(&fresh, path) {
+            Ok(()) => {
+                sync_parent(path);
+                Ok(Some(store))
+            }
+            // Another process created the store meanwhile: open that one.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+            Err(error) => {
+                Err(StoreError::with_source(format!("cannot create consent store {}", path.display()), error))
+            }
+        });
+        // The file was created by this call and either linked in or never committed to
+        // the store path: its own name goes in every case.
+        let _ = std::fs::remove_file(&fresh);
+        match linked? {
+            Some(store) => Ok(store),
+            None => RedbConsentStore::open(path),
+        }
+    }
     /// The file the store is kept in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -162,6 +213,10 @@ impl RedbConsentStore {
     }
 
     fn last_position(&self) -> Result<u64, StoreError> {
+        guarded(&self.path, "read", || self.last_position_unguarded())
+    }
+
+    fn last_position_unguarded(&self) -> Result<u64, StoreError> {
         let txn = self.begin_read()?;
         let events = txn.open_table(EVENTS).map_err(|e| self.fail("read the consent store", e))?;
         let last = events.last().map_err(|e| self.fail("read the consent store", e))?;
@@ -181,23 +236,67 @@ impl RedbConsentStore {
     }
 }
 
-/// A crash while redb creates a new file can leave it empty or all zeros: no header,
-/// so no commit, so no event. Such a file is removed so that the store is created
-/// afresh instead of refused as "not a redb file" forever. Anything else is left alone.
-fn discard_if_never_written(path: &Path) -> Result<(), StoreError> {
+/// Refuses a file with no redb header (empty, or zeroed where the header goes): the
+/// store path only ever names a committed file (see `create_new`), so such a file was
+/// truncated or zeroed after it held events, and taking it for a new store would forget
+/// every withdrawal it held.
+pub(super) fn refuse_headerless(path: &Path) -> Result<(), StoreError> {
     use std::io::Read;
-    let Ok(metadata) = std::fs::metadata(path) else { return Ok(()) };
-    if !metadata.is_file() || metadata.len() > 1 << 20 {
-        return Ok(());
+    let mut header = [0u8; 512];
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| StoreError::with_source(format!("cannot open consent store {}", path.display()), e))?;
+    let mut read = 0;
+    while read < header.len() {
+        let Some(rest) = header.get_mut(read..) else { break };
+        match file.read(rest) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(StoreError::with_source(format!("cannot read consent store {}", path.display()), e)),
+        }
     }
-    let mut bytes = Vec::new();
-    let read = std::fs::File::open(path).and_then(|mut file| file.read_to_end(&mut bytes));
-    if read.is_ok() && bytes.iter().all(|b| *b == 0) {
-        std::fs::remove_file(path).map_err(|e| {
-            StoreError::with_source(format!("cannot remove the never-written consent store {}", path.display()), e)
-        })?;
+    if header.iter().all(|b| *b == 0) {
+        let state = if read == 0 { "empty" } else { "zeroed at its header" };
+        return Err(StoreError::new(format!(
+            "consent store {} is corrupted: the file is {state} (truncated or overwritten); it is never \
+             taken for a new store: restore it from a backup",
+            path.display()
+        )));
     }
     Ok(())
+}
+
+/// Fsyncs the directory of `path`, so that a new link to the store survives a crash.
+/// Best effort: some platforms cannot open a directory.
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+}
+
+/// Runs `work` on a redb file and turns a panic inside redb into an error: redb asserts
+/// on some damage it does not detect by checksum (an `unreachable` in its b-tree, an
+/// `unwrap` of a `Utf8Error`), and a damaged store must be refused, never crash the
+/// process or, in a server, a worker.
+pub(super) fn guarded<T>(
+    path: &Path,
+    action: &str,
+    work: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(StoreError::new(format!(
+            "cannot {action} consent store {}: it is corrupted (redb panicked reading it: {why})",
+            path.display()
+        )))
+    })
 }
 
 /// The error of a failed open, naming the cases an operator must act on.
@@ -365,7 +464,7 @@ impl ConsentStore for RedbConsentStore {
             let take = queue.waiting.len().min(GROUP_LIMIT);
             let jobs: Vec<Job> = queue.waiting.drain(..take).collect();
             drop(queue);
-            let outcome = self.commit_group(&jobs);
+            let outcome = guarded(&self.path, "write to", || self.commit_group(&jobs));
             queue = self.group.queue.lock().map_err(|_| poisoned())?;
             queue.leading = false;
             match outcome {
@@ -386,11 +485,15 @@ impl ConsentStore for RedbConsentStore {
     }
 
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
-        read_history(&self.begin_read()?, subject, |e| self.fail("read the consent store", e))
+        guarded(&self.path, "read", || {
+            read_history(&self.begin_read()?, subject, |e| self.fail("read the consent store", e))
+        })
     }
 
     fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
-        read_since(&self.begin_read()?, after, limit, |e| self.fail("read the consent store", e))
+        guarded(&self.path, "read", || {
+            read_since(&self.begin_read()?, after, limit, |e| self.fail("read the consent store", e))
+        })
     }
 
     /// One process at a time writes the file, so a guard over it is never stale.

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase};
 
-use super::embedded::{open_error, read_history, read_since, FORMAT_KEY, FORMAT_VERSION, META};
+use super::embedded::{
+    guarded, open_error, read_history, read_since, refuse_headerless, FORMAT_KEY, FORMAT_VERSION, META,
+};
 use super::ConsentStore;
 use crate::consent::{ConsentEvent, ConsentHistory};
 use crate::error::StoreError;
@@ -32,12 +34,16 @@ pub struct ReadOnlyRedbStore {
 
 impl ReadOnlyRedbStore {
     /// Opens the store at `path` for reading. A missing file is an error: nothing is
-    /// created, so a mistyped path cannot pass for an empty store.
+    /// created, so a mistyped path cannot pass for an empty store. The checksum of
+    /// every page is verified first, as the writer's open does, so opening takes time
+    /// in proportion to the file's size and a damaged file is refused, never read in
+    /// part.
     ///
     /// # Errors
     ///
-    /// When there is no file at `path`, it cannot be read, it is not a consent store,
-    /// or a process that does not share the file (consent-guard 0.1) has it open.
+    /// When there is no file at `path`, it cannot be read, it is damaged, empty or
+    /// zeroed, it is not a consent store, or a process that does not share the file
+    /// (consent-guard 0.1) has it open.
     pub fn open(path: impl AsRef<Path>) -> Result<ReadOnlyRedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         match std::fs::metadata(&path) {
@@ -53,6 +59,11 @@ impl ReadOnlyRedbStore {
                 return Err(StoreError::with_source(format!("cannot open consent store {}", path.display()), error))
             }
         }
+        refuse_headerless(&path)?;
+        guarded(&path, "open", || ReadOnlyRedbStore::open_verified(path.clone()))
+    }
+
+    fn open_verified(path: PathBuf) -> Result<ReadOnlyRedbStore, StoreError> {
         let mut builder = Database::builder();
         builder.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
         let db = builder.open_read_only(&path).map_err(|error| match error {
@@ -67,8 +78,31 @@ impl ReadOnlyRedbStore {
             other => open_error(&path, other),
         })?;
         let store = ReadOnlyRedbStore { db, path };
+        // The read transaction pins the commit it sees, so the writer reuses none of its
+        // pages while the check below walks them (the check reads that commit or a later
+        // one, whose pages the pin keeps too).
+        let pinned = store.begin_read()?;
+        store.verify()?;
+        drop(pinned);
         store.check_format()?;
         Ok(store)
+    }
+
+    /// Verifies every checksum of the file as the writer's open does. redb's read-only
+    /// open checks none, and its integrity check commits a repair, so the check runs on
+    /// a second handle whose writes stay in memory ([`Overlay`]): the file is never
+    /// written, and no lock is taken that would stop the writer.
+    fn verify(&self) -> Result<(), StoreError> {
+        let file = std::fs::File::open(&self.path)
+            .map_err(|e| StoreError::with_source(format!("cannot open consent store {}", self.path.display()), e))?;
+        let mut builder = Database::builder();
+        builder.set_check_integrity_on_open(true);
+        // The repair's commit copies only the pages it writes; the cache is what a check
+        // of one file needs, not redb's default of 1 GiB.
+        builder.set_cache_size(16 << 20);
+        let checked = builder.create_with_backend(Overlay::new(file)).map_err(|error| open_error(&self.path, error))?;
+        drop(checked);
+        Ok(())
     }
 
     /// The file the store is read from.
@@ -115,11 +149,15 @@ impl ConsentStore for ReadOnlyRedbStore {
     }
 
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
-        read_history(&self.begin_read()?, subject, |e| self.fail("read the consent store", e))
+        guarded(&self.path, "read", || {
+            read_history(&self.begin_read()?, subject, |e| self.fail("read the consent store", e))
+        })
     }
 
     fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
-        read_since(&self.begin_read()?, after, limit, |e| self.fail("read the consent store", e))
+        guarded(&self.path, "read", || {
+            read_since(&self.begin_read()?, after, limit, |e| self.fail("read the consent store", e))
+        })
     }
 
     /// Another process writes the file.
@@ -132,5 +170,202 @@ impl fmt::Debug for ReadOnlyRedbStore {
     /// Prints the file, never the events: they are personal data.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadOnlyRedbStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// A copy-on-write view of a store file for redb's integrity check: reads come from the
+/// file unless a block was written, writes go to memory, and the file stays as it was.
+/// It takes no lock (redb then proceeds without), so a running writer is not stopped.
+struct Overlay {
+    file: std::fs::File,
+    /// The file's length when the check began: bytes a running writer adds later are no
+    /// part of the view.
+    file_len: u64,
+    state: std::sync::Mutex<OverlayState>,
+}
+
+struct OverlayState {
+    len: u64,
+    /// Written blocks of `BLOCK` bytes, by block number.
+    blocks: std::collections::HashMap<u64, Vec<u8>>,
+}
+
+const BLOCK: u64 = 4096;
+
+impl Overlay {
+    fn new(file: std::fs::File) -> Overlay {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let state = OverlayState { len, blocks: std::collections::HashMap::new() };
+        Overlay { file, file_len: len, state: std::sync::Mutex::new(state) }
+    }
+
+    fn lock(&self) -> std::io::Result<std::sync::MutexGuard<'_, OverlayState>> {
+        self.state.lock().map_err(|_| std::io::Error::other("store check poisoned by a panic"))
+    }
+
+    /// The bytes of block `number` as the file holds them (zeros past its end). Called
+    /// with the state locked, so seeks and reads of the shared handle do not interleave.
+    fn base_block(&self, number: u64) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek};
+        let mut block = vec![0u8; BLOCK as usize];
+        let start = number.saturating_mul(BLOCK);
+        let wanted = usize::try_from(self.file_len.saturating_sub(start).min(BLOCK)).unwrap_or(0);
+        let mut file = &self.file;
+        file.seek(std::io::SeekFrom::Start(start))?;
+        let mut done = 0usize;
+        while let Some(rest) = block.get_mut(done..wanted).filter(|rest| !rest.is_empty()) {
+            match file.read(rest) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(block)
+    }
+}
+
+fn out_of_range() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past the end of the consent store")
+}
+
+impl fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overlay").finish_non_exhaustive()
+    }
+}
+
+impl redb::StorageBackend for Overlay {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.lock()?.len)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let state = self.lock()?;
+        let end = offset.checked_add(out.len() as u64).ok_or_else(out_of_range)?;
+        if end > state.len {
+            return Err(out_of_range());
+        }
+        let mut at = offset;
+        let mut filled = 0usize;
+        while at < end {
+            let number = at / BLOCK;
+            let within = (at % BLOCK) as usize;
+            let take = ((BLOCK as usize) - within).min((end - at) as usize);
+            let target = out.get_mut(filled..filled + take).ok_or_else(out_of_range)?;
+            match state.blocks.get(&number) {
+                Some(block) => target.copy_from_slice(block.get(within..within + take).ok_or_else(out_of_range)?),
+                None => {
+                    let block = self.base_block(number)?;
+                    target.copy_from_slice(block.get(within..within + take).ok_or_else(out_of_range)?);
+                }
+            }
+            at += take as u64;
+            filled += take;
+        }
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        let mut state = self.lock()?;
+        if len < state.len {
+            // Bytes past a shrink read as zeros if the file grows again.
+            let first_gone = len.div_ceil(BLOCK);
+            state.blocks.retain(|number, _| *number < first_gone);
+            if !len.is_multiple_of(BLOCK) {
+                let number = len / BLOCK;
+                let mut block = match state.blocks.remove(&number) {
+                    Some(block) => block,
+                    None => self.base_block(number)?,
+                };
+                if let Some(tail) = block.get_mut((len % BLOCK) as usize..) {
+                    tail.fill(0);
+                }
+                state.blocks.insert(number, block);
+            }
+            // Blocks of the file past the new end must read as zeros too.
+            let old_blocks = state.len.div_ceil(BLOCK);
+            for number in first_gone..old_blocks {
+                state.blocks.insert(number, vec![0u8; BLOCK as usize]);
+            }
+        }
+        state.len = len;
+        Ok(())
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut state = self.lock()?;
+        let end = offset.checked_add(data.len() as u64).ok_or_else(out_of_range)?;
+        let mut at = offset;
+        let mut taken = 0usize;
+        while at < end {
+            let number = at / BLOCK;
+            let within = (at % BLOCK) as usize;
+            let take = ((BLOCK as usize) - within).min((end - at) as usize);
+            if !state.blocks.contains_key(&number) {
+                let base = if number.saturating_mul(BLOCK) < state.len {
+                    self.base_block(number)?
+                } else {
+                    vec![0u8; BLOCK as usize]
+                };
+                state.blocks.insert(number, base);
+            }
+            let source = data.get(taken..taken + take).ok_or_else(out_of_range)?;
+            if let Some(target) = state.blocks.get_mut(&number).and_then(|b| b.get_mut(within..within + take)) {
+                target.copy_from_slice(source);
+            }
+            at += take as u64;
+            taken += take;
+        }
+        state.len = state.len.max(end);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests fail loudly")]
+
+    use redb::StorageBackend;
+
+    use super::*;
+    use crate::store::RedbConsentStore;
+
+    #[test]
+    fn the_overlay_reads_its_writes_and_leaves_the_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        std::fs::write(&path, vec![7u8; 5000]).unwrap();
+        let overlay = Overlay::new(std::fs::File::open(&path).unwrap());
+        overlay.write(4090, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]).unwrap();
+        let mut out = [0u8; 12];
+        overlay.read(4089, &mut out).unwrap();
+        assert_eq!(out, [7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 7]);
+        overlay.set_len(4092).unwrap();
+        overlay.set_len(9000).unwrap();
+        let mut tail = [9u8; 8];
+        overlay.read(4090, &mut tail).unwrap();
+        assert_eq!(tail, [1, 2, 0, 0, 0, 0, 0, 0]);
+        assert!(overlay.read(8999, &mut [0u8; 2]).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), vec![7u8; 5000]);
+    }
+
+    #[test]
+    fn the_read_only_open_verifies_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let store = RedbConsentStore::open(&path).unwrap();
+        let grant = r#"{"type":"grant","subject":"u1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#;
+        store.append(&[serde_json::from_str(grant).unwrap()]).unwrap();
+        drop(store);
+        let before = std::fs::read(&path).unwrap();
+        let reader = ReadOnlyRedbStore::open(&path).unwrap();
+        assert_eq!(reader.history("u1").unwrap().events().len(), 1);
+        drop(reader);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 }

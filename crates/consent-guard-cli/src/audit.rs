@@ -127,19 +127,83 @@ fn verify_dir(path: &Path, file: &str, anchor: Option<&Anchor>) -> io::Result<Re
         ),
         _ => return Ok(say(format!("{file}: tampered: unknown verdict"), 1)),
     };
+    let mut points: Option<Vec<consent_guard::audit::Head>> = None;
+    // The `head` file the writer keeps beside the segments may lag the log (it is
+    // written after each commit, without an fsync) but never lead it: a head naming
+    // more records than the log holds means records were removed from its end, which
+    // the chain alone cannot show (issue 30: with its last segment deleted, a log
+    // verified "intact").
+    let mut summary = summary;
+    match read_head_file(path)? {
+        HeadFile::Absent => {}
+        HeadFile::Unreadable(why) => summary.push_str(&format!("; the head file was not checked ({why})")),
+        HeadFile::Head(recorded) => {
+            if head.seq < recorded.seq {
+                return Ok(say(
+                    format!(
+                        "{file}: tampered: the log ends at record {} but its head file names record {}: records \
+                         were removed from its end (the head may lag the log, never lead it)",
+                        head.seq, recorded.seq
+                    ),
+                    1,
+                ));
+            }
+            let known = points.get_or_insert(segment::commit_points(path)?);
+            if !known.iter().any(|point| point.seq == recorded.seq && point.hash == recorded.hash) {
+                return Ok(say(
+                    format!(
+                        "{file}: tampered: record {} does not have the hash its head file names: the log was \
+                         rewritten at or before record {}",
+                        recorded.seq, recorded.seq
+                    ),
+                    1,
+                ));
+            }
+        }
+    }
     if let Some(anchor) = anchor {
         if head.seq < anchor.seq {
             return Ok(removed_from_end(file, head.seq, anchor));
         }
-        let points = segment::commit_points(path)?;
+        let known = match points {
+            Some(points) => points,
+            None => segment::commit_points(path)?,
+        };
         // Anchors are taken at commits (the head file, `check --audit`): the anchored
         // record count must end one, with the anchored hash. Genesis is the first.
-        let matches = points.iter().any(|point| point.seq == anchor.seq && point.hash == anchor.hash);
+        let matches = known.iter().any(|point| point.seq == anchor.seq && point.hash == anchor.hash);
         if !matches {
             return Ok(rewritten(file, anchor));
         }
     }
     Ok(say(format!("{summary}; head {head}"), 0))
+}
+
+/// What the `head` file of a log directory says.
+enum HeadFile {
+    Absent,
+    /// Present but not `N:HASH`: torn by a power failure (it is not fsynced), or
+    /// altered; the log itself is still verified.
+    Unreadable(String),
+    Head(consent_guard::audit::Head),
+}
+
+fn read_head_file(dir: &Path) -> io::Result<HeadFile> {
+    use std::io::Read;
+    let file = match std::fs::File::open(dir.join("head")) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(HeadFile::Absent),
+        Err(error) => return Err(error),
+    };
+    // `N:HASH\n` is under 100 bytes; a larger file is not a head.
+    let mut text = String::new();
+    if file.take(256).read_to_string(&mut text).is_err() {
+        return Ok(HeadFile::Unreadable("not text".to_owned()));
+    }
+    Ok(match parse_anchor_text(text.trim()) {
+        Ok(anchor) => HeadFile::Head(consent_guard::audit::Head { seq: anchor.seq, hash: anchor.hash }),
+        Err(why) => HeadFile::Unreadable(why),
+    })
 }
 
 /// Prints every record of the log as a full JSON line `{"request":…,"decision":…}`.

@@ -54,6 +54,18 @@ pub(crate) struct ServeArgs {
     /// The longest a request may take, in milliseconds (a slower client gets 408).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     request_timeout: u64,
+    /// The most connections open at once; one more is closed when accepted. Keep it
+    /// below the file-descriptor limit (`ulimit -n`).
+    #[arg(long, value_name = "N", default_value_t = consent_guard_server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// A connection that sends and receives nothing for this long is closed, in
+    /// milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    idle_timeout: u64,
+    /// Accept HTTP/2 as well as HTTP/1.1 (off: a connection opening with the HTTP/2
+    /// preface is closed).
+    #[arg(long)]
+    http2: bool,
     /// Over a store other processes write: how long the state stays usable after the
     /// store last confirmed it, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1_000)]
@@ -112,6 +124,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
         .listen(args.listen)
         .body_limit(args.body_limit)
         .request_timeout(Duration::from_millis(args.request_timeout))
+        .max_connections(args.max_connections)
+        .idle_timeout(Duration::from_millis(args.idle_timeout))
+        .http2(args.http2)
         .max_staleness(Duration::from_millis(args.max_staleness));
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         options = options.tls(cert, key);

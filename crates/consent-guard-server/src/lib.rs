@@ -27,6 +27,7 @@
 
 mod auth;
 mod body;
+mod conn;
 mod handlers;
 mod problem;
 
@@ -41,6 +42,7 @@ use std::time::Duration;
 
 use axum_server::accept::NoDelayAcceptor;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::sync::Semaphore;
 
 use consent_guard::audit::{AuditLog, AuditSink};
 use consent_guard::error::{AuditError, EventError, PolicyError};
@@ -88,6 +90,10 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
+/// The default cap on open connections: under the common file-descriptor limit of
+/// 1,024 with room for the store, the audit log and the listener.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
 /// How the server listens and how long it waits.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -98,9 +104,20 @@ pub struct ServerOptions {
     pub body_limit: usize,
     /// The longest a request may take, body included (10 s): a slower one gets `408`.
     pub request_timeout: Duration,
-    /// The longest a client may take to send a request's headers (5 s); the
-    /// connection is closed then.
+    /// The longest a client may take to send a request's headers (5 s), and to send
+    /// the first byte after connecting (or finish a TLS handshake); the connection is
+    /// closed then. An HTTP/1 connection idle between requests is closed after it too.
     pub header_timeout: Duration,
+    /// A connection that neither sends nor receives a byte for this long is closed
+    /// (30 s), whatever its protocol or state.
+    pub idle_timeout: Duration,
+    /// The most connections open at once (512); one more is closed as soon as it is
+    /// accepted. Keep it below the process's file-descriptor limit (`ulimit -n`), less
+    /// what the store and the audit log use.
+    pub max_connections: usize,
+    /// Accept HTTP/2 (`false`). Off, a connection that opens with the HTTP/2 preface
+    /// is closed; TLS offers only `http/1.1` either way.
+    pub http2: bool,
     /// How long a graceful shutdown waits for requests in flight (10 s).
     pub shutdown_timeout: Duration,
     /// How often the guard syncs with the store (250 ms; at most a quarter of
@@ -122,6 +139,9 @@ impl Default for ServerOptions {
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            http2: false,
             shutdown_timeout: Duration::from_secs(10),
             sync_interval: Duration::from_millis(250),
             max_staleness: consent_guard::guard::DEFAULT_MAX_STALENESS,
@@ -157,6 +177,27 @@ impl ServerOptions {
     #[must_use]
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.header_timeout = timeout;
+        self
+    }
+
+    /// Sets the idle timeout.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the cap on open connections (at least 1).
+    #[must_use]
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+
+    /// Accepts HTTP/2 (with prior knowledge, on plaintext) or not.
+    #[must_use]
+    pub fn http2(mut self, accept: bool) -> Self {
+        self.http2 = accept;
         self
     }
 
@@ -388,17 +429,25 @@ impl Bound {
             });
         }
         let router = handlers::router(Arc::clone(&app)).into_make_service();
+        let limits = conn::Limits {
+            permits: Arc::new(Semaphore::new(app.options.max_connections.clamp(1, Semaphore::MAX_PERMITS))),
+            first_byte: app.options.header_timeout,
+            idle: app.options.idle_timeout,
+            http2: app.options.http2,
+        };
         let served = match tls {
             None => {
                 // Without TCP_NODELAY a streamed batch's last chunk waits for the client's
                 // delayed ACK (40 ms on Linux).
-                let mut server = axum_server::from_tcp(listener).acceptor(NoDelayAcceptor::new()).handle(handle);
+                let acceptor = conn::LimitAcceptor { inner: NoDelayAcceptor::new(), limits };
+                let mut server = axum_server::from_tcp(listener).acceptor(acceptor).handle(handle);
                 app.configure(server.http_builder());
                 server.serve(router).await
             }
             Some(config) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
                 let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());
+                let acceptor = conn::LimitAcceptor { inner: acceptor, limits };
                 let mut server = axum_server::from_tcp(listener).acceptor(acceptor).handle(handle);
                 app.configure(server.http_builder());
                 server.serve(router).await
@@ -509,6 +558,9 @@ impl App {
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(self.options.header_timeout)
             .keep_alive(true);
+        // HTTP/2 has no header timeout in hyper: the connection's idle timeout and the
+        // request timeout bound it, and few streams per connection bound its memory.
+        builder.http2().timer(hyper_util::rt::TokioTimer::new()).max_concurrent_streams(64);
     }
 
     /// Notes that the store confirmed the state current just now.
