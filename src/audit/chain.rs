@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
+use super::segment::{find_last, hex};
 use super::{AuditRecord, AuditSink};
 use crate::error::AuditError;
 
@@ -192,13 +193,6 @@ impl AuditSink for JsonLinesAuditSink {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
 
 /// The sequence number and hash of the last complete record of a log, the length of
 /// the log up to the end of that record, and whether a torn line follows it.
@@ -345,9 +339,6 @@ fn parse_seq(line: &[u8]) -> Option<u64> {
     std::str::from_utf8(rest.get(..end)?).ok()?.parse().ok()
 }
 
-fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
-}
 
 #[cfg(test)]
 mod tests {
