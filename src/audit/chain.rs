@@ -22,6 +22,8 @@
 //! the file exclusively (an advisory lock, held while the sink lives); a second opener,
 //! in this process or another, gets an error saying so.
 
+#![expect(deprecated, reason = "the deprecated one-file writer lives here until it is removed")]
+
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -68,6 +70,11 @@ struct Tail {
 
 /// Appends audit records to a file as hash-chained JSON lines. Each record is written
 /// with one `write` and flushed before `record` returns; `sync_each` also fsyncs.
+///
+/// Deprecated: the durable [`AuditLog`](super::AuditLog) is the one writable format.
+/// Logs of this one-file format stay readable: [`verify_log`] verifies them and
+/// `consent-guard audit verify | export` read them.
+#[deprecated(note = "write audit records with `AuditLog`; `verify_log` still reads logs of this one-file format")]
 pub struct JsonLinesAuditSink {
     path: PathBuf,
     sync_each: bool,
@@ -192,7 +199,6 @@ impl AuditSink for JsonLinesAuditSink {
         Ok(())
     }
 }
-
 
 /// The sequence number and hash of the last complete record of a log, the length of
 /// the log up to the end of that record, and whether a torn line follows it.
@@ -338,7 +344,6 @@ fn parse_seq(line: &[u8]) -> Option<u64> {
     let end = rest.iter().position(|b| !b.is_ascii_digit())?;
     std::str::from_utf8(rest.get(..end)?).ok()?.parse().ok()
 }
-
 
 #[cfg(test)]
 mod tests {
