@@ -144,6 +144,24 @@ pub trait AuditSink: fmt::Debug + Send + Sync {
     fn defers_records(&self) -> bool {
         false
     }
+
+    /// Keeps the one record of an application of a compiled filter
+    /// ([`crate::filter`]): the filter, policy version, snapshot watermark and row
+    /// counts by reason code, not one record per row. The default keeps nothing and
+    /// fails, unless the sink discards every record: a sink that does not say it keeps
+    /// these records makes the application fail closed.
+    ///
+    /// # Errors
+    ///
+    /// When the record could not be kept: the filtered rows must not be released.
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        let _ = record;
+        if self.discards_records() {
+            Ok(())
+        } else {
+            Err(AuditError::new("this audit sink keeps no records of filter applications"))
+        }
+    }
 }
 
 /// Keeps nothing: for benchmarks, and services that audit elsewhere.
