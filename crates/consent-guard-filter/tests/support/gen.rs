@@ -12,6 +12,8 @@
     reason = "test support fails loudly"
 )]
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use consent_guard::consent::{EraseEvent, GrantEvent, Scope, SubjectEvent, WithdrawEvent};
 use consent_guard::policy::{
@@ -19,10 +21,10 @@ use consent_guard::policy::{
     SeparateTrigger, Signal, UnknownAge, VocabularySection,
 };
 use consent_guard::{
-    AccessRequest, Action, ConsentEvent, ConsentLevel, DataCategory, Deidentification, Guard, LegalBasis,
-    Policy, Purpose, Recipient, RecipientKind, Region, Signals,
+    AccessRequest, Action, ConsentEvent, ConsentLevel, DataCategory, Deidentification, LegalBasis, Policy, Purpose,
+    Recipient, RecipientKind, Region, Signals,
 };
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
     pub fn next(&mut self) -> u64 {
