@@ -198,6 +198,10 @@ impl<S: AuditSink + ?Sized> AuditSink for Arc<S> {
     fn defers_records(&self) -> bool {
         (**self).defers_records()
     }
+
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        (**self).record_filter(record)
+    }
 }
 
 impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
@@ -219,6 +223,10 @@ impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
 
     fn defers_records(&self) -> bool {
         (**self).defers_records()
+    }
+
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        (**self).record_filter(record)
     }
 }
 
@@ -242,6 +250,10 @@ impl<S: AuditSink> AuditSink for Option<S> {
     fn defers_records(&self) -> bool {
         self.as_ref().is_some_and(S::defers_records)
     }
+
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        self.as_ref().map_or(Ok(()), |sink| sink.record_filter(record))
+    }
 }
 
 /// Fans a record out to every sink; fails if any fails.
@@ -264,5 +276,9 @@ impl<S: AuditSink> AuditSink for Vec<S> {
 
     fn defers_records(&self) -> bool {
         self.iter().any(S::defers_records)
+    }
+
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        self.iter().try_for_each(|sink| sink.record_filter(record))
     }
 }

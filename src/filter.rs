@@ -1025,4 +1025,16 @@ mod tests {
     fn an_entry_is_16_bytes() {
         assert_eq!(std::mem::size_of::<SnapshotEntry>(), 16);
     }
+
+    /// `Counts` indexes by the code's discriminant: it must be its place in `ALL`.
+    #[test]
+    fn codes_count_in_their_own_slot() {
+        for (index, code) in ReasonCode::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, index, "{code:?}");
+        }
+        let mut counts = Counts::default();
+        counts.add(ReasonCode::AuditUnavailable);
+        counts.add_n(ReasonCode::ConsentGiven, 2);
+        assert_eq!((counts.total(), counts.allowed(), counts.get(ReasonCode::AuditUnavailable)), (3, 2, 1));
+    }
 }
