@@ -474,7 +474,8 @@ impl Snapshot {
         // and events past it are read below anyway (their subjects decided again).
         let through = guard.applied_through().ok_or(FilterError::Unavailable("guard poisoned by a panic"))?;
         let at = guard.now_millis().max(self.watermark.at.timestamp_millis());
-        let decider = Decider::new(guard, filter, at);
+        let probes = probes(filter, at);
+        let decider = Decider::new(guard, &probes, at);
         let mut changed: Vec<Box<str>> = Vec::new();
         let mut events = 0;
         let mut after = self.watermark.position;
@@ -511,36 +512,42 @@ fn millis_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// Decides snapshot entries through the guard's prepared checks.
+/// The two probes of a filter at one time: the template with its row facts set so
+/// that the row test passes (`fresh`) and so that it fails (`stale`).
+fn probes(filter: &Filter, at: i64) -> (AccessRequest<'static>, AccessRequest<'static>) {
+    let when = millis_to_time(at);
+    let mut fresh = filter.template.clone().at(when);
+    let mut stale = filter.template.clone().at(when);
+    match &filter.test {
+        RowTest::CollectedWithin { .. } => {
+            fresh.collected_at = Some(when);
+            stale.collected_at = None;
+        }
+        RowTest::SameSession { session, .. } => {
+            fresh.collected_session = session.clone().map(Cow::Owned);
+            stale.collected_session = None;
+        }
+        RowTest::None | RowTest::Fixed { .. } => {}
+    }
+    (fresh, stale)
+}
+
+/// Decides snapshot entries through the guard's prepared checks (prepared once).
 struct Decider<'g> {
     guard: &'g Guard,
-    fresh: AccessRequest<'static>,
-    stale: AccessRequest<'static>,
+    fresh: crate::guard::PreparedAccess<'g>,
+    stale: crate::guard::PreparedAccess<'g>,
     at: i64,
 }
 
 impl<'g> Decider<'g> {
-    fn new(guard: &'g Guard, filter: &Filter, at: i64) -> Decider<'g> {
-        let when = millis_to_time(at);
-        let mut fresh = filter.template.clone().at(when);
-        let mut stale = filter.template.clone().at(when);
-        match &filter.test {
-            RowTest::CollectedWithin { .. } => {
-                fresh.collected_at = Some(when);
-                stale.collected_at = None;
-            }
-            RowTest::SameSession { session, .. } => {
-                fresh.collected_session = session.clone().map(Cow::Owned);
-                stale.collected_session = None;
-            }
-            RowTest::None | RowTest::Fixed { .. } => {}
-        }
-        Decider { guard, fresh, stale, at }
+    fn new(guard: &'g Guard, probes: &'g (AccessRequest<'static>, AccessRequest<'static>), at: i64) -> Decider<'g> {
+        Decider { guard, fresh: guard.prepare(&probes.0), stale: guard.prepare(&probes.1), at }
     }
 
     fn entry(&self, subject: &str) -> Result<SnapshotEntry, FilterError> {
-        let fresh = self.guard.prepare(&self.fresh).decide(subject).code();
-        let stale = self.guard.prepare(&self.stale).decide(subject).code();
+        let fresh = self.fresh.decide(subject).code();
+        let stale = self.stale.decide(subject).code();
         let at = self.at;
         let until = self
             .guard
@@ -684,7 +691,8 @@ impl Guard {
         let position = self.applied_through().ok_or(FilterError::Unavailable("guard poisoned by a panic"))?;
         let at = self.now_millis();
         let ids = self.consent_state().subject_ids().map_err(|_| FilterError::Unavailable("a shard is poisoned"))?;
-        let decider = Decider::new(self, filter, at);
+        let probes = probes(filter, at);
+        let decider = Decider::new(self, &probes, at);
         let mut entries = HashMap::with_capacity_and_hasher(ids.len(), SubjectHasher::new());
         let mut pending = BinaryHeap::new();
         for id in ids {

@@ -267,7 +267,9 @@ pub fn fragment(application: &Application<'_>, options: &SqlOptions) -> Result<S
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RlsPolicy {
-    /// `ALTER TABLE … ENABLE ROW LEVEL SECURITY; CREATE POLICY …`.
+    /// `ALTER TABLE … ENABLE ROW LEVEL SECURITY` (and `FORCE`, so that the table's
+    /// owner is filtered too), `CREATE POLICY …`. A session that has not set the
+    /// settings gets an error, never the rows.
     pub statements: String,
     /// The settings and their values.
     pub settings: Vec<(String, String)>,
@@ -302,7 +304,7 @@ pub fn row_level_security(
     let built = build(application, options, Source::Settings)?;
     let (table, policy) = (quote_ident(&options.rows)?, quote_ident(policy)?);
     let statements = format!(
-        "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\nDROP POLICY IF EXISTS {policy} ON {table};\nCREATE POLICY {policy} ON {table} FOR SELECT USING {};",
+        "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\nALTER TABLE {table} FORCE ROW LEVEL SECURITY;\nDROP POLICY IF EXISTS {policy} ON {table};\nCREATE POLICY {policy} ON {table} FOR SELECT USING {};",
         built.text
     );
     let settings = built
