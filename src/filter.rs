@@ -546,6 +546,7 @@ impl<'g> Decider<'g> {
     }
 
     fn entry(&self, subject: &str) -> Result<SnapshotEntry, FilterError> {
+        // (Fallible for the reads a later version may add; none fails today.)
         let fresh = self.fresh.decide(subject).code();
         let stale = self.stale.decide(subject).code();
         let at = self.at;
@@ -553,7 +554,10 @@ impl<'g> Decider<'g> {
             .guard
             .consent_state()
             .read_at(Lookup::Id(subject), i64::MIN, |view| view.map_or(i64::MAX, |view| next_change(view, at)))
-            .map_err(|_| FilterError::Unavailable("a subject's state cannot be read"))?;
+            // A subject whose state cannot be read (quarantined) was just decided
+            // `consent_state_unavailable` by both probes: it stays denied until the
+            // next rebuild, and does not stop the snapshot of everyone else.
+            .unwrap_or(i64::MAX);
         Ok(SnapshotEntry { until, fresh, stale })
     }
 }
