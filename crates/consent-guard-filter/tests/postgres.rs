@@ -168,3 +168,53 @@ fn identifiers_are_quoted_and_refused_when_unquotable() {
     assert!(sql::quote_ident("a\0b").is_err());
     assert!(sql::quote_ident(&"x".repeat(64)).is_err());
 }
+
+/// The SQL figure of issue 25 (a measurement, not a timed test): the filtered query
+/// over `SQL_BENCH_ROWS` rows (10,000,000 by default) beside the same query over a
+/// precomputed boolean column, best of three each, printed.
+///
+/// `cargo test --release -p consent-guard-filter --all-features --test postgres -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it by hand"]
+async fn sql_cost_beside_a_precomputed_column() {
+    let Some(db) = pg_support::FreshDatabase::create("filter_cost") else { return };
+    let rows: i64 = std::env::var("SQL_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let users = 1_000_000;
+    let guard = Guard::builder(exmo()).clock(FixedClock::new(NOW.parse().unwrap())).build().unwrap();
+    let events: Vec<ConsentEvent> = (0..users).step_by(2).map(|n| grant(&format!("u{n}"))).collect();
+    guard.record_all(&events).unwrap();
+    let filter = guard.filter(FilterSpec::new(training(), RowFacts::new("user_id"))).unwrap();
+    let snapshot = guard.snapshot(&filter).unwrap();
+    let application = filter.apply(&snapshot, NOW.parse().unwrap(), Apply::Live).unwrap();
+    let client = connect(&db.url).await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE logs AS SELECT g AS id, 'u' || (g % {users}) AS user_id, (g % 2 = 0) AS allowed
+                 FROM generate_series(1, {rows}) g;
+             ANALYZE logs;"
+        ))
+        .await
+        .unwrap();
+    sql::load_snapshot(&client, "cg_snapshot", &snapshot).await.unwrap();
+    let fragment = sql::fragment(&application, &SqlOptions::new("t", "cg_snapshot")).unwrap();
+    let filtered = format!("SELECT count(*) FROM logs t WHERE {}", fragment.text());
+    let baseline = "SELECT count(*) FROM logs t WHERE t.allowed";
+    let mut best = [f64::MAX; 2];
+    for _ in 0..3 {
+        for (slot, (query, params)) in
+            [(filtered.as_str(), fragment.to_sql()), (baseline, Vec::new())].into_iter().enumerate()
+        {
+            let started = std::time::Instant::now();
+            let count: i64 = client.query_one(query, &params).await.unwrap().get(0);
+            best[slot] = best[slot].min(started.elapsed().as_secs_f64());
+            assert_eq!(count, rows / 2);
+        }
+    }
+    eprintln!(
+        "SQL over {rows} rows, {} subjects in the snapshot: filtered {:.3} s, precomputed boolean column {:.3} s, ratio {:.2}",
+        snapshot.len(),
+        best[0],
+        best[1],
+        best[0] / best[1]
+    );
+}
