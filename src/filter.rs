@@ -336,11 +336,16 @@ impl BuildHasher for SubjectHasher {
     }
 }
 
-/// The hasher of [`SubjectHasher`].
-#[derive(Debug)]
+/// The hasher of [`SubjectHasher`]. Its `Debug` prints no key.
 pub struct FoldHasher {
     seed: u64,
     acc: u64,
+}
+
+impl fmt::Debug for FoldHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FoldHasher")
+    }
 }
 
 #[inline]

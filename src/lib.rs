@@ -34,7 +34,8 @@
 //! | `testing` (feature `testing`) | golden test files of a policy: request → expected decision |
 //!
 //! Beside it: `consent-guard-postgres` (the PostgreSQL store), `consent-guard-server`
-//! (the HTTP decision service) and `consent-guard-cli` (the `consent-guard` binary).
+//! (the HTTP decision service), `consent-guard-cli` (the `consent-guard` binary) and
+//! `consent-guard-filter` (the compiled filter on Arrow batches and PostgreSQL tables).
 //!
 //! # Crate features
 //!
