@@ -468,9 +468,7 @@ impl Snapshot {
     /// When `filter` is not the snapshot's, the store cannot be read, or the guard's
     /// state is unreadable.
     pub fn refresh(&mut self, guard: &Guard, filter: &Filter) -> Result<Refreshed, FilterError> {
-        if filter.key != self.key || guard.policy().version() != self.policy_version {
-            return Err(FilterError::SnapshotMismatch);
-        }
+        self.same_filter(guard, filter)?;
         let Some(store) = guard.consent_store() else {
             *self = guard.snapshot(filter)?;
             return Ok(Refreshed { events: 0, subjects: self.entries.len(), rebuilt: true });
@@ -478,12 +476,7 @@ impl Snapshot {
         // The guard's position first: what it has applied is what the decisions read,
         // and events past it are read below anyway (their subjects decided again).
         let through = guard.applied_through().ok_or(FilterError::Unavailable("guard poisoned by a panic"))?;
-        let at = guard.now_millis().max(self.watermark.at.timestamp_millis());
-        let probes = probes(filter, at);
-        let decider = Decider::new(guard, &probes, at);
-        let mut changed: Vec<Box<str>> = Vec::new();
-        let mut events = 0;
-        let mut after = self.watermark.position;
+        let (mut changed, mut events, mut after) = (Vec::new(), 0, self.watermark.position);
         while after < through {
             let batch = store.events_since(after, 4096)?;
             let Some((last, _)) = batch.last() else { break };
@@ -491,6 +484,54 @@ impl Snapshot {
             events += batch.len();
             changed.extend(batch.iter().map(|(_, event)| Box::<str>::from(event.subject())));
         }
+        self.decide_again(guard, filter, through, changed, events)
+    }
+
+    /// As [`Snapshot::refresh`], reading the store from async code
+    /// ([`ConsentStore::events_since_async`](crate::store::ConsentStore::events_since_async):
+    /// a PostgreSQL store's I/O stays off the caller's runtime).
+    ///
+    /// # Errors
+    ///
+    /// As [`Snapshot::refresh`].
+    pub async fn refresh_async(&mut self, guard: &Guard, filter: &Filter) -> Result<Refreshed, FilterError> {
+        self.same_filter(guard, filter)?;
+        let Some(store) = guard.consent_store() else {
+            *self = guard.snapshot(filter)?;
+            return Ok(Refreshed { events: 0, subjects: self.entries.len(), rebuilt: true });
+        };
+        let through = guard.applied_through().ok_or(FilterError::Unavailable("guard poisoned by a panic"))?;
+        let (mut changed, mut events, mut after) = (Vec::new(), 0, self.watermark.position);
+        while after < through {
+            let batch = store.events_since_async(after, 4096).await?;
+            let Some((last, _)) = batch.last() else { break };
+            after = *last;
+            events += batch.len();
+            changed.extend(batch.iter().map(|(_, event)| Box::<str>::from(event.subject())));
+        }
+        self.decide_again(guard, filter, through, changed, events)
+    }
+
+    fn same_filter(&self, guard: &Guard, filter: &Filter) -> Result<(), FilterError> {
+        if filter.key != self.key || guard.policy().version() != self.policy_version {
+            return Err(FilterError::SnapshotMismatch);
+        }
+        Ok(())
+    }
+
+    /// Decides again the subjects named by events, and those whose answer changed by
+    /// the clock, at the guard's clock; moves the watermark to `through` and it.
+    fn decide_again(
+        &mut self,
+        guard: &Guard,
+        filter: &Filter,
+        through: u64,
+        mut changed: Vec<Box<str>>,
+        events: usize,
+    ) -> Result<Refreshed, FilterError> {
+        let at = guard.now_millis().max(self.watermark.at.timestamp_millis());
+        let probes = probes(filter, at);
+        let decider = Decider::new(guard, &probes, at);
         while let Some(Reverse((until, _))) = self.pending.peek() {
             if *until > at {
                 break;
@@ -1032,6 +1073,72 @@ pub struct FilterRecord {
     pub counts: Vec<(String, u64)>,
     /// How many excluded subjects were kept beside the record, if they were.
     pub excluded_subjects: Option<usize>,
+}
+
+/// An audit sink that keeps filter records in a JSON-lines file of their own, one
+/// line per application, synced before `record_filter` returns, and hands everything
+/// else to `inner`: for sinks that do not keep filter records themselves.
+///
+/// ```
+/// use consent_guard::filter::WithFilterLog;
+/// use consent_guard::{Guard, MemoryAuditSink, Policy};
+///
+/// let dir = tempfile::tempdir()?;
+/// let sink = WithFilterLog::open(MemoryAuditSink::new(), dir.path().join("filters.jsonl"))?;
+/// let guard = Guard::builder(Policy::from_toml_file("examples/policies/exmo.toml")?).audit(sink).build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "json")]
+pub struct WithFilterLog<S> {
+    inner: S,
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+#[cfg(feature = "json")]
+impl<S: crate::audit::AuditSink> WithFilterLog<S> {
+    /// `inner`, with filter records appended to `path` (created if missing).
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened for appending.
+    pub fn open(inner: S, path: impl AsRef<std::path::Path>) -> std::io::Result<WithFilterLog<S>> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(WithFilterLog { inner, file: std::sync::Mutex::new(file) })
+    }
+}
+
+#[cfg(feature = "json")]
+impl<S: fmt::Debug> fmt::Debug for WithFilterLog<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithFilterLog").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "json")]
+impl<S: crate::audit::AuditSink> crate::audit::AuditSink for WithFilterLog<S> {
+    fn record(&self, record: &crate::audit::AuditRecord<'_>) -> Result<(), AuditError> {
+        self.inner.record(record)
+    }
+
+    fn record_deferred(&self, record: &crate::audit::AuditRecord<'_>) -> Result<(), AuditError> {
+        self.inner.record_deferred(record)
+    }
+
+    fn commit(&self) -> Result<(), AuditError> {
+        self.inner.commit()
+    }
+
+    fn defers_records(&self) -> bool {
+        self.inner.defers_records()
+    }
+
+    fn record_filter(&self, record: &FilterRecord) -> Result<(), AuditError> {
+        use std::io::Write as _;
+        let mut line = serde_json::to_vec(record).map_err(|e| AuditError::new(format!("filter record: {e}")))?;
+        line.push(b'\n');
+        let mut file = self.file.lock().map_err(|_| AuditError::new("filter log poisoned by a panic"))?;
+        file.write_all(&line).and_then(|()| file.sync_data()).map_err(|e| AuditError::new(format!("filter log: {e}")))
+    }
 }
 
 #[cfg(test)]

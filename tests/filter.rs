@@ -239,4 +239,17 @@ fn one_audit_record_per_application_and_the_excluded_beside_it() {
     let snapshot = old.snapshot(&filter).unwrap();
     let application = filter.apply(&snapshot, snapshot.watermark().at, Apply::Live).unwrap();
     assert!(matches!(application.finish(&old, &counts, None), Err(FilterError::Audit(_))));
+
+    // Beside it, a JSON-lines file of filter records.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("filters.jsonl");
+    let sink = consent_guard::filter::WithFilterLog::open(OldSink, &path).unwrap();
+    let logged = Guard::builder(Policy::from_toml_str(POLICY, "filters.toml").unwrap()).audit(sink).build().unwrap();
+    let filter = logged.filter(FilterSpec::new(training(), rows())).unwrap();
+    let snapshot = logged.snapshot(&filter).unwrap();
+    let application = filter.apply(&snapshot, snapshot.watermark().at, Apply::Live).unwrap();
+    application.finish(&logged, &counts, None).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.contains("\"rows_in\":4"), "{text}");
 }

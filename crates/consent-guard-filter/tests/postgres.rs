@@ -159,6 +159,15 @@ async fn the_snapshot_loads_through_the_store_and_rls_filters_like_the_fragment(
     policy.apply_settings(&client).await.unwrap();
     let kept = client.query("SELECT id FROM logs ORDER BY id", &[]).await.unwrap();
     assert_eq!(ids(kept), [1, 3]);
+
+    // A withdrawal reaches the snapshot through the store's events, not a rebuild.
+    let withdraw = r#"{"type":"withdraw","subject":"3","purposes":["ai_training"],"at":"2026-02-01T00:00:00Z"}"#;
+    guard.record_async(&serde_json::from_str::<ConsentEvent>(withdraw).unwrap()).await.unwrap();
+    let mut snapshot = snapshot;
+    let refreshed = snapshot.refresh_async(&guard, &filter).await.unwrap();
+    assert_eq!((refreshed.events, refreshed.subjects, refreshed.rebuilt), (1, 1, false));
+    assert_eq!(snapshot.watermark().position, 3);
+    assert_eq!(snapshot.entry("3").fresh(), consent_guard::ReasonCode::ConsentWithdrawn);
 }
 
 #[test]
