@@ -146,6 +146,24 @@ pub trait AuditSink: fmt::Debug + Send + Sync {
     fn defers_records(&self) -> bool {
         false
     }
+
+    /// Keeps the one record of an application of a compiled filter
+    /// ([`crate::filter`]): the filter, policy version, snapshot watermark and row
+    /// counts by reason code, not one record per row. The default keeps nothing and
+    /// fails, unless the sink discards every record: a sink that does not say it keeps
+    /// these records makes the application fail closed.
+    ///
+    /// # Errors
+    ///
+    /// When the record could not be kept: the filtered rows must not be released.
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        let _ = record;
+        if self.discards_records() {
+            Ok(())
+        } else {
+            Err(AuditError::new("this audit sink keeps no records of filter applications"))
+        }
+    }
 }
 
 /// Keeps nothing: for benchmarks, and services that audit elsewhere.
@@ -182,6 +200,10 @@ impl<S: AuditSink + ?Sized> AuditSink for Arc<S> {
     fn defers_records(&self) -> bool {
         (**self).defers_records()
     }
+
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        (**self).record_filter(record)
+    }
 }
 
 impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
@@ -203,6 +225,10 @@ impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
 
     fn defers_records(&self) -> bool {
         (**self).defers_records()
+    }
+
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        (**self).record_filter(record)
     }
 }
 
@@ -226,6 +252,10 @@ impl<S: AuditSink> AuditSink for Option<S> {
     fn defers_records(&self) -> bool {
         self.as_ref().is_some_and(S::defers_records)
     }
+
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        self.as_ref().map_or(Ok(()), |sink| sink.record_filter(record))
+    }
 }
 
 /// Fans a record out to every sink; fails if any fails.
@@ -248,5 +278,9 @@ impl<S: AuditSink> AuditSink for Vec<S> {
 
     fn defers_records(&self) -> bool {
         self.iter().any(S::defers_records)
+    }
+
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        self.iter().try_for_each(|sink| sink.record_filter(record))
     }
 }

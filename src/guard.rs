@@ -359,6 +359,32 @@ impl Guard {
     }
 }
 
+/// What the compiled filter (`crate::filter`) reads of a guard: its state, clock,
+/// store and sink, and how far it has applied the store.
+impl Guard {
+    pub(crate) fn consent_state(&self) -> &ConsentState {
+        &self.state
+    }
+
+    pub(crate) fn now_millis(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    pub(crate) fn consent_store(&self) -> Option<&Arc<dyn ConsentStore>> {
+        self.store.as_ref()
+    }
+
+    /// Every store position up to this one is applied; `None` if a panic poisoned the
+    /// lock (the caller fails closed).
+    pub(crate) fn applied_through(&self) -> Option<u64> {
+        self.applied.lock().ok().map(|applied| applied.through)
+    }
+
+    pub(crate) fn audit_sink(&self) -> &dyn AuditSink {
+        self.audit.as_ref()
+    }
+}
+
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")

@@ -19,6 +19,7 @@
 //! | [`policy`] | the policy document, its TOML form, the builder, validation and compilation; `diff` (material changes) and `explain` (a structured description) |
 //! | [`request`] | access requests and their dimensions |
 //! | [`guard`] | the decision: policy × consent state × request × time |
+//! | [`filter`] | one access compiled into a filter over rows, with a consent snapshot the guard decides (SQL and Arrow in `consent-guard-filter`) |
 //! | [`sealed`] | personal data that only a granted decision opens ([`Personal`]) |
 //! | [`decision`] | decisions and reason codes |
 //! | [`audit`] | audit records and sinks, the hash-chained log |
@@ -33,7 +34,8 @@
 //! | `testing` (feature `testing`) | golden test files of a policy: request → expected decision |
 //!
 //! Beside it: `consent-guard-postgres` (the PostgreSQL store), `consent-guard-server`
-//! (the HTTP decision service) and `consent-guard-cli` (the `consent-guard` binary).
+//! (the HTTP decision service), `consent-guard-cli` (the `consent-guard` binary) and
+//! `consent-guard-filter` (the compiled filter on Arrow batches and PostgreSQL tables).
 //!
 //! # Crate features
 //!
@@ -68,6 +70,7 @@ pub mod clock;
 pub mod consent;
 pub mod decision;
 pub mod error;
+pub mod filter;
 pub mod guard;
 #[cfg(feature = "json")]
 pub mod interchange;

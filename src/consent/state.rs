@@ -1040,6 +1040,21 @@ impl ConsentState {
         self.shards.iter().map(|s| s.0.read().map(|shard| shard.overflows.len()).unwrap_or(0)).sum()
     }
 
+    /// Every known subject's id, shard by shard (for the compiled filter's snapshot,
+    /// which must hold every subject the guard knows). The ids are copied out so that
+    /// no shard lock is held while the caller decides them.
+    pub(crate) fn subject_ids(&self) -> Result<Vec<Box<str>>, Unavailable> {
+        let mut ids = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            let shard = shard.0.read().map_err(|_| Unavailable)?;
+            for number in 0..shard.len {
+                let record = shard.record(number).ok_or(Unavailable)?;
+                ids.push(shard.id_of(record).into());
+            }
+        }
+        Ok(ids)
+    }
+
     /// Forgets every subject (before a reload from a store).
     pub(crate) fn clear(&self) {
         for shard in self.shards.iter() {

@@ -399,6 +399,26 @@ impl<'a> Plan<'a> {
         })
     }
 
+    /// For a snapshot of this access (`crate::filter`): the latest `end` of the purpose
+    /// whose `retention_after_end` has run out by `now` (data collected up to it is
+    /// over), and the first instant after `now` at which another end's runs out.
+    pub(crate) fn ends(&self, subject: SubjectView<'_>, now: i64) -> (Option<i64>, Option<i64>) {
+        if matches!(self.request.action, Action::Collect | Action::Delete) {
+            return (None, None);
+        }
+        let grace = self.rule.retention_after_end;
+        let (mut over, mut next) = (None::<i64>, None::<i64>);
+        for event in subject.spilled_events().iter().filter(|e| e.is_end() && e.purposes() & self.ended_by != 0) {
+            let due = event.at.saturating_add(grace);
+            if due <= now {
+                over = Some(over.map_or(event.at, |t| t.max(event.at)));
+            } else {
+                next = Some(next.map_or(due, |t| t.min(due)));
+            }
+        }
+        (over, next)
+    }
+
     /// The subject's consent to the purpose, at the needed level: for a purpose with
     /// children, to each leaf under it (the first leaf that denies decides).
     fn consent(

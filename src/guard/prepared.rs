@@ -71,6 +71,12 @@ impl<'g> PreparedAccess<'g> {
         decisions
     }
 
+    /// The ends of the purpose bearing on this access for one subject's state at
+    /// `now` (see `Plan::ends`); none without a rule.
+    pub(crate) fn ends(&self, subject: crate::consent::state::SubjectView<'_>, now: i64) -> (Option<i64>, Option<i64>) {
+        self.plan.as_ref().map_or((None, None), |plan| plan.ends(subject, now))
+    }
+
     /// The request this access was prepared from (its subject is not used).
     pub fn template(&self) -> &AccessRequest<'g> {
         self.template

@@ -276,6 +276,19 @@ impl PostgresConsentStore {
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
     }
+
+    /// A connection from the store's pool (opened on the store's runtime, usable from
+    /// any), for data kept beside the consent events in the same database: the
+    /// consent snapshots of `consent-guard-filter` are loaded through it. Dropping it
+    /// returns it to the pool.
+    ///
+    /// # Errors
+    ///
+    /// When no connection can be had.
+    pub async fn connection(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        self.spawn(async move { inner.get().await }).await
+    }
 }
 
 impl Drop for PostgresConsentStore {
