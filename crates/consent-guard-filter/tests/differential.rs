@@ -325,7 +325,7 @@ fn group(seed: u64, rows_per_group: usize, pg: Option<&Pg>, tally: &mut Tally) {
     tally.groups += 1;
     if let Some(pg) = pg {
         let kept = pg.allowed(&application, &rows, numeric);
-        for index in 0..rows.len() {
+        for (index, row) in rows.iter().enumerate() {
             // The SQL keeps what the mask keeps, which is what the guard allows but
             // for the rows collected after an end (counted above).
             assert_eq!(
@@ -333,9 +333,9 @@ fn group(seed: u64, rows_per_group: usize, pg: Option<&Pg>, tally: &mut Tally) {
                 masked.mask.value(index),
                 "seed {seed} row {index}: SQL vs mask; test {:?}, subject {:?}, collected {:?}, session {:?}, at {at}",
                 filter.row_test(),
-                rows[index].subject,
-                rows[index].collected_at,
-                rows[index].collected_session,
+                row.subject,
+                row.collected_at,
+                row.collected_session,
             );
         }
         tally.sql_rows += rows.len() as u64;
