@@ -10,8 +10,8 @@
 //! ratios, throughput on 1 and 2 threads, synced batches, 64 synced callers (records
 //! per fsync), redb with 64 concurrent writers and one writer's latency, bytes per
 //! record and per event. `AUDIT_BENCH_SECONDS` (default 1) sets each timed run.
-#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
-#![allow(
+#![expect(missing_docs, reason = "criterion's macros generate undocumented items")]
+#![expect(
     clippy::unwrap_used,
     clippy::indexing_slicing,
     reason = "a benchmark's setup fails loudly; indices are bounded by construction"

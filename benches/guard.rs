@@ -14,8 +14,8 @@
 //!
 //! `cargo bench --bench guard` runs the criterion groups, then prints the summary
 //! table used in BENCHMARKS.md (medians of repeated timed runs).
-#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
-#![allow(
+#![expect(missing_docs, reason = "criterion's macros generate undocumented items")]
+#![expect(
     clippy::unwrap_used,
     clippy::indexing_slicing,
     reason = "a benchmark's setup fails loudly; indices are bounded by construction"

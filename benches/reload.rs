@@ -7,8 +7,8 @@
 //!
 //! `cargo bench --bench reload --features reload -- --quick`; the swap times are printed
 //! after the criterion groups.
-#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
-#![allow(
+#![expect(missing_docs, reason = "criterion's macros generate undocumented items")]
+#![expect(
     clippy::unwrap_used,
     clippy::indexing_slicing,
     reason = "a benchmark's setup fails loudly; indices are bounded by construction"

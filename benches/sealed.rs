@@ -10,7 +10,7 @@
 //! second (median of timed runs) beside two references: the same decisions through
 //! `Guard::check` on hand-built requests (what sealing adds), and the same stream
 //! filtered by a `HashSet` of allowed subjects, with no policy at all.
-#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
+#![expect(missing_docs, reason = "criterion's macros generate undocumented items")]
 
 use std::collections::HashSet;
 use std::hint::black_box;

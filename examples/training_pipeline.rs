@@ -18,7 +18,7 @@ use consent_guard::{
 
 /// A behaviour log as the app collects it: identifiable.
 struct Interaction {
-    #[allow(dead_code, reason = "collected by the app, dropped by anonymisation")]
+    #[expect(dead_code, reason = "collected by the app, dropped by anonymisation")]
     user: Arc<str>,
     action: &'static str,
     task: u32,

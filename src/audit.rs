@@ -24,6 +24,7 @@ mod log;
 mod memory;
 #[cfg(feature = "json")]
 pub mod segment;
+#[cfg(feature = "json")]
 #[expect(deprecated, reason = "re-exported for one release, for callers that still write the one-file format")]
 pub use chain::JsonLinesAuditSink;
 #[cfg(feature = "json")]

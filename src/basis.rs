@@ -136,7 +136,7 @@ impl Bases {
     }
 
     /// How many bases are listed.
-    #[allow(clippy::len_without_is_empty, reason = "never empty")]
+    #[expect(clippy::len_without_is_empty, reason = "never empty")]
     pub fn len(&self) -> usize {
         1 + self.others.len()
     }

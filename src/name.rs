@@ -184,7 +184,7 @@ macro_rules! hierarchical_name {
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $type(pub(crate) crate::name::Node);
 
-        #[allow(non_camel_case_types, clippy::upper_case_acronyms, reason = "one variant per constant, named like it")]
+        #[expect(non_camel_case_types, clippy::upper_case_acronyms, reason = "one variant per constant, named like it")]
         #[repr(u8)]
         enum $index { $( $constant, )* }
 

@@ -132,7 +132,7 @@ fn date(_: &mut SchemaGenerator) -> Schema {
 /// A consent event (one JSON line of an events file).
 #[derive(Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
 enum Event {
     /// Attributes of a data subject.
     Subject {
@@ -210,7 +210,7 @@ enum Event {
 /// A grant's scope.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
 struct Scope {
     /// Declared recipient names and/or recipient kinds; absent: no limit (an empty
     /// list is refused).
@@ -230,7 +230,7 @@ struct Scope {
 /// An access request.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
 struct Request {
     /// The subject.
     subject: String,
@@ -276,7 +276,7 @@ struct Request {
 /// Who receives the data.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
 struct RecipientWire {
     /// The kind.
     kind: RecipientKind,
@@ -288,7 +288,7 @@ struct RecipientWire {
 /// Browser privacy signals.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
 struct SignalsWire {
     /// Do Not Track.
     #[serde(default)]
@@ -307,7 +307,7 @@ fn reason_code(_: &mut SchemaGenerator) -> Schema {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Decision")]
-#[allow(dead_code, reason = "a description of the wire form, read only by schemars")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
 struct DecisionWire {
     /// Allowed or denied.
     allowed: bool,

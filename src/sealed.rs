@@ -396,7 +396,7 @@ impl<T> Personal<T> {
     /// assert_eq!(denied.map(|d| d.personal.subject().to_owned()).as_deref(), Some("u1"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[allow(clippy::result_large_err, reason = "the Ok variant is as large: boxing the denial saves nothing")]
+    #[expect(clippy::result_large_err, reason = "the Ok variant is as large: boxing the denial saves nothing")]
     pub fn into_shared(self, guard: &Guard, access: &Access<'_>) -> Result<Shared<T>, Denied<T>> {
         into_shared(guard, self, access)
     }
@@ -788,7 +788,6 @@ pub struct Denied<T> {
 /// assert_eq!(denied.map(|d| d.code()), Some(ReasonCode::NoRule));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[allow(clippy::result_large_err, reason = "the Ok variant carries the same decision: boxing the denial saves nothing")]
 pub fn open<'p, T>(
     guard: &Guard,
     personal: &'p Personal<T>,
@@ -823,7 +822,6 @@ pub fn open<'p, T>(
 /// assert_eq!(*shared, "avatar.png");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[allow(clippy::result_large_err, reason = "the Ok variant carries the same decision: boxing the denial saves nothing")]
 pub fn share<T: Clone>(
     guard: &Guard,
     personal: &Personal<T>,
@@ -852,7 +850,7 @@ pub fn share<T: Clone>(
 /// assert_eq!(shared.into_value(), "u1@example.com");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[allow(clippy::result_large_err, reason = "the Ok variant carries the same decision: boxing the denial saves nothing")]
+#[expect(clippy::result_large_err, reason = "the Ok variant carries the same decision: boxing the denial saves nothing")]
 pub fn into_shared<T>(guard: &Guard, personal: Personal<T>, access: &Access<'_>) -> Result<Shared<T>, Denied<T>> {
     let outcome = {
         let request = access.request(&personal.tags);
@@ -901,10 +899,6 @@ pub trait SealedAccess: private::Sealed {
     /// assert_eq!(denied.map(|d| d.code()), Some(ReasonCode::ConsentMissing));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[allow(
-        clippy::result_large_err,
-        reason = "the Ok variant carries the same decision: boxing the denial saves nothing"
-    )]
     fn open<'p, T>(&self, personal: &'p Personal<T>, access: &Access<'_>) -> Result<Granted<'p, T>, Decision<'static>>;
 
     /// [`share`]: an owned copy, or the denial.
@@ -923,10 +917,6 @@ pub trait SealedAccess: private::Sealed {
     /// assert_eq!(*shared, 7);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[allow(
-        clippy::result_large_err,
-        reason = "the Ok variant carries the same decision: boxing the denial saves nothing"
-    )]
     fn share<T: Clone>(&self, personal: &Personal<T>, access: &Access<'_>) -> Result<Shared<T>, Decision<'static>>;
 
     /// [`select`]: the values of the records the guard allows, borrowed.

@@ -347,7 +347,6 @@ fn parse_seq(line: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
     use super::*;
 

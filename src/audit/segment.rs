@@ -526,7 +526,6 @@ pub(crate) fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 
     use super::*;
 

@@ -289,7 +289,7 @@ fn compile_recipients(
     compiled
 }
 
-#[allow(clippy::too_many_arguments, reason = "one call site; the arguments are the compiled context of a rule")]
+#[expect(clippy::too_many_arguments, reason = "one call site; the arguments are the compiled context of a rule")]
 fn compile_rule(
     rule: &RuleDocument,
     path: &[PathSegment],

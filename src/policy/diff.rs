@@ -367,7 +367,6 @@ pub fn undeclared(old: &Policy, new: &Policy) -> Vec<Diagnostic> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests fail loudly")]
     use super::*;
 
     /// The warning sits at the rule's `id`, found from the policy's own spans (not by

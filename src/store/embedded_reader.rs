@@ -328,7 +328,6 @@ impl redb::StorageBackend for Overlay {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests fail loudly")]
 
     use redb::StorageBackend;
 

@@ -271,7 +271,6 @@ impl miette::Diagnostic for Rendered {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests fail loudly")]
 
     use super::*;
 

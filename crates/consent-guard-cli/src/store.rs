@@ -39,7 +39,6 @@ pub(crate) fn open_store(spec: &str, mode: Mode) -> Result<Box<dyn ConsentStore>
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
     use super::*;
 
     #[test]

@@ -6,7 +6,7 @@
 //! . .ci/postgres   # or set CONSENT_GUARD_POSTGRES_URL
 //! cargo run -p consent-guard-filter --features postgres --example postgres_filter
 //! ```
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "an example")]
+#![expect(clippy::unwrap_used, reason = "an example")]
 
 use consent_guard::filter::{Apply, FilterSpec, RowFacts};
 use consent_guard::{AccessRequest, ConsentEvent, DataCategory, Deidentification, FixedClock, Guard, Policy, Purpose};

@@ -9,7 +9,7 @@
 //! Without an input file it writes one first (100,000 users: a third consented to
 //! training, some of them withdrew since, some were erased, some are children whose
 //! guardian did or did not consent).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "an example")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "an example")]
 
 use std::fs::File;
 use std::sync::Arc;

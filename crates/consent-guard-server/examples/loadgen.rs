@@ -12,7 +12,7 @@
 //! The client is a minimal HTTP/1.1 writer and reader on tokio (as `wrk` is), so that
 //! it costs the shared cores as little as it can; client and server each get their own
 //! runtime with two worker threads.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, reason = "a tool")]
+#![expect(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, reason = "a tool")]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

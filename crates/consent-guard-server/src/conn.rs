@@ -200,7 +200,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests fail loudly")]
 
     use super::*;
 

@@ -329,11 +329,11 @@ async fn metrics(_: Authorized<ReadRole>, State(app): State<Arc<App>>) -> Respon
     };
     let last = app.last_sync.load(Ordering::Acquire);
     let lag = chrono::Utc::now().timestamp_millis().saturating_sub(last).max(0);
-    #[allow(clippy::cast_precision_loss, reason = "a lag in milliseconds fits a float's mantissa")]
+    #[expect(clippy::cast_precision_loss, reason = "a lag in milliseconds fits a float's mantissa")]
     metrics::gauge!(consent_guard::observe::STORE_LAG).set(lag as f64 / 1000.0);
     if let Some(log) = &app.audit {
         let handed = app.audit_handed.load(Ordering::Relaxed);
-        #[allow(clippy::cast_precision_loss, reason = "a queue depth fits a float's mantissa")]
+        #[expect(clippy::cast_precision_loss, reason = "a queue depth fits a float's mantissa")]
         metrics::gauge!(consent_guard::observe::AUDIT_QUEUE).set(handed.saturating_sub(log.stats().records) as f64);
     }
     let text = handle.render();
