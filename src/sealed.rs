@@ -850,7 +850,10 @@ pub fn share<T: Clone>(
 /// assert_eq!(shared.into_value(), "u1@example.com");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[expect(clippy::result_large_err, reason = "the Ok variant carries the same decision: boxing the denial saves nothing")]
+#[expect(
+    clippy::result_large_err,
+    reason = "the Ok variant carries the same decision: boxing the denial saves nothing"
+)]
 pub fn into_shared<T>(guard: &Guard, personal: Personal<T>, access: &Access<'_>) -> Result<Shared<T>, Denied<T>> {
     let outcome = {
         let request = access.request(&personal.tags);

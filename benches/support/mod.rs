@@ -1,6 +1,10 @@
 //! What the benches share: a seeded generator, a fixed calendar and interleaved timing.
 #![allow(dead_code, reason = "each bench uses part of it")]
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "bench code: a fixed date, a non-empty sample; allow, not expect: each bench uses part of it")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "bench code: a fixed date, a non-empty sample; allow, not expect: each bench uses part of it"
+)]
 
 use std::hint::black_box;
 use std::time::Instant;
