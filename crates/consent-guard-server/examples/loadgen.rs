@@ -41,7 +41,24 @@ struct Args {
     endpoints: String,
 }
 
-fn args() -> Args {
+const USAGE: &str = "\
+loadgen: drives POST /v1/check and /v1/check/batch against a server it starts on 127.0.0.1
+
+usage: loadgen [--seconds N] [--durability synced|buffered] [--batch N]
+               [--connections 1,16,64] [--rate REQUESTS_PER_S] [--endpoints check,batch]
+
+  --seconds N          length of each run, at most 60 (default 5)
+  --durability D       the audit log's: synced (default) or buffered
+  --batch N            subjects per batch request (default 1000)
+  --connections LIST   keep-alive connections of each run (default 1,16,64)
+  --rate R             requests per second offered over all connections (open loop);
+                       without it each connection sends its next request on an answer
+  --endpoints LIST     check, batch or both (default check,batch)
+  -h, --help           this text
+";
+
+/// The arguments, or the message to print (`Ok(None)`: `--help` was asked).
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut args = Args {
         seconds: 5,
         durability: Durability::Synced,
@@ -50,27 +67,55 @@ fn args() -> Args {
         rate: None,
         endpoints: "check,batch".to_owned(),
     };
-    let mut it = std::env::args().skip(1);
+    fn number<T: std::str::FromStr>(arg: &str, value: &str) -> Result<T, String> {
+        value.parse().map_err(|_| format!("{arg}: `{value}` is not a number"))
+    }
     while let Some(arg) = it.next() {
-        let value = it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        if arg == "--help" || arg == "-h" {
+            return Ok(None);
+        }
+        let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
         match arg.as_str() {
             // At most a minute per run: the tool is bounded in time.
-            "--seconds" => args.seconds = value.parse::<u64>().unwrap().min(60),
+            "--seconds" => args.seconds = number::<u64>(&arg, &value)?.min(60),
             "--durability" => {
                 args.durability = match value.as_str() {
                     "synced" => Durability::Synced,
                     "buffered" => Durability::BUFFERED,
-                    other => panic!("--durability synced|buffered, not {other}"),
+                    other => return Err(format!("--durability synced|buffered, not {other}")),
                 }
             }
-            "--batch" => args.batch = value.parse().unwrap(),
+            "--batch" => args.batch = number::<usize>(&arg, &value)?.max(1),
             "--endpoints" => args.endpoints = value,
-            "--rate" => args.rate = Some(value.parse().unwrap()),
-            "--connections" => args.connections = value.split(',').map(|c| c.parse().unwrap()).collect(),
-            other => panic!("unknown argument {other}"),
+            "--rate" => {
+                let rate: f64 = number(&arg, &value)?;
+                if !(rate.is_finite() && rate > 0.0) {
+                    return Err(format!("--rate: `{value}` is not a positive rate"));
+                }
+                args.rate = Some(rate);
+            }
+            "--connections" => {
+                args.connections =
+                    value.split(',').map(|c| number::<usize>(&arg, c).map(|n| n.max(1))).collect::<Result<_, _>>()?
+            }
+            other => return Err(format!("unknown argument {other}")),
         }
     }
-    args
+    Ok(Some(args))
+}
+
+fn args() -> Args {
+    match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{USAGE}");
+            std::process::exit(0)
+        }
+        Err(message) => {
+            eprint!("loadgen: {message}\n\n{USAGE}");
+            std::process::exit(2)
+        }
+    }
 }
 
 /// One request on a keep-alive connection; returns the body.
