@@ -329,6 +329,22 @@ impl Guard {
         Ok(Filter { guard: Arc::clone(&self.inner), filter, snapshot: Mutex::new(snapshot) })
     }
 
+    /// Benchmark hook (`bindings/python/benches/bench.py`): the Rust check of
+    /// `request` run `n` times with no Python in between; seconds in all. The native
+    /// baseline a Python check is measured against, in the same run.
+    fn _native_check_seconds(&self, py: Python<'_>, request: &Bound<'_, PyAny>, n: u64) -> PyResult<f64> {
+        let bytes = json_bytes(request, "request")?;
+        let guard = &self.inner;
+        let parsed = answer::parse_request(guard.policy(), &bytes).map_err(|error| request_error(py, &error))?;
+        Ok(py.detach(|| {
+            let started = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(answer::decide(guard, std::hint::black_box(&parsed)).code());
+            }
+            started.elapsed().as_secs_f64()
+        }))
+    }
+
     fn __repr__(&self) -> String {
         let policy = self.inner.policy();
         format!("Guard(policy='{}', version='{}')", policy.name(), policy.version())
@@ -483,6 +499,29 @@ impl Filter {
             Ok((mask, counts))
         })?;
         Ok((mask.to_data().to_pyarrow(py)?.unbind(), Filter::counts_dict(py, &counts)?))
+    }
+
+    /// Benchmark hook (`bindings/python/benches/bench.py`): the Rust mask kernel over
+    /// `data`'s batches, already imported, run `n` times; seconds in all. The native
+    /// baseline `mask` is measured against, in the same run.
+    fn _native_mask_seconds(&self, py: Python<'_>, data: &Bound<'_, PyAny>, n: u64) -> PyResult<f64> {
+        let batches = batches(data)?;
+        py.detach(|| {
+            let snapshot = self.refreshed()?;
+            let application = self
+                .filter
+                .apply(&snapshot, snapshot.watermark().at, Apply::Live)
+                .map_err(|error| FilterError::new_err(error.to_string()))?;
+            let started = std::time::Instant::now();
+            for _ in 0..n {
+                for batch in &batches {
+                    let masked = consent_guard_filter::mask(&application, batch)
+                        .map_err(|error| FilterError::new_err(error.to_string()))?;
+                    std::hint::black_box(masked);
+                }
+            }
+            Ok(started.elapsed().as_secs_f64())
+        })
     }
 
     /// A PostgreSQL fragment for the `WHERE` of a query over `rows` (a table or alias),
