@@ -153,7 +153,7 @@ pub struct GrantEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Limits of the grant; absent means none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::request::optional_object")]
     pub scope: Option<Scope>,
 }
 

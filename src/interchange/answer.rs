@@ -82,8 +82,23 @@ pub fn field_of(message: &str) -> Option<&str> {
 pub fn parse_request<'a>(policy: &Policy, record: &'a [u8]) -> Result<AccessRequest<'a>, AnswerError> {
     let request: AccessRequest<'a> =
         serde_json::from_slice(record).map_err(|e| AnswerError::Malformed(explain(record, RecordKind::Request, &e)))?;
-    policy.validate_request(&request)?;
+    validate(policy, &request)?;
     Ok(request)
+}
+
+/// Validates a parsed request against `policy`: its subject is not empty (as an
+/// event's may not be), and it names only what the policy knows.
+///
+/// # Errors
+///
+/// [`AnswerError::Malformed`] for an empty subject (`subject: must not be empty`),
+/// [`AnswerError::Request`] for a name the policy does not know.
+pub fn validate(policy: &Policy, request: &AccessRequest<'_>) -> Result<(), AnswerError> {
+    if request.subject.is_empty() {
+        return Err(AnswerError::Malformed("subject: must not be empty".to_owned()));
+    }
+    policy.validate_request(request)?;
+    Ok(())
 }
 
 /// Parses a consent event.

@@ -117,12 +117,18 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Print the JSON Schema of a policy, a consent event, a request or a decision.
+    /// Print the JSON Schema of a policy, a consent event, a request, a decision or a
+    /// problem, or the body schemas of the HTTP API (`openapi`).
     #[command(long_about = SCHEMA_HELP)]
     Schema {
-        /// `policy`, `event`, `request` or `decision`.
-        #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(consent_guard::schema::NAMES))]
+        /// `policy`, `event`, `request`, `decision`, `problem` or `openapi`.
+        #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(
+            consent_guard::schema::NAMES.iter().copied().chain(["openapi"])
+        ))]
         name: String,
+        /// With `openapi`: narrow the names to those this policy knows.
+        #[arg(long, value_name = "P")]
+        policy: Option<PathBuf>,
     },
     /// Audit logs written by `check --audit`.
     #[command(subcommand)]
@@ -319,7 +325,12 @@ const SCHEMA_HELP: &str = "\
 Print a JSON Schema (draft 2020-12) on standard output: `policy` (the TOML policy
 file, for editors such as taplo and Even Better TOML: save it and point a `#:schema`
 comment or the editor's schema association at it), `event` (one line of an events
-file), `request` (an access request), `decision` (one line `check` prints).
+file), `request` (an access request), `decision` (one line `check` prints), `problem`
+(an error of the HTTP service, RFC 9457).
+
+`openapi` prints the body schemas of docs/openapi.yaml (`components.schemas`),
+generated from the same types; with `--policy P`, narrowed to the
+purposes, categories and recipients P knows (what an API tester should send).
 
 Exit status: 0; 2 on an unknown name.";
 
@@ -424,7 +435,7 @@ fn main() -> ExitCode {
         Command::Diff { old, new, format } => diff::run(&old, &new, format == DiffFormat::Json),
         Command::Explain { policy, purpose, format } => explain::run(&policy, purpose.as_deref(), format),
         Command::Test { files } => golden::run(&files),
-        Command::Schema { name } => schema(&name),
+        Command::Schema { name, policy } => schema(&name, policy.as_deref()),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
         Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
         Command::History { store, subject } => history(&store, &subject),
@@ -522,9 +533,16 @@ fn quarantine(policy: &Path, spec: &str) -> Result<ExitCode, CliError> {
 }
 
 /// `schema`: one JSON Schema, pretty-printed.
-fn schema(name: &str) -> Result<ExitCode, CliError> {
-    let schema =
-        consent_guard::schema::schema(name).ok_or_else(|| CliError::Usage(format!("unknown schema `{name}`")))?;
+fn schema(name: &str, policy: Option<&Path>) -> Result<ExitCode, CliError> {
+    let schema = if name == "openapi" {
+        let components = match policy {
+            Some(path) => consent_guard::schema::openapi_components_for(&Policy::from_toml_file(path)?),
+            None => consent_guard::schema::openapi_components(),
+        };
+        serde_json::json!({ "components": { "schemas": components } })
+    } else {
+        consent_guard::schema::schema(name).ok_or_else(|| CliError::Usage(format!("unknown schema `{name}`")))?
+    };
     let text = serde_json::to_string_pretty(&schema).map_err(|e| CliError::Output(e.into()))?;
     let mut out = io::stdout().lock();
     writeln!(out, "{text}").map_err(CliError::Output)?;

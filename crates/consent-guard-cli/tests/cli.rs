@@ -271,6 +271,23 @@ fn bad_input_names_file_line_and_field() {
             "scope.categories: unknown data category `behaviour`",
         ),
         (r#"{"type":"erase","subject":"a"}"#, true, "missing field `at`"),
+        // Issue 28: an empty subject is refused by `check` as it is by the events.
+        (
+            r#"{"subject":"","purpose":"account.registration","categories":["contact.email"]}"#,
+            false,
+            "subject: must not be empty",
+        ),
+        // Issue 28: `basis` is a known field; the error beside it is the one reported.
+        (
+            r#"{"subject":"a","purpose":"account.login","categories":["account.profile"],"basis":"contract","action":"sell"}"#,
+            false,
+            "action: unknown variant `sell`",
+        ),
+        (
+            r#"{"subject":"a","purpose":"account.login","categories":["account.profile"],"purpse":"x"}"#,
+            false,
+            "deidentification, basis, region",
+        ),
         ("{\"type\":\"grant\"", true, "malformed JSON"),
     ];
     for (bad, as_events, field) in cases {

@@ -149,8 +149,8 @@ fn decide_batch(app: &App, guard: &Guard, body: &Records, tx: &mpsc::Sender<Resu
         }
     };
     for (request, position) in &records {
-        if let Err(e) = guard.policy().validate_request(request) {
-            let _ = tx.blocking_send(Err(ApiError::bad(&AnswerError::from(e), Some(*position)).into_response()));
+        if let Err(e) = answer::validate(guard.policy(), request) {
+            let _ = tx.blocking_send(Err(ApiError::bad(&e, Some(*position)).into_response()));
             return;
         }
     }

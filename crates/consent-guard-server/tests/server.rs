@@ -776,3 +776,147 @@ async fn the_openapi_document_lists_every_route() {
         );
     }
 }
+
+/// Issue 28: an empty subject is a 400 for one check and in a batch (as it is for an
+/// event), and `basis` is a known field: the error beside it is the one answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_subjects_and_basis_are_answered_as_errors_of_their_own() {
+    let server = exmo_server();
+    let empty = r#"{"subject":"","purpose":"account.registration","categories":["contact.email"]}"#;
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), empty).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(parse(&text)["field"], "subject", "{text}");
+    let (status, text) = post(&server, "/v1/check/batch", Some(CHECK), &format!("[{REGISTRATION},{empty}]")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(parse(&text)["field"], "subject", "{text}");
+    assert_eq!(parse(&text)["item"], 2, "{text}");
+    let (status, text) = post(&server, "/v1/check/batch", Some(CHECK), &format!("{REGISTRATION}\n{empty}\n")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(parse(&text)["line"], 2, "{text}");
+    let with_basis = r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"],"basis":"contract","at":"yesterday"}"#;
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), with_basis).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(parse(&text)["field"], "at", "{text}");
+    let unknown = r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"],"purpse":1}"#;
+    let (_, text) = post(&server, "/v1/check", Some(CHECK), unknown).await;
+    assert!(parse(&text)["detail"].as_str().unwrap().contains("basis"), "{text}");
+    // Nothing was decided: the audit log holds no record of the empty subject.
+    let valid =
+        r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"],"basis":"contract"}"#;
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), valid).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+const GENERATED_BEGIN: &str = "    # generated from consent_guard::schema::openapi_components: begin";
+const GENERATED_END: &str = "    # generated: end";
+
+/// Issue 28: the body schemas of `docs/openapi.yaml` are the library's
+/// (`consent_guard::schema::openapi_components`, the types `consent-guard schema`
+/// prints): one line of JSON per schema between two markers, compared as JSON. With
+/// `CONSENT_GUARD_BLESS=1` the test writes them instead.
+#[test]
+fn the_openapi_body_schemas_are_the_library_schemas() {
+    let path = root().join("docs/openapi.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let begin = text.find(GENERATED_BEGIN).expect("docs/openapi.yaml has the generated block");
+    let end = text.find(GENERATED_END).expect("docs/openapi.yaml ends the generated block");
+    let block = &text[begin + GENERATED_BEGIN.len()..end];
+    let components = consent_guard::schema::openapi_components();
+    if std::env::var_os("CONSENT_GUARD_BLESS").is_some() {
+        let mut lines = String::from("\n");
+        for (name, schema) in &components {
+            lines.push_str(&format!("    {name}: {}\n", serde_json::to_string(schema).unwrap()));
+        }
+        std::fs::write(&path, format!("{}{lines}{}", &text[..begin + GENERATED_BEGIN.len()], &text[end..])).unwrap();
+        return;
+    }
+    let mut documented = serde_json::Map::new();
+    for line in block.lines().filter(|line| !line.trim().is_empty()) {
+        let (name, json) = line.trim_start().split_once(": ").unwrap_or_else(|| panic!("not `name: json`: {line}"));
+        documented.insert(name.to_owned(), parse(json));
+    }
+    assert_eq!(
+        Value::Object(documented),
+        Value::Object(components),
+        "docs/openapi.yaml: run CONSENT_GUARD_BLESS=1 cargo test -p consent-guard-server --test server openapi_body"
+    );
+}
+
+/// Issue 28: the JSON Schemas (`consent-guard schema request|event`) say what the
+/// server does. Each example is valid under the schema exactly when the server
+/// accepts it: nulls, required fields, empty subjects and lists, objects written as
+/// arrays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schemas_accept_what_the_server_accepts() {
+    let request = |extra: &str| {
+        format!(r#"{{"subject":"s1","purpose":"ai_training.model_training","categories":["behavior.log"]{extra}}}"#)
+    };
+    let requests: Vec<(String, bool)> = vec![
+        (request(""), true),
+        (request(r#","at":null,"collected_at":null,"basis":null,"region":null,"session":null"#), true),
+        (
+            request(
+                r#","action":"use","recipient":{"kind":"processor"},"deidentification":"anonymized","signals":{"dnt":true}"#,
+            ),
+            true,
+        ),
+        (request(r#","basis":"contract","at":"2026-01-02T00:00:00Z""#), true),
+        (request(r#","action":null"#), false),
+        (request(r#","deidentification":null"#), false),
+        (request(r#","recipient":null"#), false),
+        (request(r#","signals":null"#), false),
+        (request(r#","recipient":["processor",null]"#), false),
+        (request(r#","signals":[true,false]"#), false),
+        (request(r#","at":"yesterday""#), false),
+        (request(r#","purpse":"x""#), false),
+        (r#"{"subject":"","purpose":"ai_training","categories":["behavior.log"]}"#.to_owned(), false),
+        (r#"{"subject":"s1","purpose":"ai_training","categories":[]}"#.to_owned(), false),
+        (r#"{"subject":"s1","categories":["behavior.log"]}"#.to_owned(), false),
+    ];
+    let events: Vec<(&str, bool)> = vec![
+        (r#"{"type":"subject","subject":"e1","birth_date":null,"at":null}"#, true),
+        (r#"{"type":"subject","subject":"e1","birth_date":"2013-05-01","at":"2026-01-01T00:00:00Z"}"#, true),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","expires_at":null,"scope":{"categories":["behavior"]}}"#,
+            true,
+        ),
+        (r#"{"type":"withdraw","subject":"e1","purposes":["ai_training"],"at":"2026-01-03T00:00:00Z"}"#, true),
+        (r#"{"type":"end","subject":"e1","purposes":["ai_training"],"at":"2026-01-04T00:00:00Z"}"#, true),
+        (r#"{"type":"erase","subject":"e2","at":"2026-01-05T00:00:00Z"}"#, true),
+        (r#"{"type":"withdraw","subject":"e1","purposes":[],"at":"2026-01-03T00:00:00Z"}"#, false),
+        (
+            r#"{"type":"grant","subject":"","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#,
+            false,
+        ),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":[null,null]}"#,
+            false,
+        ),
+        (r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":null}"#, false),
+        (r#"{"type":"withdraw","subject":"e1","purposes":["ai_training"]}"#, false),
+        (r#"{"type":"end","subject":"e1","purposes":[],"at":"2026-01-04T00:00:00Z"}"#, false),
+    ];
+    let server = exmo_server();
+    let validator = |name: &str| {
+        let schema = consent_guard::schema::schema(name).unwrap();
+        jsonschema::options().should_validate_formats(true).build(&schema).unwrap()
+    };
+    let (request_schema, event_schema) = (validator("request"), validator("event"));
+    let mut disagreements = Vec::new();
+    for (body, accepted) in &requests {
+        let valid = request_schema.is_valid(&parse(body));
+        let (status, text) = post(&server, "/v1/check", Some(CHECK), body).await;
+        if valid != *accepted || (status == StatusCode::OK) != *accepted {
+            disagreements
+                .push(format!("request {body}: schema valid {valid}, server {status} {text}, want {accepted}"));
+        }
+    }
+    for (body, accepted) in &events {
+        let valid = event_schema.is_valid(&parse(body));
+        let (status, text) = post(&server, "/v1/events", Some(RECORD), body).await;
+        if valid != *accepted || (status == StatusCode::OK) != *accepted {
+            disagreements.push(format!("event {body}: schema valid {valid}, server {status} {text}, want {accepted}"));
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
