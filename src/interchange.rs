@@ -154,7 +154,7 @@ fn explain_event(fields: &Map<String, Value>) -> Option<String> {
                     "birth_date" => {
                         check::<Option<NaiveDate>>(value).map_err(|_| format!("{value} is not a date like 2013-05-01"))
                     }
-                    "age" => check::<Option<u16>>(value),
+                    "age" => crate::consent::whole_years(value).map(drop).map_err(|e| e.to_string()),
                     "policy_version" => check::<Option<String>>(value),
                     "by_guardian" => check::<bool>(value),
                     "scope" => match value {

@@ -230,6 +230,15 @@ fn nullable_date(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": ["string", "null"], "format": "date", "description": "`null` is the same as absent" })
 }
 
+/// A policy version: up to four dotted numbers, as `PolicyVersion::parse` reads them.
+fn policy_version(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": ["string", "null"],
+        "pattern": "^v?\\+?[0-9]{1,9}([.-]\\+?[0-9]{1,9}){0,3}$",
+        "description": "up to four dotted numbers, like `1.0`; `null` is the same as absent"
+    })
+}
+
 /// A subject: any non-empty string.
 fn subject(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "minLength": 1, "description": "the subject (not empty)" })
@@ -274,6 +283,7 @@ enum Event {
         at: String,
         /// The policy version agreed to; the enforced version when absent.
         #[serde(default)]
+        #[schemars(schema_with = "policy_version")]
         policy_version: Option<String>,
         /// Given by a guardian for a minor.
         #[serde(default)]

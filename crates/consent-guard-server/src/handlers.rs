@@ -214,13 +214,39 @@ async fn events(_: Authorized<RecordRole>, State(app): State<Arc<App>>, body: Re
             Ok(records) => records.into_iter().unzip(),
             Err(e) => return e.into_response(),
         };
+        let policy_now = worker.guards.load();
+        if let Some((error, position)) = events.iter().zip(&positions).find_map(|(event, position)| {
+            answer::validate_event(policy_now.policy(), event).err().map(|e| (e, *position))
+        }) {
+            return ApiError::bad(&error, (events.len() > 1).then_some(position)).into_response();
+        }
         // Through the handle: a reload publishing its guard meanwhile sees the event.
         match worker.guards.record_all(&events) {
             Ok(()) => {
                 for event in &events {
                     worker.observer.consent_event(event);
                 }
-                json_response(StatusCode::OK, json!({ "recorded": events.len() }).to_string().into_bytes())
+                let guard = worker.guards.load();
+                let warnings: Vec<String> = events
+                    .iter()
+                    .zip(&positions)
+                    .flat_map(|(event, position)| {
+                        let many = events.len() > 1;
+                        answer::ungoverned(guard.policy(), event).into_iter().map(move |warning| {
+                            if many {
+                                format!("{position}: {warning}")
+                            } else {
+                                warning
+                            }
+                        })
+                    })
+                    .collect();
+                let body = if warnings.is_empty() {
+                    json!({ "recorded": events.len() })
+                } else {
+                    json!({ "recorded": events.len(), "warnings": warnings })
+                };
+                json_response(StatusCode::OK, body.to_string().into_bytes())
             }
             Err(e @ EventError::Store(_)) => ApiError::Unavailable(e.to_string()).into_response(),
             Err(e) => {

@@ -895,16 +895,45 @@ async fn the_schemas_accept_what_the_server_accepts() {
         (r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":null}"#, false),
         (r#"{"type":"withdraw","subject":"e1","purposes":["ai_training"]}"#, false),
         (r#"{"type":"end","subject":"e1","purposes":[],"at":"2026-01-04T00:00:00Z"}"#, false),
+        (r#"{"type":"subject","subject":"e3","age":14.0}"#, true),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","policy_version":"1.0","scope":{"recipients":["processor"]}}"#,
+            true,
+        ),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","policy_version":"one"}"#,
+            false,
+        ),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"recipients":["AAA"]}}"#,
+            false,
+        ),
+        (r#"{"type":"subject","subject":"e3","age":14.5}"#, false),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"regions":null}}"#,
+            false,
+        ),
     ];
     let server = exmo_server();
-    let validator = |name: &str| {
+    // The schemas as the policy served narrows them (its names), and as
+    // `consent-guard schema` prints them (any policy's: they take every accepted one).
+    let components = consent_guard::schema::openapi_components_for(&Policy::from_toml_file(exmo()).unwrap());
+    let narrowed = |name: &str| {
+        let root = json!({ "$ref": format!("#/components/schemas/{name}"), "components": { "schemas": components } });
+        jsonschema::options().should_validate_formats(true).build(&root).unwrap()
+    };
+    let generic = |name: &str| {
         let schema = consent_guard::schema::schema(name).unwrap();
         jsonschema::options().should_validate_formats(true).build(&schema).unwrap()
     };
-    let (request_schema, event_schema) = (validator("request"), validator("event"));
+    let (request_schema, event_schema) = (narrowed("AccessRequest"), narrowed("ConsentEvent"));
+    let (any_request, any_event) = (generic("request"), generic("event"));
     let mut disagreements = Vec::new();
     for (body, accepted) in &requests {
         let valid = request_schema.is_valid(&parse(body));
+        if *accepted && !any_request.is_valid(&parse(body)) {
+            disagreements.push(format!("request {body}: refused by `consent-guard schema request`"));
+        }
         let (status, text) = post(&server, "/v1/check", Some(CHECK), body).await;
         if valid != *accepted || (status == StatusCode::OK) != *accepted {
             disagreements
@@ -913,10 +942,35 @@ async fn the_schemas_accept_what_the_server_accepts() {
     }
     for (body, accepted) in &events {
         let valid = event_schema.is_valid(&parse(body));
+        if *accepted && !any_event.is_valid(&parse(body)) {
+            disagreements.push(format!("event {body}: refused by `consent-guard schema event`"));
+        }
         let (status, text) = post(&server, "/v1/events", Some(RECORD), body).await;
         if valid != *accepted || (status == StatusCode::OK) != *accepted {
             disagreements.push(format!("event {body}: schema valid {valid}, server {status} {text}, want {accepted}"));
         }
     }
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+/// Issue 28: a grant for a purpose no rule governs is recorded (it may matter to a
+/// later policy), and the answer warns that nothing checks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_an_ungoverned_purpose_is_answered_with_a_warning() {
+    let server = exmo_server();
+    let grant =
+        r#"{"type":"grant","subject":"w1","purposes":["marketing"],"level":"explicit","at":"2026-01-02T00:00:00Z"}"#;
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), grant).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let answer = parse(&text);
+    assert_eq!(answer["recorded"], 1, "{text}");
+    let warnings = answer["warnings"].as_array().unwrap_or_else(|| panic!("no warnings: {text}"));
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(warnings[0].as_str().unwrap().contains("`marketing`"), "{text}");
+    // Stored: the history holds it.
+    let (status, text) = get(&server, "/v1/subjects/w1/history", Some(READ)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // A governed purpose gets no warning.
+    let (_, text) = post(&server, "/v1/events", Some(RECORD), GRANT).await;
+    assert!(parse(&text).get("warnings").is_none(), "{text}");
 }
