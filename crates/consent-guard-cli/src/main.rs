@@ -99,14 +99,17 @@ enum Command {
     /// Print, for people, what a policy permits for each purpose and on which basis.
     #[command(long_about = EXPLAIN_HELP)]
     Explain {
-        /// The policy file (TOML).
+        /// The policy file (TOML), as `lint`, `diff` and `test` take it.
+        #[arg(value_name = "POLICY", required_unless_present = "policy", conflicts_with = "policy")]
+        path: Option<PathBuf>,
+        /// The policy file, as earlier versions took it (the same as POLICY).
         #[arg(long, value_name = "P")]
-        policy: PathBuf,
+        policy: Option<PathBuf>,
         /// Explain only the rule governing this purpose.
         #[arg(long, value_name = "X")]
         purpose: Option<String>,
-        /// `text`, or one table for reviewers: `markdown`, `html` (a self-contained
-        /// page), `json`.
+        /// `text`, or the reviewer's report: `markdown`, `html` (a self-contained page
+        /// with a card per rule), `json`.
         #[arg(long, value_enum, default_value_t = explain::ExplainFormat::Text)]
         format: explain::ExplainFormat,
     },
@@ -293,16 +296,19 @@ Exit status: 0 no error (warnings allowed to pass), 1 an error, or a warning wit
 --deny-warnings, 2 a file is unreadable.";
 
 const EXPLAIN_HELP: &str = "\
-Print, for people, what a policy permits for each purpose: basis, consent level,
-opt-in or opt-out, categories, actions, recipients, de-identification, retention,
-regions, transfer regions, opt-out signals, the clause id, the sentence of the
-privacy policy the rule encodes (its `source`) and the lint warnings about it. With
---purpose, only the rule governing that purpose, or that it is denied by default.
+Print, for people, what the policy POLICY (a path, or --policy P) permits for each
+purpose: the policy's header (regions, separate-consent triggers, minors, named
+recipients with their limits, the purposes no rule covers), then per rule its basis,
+consent level, opt-in or opt-out, categories, actions, recipients, what
+[rule.with_consent] adds, every permission (recipient and actions) with the consent
+it needs, de-identification, retention, regions, transfer regions, opt-out signals,
+the clause id, the sentence of the privacy policy the rule encodes (its `source`)
+and the lint warnings about it. With --purpose, only the rule governing that
+purpose, or that it is denied by default.
 
---format markdown|html|json prints one table for the policy instead, a row per rule
-(purpose, basis, consent level and default, data, recipients, regions, retention,
-signals, clause, the privacy policy's sentence, notes). The HTML is one
-self-contained page to open in a browser.
+--format markdown|html|json prints the reviewer's report instead: the header, then a
+card per rule with its permissions in plain words and human labels for the data.
+The HTML is one self-contained page to open in a browser.
 
 Exit status: 0; 2 on an unreadable policy or an unknown purpose.";
 
@@ -433,7 +439,10 @@ fn main() -> ExitCode {
             lint::run(&lint::LintOptions { paths: &policies, format, deny_warnings, since: since.as_deref() })
         }
         Command::Diff { old, new, format } => diff::run(&old, &new, format == DiffFormat::Json),
-        Command::Explain { policy, purpose, format } => explain::run(&policy, purpose.as_deref(), format),
+        Command::Explain { path, policy, purpose, format } => match path.or(policy) {
+            Some(path) => explain::run(&path, purpose.as_deref(), format),
+            None => Err(CliError::Usage("explain: name the policy file".to_owned())),
+        },
         Command::Test { files } => golden::run(&files),
         Command::Schema { name, policy } => schema(&name, policy.as_deref()),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),

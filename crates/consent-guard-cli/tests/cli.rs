@@ -580,15 +580,25 @@ fn explain_tables_for_reviewers() {
         let html = run("html");
         let json: Value = serde_json::from_str(&run("json")).unwrap();
         assert_eq!(json["rules"].as_array().unwrap().len(), policy.rules().len(), "{seed}");
-        let header = "| Purpose | Basis | Consent | Data | Recipients | Regions | Retention | Signals | Clause | The privacy policy says | Notes |";
-        assert!(markdown.contains(header), "{seed}: {markdown}");
-        assert_eq!(markdown.lines().filter(|l| l.starts_with("| ")).count(), policy.rules().len() + 1, "{seed}");
+        // The policy's header in every format, then a card per rule.
+        for needle in ["- **Regions:** home region", "- **Separate consent:**", "- **Minors:**", "- **Denied:**"] {
+            assert!(markdown.contains(needle), "{seed}: {needle} in {markdown}");
+        }
+        assert!(html.contains("<dt>Separate consent</dt>"), "{seed}");
+        assert!(plain.contains("consent rules need separate consent for"), "{seed}");
+        assert_eq!(markdown.matches("\n| To | Permits | Consent |").count(), policy.rules().len(), "{seed}");
         for (rule, row) in policy.rules().iter().zip(json["rules"].as_array().unwrap()) {
             let source = rule.source.as_deref().unwrap_or_else(|| panic!("{seed}: {} has no source", rule.id));
             assert!(source.len() > 20, "{seed}: {}", rule.id);
             assert!(plain.contains(&format!("the privacy policy says: \"{source}\"")), "{seed}: {}", rule.id);
             assert!(markdown.contains(&source.replace('|', "\\|")), "{seed}: {}", rule.id);
-            assert!(html.contains(&format!("<tr data-clause=\"{}\">", rule.id)), "{seed}: {}", rule.id);
+            assert!(markdown.contains(&format!("(clause `{}`)", rule.id)), "{seed}: {}", rule.id);
+            assert!(
+                html.contains(&format!("<section class=\"card\" data-clause=\"{}\">", rule.id)),
+                "{seed}: {}",
+                rule.id
+            );
+            assert!(!row["permissions"].as_array().unwrap().is_empty(), "{seed}: {}", rule.id);
             assert_eq!(row["clause"], rule.id.as_str());
             assert_eq!(row["source"], source);
         }
