@@ -49,7 +49,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_enum, default_value_t = AuditDurability::Synced)]
     audit_durability: AuditDurability,
     /// The largest request body, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = consent_guard_server::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
     /// The longest a request may take, in milliseconds (a slower client gets 408).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]

@@ -235,3 +235,26 @@ fn serve_traces_decisions_with_pseudonyms() {
     assert_eq!(target("consent_guard::consent")["fields"]["subject"], pseudonym);
     assert!(!rest.contains("alice"), "{rest}");
 }
+
+/// Issue 28: a busy port names its address, and the message is printed once.
+#[test]
+fn a_busy_port_names_its_address_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(binary())
+        .current_dir(root())
+        .args(["serve", "--listen", &address, "--policy", "examples/policies/exmo.toml", "--store"])
+        .arg(dir.path().join("store.redb"))
+        .env("CONSENT_GUARD_TOKENS", "admin:admin-token-0123456789")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("cannot listen on {address}")), "{stderr}");
+    let reason = std::io::Error::from(std::io::ErrorKind::AddrInUse).to_string();
+    let os = stderr.split(&format!("cannot listen on {address}: ")).nth(1).unwrap_or_default().trim().to_owned();
+    assert!(!os.is_empty(), "{stderr}");
+    assert_eq!(stderr.matches(os.as_str()).count(), 1, "printed more than once: {stderr} ({reason})");
+    drop(taken);
+}

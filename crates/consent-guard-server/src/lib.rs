@@ -85,10 +85,22 @@ pub enum ServerError {
     /// The new policy could not take over (the old one goes on serving).
     #[error("{0}")]
     Reload(#[from] ReloadError),
+    /// The listen address could not be bound (in use, or not this machine's).
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Listening or serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
+
+/// The default body limit, 8 MiB: a batch of 10,000 checks of about 800 bytes each fits.
+pub const DEFAULT_BODY_LIMIT: usize = 8 << 20;
 
 /// The default cap on open connections: under the common file-descriptor limit of
 /// 1,024 with room for the store, the audit log and the listener.
@@ -100,7 +112,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub struct ServerOptions {
     /// Where to listen (`127.0.0.1:8181`; port 0 picks a free port).
     pub listen: SocketAddr,
-    /// The largest request body, in bytes (1 MiB): a larger one gets `413`.
+    /// The largest request body, in bytes ([`DEFAULT_BODY_LIMIT`], 8 MiB): a larger one
+    /// gets `413`.
     pub body_limit: usize,
     /// The longest a request may take, body included (10 s): a slower one gets `408`.
     pub request_timeout: Duration,
@@ -136,7 +149,7 @@ impl Default for ServerOptions {
     fn default() -> ServerOptions {
         ServerOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
-            body_limit: 1 << 20,
+            body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
@@ -351,8 +364,10 @@ impl Server {
             None => None,
             Some((cert, key)) => Some(tls_config(cert, key)?),
         };
-        let listener = std::net::TcpListener::bind(self.options.listen)?;
-        listener.set_nonblocking(true)?;
+        let address = self.options.listen;
+        let listener = std::net::TcpListener::bind(address)
+            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+            .map_err(|source| ServerError::Listen { address, source })?;
         let audit_blocks = self.audit.as_ref().is_some_and(|log| log.defers_records());
         let (load, store, audit, staleness) =
             (Arc::clone(&self.load), Arc::clone(&self.store), self.audit.clone(), self.options.max_staleness);

@@ -974,3 +974,20 @@ async fn an_event_for_an_ungoverned_purpose_is_answered_with_a_warning() {
     let (_, text) = post(&server, "/v1/events", Some(RECORD), GRANT).await;
     assert!(parse(&text).get("warnings").is_none(), "{text}");
 }
+
+/// Issue 28: a batch of 10,000 checks fits the default body limit (it did not at 1 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_checks_fit_the_default_body_limit() {
+    let server = start(|dir| {
+        Server::from_policy_file(exmo(), RedbConsentStore::open(dir.join("store.redb")).unwrap())
+            .tokens(tokens())
+            .options(options())
+    });
+    // A realistic request, every field written out.
+    let request = r#"{"subject":"subject-000000000000","purpose":"service.task_management","categories":["contact.email","account.username"],"action":"use","recipient":{"kind":"first_party"},"deidentification":"none","region":"CN","signals":{"dnt":false,"gpc":false},"collected_at":"2026-01-02T00:00:00Z"}"#;
+    let body = vec![request; 10_000].join("\n");
+    assert!(body.len() > 1 << 20, "{} bytes", body.len());
+    let (status, text) = post(&server, "/v1/check/batch", Some(CHECK), &body).await;
+    assert_eq!(status, StatusCode::OK, "{}", text.get(..300).unwrap_or(&text));
+    assert_eq!(text.lines().count(), 10_000);
+}
