@@ -485,6 +485,7 @@ fn problem_code(_: &mut SchemaGenerator) -> Schema {
     enumeration(
         &[
             "bad_request",
+            "inconsistent_record",
             "unauthenticated",
             "forbidden",
             "not_found",

@@ -349,6 +349,21 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(_: Authorized<ReadRole>, State(app): State<Arc<App>>) -> Response {
+    render_metrics(&app)
+}
+
+/// `GET /metrics` without a token, for the separate metrics address
+/// (`ServerOptions::metrics_listen`); anything else there is `404`.
+pub(crate) fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(|State(app): State<Arc<App>>| async move { render_metrics(&app) }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_allowed)
+        .with_state(app)
+}
+
+/// The Prometheus text of the process's metrics, the gauges the server sets updated.
+fn render_metrics(app: &App) -> Response {
     let Some(handle) = &app.metrics else {
         return ApiError::Unavailable("another metrics recorder is installed in this process".to_owned())
             .into_response();

@@ -143,6 +143,11 @@ pub struct ServerOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Reload the policy on SIGHUP (`true`).
     pub reload_on_sighup: bool,
+    /// Also serve `GET /metrics` here, without a token, as exporters usually do (a
+    /// Prometheus that cannot send a bearer token scrapes it). Keep it on a private
+    /// network: it tells decision counts by clause. `None` (the default): only the
+    /// main address serves `/metrics`, to the `read` role.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerOptions {
@@ -158,6 +163,7 @@ impl Default for ServerOptions {
             shutdown_timeout: Duration::from_secs(10),
             sync_interval: Duration::from_millis(250),
             max_staleness: consent_guard::guard::DEFAULT_MAX_STALENESS,
+            metrics_listen: None,
             tls: None,
             reload_on_sighup: true,
         }
@@ -169,6 +175,13 @@ impl ServerOptions {
     #[must_use]
     pub fn listen(mut self, listen: SocketAddr) -> Self {
         self.listen = listen;
+        self
+    }
+
+    /// Serves `GET /metrics` without a token on `address` too (port 0 picks one).
+    #[must_use]
+    pub fn metrics_listen(mut self, address: SocketAddr) -> Self {
+        self.metrics_listen = Some(address);
         self
     }
 
@@ -368,6 +381,14 @@ impl Server {
         let listener = std::net::TcpListener::bind(address)
             .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
             .map_err(|source| ServerError::Listen { address, source })?;
+        let metrics_listener = match self.options.metrics_listen {
+            None => None,
+            Some(address) => Some(
+                std::net::TcpListener::bind(address)
+                    .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+                    .map_err(|source| ServerError::Listen { address, source })?,
+            ),
+        };
         let audit_blocks = self.audit.as_ref().is_some_and(|log| log.defers_records());
         let (load, store, audit, staleness) =
             (Arc::clone(&self.load), Arc::clone(&self.store), self.audit.clone(), self.options.max_staleness);
@@ -389,7 +410,7 @@ impl Server {
             on_reload: self.on_reload,
         });
         app.synced();
-        Ok(Bound { app, listener, tls })
+        Ok(Bound { app, listener, metrics_listener, tls })
     }
 }
 
@@ -398,6 +419,7 @@ impl Server {
 pub struct Bound {
     app: Arc<App>,
     listener: std::net::TcpListener,
+    metrics_listener: Option<std::net::TcpListener>,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -411,6 +433,16 @@ impl Bound {
         Ok(self.listener.local_addr()?)
     }
 
+    /// The address `/metrics` is served on without a token, when
+    /// [`ServerOptions::metrics_listen`] is set.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot tell.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        Ok(self.metrics_listener.as_ref().map(std::net::TcpListener::local_addr).transpose()?)
+    }
+
     /// Serves until `shutdown` completes, then drains: no new connection is accepted,
     /// requests in flight get up to `shutdown_timeout` to finish, the audit log is
     /// flushed, and the store follower stops.
@@ -419,7 +451,17 @@ impl Bound {
     ///
     /// When serving fails, or the audit log cannot be flushed.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Bound { app, listener, tls } = self;
+        let Bound { app, listener, metrics_listener, tls } = self;
+        let metrics_task = match metrics_listener {
+            None => None,
+            Some(listener) => {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let router = handlers::metrics_router(Arc::clone(&app));
+                Some(tokio::spawn(async move {
+                    let _ = axum::serve(listener, router).await;
+                }))
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let follower = {
             let (app, stop) = (Arc::clone(&app), Arc::clone(&stop));
@@ -468,6 +510,9 @@ impl Bound {
                 server.serve(router).await
             }
         };
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         stop.store(true, Ordering::Release);
         let _ = follower.join();
         let flushed = match &app.audit {
@@ -513,11 +558,14 @@ fn prometheus() -> Option<PrometheusHandle> {
                 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
                 0.025, 0.05, 0.1,
             ];
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(CHECK_SECONDS.to_owned()), &buckets)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            // `# HELP` lines, with the unit.
+            consent_guard::observe::describe();
+            Some(handle)
         })
         .clone()
 }

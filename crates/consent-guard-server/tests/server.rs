@@ -90,6 +90,8 @@ impl ConsentStore for FlakyStore {
 /// A server running on its own runtime thread, stopped when dropped.
 struct Running {
     addr: SocketAddr,
+    /// The tokenless metrics address, when configured.
+    metrics: Option<SocketAddr>,
     scheme: &'static str,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<std::sync::mpsc::Receiver<Result<(), String>>>,
@@ -140,7 +142,7 @@ fn start(configure: impl FnOnce(&Path) -> Server + Send + 'static) -> Running {
                     return;
                 }
             };
-            addr_tx.send(Ok(bound.local_addr().unwrap())).unwrap();
+            addr_tx.send(Ok((bound.local_addr().unwrap(), bound.metrics_addr().unwrap()))).unwrap();
             let served = bound
                 .serve(async move {
                     let _ = stop_rx.await;
@@ -149,8 +151,8 @@ fn start(configure: impl FnOnce(&Path) -> Server + Send + 'static) -> Running {
             let _ = done_tx.send(served.map_err(|e| e.to_string()));
         });
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
-    Running { addr, scheme: "http", stop: Some(stop_tx), done: Some(done_rx), _dir: dir, audit_dir }
+    let (addr, metrics) = addr_rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+    Running { addr, metrics, scheme: "http", stop: Some(stop_tx), done: Some(done_rx), _dir: dir, audit_dir }
 }
 
 fn options() -> ServerOptions {
@@ -990,4 +992,57 @@ async fn ten_thousand_checks_fit_the_default_body_limit() {
     let (status, text) = post(&server, "/v1/check/batch", Some(CHECK), &body).await;
     assert_eq!(status, StatusCode::OK, "{}", text.get(..300).unwrap_or(&text));
     assert_eq!(text.lines().count(), 10_000);
+}
+
+/// Issue 28: every metric has a `# HELP` line (with its unit), and `metrics_listen`
+/// serves `/metrics` without a token on its own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_have_help_and_a_tokenless_address() {
+    let server = start(|dir| {
+        Server::from_policy_file(exmo(), RedbConsentStore::open(dir.join("store.redb")).unwrap())
+            .tokens(tokens())
+            .options(options().metrics_listen(SocketAddr::from(([127, 0, 0, 1], 0))))
+    });
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), REGISTRATION).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), GRANT).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let metrics = server.metrics.expect("a metrics address");
+    let url = format!("http://{metrics}/metrics");
+    let (status, text, _) = send(reqwest::Method::GET, url.clone(), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let types: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+    assert!(types.iter().any(|t| t.starts_with("consent_guard_decisions_total ")), "{text}");
+    assert!(types.iter().any(|t| t.starts_with("consent_guard_events_recorded_total ")), "{text}");
+    for metric in types.iter().filter_map(|t| t.split(' ').next()) {
+        let help = text.lines().find_map(|l| l.strip_prefix(&format!("# HELP {metric} ")));
+        assert!(help.is_some_and(|h| !h.is_empty()), "no # HELP for {metric}:\n{text}");
+    }
+    let help = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(&format!("# HELP {name} "))).unwrap_or_default().to_owned()
+    };
+    assert!(help("consent_guard_check_duration_seconds").contains("seconds"), "{text}");
+    assert!(help("consent_guard_store_lag_seconds").contains("seconds"), "{text}");
+    // Only /metrics there; the main address still wants a token.
+    let (status, _, _) = send(reqwest::Method::GET, format!("http://{metrics}/v1/policy"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = send(reqwest::Method::POST, url, None, Some(String::new())).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = get(&server, "/metrics", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Issue 28: a well-formed event whose fields contradict each other (no schema can say
+/// so) is 422 `inconsistent_record`, not 400: schema-valid data is never a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_contradicting_event_is_422() {
+    let server = exmo_server();
+    let grant = r#"{"type":"grant","subject":"c1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","expires_at":"2026-01-02T00:00:00Z"}"#;
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), grant).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert_eq!(parse(&text)["code"], "inconsistent_record", "{text}");
+    assert!(parse(&text)["detail"].as_str().unwrap().contains("expires_at"), "{text}");
+    // A malformed one stays 400.
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), r#"{"type":"grant"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
 }
