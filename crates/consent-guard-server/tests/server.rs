@@ -871,6 +871,11 @@ async fn the_schemas_accept_what_the_server_accepts() {
         (request(r#","signals":[true,false]"#), false),
         (request(r#","at":"yesterday""#), false),
         (request(r#","purpse":"x""#), false),
+        // Enums: a value outside each is refused by both.
+        (request(r#","action":"sell""#), false),
+        (request(r#","deidentification":"hashed""#), false),
+        (request(r#","basis":"whim""#), false),
+        (request(r#","recipient":{"kind":"everyone"}"#), false),
         (r#"{"subject":"","purpose":"ai_training","categories":["behavior.log"]}"#.to_owned(), false),
         (r#"{"subject":"s1","purpose":"ai_training","categories":[]}"#.to_owned(), false),
         (r#"{"subject":"s1","categories":["behavior.log"]}"#.to_owned(), false),
@@ -886,6 +891,11 @@ async fn the_schemas_accept_what_the_server_accepts() {
         (r#"{"type":"end","subject":"e1","purposes":["ai_training"],"at":"2026-01-04T00:00:00Z"}"#, true),
         (r#"{"type":"erase","subject":"e2","at":"2026-01-05T00:00:00Z"}"#, true),
         (r#"{"type":"withdraw","subject":"e1","purposes":[],"at":"2026-01-03T00:00:00Z"}"#, false),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"strong","at":"2026-01-02T00:00:00Z"}"#,
+            false,
+        ),
+        (r#"{"type":"revoke","subject":"e1","purposes":["ai_training"],"at":"2026-01-02T00:00:00Z"}"#, false),
         (
             r#"{"type":"grant","subject":"","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#,
             false,
