@@ -733,7 +733,17 @@ fn follow_line(
     match is_event(bytes) {
         Err(e) => failed(explain_error(bytes, RecordKind::Request, &e)),
         Ok(true) => match answer::record(guard, bytes) {
-            Ok(()) => br#"{"recorded":1}"#.to_vec(),
+            Ok(()) => {
+                // Recorded; a purpose no rule governs is said, as the server says it.
+                let warnings = answer::parse_event(bytes)
+                    .map(|event| answer::ungoverned(guard.policy(), &event))
+                    .unwrap_or_default();
+                if warnings.is_empty() {
+                    br#"{"recorded":1}"#.to_vec()
+                } else {
+                    serde_json::json!({ "recorded": 1, "warnings": warnings }).to_string().into_bytes()
+                }
+            }
             Err(e) => failed(e.to_string()),
         },
         Ok(false) => {

@@ -74,6 +74,12 @@ fn check_follow_answers_each_line_at_once() {
     let withdraw = r#"{"type":"withdraw","subject":"alice","purposes":["ai_training"],"at":"2026-02-01T00:00:00Z"}"#;
     assert_eq!(ask(withdraw), serde_json::json!({"recorded": 1}));
     assert_eq!(ask(TRAINING)["code"], "consent_withdrawn");
+    // A purpose no rule governs: recorded, with a warning (issue 28).
+    let marketing =
+        r#"{"type":"grant","subject":"alice","purposes":["marketing"],"level":"explicit","at":"2026-01-02T00:00:00Z"}"#;
+    let answer = ask(marketing);
+    assert_eq!(answer["recorded"], 1, "{answer}");
+    assert!(answer["warnings"][0].as_str().unwrap().contains("`marketing`"), "{answer}");
     drop(stdin);
     assert!(child.0.wait().unwrap().success());
 }
