@@ -4,12 +4,20 @@
 //!
 //! ```text
 //! cargo run --example axum_service --features axum -- 127.0.0.1:3000 target/axum_service.redb
+//! curl localhost:3000/recommendations -H 'x-user-id: u1'                 # 403 consent_missing
 //! curl -X POST localhost:3000/consent -H 'x-user-id: u1' -H 'content-type: application/json' \
-//!   -d '{"type":"grant","subject":"u1","purposes":["advertising"],"level":"explicit","at":"2026-01-02T00:00:00Z"}'
+//!   -d '{"type":"grant","subject":"u1","purposes":["personalization.recommendation"],"level":"explicit","at":"2026-01-02T00:00:00Z"}' # 204
 //! curl localhost:3000/recommendations -H 'x-user-id: u1'                 # 200
 //! curl localhost:3000/recommendations -H 'x-user-id: u1' -H 'sec-gpc: 1' # 403 opt_out_signal
-//! curl localhost:3000/history -H 'x-user-id: u1'
+//! curl localhost:3000/history -H 'x-user-id: u1'                         # 200
+//! curl -X POST localhost:3000/consent -H 'x-user-id: u1' -H 'content-type: application/json' \
+//!   -d '{"type":"grant","subject":"u1","purposes":["advertising"],"level":"explicit","at":"2026-01-02T00:00:00Z"}' # 200 warnings
 //! ```
+//!
+//! Every error is an RFC 9457 problem (`application/problem+json`). A grant for a
+//! purpose no rule of the policy governs (`advertising` here) is recorded, and answered
+//! `200` with `{"warnings":[…]}` rather than `204`: nothing the service checks depends
+//! on it. `tests/web.rs` runs the commands above as written.
 //!
 //! The subject comes from `x-user-id`, as an authenticating proxy in front of the service
 //! would set it; never trust a header the client sets itself. `POST /admin/policy` (a
@@ -25,10 +33,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use consent_guard::interchange::answer;
 use consent_guard::reload::GuardHandle;
 use consent_guard::store::RedbConsentStore;
 use consent_guard::web::{header_subject, ConsentLayer, RequireConsent, Requirement, Subject};
-use consent_guard::{ConsentEvent, ConsentHistory, DataCategory, Guard, Policy, Purpose};
+use consent_guard::{ConsentHistory, DataCategory, Guard, Policy, Purpose};
 
 /// The shop's privacy policy: personalised recommendations on explicit consent, off
 /// under GPC; fraud checks on the device without consent.
@@ -56,8 +65,8 @@ basis = "service_security"
 categories = ["device"]
 "#;
 
-// ---- glue: what the service writes for consent-guard: 14 lines without comments, the ----
-// ---- 12 up to the end marker and the 2 marked in `app` ----
+// ---- glue: what the service writes for consent-guard: 15 lines without comments, the ----
+// ---- 13 up to the end marker and the 2 marked in `app` ----
 
 /// What `/recommendations` needs: a type, checked by the extractor.
 struct Recommendations;
@@ -71,8 +80,9 @@ impl Requirement for Recommendations {
 async fn blocking<T: Send + 'static, E: IntoResponse + Send + 'static>(
     work: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, Response> {
-    let done =
-        tokio::task::spawn_blocking(work).await.map_err(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+    let done = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the store task failed"))?;
     done.map_err(IntoResponse::into_response)
 }
 
@@ -89,17 +99,33 @@ pub fn app(handle: Arc<GuardHandle>) -> Router {
         .with_state(handle) // glue
 }
 
-/// Records one consent event of the caller (durable before it answers 204).
-async fn record(
-    State(handle): State<Arc<GuardHandle>>,
-    subject: Subject,
-    Json(event): Json<ConsentEvent>,
-) -> Result<StatusCode, Response> {
+/// An RFC 9457 problem, as the library's own errors answer.
+fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": format!("urn:consent-guard:error:{code}"),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+    });
+    (status, [(axum::http::header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+}
+
+/// Records one consent event of the caller (durable before it answers): 204, or 200
+/// with warnings when it names a purpose no rule governs.
+async fn record(State(handle): State<Arc<GuardHandle>>, subject: Subject, body: Bytes) -> Result<Response, Response> {
+    let event =
+        answer::parse_event(&body).map_err(|e| problem(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()))?;
     if event.subject() != subject.as_str() {
-        return Err((StatusCode::FORBIDDEN, "an event about another subject").into_response());
+        return Err(problem(StatusCode::FORBIDDEN, "forbidden", "an event about another subject"));
     }
+    let warnings = answer::ungoverned(handle.load().policy(), &event);
     blocking(move || handle.record(&event)).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(if warnings.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::OK, Json(serde_json::json!({ "recorded": 1, "warnings": warnings }))).into_response()
+    })
 }
 
 /// Data behind the check: the handler runs only on an allow.

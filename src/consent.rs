@@ -111,7 +111,7 @@ pub struct SubjectEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birth_date: Option<NaiveDate>,
     /// Age in whole years at `at` (or when the event is recorded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_years")]
     pub age: Option<u16>,
     /// When the attributes were stated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,7 +153,7 @@ pub struct GrantEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Limits of the grant; absent means none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::request::optional_object")]
     pub scope: Option<Scope>,
 }
 
@@ -184,12 +184,48 @@ pub struct Scope {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScopeWire {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     recipients: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     regions: Option<Vec<Region>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     categories: Option<Vec<DataCategory>>,
+}
+
+/// A list that is written is a list: `null` is refused, not read as "no limit" (as an
+/// empty list is refused).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Vec::deserialize(deserializer).map(Some)
+}
+
+/// An age in whole years: a JSON integer, or a number with no fraction (`14.0`, which
+/// JSON Schema's `integer` also admits), or `null` (absent).
+pub(crate) fn whole_years<'de, D>(deserializer: D) -> Result<Option<u16>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Whole(u16),
+        Float(f64),
+    }
+    match Option::<Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Number::Whole(years)) => Ok(Some(years)),
+        Some(Number::Float(years)) if years.fract() == 0.0 && (0.0..=f64::from(u16::MAX)).contains(&years) =>
+        {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a whole number in range")]
+            Ok(Some(years as u16))
+        }
+        Some(Number::Float(years)) => {
+            Err(serde::de::Error::custom(format!("{years} is not an age in whole years (0 to {})", u16::MAX)))
+        }
+    }
 }
 
 impl From<ScopeWire> for Scope {

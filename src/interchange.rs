@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::basis::ConsentLevel;
+use crate::basis::{ConsentLevel, LegalBasis};
 use crate::category::DataCategory;
 use crate::consent::Scope;
 use crate::error::EventError;
@@ -93,6 +93,7 @@ const REQUEST_FIELDS: &[&str] = &[
     "categories",
     "recipient",
     "deidentification",
+    "basis",
     "region",
     "signals",
     "collected_at",
@@ -110,10 +111,11 @@ fn explain_request(fields: &Map<String, Value>) -> Option<String> {
                     "purpose" => check::<Purpose>(value),
                     "categories" => categories(value),
                     "action" => check::<Action>(value),
-                    "recipient" => check::<Recipient<'_>>(value),
+                    "recipient" => object(value).and_then(|()| check::<Recipient<'_>>(value)),
                     "deidentification" => check::<Deidentification>(value),
+                    "basis" => check::<Option<LegalBasis>>(value),
                     "region" => check::<Option<Region>>(value),
-                    "signals" => check::<Signals>(value),
+                    "signals" => object(value).and_then(|()| check::<Signals>(value)),
                     "collected_at" | "at" => time(value),
                     "collected_session" | "session" => check::<Option<String>>(value),
                     _ => Ok(()),
@@ -126,7 +128,7 @@ fn explain_request(fields: &Map<String, Value>) -> Option<String> {
 
 fn explain_event(fields: &Map<String, Value>) -> Option<String> {
     let Some(kind) = fields.get("type") else {
-        return Some("missing field `type` (one of subject, grant, withdraw, erase)".to_owned());
+        return Some("missing field `type` (one of subject, grant, withdraw, erase, end)".to_owned());
     };
     let (allowed, required): (&[&str], &[&str]) = match kind.as_str() {
         Some("subject") => (&["type", "subject", "birth_date", "age", "at"], &["subject"]),
@@ -136,7 +138,8 @@ fn explain_event(fields: &Map<String, Value>) -> Option<String> {
         ),
         Some("withdraw") => (&["type", "subject", "purposes", "at"], &["subject", "purposes", "at"]),
         Some("erase") => (&["type", "subject", "at"], &["subject", "at"]),
-        _ => return Some(format!("type: {kind} is not an event type (subject, grant, withdraw, erase)")),
+        Some("end") => (&["type", "subject", "purposes", "at"], &["subject", "purposes", "at"]),
+        _ => return Some(format!("type: {kind} is not an event type (subject, grant, withdraw, erase, end)")),
     };
     unknown_field(fields, allowed)
         .or_else(|| {
@@ -151,10 +154,13 @@ fn explain_event(fields: &Map<String, Value>) -> Option<String> {
                     "birth_date" => {
                         check::<Option<NaiveDate>>(value).map_err(|_| format!("{value} is not a date like 2013-05-01"))
                     }
-                    "age" => check::<Option<u16>>(value),
+                    "age" => crate::consent::whole_years(value).map(drop).map_err(|e| e.to_string()),
                     "policy_version" => check::<Option<String>>(value),
                     "by_guardian" => check::<bool>(value),
-                    "scope" => check::<Option<Scope>>(value),
+                    "scope" => match value {
+                        Value::Null => Ok(()),
+                        _ => object(value).and_then(|()| check::<Scope>(value)),
+                    },
                     _ => Ok(()),
                 };
                 checked.err().map(|message| format!("{name}: {message}"))
@@ -185,6 +191,14 @@ fn subject(value: &Value) -> Result<(), String> {
     match value {
         Value::String(s) if s.is_empty() => Err("must not be empty".to_owned()),
         _ => check::<String>(value),
+    }
+}
+
+/// A struct is written as an object (serde would also read an array of its fields).
+fn object(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Object(_) => Ok(()),
+        other => Err(format!("expected an object, found {}", json_type(other))),
     }
 }
 
@@ -232,5 +246,20 @@ mod tests {
         assert!(
             err(r#"{"type":"grant","subject":"u","levle":"x"}"#, RecordKind::Event).contains("unknown field `levle`")
         );
+        // `basis` is a field of a request: another error beside it is the one reported,
+        // and the list of fields names it.
+        let beside_basis = err(
+            r#"{"subject":"u","purpose":"ai_training","categories":["behavior"],"basis":"contract","at":"yesterday"}"#,
+            RecordKind::Request,
+        );
+        assert!(beside_basis.starts_with("at: "), "{beside_basis}");
+        let unknown =
+            err(r#"{"subject":"u","purpose":"ai_training","categories":["behavior"],"x":1}"#, RecordKind::Request);
+        assert!(unknown.contains(", basis, "), "{unknown}");
+        assert!(err(
+            r#"{"subject":"u","purpose":"ai_training","categories":["behavior"],"basis":"nope"}"#,
+            RecordKind::Request
+        )
+        .starts_with("basis: "));
     }
 }

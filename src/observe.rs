@@ -45,6 +45,31 @@ pub const STORE_LAG: &str = "consent_guard_store_lag_seconds";
 /// Audit records handed to the log and not yet committed.
 pub const AUDIT_QUEUE: &str = "consent_guard_audit_queue_depth";
 
+/// Describes the five metrics to the installed recorder, each with its unit and help
+/// text, so that an exporter writes them (Prometheus: a `# HELP` line each). Call it
+/// once after installing the recorder; `consent-guard serve` does.
+#[cfg(feature = "metrics")]
+pub fn describe() {
+    use metrics::Unit;
+    metrics::describe_counter!(DECISIONS, Unit::Count, "Decisions of the guard, by reason code and deciding clause.");
+    metrics::describe_histogram!(
+        CHECK_SECONDS,
+        Unit::Seconds,
+        "Time a check took, in seconds, as measured by the caller."
+    );
+    metrics::describe_counter!(EVENTS, Unit::Count, "Consent events recorded, by type.");
+    metrics::describe_gauge!(
+        STORE_LAG,
+        Unit::Seconds,
+        "Time since the consent store last confirmed the guard's state current, in seconds."
+    );
+    metrics::describe_gauge!(
+        AUDIT_QUEUE,
+        Unit::Count,
+        "Audit records handed to the log and not yet committed (records)."
+    );
+}
+
 /// How subject ids appear in tracing events.
 #[derive(Clone, Default)]
 #[non_exhaustive]

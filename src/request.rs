@@ -390,7 +390,7 @@ pub struct AccessRequest<'a> {
     #[serde(default)]
     /// What is done with it.
     pub action: Action,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "object")]
     /// Who receives it.
     pub recipient: Recipient<'a>,
     #[serde(default)]
@@ -404,7 +404,7 @@ pub struct AccessRequest<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Where it is stored or sent; the policy's home region when absent.
     pub region: Option<Region>,
-    #[serde(default, skip_serializing_if = "Signals::is_none")]
+    #[serde(default, skip_serializing_if = "Signals::is_none", deserialize_with = "object")]
     /// The browser signals.
     pub signals: Signals,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -584,5 +584,52 @@ impl std::fmt::Debug for AccessRequest<'_> {
             .field("signals", &self.signals)
             .field("at", &self.at)
             .finish_non_exhaustive()
+    }
+}
+
+/// Deserializes a struct only from a map (a JSON object): serde also reads a struct
+/// written as an array of its fields, which the interchange format does not allow.
+pub(crate) fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    deserializer.deserialize_map(ObjectOnly(std::marker::PhantomData))
+}
+
+/// [`object`], or `null` (absent).
+pub(crate) fn optional_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OptionalObject<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for OptionalObject<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, deserializer: D2) -> Result<Option<T>, D2::Error> {
+            object(deserializer).map(Some)
+        }
+    }
+    deserializer.deserialize_option(OptionalObject(std::marker::PhantomData))
+}
+
+struct ObjectOnly<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
     }
 }

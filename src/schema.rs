@@ -24,7 +24,7 @@ use crate::purpose::Purpose;
 use crate::request::{Action, Deidentification, RecipientKind, Region};
 
 /// The schemas there are, by the name `schema` takes.
-pub const NAMES: [&str; 4] = ["policy", "event", "request", "decision"];
+pub const NAMES: [&str; 5] = ["policy", "event", "request", "decision", "problem"];
 
 /// The schema called `name` (one of [`NAMES`]), or `None`.
 pub fn schema(name: &str) -> Option<serde_json::Value> {
@@ -33,9 +33,106 @@ pub fn schema(name: &str) -> Option<serde_json::Value> {
         "event" => schemars::schema_for!(Event),
         "request" => schemars::schema_for!(Request),
         "decision" => schemars::schema_for!(DecisionWire),
+        "problem" => schemars::schema_for!(ProblemWire),
         _ => return None,
     };
-    Some(schema.to_value())
+    let mut value = schema.to_value();
+    drop_null_defaults(&mut value);
+    Some(value)
+}
+
+/// Removes the defaults a schema itself refuses (`null` where `null` is not admitted,
+/// `[]` under `minItems`): an absent optional field is not a value the reader refuses.
+fn drop_null_defaults(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let contradicts = match map.get("default") {
+                Some(serde_json::Value::Null) => !admits_null(map),
+                // An absent list means no limit; an empty one is refused.
+                Some(serde_json::Value::Array(items)) => items.is_empty() && map.contains_key("minItems"),
+                _ => false,
+            };
+            if contradicts {
+                map.remove("default");
+            }
+            map.values_mut().for_each(drop_null_defaults);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_defaults),
+        _ => {}
+    }
+}
+
+fn admits_null(schema: &serde_json::Map<String, serde_json::Value>) -> bool {
+    let null = serde_json::Value::from("null");
+    match schema.get("type") {
+        Some(serde_json::Value::Array(types)) if types.contains(&null) => return true,
+        Some(kind) if *kind == null => return true,
+        _ => {}
+    }
+    ["anyOf", "oneOf"].iter().any(|key| {
+        schema
+            .get(*key)
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|options| options.iter().any(|option| option.as_object().is_some_and(admits_null)))
+    })
+}
+
+/// The schemas of the HTTP service's bodies, for `components.schemas` of
+/// `docs/openapi.yaml`: `AccessRequest`, `ConsentEvent`, `Decision`, `History` and
+/// `Problem`, generated from the same types as [`schema`], with the definitions they
+/// share beside them and every `$ref` pointing into `#/components/schemas/`. The
+/// server's tests hold the document to this map.
+///
+/// ```
+/// let components = consent_guard::schema::openapi_components();
+/// assert_eq!(components["AccessRequest"]["properties"]["subject"]["minLength"], 1);
+/// ```
+pub fn openapi_components() -> serde_json::Map<String, serde_json::Value> {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|settings| settings.definitions_path = "/components/schemas/".into())
+        .into_generator();
+    generator.subschema_for::<Request>();
+    generator.subschema_for::<Event>();
+    generator.subschema_for::<DecisionWire>();
+    generator.subschema_for::<HistoryWire>();
+    generator.subschema_for::<ProblemWire>();
+    let mut components = serde_json::Map::new();
+    for (name, schema) in generator.take_definitions(true) {
+        let name = match name.as_str() {
+            "Request" => "AccessRequest".to_owned(),
+            "Event" => "ConsentEvent".to_owned(),
+            _ => name,
+        };
+        components.insert(name, schema);
+    }
+    let mut value = serde_json::Value::Object(components);
+    rename_refs(&mut value);
+    drop_null_defaults(&mut value);
+    match value {
+        serde_json::Value::Object(components) => components,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn rename_refs(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match value {
+                    serde_json::Value::String(target) if key == "$ref" => {
+                        if target == "#/components/schemas/Request" {
+                            *target = "#/components/schemas/AccessRequest".to_owned();
+                        } else if target == "#/components/schemas/Event" {
+                            *target = "#/components/schemas/ConsentEvent".to_owned();
+                        }
+                    }
+                    _ => rename_refs(value),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(rename_refs),
+        _ => {}
+    }
 }
 
 fn names(names: &[&str]) -> Vec<serde_json::Value> {
@@ -123,8 +220,28 @@ fn date_time(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "format": "date-time", "description": "RFC 3339" })
 }
 
-fn date(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "string", "format": "date" })
+/// An optional time the reader also takes as `null` (absent).
+fn nullable_date_time(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": ["string", "null"], "format": "date-time", "description": "RFC 3339; `null` is the same as absent" })
+}
+
+/// An optional date the reader also takes as `null` (absent).
+fn nullable_date(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": ["string", "null"], "format": "date", "description": "`null` is the same as absent" })
+}
+
+/// A policy version: up to four dotted numbers, as `PolicyVersion::parse` reads them.
+fn policy_version(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": ["string", "null"],
+        "pattern": "^v?\\+?[0-9]{1,9}([.-]\\+?[0-9]{1,9}){0,3}$",
+        "description": "up to four dotted numbers, like `1.0`; `null` is the same as absent"
+    })
+}
+
+/// A subject: any non-empty string.
+fn subject(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "minLength": 1, "description": "the subject (not empty)" })
 }
 
 // The wire forms of `interchange.md`, field for field.
@@ -137,24 +254,27 @@ enum Event {
     /// Attributes of a data subject.
     Subject {
         /// The subject.
+        #[schemars(schema_with = "subject")]
         subject: String,
         /// Date of birth.
         #[serde(default)]
-        #[schemars(schema_with = "date")]
+        #[schemars(schema_with = "nullable_date")]
         birth_date: Option<String>,
         /// Age in whole years at `at`.
         #[serde(default)]
         age: Option<u16>,
         /// When it was stated.
         #[serde(default)]
-        #[schemars(schema_with = "date_time")]
+        #[schemars(schema_with = "nullable_date_time")]
         at: Option<String>,
     },
     /// The subject (or a guardian) agreed to purposes.
     Grant {
         /// The subject.
+        #[schemars(schema_with = "subject")]
         subject: String,
         /// The purposes (each covers its children).
+        #[schemars(length(min = 1))]
         purposes: Vec<Purpose>,
         /// The consent level given.
         level: ConsentLevel,
@@ -163,13 +283,14 @@ enum Event {
         at: String,
         /// The policy version agreed to; the enforced version when absent.
         #[serde(default)]
+        #[schemars(schema_with = "policy_version")]
         policy_version: Option<String>,
         /// Given by a guardian for a minor.
         #[serde(default)]
         by_guardian: bool,
         /// When the grant ends.
         #[serde(default)]
-        #[schemars(schema_with = "date_time")]
+        #[schemars(schema_with = "nullable_date_time")]
         expires_at: Option<String>,
         /// What was agreed, when narrower than the purposes.
         #[serde(default)]
@@ -178,8 +299,10 @@ enum Event {
     /// The subject withdrew consent.
     Withdraw {
         /// The subject.
+        #[schemars(schema_with = "subject")]
         subject: String,
         /// The purposes (and their children).
+        #[schemars(length(min = 1))]
         purposes: Vec<Purpose>,
         /// From when.
         #[schemars(schema_with = "date_time")]
@@ -188,6 +311,7 @@ enum Event {
     /// The account was cancelled.
     Erase {
         /// The subject.
+        #[schemars(schema_with = "subject")]
         subject: String,
         /// From when.
         #[schemars(schema_with = "date_time")]
@@ -197,6 +321,7 @@ enum Event {
     /// kept only for the rule's `retention_after_end`.
     End {
         /// The subject.
+        #[schemars(schema_with = "subject")]
         subject: String,
         /// The purposes (and their children).
         #[schemars(length(min = 1))]
@@ -233,20 +358,24 @@ struct Scope {
 #[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
 struct Request {
     /// The subject.
+    #[schemars(schema_with = "subject")]
     subject: String,
     /// The most specific purpose.
     purpose: Purpose,
     /// At least one category.
     #[schemars(length(min = 1))]
     categories: Vec<DataCategory>,
-    /// `use` when absent.
+    /// `use` when absent (not `null`).
     #[serde(default)]
+    #[schemars(with = "Action")]
     action: Option<Action>,
-    /// `{"kind":"first_party"}` when absent.
+    /// `{"kind":"first_party"}` when absent (not `null`).
     #[serde(default)]
+    #[schemars(with = "RecipientWire")]
     recipient: Option<RecipientWire>,
-    /// `none` when absent.
+    /// `none` when absent (not `null`).
     #[serde(default)]
+    #[schemars(with = "Deidentification")]
     deidentification: Option<Deidentification>,
     /// The legal basis relied on, where the rule lists several; its first when absent.
     #[serde(default)]
@@ -254,12 +383,13 @@ struct Request {
     /// The policy's home region when absent.
     #[serde(default)]
     region: Option<Region>,
-    /// Browser signals.
+    /// Browser signals; none when absent (not `null`).
     #[serde(default)]
+    #[schemars(with = "SignalsWire")]
     signals: Option<SignalsWire>,
     /// When the data was collected.
     #[serde(default)]
-    #[schemars(schema_with = "date_time")]
+    #[schemars(schema_with = "nullable_date_time")]
     collected_at: Option<String>,
     /// The session that collected it.
     #[serde(default)]
@@ -267,15 +397,17 @@ struct Request {
     /// The current session.
     #[serde(default)]
     session: Option<String>,
-    /// Asks what would have been decided at that time (a what-if).
+    /// Asks what would have been decided at that time (a what-if); `null` is the
+    /// same as absent.
     #[serde(default)]
-    #[schemars(schema_with = "date_time")]
+    #[schemars(schema_with = "nullable_date_time")]
     at: Option<String>,
 }
 
 /// Who receives the data.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Recipient")]
 #[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
 struct RecipientWire {
     /// The kind.
@@ -288,6 +420,7 @@ struct RecipientWire {
 /// Browser privacy signals.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Signals")]
 #[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
 struct SignalsWire {
     /// Do Not Track.
@@ -334,4 +467,123 @@ struct DecisionWire {
     /// Present and true only on an answer about another time.
     #[serde(default)]
     what_if: bool,
+}
+
+/// A subject's consent history (`GET /v1/subjects/{id}/history`).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "History")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct HistoryWire {
+    /// The subject.
+    subject: String,
+    /// Every event of the subject, in store order.
+    events: Vec<Event>,
+}
+
+fn problem_code(_: &mut SchemaGenerator) -> Schema {
+    enumeration(
+        &[
+            "bad_request",
+            "inconsistent_record",
+            "unauthenticated",
+            "forbidden",
+            "not_found",
+            "method_not_allowed",
+            "request_timeout",
+            "body_too_large",
+            "policy_rejected",
+            "unavailable",
+            "internal",
+        ],
+        "the stable code of the error",
+    )
+}
+
+/// An RFC 9457 problem, the body of every error of the HTTP service
+/// (`application/problem+json`; docs/deploying.md, "Errors").
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Problem")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct ProblemWire {
+    /// `urn:consent-guard:error:<code>`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// A short summary, the same for every problem of the code.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What is wrong, as the command line says it: `field: message`, after `line N: `
+    /// or `item N: ` in a batch.
+    detail: String,
+    /// Stable, machine-readable.
+    #[schemars(schema_with = "problem_code")]
+    code: String,
+    /// The field at fault, when the error names one.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    field: Option<String>,
+    /// The 1-based line of a JSON-lines batch the record at fault starts on.
+    #[serde(default)]
+    #[schemars(with = "u64")]
+    line: Option<u64>,
+    /// The 1-based item of a JSON array batch at fault.
+    #[serde(default)]
+    #[schemars(with = "u64")]
+    item: Option<u64>,
+    /// 413: the body limit in bytes (`--body-limit`).
+    #[serde(default)]
+    #[schemars(with = "u64")]
+    limit: Option<u64>,
+    /// 422: every error of the policy that did not load.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    errors: Option<Vec<String>>,
+}
+
+/// [`openapi_components`] narrowed to what `policy` accepts: `Purpose` and
+/// `DataCategory` list the names it knows (built in and declared), a recipient names a
+/// declared recipient of its declared kind, and a grant's scope names declared
+/// recipients or kinds. A request or event valid under these schemas names nothing
+/// the service refuses as unknown; API testers (`.ci/contract`) test against it.
+pub fn openapi_components_for(policy: &crate::policy::Policy) -> serde_json::Map<String, serde_json::Value> {
+    let mut components = openapi_components();
+    let (purposes, categories) = policy.extensions();
+    let purposes: Vec<&str> = crate::purpose::PURPOSE_NAMES.iter().copied().chain(purposes).collect();
+    let categories: Vec<&str> = crate::category::CATEGORY_NAMES.iter().copied().chain(categories).collect();
+    components.insert(
+        "Purpose".to_owned(),
+        serde_json::json!({ "description": "a purpose the policy knows", "type": "string", "enum": purposes }),
+    );
+    components.insert(
+        "DataCategory".to_owned(),
+        serde_json::json!({ "description": "a data category the policy knows", "type": "string", "enum": categories }),
+    );
+    let declared = &policy.document().recipients;
+    let mut recipients = vec![serde_json::json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["kind"],
+        "properties": { "kind": { "$ref": "#/components/schemas/RecipientKind" }, "name": { "type": "null" } }
+    })];
+    recipients.extend(declared.iter().map(|(name, declaration)| {
+        serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["kind", "name"],
+            "properties": { "kind": { "const": declaration.kind.as_str() }, "name": { "const": name } }
+        })
+    }));
+    components.insert(
+        "Recipient".to_owned(),
+        serde_json::json!({ "description": "who receives the data: a kind, or a declared recipient", "anyOf": recipients }),
+    );
+    let scope_recipients: Vec<&str> =
+        declared.keys().map(String::as_str).chain(RecipientKind::ALL.iter().map(|kind| kind.as_str())).collect();
+    if let Some(items) = components.get_mut("Scope").and_then(|scope| scope.pointer_mut("/properties/recipients/items"))
+    {
+        *items = serde_json::json!({ "type": "string", "enum": scope_recipients });
+    }
+    components
 }

@@ -202,3 +202,118 @@ async fn failing_closed_over_http() {
     let response = client.get(format!("{base}/fraud")).header("x-user-id", "u1").send().await.unwrap();
     assert_eq!(problem(response, StatusCode::INTERNAL_SERVER_ERROR).await["code"], "consent_layer_missing");
 }
+
+/// Splits a shell command into words: spaces separate, single quotes keep.
+fn shell_words(command: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut started) = (Vec::new(), String::new(), false, false);
+    for c in command.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            ' ' if !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+/// Issue 28: the commands of the example's doc, as written (the service is served
+/// here rather than by its `cargo run` line): each `curl` is sent to it, and answers
+/// what its comment says (`# 403 consent_missing`: the status and the problem's code;
+/// `# 200 warnings`: the status and a `warnings` member).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_doc_sequence_runs_as_written() {
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/axum_service.rs")).unwrap();
+    let block: Vec<String> = source
+        .lines()
+        .filter_map(|line| line.strip_prefix("//!"))
+        .map(|line| line.strip_prefix(' ').unwrap_or(line).to_owned())
+        .skip_while(|line| line != "```text")
+        .skip(1)
+        .take_while(|line| line != "```")
+        .collect();
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in block {
+        match line.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(&line);
+                commands.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    assert!(commands[0].starts_with("cargo run --example axum_service"), "{commands:?}");
+    let curls: Vec<&String> = commands.iter().filter(|c| c.starts_with("curl ")).collect();
+    assert_eq!(curls.len(), commands.len() - 1, "only curl after the start: {commands:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(&dir.path().join("consent.redb")).await;
+    let client = reqwest::Client::new();
+    for command in curls {
+        let (line, expect) = match command.split_once(" # ") {
+            Some((line, expect)) => (line, Some(expect.trim())),
+            None => (command.as_str(), None),
+        };
+        let words = shell_words(line);
+        let (mut method, mut url, mut body, mut headers) = (None, None, None, Vec::new());
+        let mut words = words.iter().skip(1);
+        while let Some(word) = words.next() {
+            match word.as_str() {
+                "-X" => method = words.next().cloned(),
+                "-H" => headers.push(words.next().unwrap().clone()),
+                "-d" => body = words.next().cloned(),
+                other if !other.starts_with('-') => url = Some(other.replacen("localhost:3000", &running.base, 1)),
+                other => panic!("{command}: option {other} not understood"),
+            }
+        }
+        let method = method.unwrap_or_else(|| if body.is_some() { "POST".to_owned() } else { "GET".to_owned() });
+        let mut request = client.request(method.parse().unwrap(), url.unwrap());
+        for header in &headers {
+            let (name, value) = header.split_once(": ").unwrap();
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let content_type =
+            response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let text = response.text().await.unwrap();
+        if !status.is_success() {
+            assert_eq!(content_type, "application/problem+json", "{command}: {status} {text}");
+        }
+        match expect.map(|e| e.split_once(' ').unwrap_or((e, ""))) {
+            None => assert!(status.is_success(), "{command}: {status} {text}"),
+            Some((want, detail)) => {
+                assert_eq!(status.as_str(), want, "{command}: {text}");
+                match detail {
+                    "" => {}
+                    "warnings" => {
+                        let body: Value = serde_json::from_str(&text).unwrap();
+                        assert!(body["warnings"].as_array().is_some_and(|w| !w.is_empty()), "{command}: {text}");
+                    }
+                    code => {
+                        let body: Value = serde_json::from_str(&text).unwrap();
+                        assert_eq!(body["code"], code, "{command}: {text}");
+                    }
+                }
+            }
+        }
+    }
+    running.stop().await;
+}

@@ -23,7 +23,7 @@ use crate::decision::Decision;
 use crate::error::{EventError, RequestError};
 use crate::guard::Guard;
 use crate::policy::Policy;
-use crate::request::AccessRequest;
+use crate::request::{AccessRequest, RecipientKind};
 
 use super::{event_message, explain, RecordKind};
 
@@ -82,8 +82,23 @@ pub fn field_of(message: &str) -> Option<&str> {
 pub fn parse_request<'a>(policy: &Policy, record: &'a [u8]) -> Result<AccessRequest<'a>, AnswerError> {
     let request: AccessRequest<'a> =
         serde_json::from_slice(record).map_err(|e| AnswerError::Malformed(explain(record, RecordKind::Request, &e)))?;
-    policy.validate_request(&request)?;
+    validate(policy, &request)?;
     Ok(request)
+}
+
+/// Validates a parsed request against `policy`: its subject is not empty (as an
+/// event's may not be), and it names only what the policy knows.
+///
+/// # Errors
+///
+/// [`AnswerError::Malformed`] for an empty subject (`subject: must not be empty`),
+/// [`AnswerError::Request`] for a name the policy does not know.
+pub fn validate(policy: &Policy, request: &AccessRequest<'_>) -> Result<(), AnswerError> {
+    if request.subject.is_empty() {
+        return Err(AnswerError::Malformed("subject: must not be empty".to_owned()));
+    }
+    policy.validate_request(request)?;
+    Ok(())
 }
 
 /// Parses a consent event.
@@ -93,6 +108,51 @@ pub fn parse_request<'a>(policy: &Policy, record: &'a [u8]) -> Result<AccessRequ
 /// [`AnswerError::Malformed`] naming the field at fault.
 pub fn parse_event(record: &[u8]) -> Result<ConsentEvent, AnswerError> {
     serde_json::from_slice(record).map_err(|e| AnswerError::Malformed(explain(record, RecordKind::Event, &e)))
+}
+
+/// Checks a consent event against `policy` beyond what recording checks: a grant's
+/// scope names only declared recipients or recipient kinds (as a request's recipient
+/// must).
+///
+/// # Errors
+///
+/// [`AnswerError::Event`] with [`EventError::UnknownRecipient`] (field
+/// `scope.recipients`).
+pub fn validate_event(policy: &Policy, event: &ConsentEvent) -> Result<(), AnswerError> {
+    let ConsentEvent::Grant(grant) = event else {
+        return Ok(());
+    };
+    let declared = &policy.document().recipients;
+    let unknown = grant.scope.iter().flat_map(|scope| &scope.recipients).find(|name| {
+        !declared.contains_key(name.as_str()) && !RecipientKind::ALL.iter().any(|kind| kind.as_str() == name.as_str())
+    });
+    match unknown {
+        Some(name) => Err(AnswerError::Event(EventError::UnknownRecipient(name.clone()))),
+        None => Ok(()),
+    }
+}
+
+/// Warnings about a consent event `policy` would record but no rule of it uses: each
+/// purpose that no rule governs (none names it, an ancestor or a descendant). The
+/// event is valid and is stored (a later policy may govern the purpose); nothing
+/// `check` decides depends on it now.
+pub fn ungoverned(policy: &Policy, event: &ConsentEvent) -> Vec<String> {
+    let purposes = match event {
+        ConsentEvent::Grant(e) => &e.purposes,
+        ConsentEvent::Withdraw(e) => &e.purposes,
+        ConsentEvent::End(e) => &e.purposes,
+        _ => return Vec::new(),
+    };
+    purposes
+        .iter()
+        .filter(|purpose| {
+            policy.rule_for(purpose).is_none()
+                && !policy.rules().iter().any(|rule| rule.purposes.iter().any(|governed| purpose.covers(governed)))
+        })
+        .map(|purpose| {
+            format!("purposes: no rule of the policy governs `{purpose}`: the event is recorded, but no check depends on it")
+        })
+        .collect()
 }
 
 /// Decides a valid request: at the guard's clock, or as a what-if at the request's own
@@ -123,6 +183,7 @@ pub fn answer<R>(guard: &Guard, record: &[u8], with: impl FnOnce(Decision<'_>) -
 /// [`AnswerError::Malformed`], or [`AnswerError::Event`] when the guard refuses it.
 pub fn record(guard: &Guard, record: &[u8]) -> Result<(), AnswerError> {
     let event = parse_event(record)?;
+    validate_event(guard.policy(), &event)?;
     guard.record(&event)?;
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! A structured description of a compiled policy, for people and their tools: what each
 //! rule permits, on which basis, with its defaults spelt out (the effective actions,
 //! recipients, regions, level and de-identification), the sentence of the privacy
-//! policy it encodes, and the warnings about it, each under its rule. The command
+//! policy it encodes, and the warnings about it, each under its rule. Each rule lists
+//! its [`Permission`]s: every action and recipient it permits, what `[rule.with_consent]`
+//! adds included, each with the consent it needs once the policy's separate-consent
+//! triggers are applied. The command
 //! line's `explain` renders it as text, Markdown, HTML or JSON; the HTTP service's
 //! `GET /v1/policy` answers its JSON, for the policy the guard enforces.
 //!
@@ -21,14 +24,14 @@
 use serde::Serialize;
 
 use super::document::{
-    ConsentDefault, MinorsSection, RecipientDeclaration, Retention, RuleDocument, SeparateTrigger, Signal,
+    ConsentDefault, MinorsSection, RecipientDeclaration, Retention, RuleDocument, SeparateTrigger, Signal, WithConsent,
 };
 use super::Policy;
 use crate::basis::{Bases, ConsentLevel};
 use crate::category::DataCategory;
 use crate::error::Diagnostic;
 use crate::purpose::Purpose;
-use crate::request::{Action, Deidentification, Region};
+use crate::request::{Action, Deidentification, RecipientKind, Region};
 
 /// A policy, described.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -58,6 +61,26 @@ pub struct Explanation {
     pub warnings: Vec<Note>,
     /// Every rule, in the order written.
     pub rules: Vec<RuleExplanation>,
+    /// The purposes the policy knows (built in or declared) that no rule governs,
+    /// itself or through a purpose above it: each is denied (`no_rule`).
+    pub denied_purposes: Vec<Purpose>,
+}
+
+/// One thing a rule permits: an action for a recipient, and the consent it needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Permission {
+    /// What may be done.
+    pub action: Action,
+    /// To whom: a recipient kind, or a declared recipient's name (within its limits).
+    pub recipient: String,
+    /// The consent needed at least, the policy's separate-consent triggers for this
+    /// recipient and action applied; `None`: none (the rule's basis is not consent).
+    pub consent: Option<ConsentLevel>,
+    /// Permitted only by `[rule.with_consent]`.
+    pub with_consent: bool,
+    /// The trigger that raised `consent` to separate, if one did.
+    pub separate_because: Option<SeparateTrigger>,
 }
 
 /// A named recipient.
@@ -130,6 +153,11 @@ pub struct RuleExplanation {
     pub default_actions: bool,
     /// Who may receive it: recipient kinds and named recipients.
     pub recipients: Vec<String>,
+    /// What the subject's consent adds to a rule on another basis, as written.
+    pub with_consent: Option<WithConsent>,
+    /// Every action and recipient the rule permits, with the consent each needs:
+    /// `actions` × `recipients`, then what `with_consent` adds.
+    pub permissions: Vec<Permission>,
     /// The de-identification needed at least.
     pub deidentification: Deidentification,
     /// How long it may be kept (`None`: not limited by the policy).
@@ -180,7 +208,91 @@ pub fn describe(policy: &Policy) -> Explanation {
             .collect(),
         warnings: other,
         rules,
+        denied_purposes: denied_purposes(policy),
     }
+}
+
+/// The known purposes no rule governs.
+fn denied_purposes(policy: &Policy) -> Vec<Purpose> {
+    let (declared, _) = policy.extensions();
+    crate::purpose::PURPOSE_NAMES
+        .iter()
+        .copied()
+        .chain(declared)
+        .filter_map(|name| name.parse::<Purpose>().ok())
+        .filter(|purpose| policy.rule_for(purpose).is_none())
+        .collect()
+}
+
+/// The recipient kind of `name`: a kind, or a declared recipient's kind.
+fn kind_of(policy: &Policy, name: &str) -> Option<RecipientKind> {
+    RecipientKind::ALL
+        .iter()
+        .copied()
+        .find(|kind| kind.as_str() == name)
+        .or_else(|| policy.document().recipients.get(name).map(|declared| declared.kind))
+}
+
+/// Every action × recipient `rule` permits, with the consent each needs, as the guard
+/// decides it: the rule's own at its level (none on another basis), then what only
+/// `with_consent` reaches at its level; consent is raised to separate for a third
+/// party, the public or a disclosure where the policy's triggers say so.
+fn permissions(policy: &Policy, rule: &RuleDocument) -> Vec<Permission> {
+    let triggers = policy.document().policy.separate_consent_for.as_deref().unwrap_or(&SeparateTrigger::ALL);
+    let own_actions = rule.effective_actions();
+    let own_recipients: Vec<&str> = rule.effective_recipients().collect();
+    let extension = rule.with_consent.as_ref();
+    let share = [Action::Share];
+    let extra_actions: &[Action] = match extension {
+        None => &[],
+        Some(extension) => extension.actions.as_deref().unwrap_or(&share),
+    };
+    let extra_recipients: Vec<&str> = match extension {
+        None => Vec::new(),
+        Some(extension) => match &extension.recipients {
+            Some(list) => list.iter().map(String::as_str).collect(),
+            None => own_recipients.clone(),
+        },
+    };
+    let mut recipients = own_recipients.clone();
+    for name in &extra_recipients {
+        if !recipients.contains(name) {
+            recipients.push(name);
+        }
+    }
+    let mut found = Vec::new();
+    for action in Action::ALL.iter().filter(|a| own_actions.contains(a) || extra_actions.contains(a)) {
+        for recipient in &recipients {
+            let own = own_actions.contains(action) && own_recipients.contains(recipient);
+            let consent = if own {
+                rule.effective_level()
+            } else if let Some(extension) = extension {
+                Some(extension.level)
+            } else {
+                continue;
+            };
+            let kind = kind_of(policy, recipient);
+            let trigger = if kind == Some(RecipientKind::ThirdParty) && triggers.contains(&SeparateTrigger::ThirdParty)
+            {
+                Some(SeparateTrigger::ThirdParty)
+            } else if (kind == Some(RecipientKind::Public) || *action == Action::Disclose)
+                && triggers.contains(&SeparateTrigger::Public)
+            {
+                Some(SeparateTrigger::Public)
+            } else {
+                None
+            };
+            let separate_because = trigger.filter(|_| consent.is_some_and(|level| level < ConsentLevel::Separate));
+            found.push(Permission {
+                action: *action,
+                recipient: (*recipient).to_owned(),
+                consent: if separate_because.is_some() { Some(ConsentLevel::Separate) } else { consent },
+                with_consent: !own,
+                separate_because,
+            });
+        }
+    }
+    found
 }
 
 fn describe_rule(policy: &Policy, rule: &RuleDocument) -> RuleExplanation {
@@ -201,6 +313,8 @@ fn describe_rule(policy: &Policy, rule: &RuleDocument) -> RuleExplanation {
         actions: rule.effective_actions().to_vec(),
         default_actions: rule.effective_actions() == RuleDocument::DEFAULT_ACTIONS,
         recipients: rule.effective_recipients().map(str::to_owned).collect(),
+        with_consent: rule.with_consent.clone(),
+        permissions: permissions(policy, rule),
         deidentification: rule.effective_deidentification(),
         retention: rule.retention,
         regions: rule.effective_regions(policy.storage_regions()).to_vec(),

@@ -12,7 +12,7 @@ use consent_guard::purpose::Purpose;
 use consent_guard::request::Deidentification;
 use consent_guard::Policy;
 
-use consent_guard::policy::explain::{describe, Note};
+use consent_guard::policy::explain::{describe, Note, Permission};
 
 use crate::CliError;
 
@@ -35,6 +35,8 @@ pub(crate) fn run(path: &Path, purpose: Option<&str>, format: ExplainFormat) -> 
     let policy = Policy::from_toml_file(path)?;
     let mut explanation = describe(&policy);
     let notes: Vec<Vec<Note>> = explanation.rules.iter().map(|rule| rule.warnings.clone()).collect();
+    let permits: Vec<Vec<Permission>> = explanation.rules.iter().map(|rule| rule.permissions.clone()).collect();
+    let denied = explanation.denied_purposes.iter().map(ToString::to_string).collect::<Vec<_>>();
     let other = explanation.warnings.clone();
     let purpose = match purpose {
         None => None,
@@ -54,8 +56,8 @@ pub(crate) fn run(path: &Path, purpose: Option<&str>, format: ExplainFormat) -> 
         explanation.rules.retain(|rule| Some(rule.clause.as_str()) == governing);
     }
     let text = match (format, &purpose) {
-        (ExplainFormat::Text, None) => whole(&policy, &notes, &other),
-        (ExplainFormat::Text, Some(purpose)) => one(&policy, purpose, &notes),
+        (ExplainFormat::Text, None) => whole(&policy, &Extras { notes: &notes, permits: &permits }, &other, &denied),
+        (ExplainFormat::Text, Some(purpose)) => one(&policy, purpose, &Extras { notes: &notes, permits: &permits }),
         (ExplainFormat::Markdown, _) => crate::report::markdown(&explanation),
         (ExplainFormat::Html, _) => crate::report::html(&explanation),
         (ExplainFormat::Json, _) => crate::report::json(&explanation) + "\n",
@@ -66,8 +68,24 @@ pub(crate) fn run(path: &Path, purpose: Option<&str>, format: ExplainFormat) -> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the description adds to each rule, by the rule's index.
+struct Extras<'a> {
+    notes: &'a [Vec<Note>],
+    permits: &'a [Vec<Permission>],
+}
+
+impl Extras<'_> {
+    fn notes(&self, index: usize) -> &[Note] {
+        self.notes.get(index).map_or(&[], Vec::as_slice)
+    }
+
+    fn permits(&self, index: usize) -> &[Permission] {
+        self.permits.get(index).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// The whole policy: header, recipients, then every rule in the order written.
-fn whole(policy: &Policy, notes: &[Vec<Note>], other: &[Note]) -> String {
+fn whole(policy: &Policy, extras: &Extras<'_>, other: &[Note], denied: &[String]) -> String {
     let document = policy.document();
     let header = &document.policy;
     let mut text = String::new();
@@ -127,16 +145,19 @@ fn whole(policy: &Policy, notes: &[Vec<Note>], other: &[Note]) -> String {
         let _ = writeln!(text, "{}", note_line(note));
     }
     let _ = writeln!(text, "any purpose no rule below covers is denied by default (no_rule)");
+    if !denied.is_empty() {
+        let _ = writeln!(text, "denied (no rule covers them): {}", denied.join(", "));
+    }
     for (index, rule) in policy.rules().iter().enumerate() {
         let _ = writeln!(text);
         let _ = writeln!(text, "{} [clause {}]", join(rule.purposes.iter().map(ToString::to_string)), rule.id);
-        rule_body(policy, rule, notes.get(index).map_or(&[], Vec::as_slice), &mut text);
+        rule_body(policy, rule, extras.notes(index), extras.permits(index), &mut text);
     }
     text
 }
 
 /// One purpose: the rule that governs it, or that it is denied by default.
-fn one(policy: &Policy, purpose: &Purpose, notes: &[Vec<Note>]) -> String {
+fn one(policy: &Policy, purpose: &Purpose, extras: &Extras<'_>) -> String {
     let mut text = String::new();
     match policy.rule_for(purpose) {
         None => {
@@ -153,8 +174,8 @@ fn one(policy: &Policy, purpose: &Purpose, notes: &[Vec<Note>]) -> String {
                 let _ = write!(text, " through {}", join(parents.map(ToString::to_string)));
             }
             let _ = writeln!(text);
-            let index = policy.rules().iter().position(|r| r.id == rule.id);
-            rule_body(policy, rule, index.and_then(|i| notes.get(i)).map_or(&[], Vec::as_slice), &mut text);
+            let index = policy.rules().iter().position(|r| r.id == rule.id).unwrap_or(usize::MAX);
+            rule_body(policy, rule, extras.notes(index), extras.permits(index), &mut text);
         }
     }
     text
@@ -171,7 +192,7 @@ fn note_line(note: &Note) -> String {
 
 /// The lines of one rule: what it permits, its defaults spelled out where they
 /// permit something, the sentence it encodes and the warnings about it.
-fn rule_body(policy: &Policy, rule: &RuleDocument, notes: &[Note], text: &mut String) {
+fn rule_body(policy: &Policy, rule: &RuleDocument, notes: &[Note], permits: &[Permission], text: &mut String) {
     if let Some(source) = &rule.source {
         let _ = writeln!(text, "  the privacy policy says: \"{source}\"");
     }
@@ -231,6 +252,30 @@ fn rule_body(policy: &Policy, rule: &RuleDocument, notes: &[Note], text: &mut St
     if let Some(version) = &rule.changed_in {
         let _ = writeln!(text, "  consent given under a version before {version} must be renewed (reconsent_required)");
     }
+    if let Some(extension) = &rule.with_consent {
+        let actions = extension.actions.as_deref().unwrap_or(&[consent_guard::request::Action::Share]);
+        let recipients = match &extension.recipients {
+            Some(list) => list.join(", "),
+            None => join(rule.effective_recipients().map(str::to_owned)),
+        };
+        let _ = writeln!(
+            text,
+            "  with {} consent also: {} for {recipients}",
+            extension.level,
+            join(actions.iter().map(ToString::to_string))
+        );
+    }
+    let _ = writeln!(text, "  permits:");
+    for grant in crate::report::grants(permits) {
+        let permission = grant.permission;
+        let _ = writeln!(
+            text,
+            "    {}: {} ({})",
+            permission.recipient,
+            join(grant.actions.iter().map(ToString::to_string)),
+            crate::report::consent_words(permission)
+        );
+    }
     let exceptions = exceptions(policy, rule);
     if !exceptions.is_empty() {
         let _ = writeln!(text, "  except: {}", exceptions.join(", "));
@@ -261,6 +306,10 @@ fn minors(policy: &Policy) -> String {
         (Some(age), _) => format!("subjects under {age} need a guardian's consent"),
         (None, Some(age)) => format!("subjects under {age} are not served"),
         (None, None) => "treated as adults (the policy sets no age)".to_owned(),
+    };
+    let rule = match section.sensitive_under {
+        Some(age) => format!("{rule}; data of subjects under {age} is sensitive"),
+        None => rule,
     };
     let unknown = match section.unknown_age.unwrap_or_default() {
         UnknownAge::Adult => "a subject of unknown age is treated as an adult",

@@ -99,14 +99,17 @@ enum Command {
     /// Print, for people, what a policy permits for each purpose and on which basis.
     #[command(long_about = EXPLAIN_HELP)]
     Explain {
-        /// The policy file (TOML).
+        /// The policy file (TOML), as `lint`, `diff` and `test` take it.
+        #[arg(value_name = "POLICY", required_unless_present = "policy", conflicts_with = "policy")]
+        path: Option<PathBuf>,
+        /// The policy file, as earlier versions took it (the same as POLICY).
         #[arg(long, value_name = "P")]
-        policy: PathBuf,
+        policy: Option<PathBuf>,
         /// Explain only the rule governing this purpose.
         #[arg(long, value_name = "X")]
         purpose: Option<String>,
-        /// `text`, or one table for reviewers: `markdown`, `html` (a self-contained
-        /// page), `json`.
+        /// `text`, or the reviewer's report: `markdown`, `html` (a self-contained page
+        /// with a card per rule), `json`.
         #[arg(long, value_enum, default_value_t = explain::ExplainFormat::Text)]
         format: explain::ExplainFormat,
     },
@@ -117,12 +120,18 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Print the JSON Schema of a policy, a consent event, a request or a decision.
+    /// Print the JSON Schema of a policy, a consent event, a request, a decision or a
+    /// problem, or the body schemas of the HTTP API (`openapi`).
     #[command(long_about = SCHEMA_HELP)]
     Schema {
-        /// `policy`, `event`, `request` or `decision`.
-        #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(consent_guard::schema::NAMES))]
+        /// `policy`, `event`, `request`, `decision`, `problem` or `openapi`.
+        #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(
+            consent_guard::schema::NAMES.iter().copied().chain(["openapi"])
+        ))]
         name: String,
+        /// With `openapi`: narrow the names to those this policy knows.
+        #[arg(long, value_name = "P")]
+        policy: Option<PathBuf>,
     },
     /// Audit logs written by `check --audit`.
     #[command(subcommand)]
@@ -287,16 +296,19 @@ Exit status: 0 no error (warnings allowed to pass), 1 an error, or a warning wit
 --deny-warnings, 2 a file is unreadable.";
 
 const EXPLAIN_HELP: &str = "\
-Print, for people, what a policy permits for each purpose: basis, consent level,
-opt-in or opt-out, categories, actions, recipients, de-identification, retention,
-regions, transfer regions, opt-out signals, the clause id, the sentence of the
-privacy policy the rule encodes (its `source`) and the lint warnings about it. With
---purpose, only the rule governing that purpose, or that it is denied by default.
+Print, for people, what the policy POLICY (a path, or --policy P) permits for each
+purpose: the policy's header (regions, separate-consent triggers, minors, named
+recipients with their limits, the purposes no rule covers), then per rule its basis,
+consent level, opt-in or opt-out, categories, actions, recipients, what
+[rule.with_consent] adds, every permission (recipient and actions) with the consent
+it needs, de-identification, retention, regions, transfer regions, opt-out signals,
+the clause id, the sentence of the privacy policy the rule encodes (its `source`)
+and the lint warnings about it. With --purpose, only the rule governing that
+purpose, or that it is denied by default.
 
---format markdown|html|json prints one table for the policy instead, a row per rule
-(purpose, basis, consent level and default, data, recipients, regions, retention,
-signals, clause, the privacy policy's sentence, notes). The HTML is one
-self-contained page to open in a browser.
+--format markdown|html|json prints the reviewer's report instead: the header, then a
+card per rule with its permissions in plain words and human labels for the data.
+The HTML is one self-contained page to open in a browser.
 
 Exit status: 0; 2 on an unreadable policy or an unknown purpose.";
 
@@ -319,7 +331,12 @@ const SCHEMA_HELP: &str = "\
 Print a JSON Schema (draft 2020-12) on standard output: `policy` (the TOML policy
 file, for editors such as taplo and Even Better TOML: save it and point a `#:schema`
 comment or the editor's schema association at it), `event` (one line of an events
-file), `request` (an access request), `decision` (one line `check` prints).
+file), `request` (an access request), `decision` (one line `check` prints), `problem`
+(an error of the HTTP service, RFC 9457).
+
+`openapi` prints the body schemas of docs/openapi.yaml (`components.schemas`),
+generated from the same types; with `--policy P`, narrowed to the
+purposes, categories and recipients P knows (what an API tester should send).
 
 Exit status: 0; 2 on an unknown name.";
 
@@ -422,9 +439,12 @@ fn main() -> ExitCode {
             lint::run(&lint::LintOptions { paths: &policies, format, deny_warnings, since: since.as_deref() })
         }
         Command::Diff { old, new, format } => diff::run(&old, &new, format == DiffFormat::Json),
-        Command::Explain { policy, purpose, format } => explain::run(&policy, purpose.as_deref(), format),
+        Command::Explain { path, policy, purpose, format } => match path.or(policy) {
+            Some(path) => explain::run(&path, purpose.as_deref(), format),
+            None => Err(CliError::Usage("explain: name the policy file".to_owned())),
+        },
         Command::Test { files } => golden::run(&files),
-        Command::Schema { name } => schema(&name),
+        Command::Schema { name, policy } => schema(&name, policy.as_deref()),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
         Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
         Command::History { store, subject } => history(&store, &subject),
@@ -470,8 +490,13 @@ pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        // An error that already says its cause (`#[error("...: {0}")]`) is not
+        // followed by it again.
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
@@ -522,9 +547,16 @@ fn quarantine(policy: &Path, spec: &str) -> Result<ExitCode, CliError> {
 }
 
 /// `schema`: one JSON Schema, pretty-printed.
-fn schema(name: &str) -> Result<ExitCode, CliError> {
-    let schema =
-        consent_guard::schema::schema(name).ok_or_else(|| CliError::Usage(format!("unknown schema `{name}`")))?;
+fn schema(name: &str, policy: Option<&Path>) -> Result<ExitCode, CliError> {
+    let schema = if name == "openapi" {
+        let components = match policy {
+            Some(path) => consent_guard::schema::openapi_components_for(&Policy::from_toml_file(path)?),
+            None => consent_guard::schema::openapi_components(),
+        };
+        serde_json::json!({ "components": { "schemas": components } })
+    } else {
+        consent_guard::schema::schema(name).ok_or_else(|| CliError::Usage(format!("unknown schema `{name}`")))?
+    };
     let text = serde_json::to_string_pretty(&schema).map_err(|e| CliError::Output(e.into()))?;
     let mut out = io::stdout().lock();
     writeln!(out, "{text}").map_err(CliError::Output)?;
@@ -701,7 +733,17 @@ fn follow_line(
     match is_event(bytes) {
         Err(e) => failed(explain_error(bytes, RecordKind::Request, &e)),
         Ok(true) => match answer::record(guard, bytes) {
-            Ok(()) => br#"{"recorded":1}"#.to_vec(),
+            Ok(()) => {
+                // Recorded; a purpose no rule governs is said, as the server says it.
+                let warnings = answer::parse_event(bytes)
+                    .map(|event| answer::ungoverned(guard.policy(), &event))
+                    .unwrap_or_default();
+                if warnings.is_empty() {
+                    br#"{"recorded":1}"#.to_vec()
+                } else {
+                    serde_json::json!({ "recorded": 1, "warnings": warnings }).to_string().into_bytes()
+                }
+            }
             Err(e) => failed(e.to_string()),
         },
         Ok(false) => {

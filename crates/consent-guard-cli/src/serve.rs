@@ -48,8 +48,13 @@ pub(crate) struct ServeArgs {
     /// log commits within 10 ms (see docs/audit.md).
     #[arg(long, value_enum, default_value_t = AuditDurability::Synced)]
     audit_durability: AuditDurability,
+    /// Also serve `GET /metrics` on this address without a token (for a Prometheus
+    /// that cannot send one); keep it private. The main address still serves it to
+    /// the `read` role.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// The largest request body, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = consent_guard_server::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
     /// The longest a request may take, in milliseconds (a slower client gets 408).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
@@ -128,6 +133,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
         .idle_timeout(Duration::from_millis(args.idle_timeout))
         .http2(args.http2)
         .max_staleness(Duration::from_millis(args.max_staleness));
+    if let Some(address) = args.metrics_listen {
+        options = options.metrics_listen(address);
+    }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         options = options.tls(cert, key);
     }
@@ -158,6 +166,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
         let addr = bound.local_addr().map_err(|e| config(&e))?;
         let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
         eprintln!("consent-guard: listening on {scheme}://{addr}");
+        if let Some(metrics) = bound.metrics_addr().map_err(|e| config(&e))? {
+            eprintln!("consent-guard: metrics without a token on http://{metrics}/metrics");
+        }
         bound.serve(shutdown()).await.map_err(|e| CliError::Usage(with_sources(&e)))?;
         eprintln!("consent-guard: stopped; requests drained, audit flushed");
         Ok(ExitCode::SUCCESS)

@@ -271,6 +271,23 @@ fn bad_input_names_file_line_and_field() {
             "scope.categories: unknown data category `behaviour`",
         ),
         (r#"{"type":"erase","subject":"a"}"#, true, "missing field `at`"),
+        // Issue 28: an empty subject is refused by `check` as it is by the events.
+        (
+            r#"{"subject":"","purpose":"account.registration","categories":["contact.email"]}"#,
+            false,
+            "subject: must not be empty",
+        ),
+        // Issue 28: `basis` is a known field; the error beside it is the one reported.
+        (
+            r#"{"subject":"a","purpose":"account.login","categories":["account.profile"],"basis":"contract","action":"sell"}"#,
+            false,
+            "action: unknown variant `sell`",
+        ),
+        (
+            r#"{"subject":"a","purpose":"account.login","categories":["account.profile"],"purpse":"x"}"#,
+            false,
+            "deidentification, basis, region",
+        ),
         ("{\"type\":\"grant\"", true, "malformed JSON"),
     ];
     for (bad, as_events, field) in cases {
@@ -563,15 +580,25 @@ fn explain_tables_for_reviewers() {
         let html = run("html");
         let json: Value = serde_json::from_str(&run("json")).unwrap();
         assert_eq!(json["rules"].as_array().unwrap().len(), policy.rules().len(), "{seed}");
-        let header = "| Purpose | Basis | Consent | Data | Recipients | Regions | Retention | Signals | Clause | The privacy policy says | Notes |";
-        assert!(markdown.contains(header), "{seed}: {markdown}");
-        assert_eq!(markdown.lines().filter(|l| l.starts_with("| ")).count(), policy.rules().len() + 1, "{seed}");
+        // The policy's header in every format, then a card per rule.
+        for needle in ["- **Regions:** home region", "- **Separate consent:**", "- **Minors:**", "- **Denied:**"] {
+            assert!(markdown.contains(needle), "{seed}: {needle} in {markdown}");
+        }
+        assert!(html.contains("<dt>Separate consent</dt>"), "{seed}");
+        assert!(plain.contains("consent rules need separate consent for"), "{seed}");
+        assert_eq!(markdown.matches("\n| To | Permits | Consent |").count(), policy.rules().len(), "{seed}");
         for (rule, row) in policy.rules().iter().zip(json["rules"].as_array().unwrap()) {
             let source = rule.source.as_deref().unwrap_or_else(|| panic!("{seed}: {} has no source", rule.id));
             assert!(source.len() > 20, "{seed}: {}", rule.id);
             assert!(plain.contains(&format!("the privacy policy says: \"{source}\"")), "{seed}: {}", rule.id);
             assert!(markdown.contains(&source.replace('|', "\\|")), "{seed}: {}", rule.id);
-            assert!(html.contains(&format!("<tr data-clause=\"{}\">", rule.id)), "{seed}: {}", rule.id);
+            assert!(markdown.contains(&format!("(clause `{}`)", rule.id)), "{seed}: {}", rule.id);
+            assert!(
+                html.contains(&format!("<section class=\"card\" data-clause=\"{}\">", rule.id)),
+                "{seed}: {}",
+                rule.id
+            );
+            assert!(!row["permissions"].as_array().unwrap().is_empty(), "{seed}: {}", rule.id);
             assert_eq!(row["clause"], rule.id.as_str());
             assert_eq!(row["source"], source);
         }

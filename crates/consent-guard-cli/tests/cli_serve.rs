@@ -74,6 +74,12 @@ fn check_follow_answers_each_line_at_once() {
     let withdraw = r#"{"type":"withdraw","subject":"alice","purposes":["ai_training"],"at":"2026-02-01T00:00:00Z"}"#;
     assert_eq!(ask(withdraw), serde_json::json!({"recorded": 1}));
     assert_eq!(ask(TRAINING)["code"], "consent_withdrawn");
+    // A purpose no rule governs: recorded, with a warning (issue 28).
+    let marketing =
+        r#"{"type":"grant","subject":"alice","purposes":["marketing"],"level":"explicit","at":"2026-01-02T00:00:00Z"}"#;
+    let answer = ask(marketing);
+    assert_eq!(answer["recorded"], 1, "{answer}");
+    assert!(answer["warnings"][0].as_str().unwrap().contains("`marketing`"), "{answer}");
     drop(stdin);
     assert!(child.0.wait().unwrap().success());
 }
@@ -234,4 +240,27 @@ fn serve_traces_decisions_with_pseudonyms() {
     assert_eq!(pseudonym.len(), 64);
     assert_eq!(target("consent_guard::consent")["fields"]["subject"], pseudonym);
     assert!(!rest.contains("alice"), "{rest}");
+}
+
+/// Issue 28: a busy port names its address, and the message is printed once.
+#[test]
+fn a_busy_port_names_its_address_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(binary())
+        .current_dir(root())
+        .args(["serve", "--listen", &address, "--policy", "examples/policies/exmo.toml", "--store"])
+        .arg(dir.path().join("store.redb"))
+        .env("CONSENT_GUARD_TOKENS", "admin:admin-token-0123456789")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("cannot listen on {address}")), "{stderr}");
+    let reason = std::io::Error::from(std::io::ErrorKind::AddrInUse).to_string();
+    let os = stderr.split(&format!("cannot listen on {address}: ")).nth(1).unwrap_or_default().trim().to_owned();
+    assert!(!os.is_empty(), "{stderr}");
+    assert_eq!(stderr.matches(os.as_str()).count(), 1, "printed more than once: {stderr} ({reason})");
+    drop(taken);
 }

@@ -128,6 +128,10 @@ fn percent_decode(text: &str) -> Result<String, StoreError> {
 
 /// The rustls client configuration for these settings.
 pub(super) fn client_config(settings: &Settings) -> Result<ClientConfig, StoreError> {
+    // rustls 0.23.48 deprecates the ring provider for lacking post-quantum key
+    // exchange; the workspace keeps ring (no C toolchain beyond ring's own, no cmake)
+    // until it moves to aws-lc-rs. Classical X25519/P-256 key exchange is unchanged.
+    #[allow(deprecated, reason = "ring has no post-quantum key exchange; see the comment above")]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

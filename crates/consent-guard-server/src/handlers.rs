@@ -149,8 +149,8 @@ fn decide_batch(app: &App, guard: &Guard, body: &Records, tx: &mpsc::Sender<Resu
         }
     };
     for (request, position) in &records {
-        if let Err(e) = guard.policy().validate_request(request) {
-            let _ = tx.blocking_send(Err(ApiError::bad(&AnswerError::from(e), Some(*position)).into_response()));
+        if let Err(e) = answer::validate(guard.policy(), request) {
+            let _ = tx.blocking_send(Err(ApiError::bad(&e, Some(*position)).into_response()));
             return;
         }
     }
@@ -214,13 +214,39 @@ async fn events(_: Authorized<RecordRole>, State(app): State<Arc<App>>, body: Re
             Ok(records) => records.into_iter().unzip(),
             Err(e) => return e.into_response(),
         };
+        let policy_now = worker.guards.load();
+        if let Some((error, position)) = events.iter().zip(&positions).find_map(|(event, position)| {
+            answer::validate_event(policy_now.policy(), event).err().map(|e| (e, *position))
+        }) {
+            return ApiError::bad(&error, (events.len() > 1).then_some(position)).into_response();
+        }
         // Through the handle: a reload publishing its guard meanwhile sees the event.
         match worker.guards.record_all(&events) {
             Ok(()) => {
                 for event in &events {
                     worker.observer.consent_event(event);
                 }
-                json_response(StatusCode::OK, json!({ "recorded": events.len() }).to_string().into_bytes())
+                let guard = worker.guards.load();
+                let warnings: Vec<String> = events
+                    .iter()
+                    .zip(&positions)
+                    .flat_map(|(event, position)| {
+                        let many = events.len() > 1;
+                        answer::ungoverned(guard.policy(), event).into_iter().map(move |warning| {
+                            if many {
+                                format!("{position}: {warning}")
+                            } else {
+                                warning
+                            }
+                        })
+                    })
+                    .collect();
+                let body = if warnings.is_empty() {
+                    json!({ "recorded": events.len() })
+                } else {
+                    json!({ "recorded": events.len(), "warnings": warnings })
+                };
+                json_response(StatusCode::OK, body.to_string().into_bytes())
             }
             Err(e @ EventError::Store(_)) => ApiError::Unavailable(e.to_string()).into_response(),
             Err(e) => {
@@ -323,6 +349,21 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(_: Authorized<ReadRole>, State(app): State<Arc<App>>) -> Response {
+    render_metrics(&app)
+}
+
+/// `GET /metrics` without a token, for the separate metrics address
+/// (`ServerOptions::metrics_listen`); anything else there is `404`.
+pub(crate) fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(|State(app): State<Arc<App>>| async move { render_metrics(&app) }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_allowed)
+        .with_state(app)
+}
+
+/// The Prometheus text of the process's metrics, the gauges the server sets updated.
+fn render_metrics(app: &App) -> Response {
     let Some(handle) = &app.metrics else {
         return ApiError::Unavailable("another metrics recorder is installed in this process".to_owned())
             .into_response();

@@ -85,10 +85,22 @@ pub enum ServerError {
     /// The new policy could not take over (the old one goes on serving).
     #[error("{0}")]
     Reload(#[from] ReloadError),
+    /// The listen address could not be bound (in use, or not this machine's).
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Listening or serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
+
+/// The default body limit, 8 MiB: a batch of 10,000 checks of about 800 bytes each fits.
+pub const DEFAULT_BODY_LIMIT: usize = 8 << 20;
 
 /// The default cap on open connections: under the common file-descriptor limit of
 /// 1,024 with room for the store, the audit log and the listener.
@@ -100,7 +112,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub struct ServerOptions {
     /// Where to listen (`127.0.0.1:8181`; port 0 picks a free port).
     pub listen: SocketAddr,
-    /// The largest request body, in bytes (1 MiB): a larger one gets `413`.
+    /// The largest request body, in bytes ([`DEFAULT_BODY_LIMIT`], 8 MiB): a larger one
+    /// gets `413`.
     pub body_limit: usize,
     /// The longest a request may take, body included (10 s): a slower one gets `408`.
     pub request_timeout: Duration,
@@ -130,13 +143,18 @@ pub struct ServerOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Reload the policy on SIGHUP (`true`).
     pub reload_on_sighup: bool,
+    /// Also serve `GET /metrics` here, without a token, as exporters usually do (a
+    /// Prometheus that cannot send a bearer token scrapes it). Keep it on a private
+    /// network: it tells decision counts by clause. `None` (the default): only the
+    /// main address serves `/metrics`, to the `read` role.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerOptions {
     fn default() -> ServerOptions {
         ServerOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
-            body_limit: 1 << 20,
+            body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
@@ -145,6 +163,7 @@ impl Default for ServerOptions {
             shutdown_timeout: Duration::from_secs(10),
             sync_interval: Duration::from_millis(250),
             max_staleness: consent_guard::guard::DEFAULT_MAX_STALENESS,
+            metrics_listen: None,
             tls: None,
             reload_on_sighup: true,
         }
@@ -156,6 +175,13 @@ impl ServerOptions {
     #[must_use]
     pub fn listen(mut self, listen: SocketAddr) -> Self {
         self.listen = listen;
+        self
+    }
+
+    /// Serves `GET /metrics` without a token on `address` too (port 0 picks one).
+    #[must_use]
+    pub fn metrics_listen(mut self, address: SocketAddr) -> Self {
+        self.metrics_listen = Some(address);
         self
     }
 
@@ -351,8 +377,18 @@ impl Server {
             None => None,
             Some((cert, key)) => Some(tls_config(cert, key)?),
         };
-        let listener = std::net::TcpListener::bind(self.options.listen)?;
-        listener.set_nonblocking(true)?;
+        let address = self.options.listen;
+        let listener = std::net::TcpListener::bind(address)
+            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+            .map_err(|source| ServerError::Listen { address, source })?;
+        let metrics_listener = match self.options.metrics_listen {
+            None => None,
+            Some(address) => Some(
+                std::net::TcpListener::bind(address)
+                    .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+                    .map_err(|source| ServerError::Listen { address, source })?,
+            ),
+        };
         let audit_blocks = self.audit.as_ref().is_some_and(|log| log.defers_records());
         let (load, store, audit, staleness) =
             (Arc::clone(&self.load), Arc::clone(&self.store), self.audit.clone(), self.options.max_staleness);
@@ -374,7 +410,7 @@ impl Server {
             on_reload: self.on_reload,
         });
         app.synced();
-        Ok(Bound { app, listener, tls })
+        Ok(Bound { app, listener, metrics_listener, tls })
     }
 }
 
@@ -383,6 +419,7 @@ impl Server {
 pub struct Bound {
     app: Arc<App>,
     listener: std::net::TcpListener,
+    metrics_listener: Option<std::net::TcpListener>,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -396,6 +433,16 @@ impl Bound {
         Ok(self.listener.local_addr()?)
     }
 
+    /// The address `/metrics` is served on without a token, when
+    /// [`ServerOptions::metrics_listen`] is set.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot tell.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        Ok(self.metrics_listener.as_ref().map(std::net::TcpListener::local_addr).transpose()?)
+    }
+
     /// Serves until `shutdown` completes, then drains: no new connection is accepted,
     /// requests in flight get up to `shutdown_timeout` to finish, the audit log is
     /// flushed, and the store follower stops.
@@ -404,7 +451,17 @@ impl Bound {
     ///
     /// When serving fails, or the audit log cannot be flushed.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Bound { app, listener, tls } = self;
+        let Bound { app, listener, metrics_listener, tls } = self;
+        let metrics_task = match metrics_listener {
+            None => None,
+            Some(listener) => {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let router = handlers::metrics_router(Arc::clone(&app));
+                Some(tokio::spawn(async move {
+                    let _ = axum::serve(listener, router).await;
+                }))
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let follower = {
             let (app, stop) = (Arc::clone(&app), Arc::clone(&stop));
@@ -453,6 +510,9 @@ impl Bound {
                 server.serve(router).await
             }
         };
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         stop.store(true, Ordering::Release);
         let _ = follower.join();
         let flushed = match &app.audit {
@@ -475,6 +535,10 @@ fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustl
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(cert, &e))?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    // rustls 0.23.48 deprecates the ring provider for lacking post-quantum key
+    // exchange; the workspace keeps ring (no C toolchain beyond ring's own, no cmake)
+    // until it moves to aws-lc-rs. Classical X25519/P-256 key exchange is unchanged.
+    #[allow(deprecated, reason = "ring has no post-quantum key exchange; see the comment above")]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -498,11 +562,14 @@ fn prometheus() -> Option<PrometheusHandle> {
                 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
                 0.025, 0.05, 0.1,
             ];
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(CHECK_SECONDS.to_owned()), &buckets)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            // `# HELP` lines, with the unit.
+            consent_guard::observe::describe();
+            Some(handle)
         })
         .clone()
 }

@@ -43,6 +43,10 @@ pub(crate) enum ApiError {
         field: Option<String>,
         /// The record's place in a batch.
         position: Option<Position>,
+        /// Well-formed, but its fields contradict each other (`expires_at` not after
+        /// `at`, a version later than the enforced one), which no schema can say:
+        /// 422 `inconsistent_record` rather than 400.
+        inconsistent: bool,
     },
     /// No token, or one not configured: 401 with a `Bearer` challenge.
     Unauthenticated,
@@ -77,17 +81,22 @@ impl ApiError {
     pub(crate) fn bad(error: &AnswerError, position: Option<Position>) -> ApiError {
         let message = error.to_string();
         let field = error.field().map(str::to_owned);
-        ApiError::BadRequest { detail: at(position, &message), field, position }
+        let inconsistent = matches!(
+            error,
+            AnswerError::Event(consent_guard::EventError::Inconsistent(_) | consent_guard::EventError::Version(_))
+        );
+        ApiError::BadRequest { detail: at(position, &message), field, position, inconsistent }
     }
 
     /// A bad body, `message` naming the field when it can.
     pub(crate) fn bad_message(message: &str, position: Option<Position>) -> ApiError {
         let field = field_of(message).map(str::to_owned);
-        ApiError::BadRequest { detail: at(position, message), field, position }
+        ApiError::BadRequest { detail: at(position, message), field, position, inconsistent: false }
     }
 
     fn status(&self) -> StatusCode {
         match self {
+            ApiError::BadRequest { inconsistent: true, .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -104,6 +113,7 @@ impl ApiError {
     /// The stable code (`type` is `urn:consent-guard:error:CODE`) and the title.
     fn code(&self) -> (&'static str, &'static str) {
         match self {
+            ApiError::BadRequest { inconsistent: true, .. } => ("inconsistent_record", "The record contradicts itself"),
             ApiError::BadRequest { .. } => ("bad_request", "Bad request body"),
             ApiError::Unauthenticated => ("unauthenticated", "A valid bearer token is required"),
             ApiError::Forbidden(_) => ("forbidden", "The token lacks the role"),

@@ -90,6 +90,8 @@ impl ConsentStore for FlakyStore {
 /// A server running on its own runtime thread, stopped when dropped.
 struct Running {
     addr: SocketAddr,
+    /// The tokenless metrics address, when configured.
+    metrics: Option<SocketAddr>,
     scheme: &'static str,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<std::sync::mpsc::Receiver<Result<(), String>>>,
@@ -140,7 +142,7 @@ fn start(configure: impl FnOnce(&Path) -> Server + Send + 'static) -> Running {
                     return;
                 }
             };
-            addr_tx.send(Ok(bound.local_addr().unwrap())).unwrap();
+            addr_tx.send(Ok((bound.local_addr().unwrap(), bound.metrics_addr().unwrap()))).unwrap();
             let served = bound
                 .serve(async move {
                     let _ = stop_rx.await;
@@ -149,8 +151,8 @@ fn start(configure: impl FnOnce(&Path) -> Server + Send + 'static) -> Running {
             let _ = done_tx.send(served.map_err(|e| e.to_string()));
         });
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
-    Running { addr, scheme: "http", stop: Some(stop_tx), done: Some(done_rx), _dir: dir, audit_dir }
+    let (addr, metrics) = addr_rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+    Running { addr, metrics, scheme: "http", stop: Some(stop_tx), done: Some(done_rx), _dir: dir, audit_dir }
 }
 
 fn options() -> ServerOptions {
@@ -775,4 +777,305 @@ async fn the_openapi_document_lists_every_route() {
             "{method} {path}: {status} {text}"
         );
     }
+}
+
+/// Issue 28: an empty subject is a 400 for one check and in a batch (as it is for an
+/// event), and `basis` is a known field: the error beside it is the one answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_subjects_and_basis_are_answered_as_errors_of_their_own() {
+    let server = exmo_server();
+    let empty = r#"{"subject":"","purpose":"account.registration","categories":["contact.email"]}"#;
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), empty).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(parse(&text)["field"], "subject", "{text}");
+    let (status, text) = post(&server, "/v1/check/batch", Some(CHECK), &format!("[{REGISTRATION},{empty}]")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(parse(&text)["field"], "subject", "{text}");
+    assert_eq!(parse(&text)["item"], 2, "{text}");
+    let (status, text) = post(&server, "/v1/check/batch", Some(CHECK), &format!("{REGISTRATION}\n{empty}\n")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(parse(&text)["line"], 2, "{text}");
+    let with_basis = r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"],"basis":"contract","at":"yesterday"}"#;
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), with_basis).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(parse(&text)["field"], "at", "{text}");
+    let unknown = r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"],"purpse":1}"#;
+    let (_, text) = post(&server, "/v1/check", Some(CHECK), unknown).await;
+    assert!(parse(&text)["detail"].as_str().unwrap().contains("basis"), "{text}");
+    // Nothing was decided: the audit log holds no record of the empty subject.
+    let valid =
+        r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"],"basis":"contract"}"#;
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), valid).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+const GENERATED_BEGIN: &str = "    # generated from consent_guard::schema::openapi_components: begin";
+const GENERATED_END: &str = "    # generated: end";
+
+/// Issue 28: the body schemas of `docs/openapi.yaml` are the library's
+/// (`consent_guard::schema::openapi_components`, the types `consent-guard schema`
+/// prints): one line of JSON per schema between two markers, compared as JSON. With
+/// `CONSENT_GUARD_BLESS=1` the test writes them instead.
+#[test]
+fn the_openapi_body_schemas_are_the_library_schemas() {
+    let path = root().join("docs/openapi.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let begin = text.find(GENERATED_BEGIN).expect("docs/openapi.yaml has the generated block");
+    let end = text.find(GENERATED_END).expect("docs/openapi.yaml ends the generated block");
+    let block = &text[begin + GENERATED_BEGIN.len()..end];
+    let components = consent_guard::schema::openapi_components();
+    if std::env::var_os("CONSENT_GUARD_BLESS").is_some() {
+        let mut lines = String::from("\n");
+        for (name, schema) in &components {
+            lines.push_str(&format!("    {name}: {}\n", serde_json::to_string(schema).unwrap()));
+        }
+        std::fs::write(&path, format!("{}{lines}{}", &text[..begin + GENERATED_BEGIN.len()], &text[end..])).unwrap();
+        return;
+    }
+    let mut documented = serde_json::Map::new();
+    for line in block.lines().filter(|line| !line.trim().is_empty()) {
+        let (name, json) = line.trim_start().split_once(": ").unwrap_or_else(|| panic!("not `name: json`: {line}"));
+        documented.insert(name.to_owned(), parse(json));
+    }
+    assert_eq!(
+        Value::Object(documented),
+        Value::Object(components),
+        "docs/openapi.yaml: run CONSENT_GUARD_BLESS=1 cargo test -p consent-guard-server --test server openapi_body"
+    );
+}
+
+/// Issue 28: the JSON Schemas (`consent-guard schema request|event`) say what the
+/// server does. Each example is valid under the schema exactly when the server
+/// accepts it: nulls, required fields, empty subjects and lists, objects written as
+/// arrays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schemas_accept_what_the_server_accepts() {
+    let request = |extra: &str| {
+        format!(r#"{{"subject":"s1","purpose":"ai_training.model_training","categories":["behavior.log"]{extra}}}"#)
+    };
+    let requests: Vec<(String, bool)> = vec![
+        (request(""), true),
+        (request(r#","at":null,"collected_at":null,"basis":null,"region":null,"session":null"#), true),
+        (
+            request(
+                r#","action":"use","recipient":{"kind":"processor"},"deidentification":"anonymized","signals":{"dnt":true}"#,
+            ),
+            true,
+        ),
+        (request(r#","basis":"contract","at":"2026-01-02T00:00:00Z""#), true),
+        (request(r#","action":null"#), false),
+        (request(r#","deidentification":null"#), false),
+        (request(r#","recipient":null"#), false),
+        (request(r#","signals":null"#), false),
+        (request(r#","recipient":["processor",null]"#), false),
+        (request(r#","signals":[true,false]"#), false),
+        (request(r#","at":"yesterday""#), false),
+        (request(r#","purpse":"x""#), false),
+        // Enums: a value outside each is refused by both.
+        (request(r#","action":"sell""#), false),
+        (request(r#","deidentification":"hashed""#), false),
+        (request(r#","basis":"whim""#), false),
+        (request(r#","recipient":{"kind":"everyone"}"#), false),
+        (r#"{"subject":"","purpose":"ai_training","categories":["behavior.log"]}"#.to_owned(), false),
+        (r#"{"subject":"s1","purpose":"ai_training","categories":[]}"#.to_owned(), false),
+        (r#"{"subject":"s1","categories":["behavior.log"]}"#.to_owned(), false),
+    ];
+    let events: Vec<(&str, bool)> = vec![
+        (r#"{"type":"subject","subject":"e1","birth_date":null,"at":null}"#, true),
+        (r#"{"type":"subject","subject":"e1","birth_date":"2013-05-01","at":"2026-01-01T00:00:00Z"}"#, true),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","expires_at":null,"scope":{"categories":["behavior"]}}"#,
+            true,
+        ),
+        (r#"{"type":"withdraw","subject":"e1","purposes":["ai_training"],"at":"2026-01-03T00:00:00Z"}"#, true),
+        (r#"{"type":"end","subject":"e1","purposes":["ai_training"],"at":"2026-01-04T00:00:00Z"}"#, true),
+        (r#"{"type":"erase","subject":"e2","at":"2026-01-05T00:00:00Z"}"#, true),
+        (r#"{"type":"withdraw","subject":"e1","purposes":[],"at":"2026-01-03T00:00:00Z"}"#, false),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"strong","at":"2026-01-02T00:00:00Z"}"#,
+            false,
+        ),
+        (r#"{"type":"revoke","subject":"e1","purposes":["ai_training"],"at":"2026-01-02T00:00:00Z"}"#, false),
+        (
+            r#"{"type":"grant","subject":"","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#,
+            false,
+        ),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":[null,null]}"#,
+            false,
+        ),
+        (r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":null}"#, false),
+        (r#"{"type":"withdraw","subject":"e1","purposes":["ai_training"]}"#, false),
+        (r#"{"type":"end","subject":"e1","purposes":[],"at":"2026-01-04T00:00:00Z"}"#, false),
+        (r#"{"type":"subject","subject":"e3","age":14.0}"#, true),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","policy_version":"1.0","scope":{"recipients":["processor"]}}"#,
+            true,
+        ),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","policy_version":"one"}"#,
+            false,
+        ),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"recipients":["AAA"]}}"#,
+            false,
+        ),
+        (r#"{"type":"subject","subject":"e3","age":14.5}"#, false),
+        (
+            r#"{"type":"grant","subject":"e1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","scope":{"regions":null}}"#,
+            false,
+        ),
+    ];
+    let server = exmo_server();
+    // The schemas as the policy served narrows them (its names), and as
+    // `consent-guard schema` prints them (any policy's: they take every accepted one).
+    let components = consent_guard::schema::openapi_components_for(&Policy::from_toml_file(exmo()).unwrap());
+    let narrowed = |name: &str| {
+        let root = json!({ "$ref": format!("#/components/schemas/{name}"), "components": { "schemas": components } });
+        jsonschema::options().should_validate_formats(true).build(&root).unwrap()
+    };
+    let generic = |name: &str| {
+        let schema = consent_guard::schema::schema(name).unwrap();
+        jsonschema::options().should_validate_formats(true).build(&schema).unwrap()
+    };
+    let (request_schema, event_schema) = (narrowed("AccessRequest"), narrowed("ConsentEvent"));
+    let (any_request, any_event) = (generic("request"), generic("event"));
+    let mut disagreements = Vec::new();
+    for (body, accepted) in &requests {
+        let valid = request_schema.is_valid(&parse(body));
+        if *accepted && !any_request.is_valid(&parse(body)) {
+            disagreements.push(format!("request {body}: refused by `consent-guard schema request`"));
+        }
+        let (status, text) = post(&server, "/v1/check", Some(CHECK), body).await;
+        if valid != *accepted || (status == StatusCode::OK) != *accepted {
+            disagreements
+                .push(format!("request {body}: schema valid {valid}, server {status} {text}, want {accepted}"));
+        }
+    }
+    for (body, accepted) in &events {
+        let valid = event_schema.is_valid(&parse(body));
+        if *accepted && !any_event.is_valid(&parse(body)) {
+            disagreements.push(format!("event {body}: refused by `consent-guard schema event`"));
+        }
+        let (status, text) = post(&server, "/v1/events", Some(RECORD), body).await;
+        if valid != *accepted || (status == StatusCode::OK) != *accepted {
+            disagreements.push(format!("event {body}: schema valid {valid}, server {status} {text}, want {accepted}"));
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+/// Issue 28: a grant for a purpose no rule governs is recorded (it may matter to a
+/// later policy), and the answer warns that nothing checks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_an_ungoverned_purpose_is_answered_with_a_warning() {
+    let server = exmo_server();
+    let grant =
+        r#"{"type":"grant","subject":"w1","purposes":["marketing"],"level":"explicit","at":"2026-01-02T00:00:00Z"}"#;
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), grant).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let answer = parse(&text);
+    assert_eq!(answer["recorded"], 1, "{text}");
+    let warnings = answer["warnings"].as_array().unwrap_or_else(|| panic!("no warnings: {text}"));
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(warnings[0].as_str().unwrap().contains("`marketing`"), "{text}");
+    // Stored: the history holds it.
+    let (status, text) = get(&server, "/v1/subjects/w1/history", Some(READ)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // A governed purpose gets no warning.
+    let (_, text) = post(&server, "/v1/events", Some(RECORD), GRANT).await;
+    assert!(parse(&text).get("warnings").is_none(), "{text}");
+}
+
+/// Issue 28: a batch of 10,000 checks fits the default body limit (it did not at 1 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_checks_fit_the_default_body_limit() {
+    let server = start(|dir| {
+        Server::from_policy_file(exmo(), RedbConsentStore::open(dir.join("store.redb")).unwrap())
+            .tokens(tokens())
+            .options(options())
+    });
+    // A realistic request, every field written out.
+    let request = r#"{"subject":"subject-000000000000","purpose":"service.task_management","categories":["contact.email","account.username"],"action":"use","recipient":{"kind":"first_party"},"deidentification":"none","region":"CN","signals":{"dnt":false,"gpc":false},"collected_at":"2026-01-02T00:00:00Z"}"#;
+    let body = vec![request; 10_000].join("\n");
+    assert!(body.len() > 1 << 20, "{} bytes", body.len());
+    let (status, text) = post(&server, "/v1/check/batch", Some(CHECK), &body).await;
+    assert_eq!(status, StatusCode::OK, "{}", text.get(..300).unwrap_or(&text));
+    assert_eq!(text.lines().count(), 10_000);
+}
+
+/// Issue 28: every metric has a `# HELP` line (with its unit), and `metrics_listen`
+/// serves `/metrics` without a token on its own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_have_help_and_a_tokenless_address() {
+    let server = start(|dir| {
+        Server::from_policy_file(exmo(), RedbConsentStore::open(dir.join("store.redb")).unwrap())
+            .tokens(tokens())
+            .options(options().metrics_listen(SocketAddr::from(([127, 0, 0, 1], 0))))
+    });
+    let (status, text) = post(&server, "/v1/check", Some(CHECK), REGISTRATION).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), GRANT).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let metrics = server.metrics.expect("a metrics address");
+    let url = format!("http://{metrics}/metrics");
+    let (status, text, _) = send(reqwest::Method::GET, url.clone(), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let types: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+    assert!(types.iter().any(|t| t.starts_with("consent_guard_decisions_total ")), "{text}");
+    assert!(types.iter().any(|t| t.starts_with("consent_guard_events_recorded_total ")), "{text}");
+    for metric in types.iter().filter_map(|t| t.split(' ').next()) {
+        let help = text.lines().find_map(|l| l.strip_prefix(&format!("# HELP {metric} ")));
+        assert!(help.is_some_and(|h| !h.is_empty()), "no # HELP for {metric}:\n{text}");
+    }
+    let help = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(&format!("# HELP {name} "))).unwrap_or_default().to_owned()
+    };
+    assert!(help("consent_guard_check_duration_seconds").contains("seconds"), "{text}");
+    assert!(help("consent_guard_store_lag_seconds").contains("seconds"), "{text}");
+    // Only /metrics there; the main address still wants a token.
+    let (status, _, _) = send(reqwest::Method::GET, format!("http://{metrics}/v1/policy"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = send(reqwest::Method::POST, url, None, Some(String::new())).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = get(&server, "/metrics", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Issue 28: a well-formed event whose fields contradict each other (no schema can say
+/// so) is 422 `inconsistent_record`, not 400: schema-valid data is never a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_contradicting_event_is_422() {
+    let server = exmo_server();
+    let grant = r#"{"type":"grant","subject":"c1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z","expires_at":"2026-01-02T00:00:00Z"}"#;
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), grant).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert_eq!(parse(&text)["code"], "inconsistent_record", "{text}");
+    assert!(parse(&text)["detail"].as_str().unwrap().contains("expires_at"), "{text}");
+    // A malformed one stays 400.
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), r#"{"type":"grant"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+}
+
+/// Issue 28: docs/openapi.yaml is YAML (a plain scalar with `: ` in it is not), read by
+/// PyYAML as the validator and schemathesis read it; the route test above reads lines
+/// and would not notice. Needs python3 with PyYAML: under CI (`CI` set) their absence
+/// fails the test; elsewhere it is skipped with a message.
+#[test]
+fn the_openapi_document_is_yaml() {
+    let path = root().join("docs/openapi.yaml");
+    let script =
+        "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); assert d['openapi'].startswith('3.1'), d['openapi']";
+    let output = std::process::Command::new("python3").args(["-c", script]).arg(&path).output();
+    let missing = match &output {
+        Err(_) => true,
+        Ok(output) => String::from_utf8_lossy(&output.stderr).contains("ModuleNotFoundError"),
+    };
+    if missing {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but python3 with PyYAML is missing");
+        eprintln!("skipped: no python3 with PyYAML");
+        return;
+    }
+    let output = output.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
