@@ -43,7 +43,12 @@ pub(super) fn decide<'a>(
         None => (deny(ReasonCode::NoRule, Detail::None), None),
         Some(plan) => {
             let verdict = plan.run(state, subject, now, present);
-            let basis = verdict.code.is_allow().then_some(plan.basis);
+            // A deletion the policy owes rests on the duty to delete, whatever the
+            // rule's own basis.
+            let basis = match verdict.code {
+                ReasonCode::DeletionDue => Some(LegalBasis::LegalObligation),
+                code => code.is_allow().then_some(plan.basis),
+            };
             (verdict, basis)
         }
     }
@@ -251,12 +256,12 @@ impl<'a> Plan<'a> {
         if self.too_broad {
             return deny(ReasonCode::PurposeTooBroad, Detail::None);
         }
-        match state.read_at(subject, present, |view| self.with_subject(view, now)) {
+        match state.read_at(subject, present, |view| self.for_subject(view, now)) {
             Ok(verdict) => verdict,
             // A compliance duty does not need the subject's consent, but where the
             // policy knows minors and the basis is not one the law imposes, the
             // subject's age decides: an unreadable state must not read as an adult's.
-            Err(_) if self.compliance && !self.age_decides() => self.with_subject(None, now),
+            Err(_) if self.compliance && !self.age_decides() => self.for_subject(None, now),
             Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),
         }
     }
@@ -265,6 +270,98 @@ impl<'a> Plan<'a> {
     /// minors, on a basis the law does not impose.
     fn age_decides(&self) -> bool {
         self.policy.minors.under.is_some() && !self.basis.is_imposed_by_law()
+    }
+
+    /// The verdict for one subject: a deletion the policy owes is allowed
+    /// (`deletion_due`), every other request decided by [`Plan::with_subject`].
+    #[inline]
+    fn for_subject(&self, subject: Option<SubjectView<'_>>, now: i64) -> Verdict<'a> {
+        if self.request.action == Action::Delete {
+            if let Some(why) = self.deletion_due(subject, now) {
+                return Verdict { code: ReasonCode::DeletionDue, detail: Detail::Item(Cow::Borrowed(why.as_str())) };
+            }
+        }
+        self.with_subject(subject, now)
+    }
+
+    /// Why the subject's data for this purpose must be deleted now, if it must: in
+    /// the order of the checks, erasure, a minor the policy does not serve, a minor
+    /// without a guardian's live grant, then (only where the rule reaches the request:
+    /// action, categories, recipient, region, de-identification) retention and the
+    /// end of the purpose. A compliance duty that survives erasure is not owed.
+    pub(super) fn deletion_due(&self, subject: Option<SubjectView<'_>>, now: i64) -> Option<Due> {
+        let (policy, rule) = (self.policy, self.rule);
+        if subject.and_then(|s| s.erased_at()).is_some_and(|at| at <= now) && !self.compliance {
+            return Some(Due::Erased);
+        }
+        let minors = &policy.minors;
+        let under_age = |until: Option<i64>| until.map_or(minors.unknown_is_minor, |until| now < until);
+        let minor = minors.under.is_some() && under_age(subject.and_then(|s| s.adult_from()));
+        if minor && !self.basis.is_imposed_by_law() {
+            if minors.not_served {
+                return Some(Due::MinorNotServed);
+            }
+            if !self.guardian_granted(subject, now) {
+                return Some(Due::GuardianConsentMissing);
+            }
+        }
+        if self.early.is_some() {
+            return None;
+        }
+        let anonymized = self.request.deidentification == Deidentification::Anonymized;
+        if let Some(retention) = rule.retention {
+            if self.expired(retention, now).is_some() {
+                let yields = (rule.retention_until_anonymized && anonymized)
+                    || (rule.separate_consent_lifts_retention
+                        && self.consent(subject, minor, None, ConsentLevel::Separate, now).code.is_allow());
+                if !yields {
+                    return Some(Due::RetentionExpired);
+                }
+            }
+        }
+        if subject.and_then(|s| self.ended_over(s, now)).is_some() && !(rule.retention_until_anonymized && anonymized) {
+            return Some(Due::PurposeEnded);
+        }
+        None
+    }
+
+    /// Whether a guardian's grant, unexpired and not withdrawn since, covers each leaf
+    /// purpose under the request's.
+    fn guardian_granted(&self, subject: Option<SubjectView<'_>>, now: i64) -> bool {
+        let Some(subject) = subject else { return false };
+        let live = |up: u128| {
+            let mut live = false;
+            let (early, rest) = subject.early_and_rest();
+            for event in early.iter().flatten().chain(rest) {
+                if event.at > now {
+                    break;
+                }
+                if event.purposes() & up == 0 || event.is_end() {
+                    continue;
+                }
+                if event.is_withdrawal() {
+                    live = false;
+                } else if event.by_guardian() {
+                    // Terms that cannot be read do not stand in the way of a deletion.
+                    let unexpired = subject.terms(event).is_ok_and(|terms| terms.is_none_or(|t| t.expires_at > now));
+                    live = live || unexpired;
+                }
+            }
+            live
+        };
+        if self.leaves & self.leaves.wrapping_sub(1) == 0 {
+            let own = self.leaves == 0 || self.leaves & self.purpose_up != 0;
+            return live(if own { self.purpose_up } else { self.up_of(self.leaves) });
+        }
+        let mut leaves = self.leaves;
+        while leaves != 0 {
+            let leaf = leaves & leaves.wrapping_neg();
+            leaves &= !leaf;
+            if !live(self.up_of(leaf)) {
+                return false;
+            }
+        }
+        true
     }
 
     fn with_subject(&self, subject: Option<SubjectView<'_>>, now: i64) -> Verdict<'a> {
@@ -349,11 +446,17 @@ impl<'a> Plan<'a> {
     }
 
     fn retention(&self, retention: Retention, now: i64) -> Option<Verdict<'a>> {
-        let request = self.request;
         // Collecting starts the clock; deleting expired data is what retention asks.
-        if matches!(request.action, Action::Collect | Action::Delete) {
+        if matches!(self.request.action, Action::Collect | Action::Delete) {
             return None;
         }
+        self.expired(retention, now)
+    }
+
+    /// `retention_expired` when the data is past the rule's retention, whatever the
+    /// action.
+    fn expired(&self, retention: Retention, now: i64) -> Option<Verdict<'a>> {
+        let request = self.request;
         match retention.millis() {
             None => {
                 // An empty session names no session: two of them are not one session.
@@ -382,11 +485,16 @@ impl<'a> Plan<'a> {
     /// `retention_after_end`, came after the data was collected (a collection time
     /// that is missing, or later than the decision time, is not known to be after it).
     fn ended(&self, subject: SubjectView<'_>, now: i64) -> Option<Verdict<'a>> {
-        let request = self.request;
         // Collecting starts a new period; deleting is what the end makes due.
-        if matches!(request.action, Action::Collect | Action::Delete) {
+        if matches!(self.request.action, Action::Collect | Action::Delete) {
             return None;
         }
+        self.ended_over(subject, now)
+    }
+
+    /// As [`Plan::ended`], whatever the action.
+    fn ended_over(&self, subject: SubjectView<'_>, now: i64) -> Option<Verdict<'a>> {
+        let request = self.request;
         let collected = request.collected_at.map(|t| t.timestamp_millis()).filter(|t| *t <= now);
         let grace = self.rule.retention_after_end;
         // Ends never sit in a compact record: an inline subject costs nothing here.
@@ -573,6 +681,34 @@ impl<'a> Plan<'a> {
             return deny(ReasonCode::ReconsentRequired, Detail::At(at));
         }
         Verdict { code: ReasonCode::ConsentGiven, detail: Detail::At(at) }
+    }
+}
+
+/// Why a deletion is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// The subject was erased.
+    Erased,
+    /// The subject is a minor and the policy does not serve minors.
+    MinorNotServed,
+    /// The subject is a minor and no guardian's grant covers the purpose.
+    GuardianConsentMissing,
+    /// The data is past its retention.
+    RetentionExpired,
+    /// The purpose ended for the subject and its `retention_after_end` has run.
+    PurposeEnded,
+}
+
+impl Due {
+    /// The name used in decisions and in what is owed.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Due::Erased => "subject_erased",
+            Due::MinorNotServed => "minor_not_served",
+            Due::GuardianConsentMissing => "guardian_consent_missing",
+            Due::RetentionExpired => "retention_expired",
+            Due::PurposeEnded => "purpose_ended",
+        }
     }
 }
 
