@@ -425,6 +425,9 @@ impl<'a> Decision<'a> {
                         format!("{subject} is a minor and no guardian consented to {purpose}")
                     }
                     "purpose_ended" => format!("{purpose} ended for {subject}"),
+                    "consent_withdrawn" => {
+                        format!("{subject} withdrew consent to {purpose} and the policy deletes on withdrawal")
+                    }
                     _ => "the data is past its retention".to_owned(),
                 };
                 format!("deleting {subject}'s data for {purpose} is due ({item}): {why} ({clause})")

@@ -290,21 +290,13 @@ impl<'a> Plan<'a> {
     /// action, categories, recipient, region, de-identification) retention and the
     /// end of the purpose. A compliance duty that survives erasure is not owed.
     pub(super) fn deletion_due(&self, subject: Option<SubjectView<'_>>, now: i64) -> Option<Due> {
-        let (policy, rule) = (self.policy, self.rule);
-        if subject.and_then(|s| s.erased_at()).is_some_and(|at| at <= now) && !self.compliance {
-            return Some(Due::Erased);
+        if let Some(due) = self.subject_due(subject, now) {
+            return Some(due);
         }
+        let (policy, rule) = (self.policy, self.rule);
         let minors = &policy.minors;
         let under_age = |until: Option<i64>| until.map_or(minors.unknown_is_minor, |until| now < until);
         let minor = minors.under.is_some() && under_age(subject.and_then(|s| s.adult_from()));
-        if minor && !self.basis.is_imposed_by_law() {
-            if minors.not_served {
-                return Some(Due::MinorNotServed);
-            }
-            if !self.guardian_granted(subject, now) {
-                return Some(Due::GuardianConsentMissing);
-            }
-        }
         if self.early.is_some() {
             return None;
         }
@@ -325,43 +317,133 @@ impl<'a> Plan<'a> {
         None
     }
 
-    /// Whether a guardian's grant, unexpired and not withdrawn since, covers each leaf
-    /// purpose under the request's.
-    fn guardian_granted(&self, subject: Option<SubjectView<'_>>, now: i64) -> bool {
-        let Some(subject) = subject else { return false };
-        let live = |up: u128| {
-            let mut live = false;
-            let (early, rest) = subject.early_and_rest();
-            for event in early.iter().flatten().chain(rest) {
-                if event.at > now {
-                    break;
-                }
-                if event.purposes() & up == 0 || event.is_end() {
-                    continue;
-                }
-                if event.is_withdrawal() {
-                    live = false;
-                } else if event.by_guardian() {
-                    // Terms that cannot be read do not stand in the way of a deletion.
-                    let unexpired = subject.terms(event).is_ok_and(|terms| terms.is_none_or(|t| t.expires_at > now));
-                    live = live || unexpired;
-                }
+    /// The reasons a deletion is due that depend on the subject alone, not on what the
+    /// request asks: erasure, a minor not served, a minor without a guardian's grant,
+    /// and (under `[rights] withdrawal_deletes`) a withdrawal of the consent the basis
+    /// rests on.
+    pub(super) fn subject_due(&self, subject: Option<SubjectView<'_>>, now: i64) -> Option<Due> {
+        if subject.and_then(|s| s.erased_at()).is_some_and(|at| at <= now) && !self.compliance {
+            return Some(Due::Erased);
+        }
+        let minors = &self.policy.minors;
+        let under_age = |until: Option<i64>| until.map_or(minors.unknown_is_minor, |until| now < until);
+        let minor = minors.under.is_some() && under_age(subject.and_then(|s| s.adult_from()));
+        if minor && !self.basis.is_imposed_by_law() {
+            if minors.not_served {
+                return Some(Due::MinorNotServed);
             }
-            live
-        };
+            if !self.each_leaf(|up| self.guardian_live(subject, up, now)) {
+                return Some(Due::GuardianConsentMissing);
+            }
+        }
+        let withdrawal_deletes =
+            self.policy.document.rights.as_ref().is_some_and(|r| r.withdrawal_deletes == Some(true));
+        if withdrawal_deletes
+            && self.basis == LegalBasis::Consent
+            && !self.each_leaf(|up| !self.withdrawn(subject, up, now))
+        {
+            return Some(Due::Withdrawn);
+        }
+        None
+    }
+
+    /// The latest withdrawal by `now` covering a leaf under the request's purpose.
+    pub(super) fn last_withdrawal(&self, subject: Option<SubjectView<'_>>, now: i64) -> Option<i64> {
+        let subject = subject?;
+        let (early, rest) = subject.early_and_rest();
+        let mut last = None;
+        for event in early.iter().flatten().chain(rest) {
+            if event.at > now {
+                break;
+            }
+            if event.is_withdrawal() && event.purposes() & (self.purpose_up | self.leaves_up()) != 0 {
+                last = Some(event.at);
+            }
+        }
+        last
+    }
+
+    /// The leaves under the request's purpose and their ancestors.
+    fn leaves_up(&self) -> u128 {
+        let mut up = 0;
+        let mut leaves = self.leaves;
+        while leaves != 0 {
+            let leaf = leaves & leaves.wrapping_neg();
+            leaves &= !leaf;
+            up |= self.up_of(leaf);
+        }
+        up
+    }
+
+    /// The latest `end` covering the request's purpose whose `retention_after_end`
+    /// has run by `now`: its time, and when its grace ran out.
+    pub(super) fn last_end_over(&self, subject: SubjectView<'_>, now: i64) -> Option<(i64, i64)> {
+        let grace = self.rule.retention_after_end;
+        subject
+            .spilled_events()
+            .iter()
+            .filter(|e| e.is_end() && e.purposes() & self.ended_by != 0 && e.at.saturating_add(grace) <= now)
+            .map(|e| (e.at, e.at.saturating_add(grace)))
+            .max()
+    }
+
+    /// Whether `test` holds for each leaf purpose under the request's (given as the
+    /// leaf and its ancestors).
+    fn each_leaf(&self, mut test: impl FnMut(u128) -> bool) -> bool {
         if self.leaves & self.leaves.wrapping_sub(1) == 0 {
             let own = self.leaves == 0 || self.leaves & self.purpose_up != 0;
-            return live(if own { self.purpose_up } else { self.up_of(self.leaves) });
+            return test(if own { self.purpose_up } else { self.up_of(self.leaves) });
         }
         let mut leaves = self.leaves;
         while leaves != 0 {
             let leaf = leaves & leaves.wrapping_neg();
             leaves &= !leaf;
-            if !live(self.up_of(leaf)) {
+            if !test(self.up_of(leaf)) {
                 return false;
             }
         }
         true
+    }
+
+    /// Whether the latest event covering a leaf (given with its ancestors) by `now` is
+    /// a withdrawal.
+    fn withdrawn(&self, subject: Option<SubjectView<'_>>, up: u128, now: i64) -> bool {
+        let Some(subject) = subject else { return false };
+        let (early, rest) = subject.early_and_rest();
+        let mut withdrawn = false;
+        for event in early.iter().flatten().chain(rest) {
+            if event.at > now {
+                break;
+            }
+            if event.purposes() & up != 0 && !event.is_end() {
+                withdrawn = event.is_withdrawal();
+            }
+        }
+        withdrawn
+    }
+
+    /// Whether a guardian's grant, unexpired and not withdrawn since, covers a leaf
+    /// (given with its ancestors).
+    fn guardian_live(&self, subject: Option<SubjectView<'_>>, up: u128, now: i64) -> bool {
+        let Some(subject) = subject else { return false };
+        let mut live = false;
+        let (early, rest) = subject.early_and_rest();
+        for event in early.iter().flatten().chain(rest) {
+            if event.at > now {
+                break;
+            }
+            if event.purposes() & up == 0 || event.is_end() {
+                continue;
+            }
+            if event.is_withdrawal() {
+                live = false;
+            } else if event.by_guardian() {
+                // Terms that cannot be read do not stand in the way of a deletion.
+                let unexpired = subject.terms(event).is_ok_and(|terms| terms.is_none_or(|t| t.expires_at > now));
+                live = live || unexpired;
+            }
+        }
+        live
     }
 
     fn with_subject(&self, subject: Option<SubjectView<'_>>, now: i64) -> Verdict<'a> {
@@ -697,6 +779,9 @@ pub(crate) enum Due {
     RetentionExpired,
     /// The purpose ended for the subject and its `retention_after_end` has run.
     PurposeEnded,
+    /// The subject withdrew the consent the basis rests on, and the policy deletes on
+    /// withdrawal.
+    Withdrawn,
 }
 
 impl Due {
@@ -708,6 +793,7 @@ impl Due {
             Due::GuardianConsentMissing => "guardian_consent_missing",
             Due::RetentionExpired => "retention_expired",
             Due::PurposeEnded => "purpose_ended",
+            Due::Withdrawn => "consent_withdrawn",
         }
     }
 }

@@ -428,6 +428,19 @@ pub fn decide_state(
     {
         return deletion_due();
     }
+    // `[rights] withdrawal_deletes`: a withdrawal of the consent the basis rests on,
+    // not followed by a grant, for some leaf.
+    let withdrawal_deletes = doc.rights.as_ref().is_some_and(|r| r.withdrawal_deletes == Some(true));
+    if delete
+        && withdrawal_deletes
+        && applied == LegalBasis::Consent
+        && leaves_under(doc, purpose).iter().any(|leaf| {
+            let (grants, withdrawn) = live_grants(&events, leaf, t);
+            withdrawn && grants.is_empty()
+        })
+    {
+        return deletion_due();
+    }
 
     // 3. A basis the request names must be one the rule lists (consent, for what only
     // consent permits).
