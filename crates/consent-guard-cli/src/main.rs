@@ -14,6 +14,7 @@
 //! | `audit export A` | 0 intact, 1 tampered (records before it printed), 2 unreadable |
 //! | `history --store S --subject U` | 0, 2 unreadable store |
 //! | `quarantine --policy P --store S` | 0 none, 1 events quarantined, 2 unreadable |
+//! | `owed --policy P --store S [--at T] [--calendar C] [--subject U]` | 0 nothing overdue, 1 an entry past its deadline, 2 unreadable |
 //! | `serve --policy P --store S [--listen A] [--tokens F]` | 0 after a graceful shutdown, 2 cannot start |
 //!
 //! A store named on the command line is only read, and never created: a redb file is
@@ -25,6 +26,7 @@ mod diff;
 mod explain;
 mod golden;
 mod lint;
+mod owed;
 mod report;
 mod serve;
 mod store;
@@ -148,6 +150,9 @@ enum Command {
         #[arg(long, value_name = "S")]
         store: String,
     },
+    /// List what must be deleted or anonymized now, as JSON lines: subject, purposes,
+    /// categories, reason, clause, when it became due, the deadline, whether overdue.
+    Owed(owed::OwedArgs),
     /// Serve decisions over HTTP: check, batches, consent events, histories, the
     /// policy, health and metrics.
     #[command(long_about = SERVE_HELP)]
@@ -379,6 +384,9 @@ pub(crate) enum CliError {
         /// What is wrong, naming the field.
         message: String,
     },
+    /// A holiday calendar could not be used: `file:line:col: field: message`.
+    #[error("{0}")]
+    Calendar(#[from] consent_guard::rights::CalendarError),
     /// The audit log could not be opened.
     #[error("{file}: {message}")]
     Audit {
@@ -429,6 +437,7 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
         Command::History { store, subject } => history(&store, &subject),
         Command::Quarantine { policy, store } => quarantine(&policy, &store),
+        Command::Owed(args) => owed::run(&args),
         Command::Serve(args) => serve::run(&args),
     };
     match result {
