@@ -24,8 +24,10 @@ mod log;
 mod memory;
 #[cfg(feature = "json")]
 pub mod segment;
+#[expect(deprecated, reason = "re-exported for one release, for callers that still write the one-file format")]
+pub use chain::JsonLinesAuditSink;
 #[cfg(feature = "json")]
-pub use chain::{verify_log, JsonLinesAuditSink, LogVerdict};
+pub use chain::{verify_log, LogVerdict};
 #[cfg(feature = "json")]
 pub use log::{AuditLog, AuditLogOptions, AuditLogStats, Durability};
 pub use memory::MemoryAuditSink;

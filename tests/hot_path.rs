@@ -168,9 +168,15 @@ fn flip_and_watch() {
     let to_explicit = [withdraw, grant_at("explicit")];
     guard.record(&grant_at("explicit")).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // The writer starts once both readers have checked: on a loaded machine a reader
+    // thread may otherwise first run after every flip is done, and see none of them.
+    let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
-        let (guard, stop) = (guard.clone(), stop.clone());
+        let (guard, stop, ready) = (guard.clone(), stop.clone(), ready.clone());
         thread::spawn(move || {
+            while ready.load(Ordering::Acquire) < 2 {
+                thread::yield_now();
+            }
             for flip in 0..3_000u32 {
                 guard.record_all(if flip % 2 == 0 { &to_separate } else { &to_explicit }).unwrap();
             }
@@ -179,16 +185,22 @@ fn flip_and_watch() {
     };
     let readers: Vec<_> = (0..2)
         .map(|_| {
-            let (guard, stop) = (guard.clone(), stop.clone());
+            let (guard, stop, ready) = (guard.clone(), stop.clone(), ready.clone());
             thread::spawn(move || {
                 let ads = AccessRequest::new("s", Purpose::ADVERTISING_PERSONALIZED, BEHAVIOR)
                     .at(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap());
                 let mut seen = [0u64; 2];
-                while !stop.load(Ordering::Acquire) {
+                loop {
                     match guard.check(&ads).code() {
                         ReasonCode::ConsentGiven => seen[0] += 1,
                         ReasonCode::SeparateConsentRequired => seen[1] += 1,
                         other => panic!("a check saw half a batch: {other}"),
+                    }
+                    if seen[0] + seen[1] == 1 {
+                        ready.fetch_add(1, Ordering::Release);
+                    }
+                    if stop.load(Ordering::Acquire) {
+                        break;
                     }
                 }
                 seen

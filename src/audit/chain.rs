@@ -22,6 +22,8 @@
 //! the file exclusively (an advisory lock, held while the sink lives); a second opener,
 //! in this process or another, gets an error saying so.
 
+#![expect(deprecated, reason = "the deprecated one-file writer lives here until it is removed")]
+
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -29,6 +31,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
+use super::segment::{find_last, hex};
 use super::{AuditRecord, AuditSink};
 use crate::error::AuditError;
 
@@ -67,6 +70,11 @@ struct Tail {
 
 /// Appends audit records to a file as hash-chained JSON lines. Each record is written
 /// with one `write` and flushed before `record` returns; `sync_each` also fsyncs.
+///
+/// Deprecated: the durable [`AuditLog`](super::AuditLog) is the one writable format.
+/// Logs of this one-file format stay readable: [`verify_log`] verifies them and
+/// `consent-guard audit verify | export` read them.
+#[deprecated(note = "write audit records with `AuditLog`; `verify_log` still reads logs of this one-file format")]
 pub struct JsonLinesAuditSink {
     path: PathBuf,
     sync_each: bool,
@@ -190,14 +198,6 @@ impl AuditSink for JsonLinesAuditSink {
         }
         Ok(())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// The sequence number and hash of the last complete record of a log, the length of
@@ -343,10 +343,6 @@ fn parse_seq(line: &[u8]) -> Option<u64> {
     let rest = line.strip_prefix(b"{\"seq\":")?;
     let end = rest.iter().position(|b| !b.is_ascii_digit())?;
     std::str::from_utf8(rest.get(..end)?).ok()?.parse().ok()
-}
-
-fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
 #[cfg(test)]

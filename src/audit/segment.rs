@@ -516,15 +516,12 @@ pub fn export(dir: impl AsRef<Path>, out: &mut dyn Write) -> std::io::Result<Dir
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(bytes)
 }
 
-fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
+/// The hash mark is the record's last field: searched from the end of the line.
+pub(crate) fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::rfind(haystack, needle)
 }
 
 #[cfg(test)]

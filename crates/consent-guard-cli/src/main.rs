@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use consent_guard::audit::{AuditLog, AuditSink, Durability, JsonLinesAuditSink};
+use consent_guard::audit::{AuditLog, Durability};
 use consent_guard::error::Severity;
 use consent_guard::interchange::answer::{self, AnswerError};
 use consent_guard::interchange::records::{for_each_record, too_long, RecordsError, MAX_RECORD_BYTES};
@@ -569,12 +569,18 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
                 file: display(path),
                 message: with_sources(&e),
             };
-            let sink = if path.is_file() {
-                CliSink::Lines(JsonLinesAuditSink::open(path).map_err(failed)?)
-            } else {
-                CliSink::Log(AuditLog::open(path, Durability::Synced).map_err(failed)?)
-            };
-            Some((path, Arc::new(sink)))
+            // One writable format: a file of the older one-file format (v1) is only
+            // verified and exported, never extended.
+            if path.is_file() {
+                return Err(CliError::Audit {
+                    file: display(path),
+                    message: "this is an audit log of the older one-file format, which is read-only: \
+                              `audit verify` and `audit export` still read it; give a directory (a new \
+                              path becomes one) for the audit log"
+                        .to_owned(),
+                });
+            }
+            Some((path, Arc::new(AuditLog::open(path, Durability::Synced).map_err(failed)?)))
         }
     };
     if let Some((_, sink)) = &sink {
@@ -615,7 +621,8 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
                 path.display()
             );
         }
-        if let Ok((records, hash)) = sink.head() {
+        if let Ok(head) = sink.flush() {
+            let (records, hash) = (head.seq, head.hash);
             eprintln!("audit: {} holds {records} records; head {records}:{hash}", path.display());
         }
     }
@@ -718,32 +725,6 @@ fn follow_line(
                 Ok(Err(message)) => failed(message),
                 Err(e) => failed(e.to_string()),
             }
-        }
-    }
-}
-
-/// The audit sink of `check --audit`: the durable log, or a file of the older format.
-#[derive(Debug)]
-enum CliSink {
-    Log(AuditLog),
-    Lines(JsonLinesAuditSink),
-}
-
-impl CliSink {
-    /// The head: records kept and the last hash.
-    fn head(&self) -> Result<(u64, String), consent_guard::error::AuditError> {
-        match self {
-            CliSink::Log(log) => log.flush().map(|head| (head.seq, head.hash)),
-            CliSink::Lines(lines) => lines.head(),
-        }
-    }
-}
-
-impl AuditSink for CliSink {
-    fn record(&self, record: &consent_guard::AuditRecord<'_>) -> Result<(), consent_guard::error::AuditError> {
-        match self {
-            CliSink::Log(log) => log.record(record),
-            CliSink::Lines(lines) => lines.record(record),
         }
     }
 }

@@ -9,6 +9,7 @@
     clippy::indexing_slicing,
     reason = "tests fail loudly"
 )]
+#![expect(deprecated, reason = "the older one-file log stays readable; these tests write one to read")]
 
 use std::path::{Path, PathBuf};
 
@@ -272,50 +273,27 @@ fn an_anchor_catches_a_rewrite() {
     assert_eq!(status, Some(1), "{out}");
     assert!(out.contains("record 10 does not have the anchored hash"), "{out}");
 }
+/// One writable format: `check --audit` never extends a log of the older one-file
+/// format (v1); it still verifies. (Directory logs: `tests/audit_log.rs`.)
 #[test]
-fn check_writes_a_log_that_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
-    // An existing file is a log of this one-file format (a new path is a directory log,
-    // see tests/audit_log.rs).
-    std::fs::write(&log, "").unwrap();
-    let run = || {
-        let output = assert_cmd::Command::cargo_bin("consent-guard")
-            .unwrap()
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-            .args(["check", "--policy", "examples/policies/exmo.toml", "--at", "2026-06-01T00:00:00Z"])
-            .args(["--events", "tests/data/cli/exmo_events.jsonl", "--audit"])
-            .arg(&log)
-            .arg("tests/data/cli/exmo_requests.jsonl")
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(0));
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    };
-    let stderr = run();
-    assert!(stderr.contains("holds 14 records; head 14:"), "{stderr}");
-    // A second run continues the chain.
-    let stderr = run();
-    let head = stderr.split("head ").nth(1).unwrap().trim().to_owned();
-    assert!(head.starts_with("28:"), "{stderr}");
-    let (status, out) = cli_verify(&log, Some(&head));
-    assert_eq!(status, Some(0), "{out}");
-    assert!(out.contains("intact: 28 records"), "{out}");
-
-    // A tampered log is not extended.
-    let mut lines = lines(&log);
-    lines.swap(0, 1);
-    write_lines(&log, &lines);
+fn check_refuses_to_extend_a_one_file_log() {
+    let (_dir, path, _) = real_log();
+    let before = std::fs::read(&path).unwrap();
     let output = assert_cmd::Command::cargo_bin("consent-guard")
         .unwrap()
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .args(["check", "--policy", "examples/policies/exmo.toml", "--audit"])
-        .arg(&log)
+        .arg(&path)
         .write_stdin(r#"{"subject":"a","purpose":"account.registration","categories":["contact.email"]}"#)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not intact at line 1"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("older one-file format, which is read-only"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing is decided without its audit log");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the file is left as found");
+    let (status, out) = cli_verify(&path, None);
+    assert_eq!(status, Some(0), "{out}");
 }
 
 /// The anchor of an empty log (`0:` and 64 zeros) holds for every intact log.

@@ -7,6 +7,7 @@
     clippy::indexing_slicing,
     reason = "tests fail loudly"
 )]
+#![expect(deprecated, reason = "the older one-file log stays readable; these tests write one to read")]
 
 use consent_guard::audit::{segment, AuditLog, AuditLogOptions, DirVerdict, Durability, JsonLinesAuditSink};
 use consent_guard::sealed::{self, Access, Personal, Tags};
