@@ -1,6 +1,7 @@
 //! What is owed (issue 27 item 2): `Guard::owed`, `Guard::owed_all`, the `[rights]`
 //! deadlines and the holiday calendar, and the agreement of what is owed with what a
 //! `delete` request is answered.
+#![allow(clippy::panic, reason = "tests fail loudly")]
 
 mod support;
 
