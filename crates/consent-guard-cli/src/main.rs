@@ -8,11 +8,12 @@
 //! | `lint [--deny-warnings] [--format full|short] P...` | 0 no error, 1 an error (or a warning with `--deny-warnings`), 2 unreadable |
 //! | `explain --policy P [--purpose X] [--format text|markdown|html|json]` | 0, 2 unreadable policy or unknown purpose |
 //! | `diff OLD NEW [--format text|json]` | 0 no undeclared material change, 1 some, 2 unreadable |
-//! | `schema policy|event|request|decision` | 0, 2 unknown name |
+//! | `schema policy|event|request|decision|export` | 0, 2 unknown name |
 //! | `test FILE...` | 0 every case passed, 1 a case failed, 2 unreadable or invalid file |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
 //! | `audit export A` | 0 intact, 1 tampered (records before it printed), 2 unreadable |
 //! | `history --store S --subject U` | 0, 2 unreadable store |
+//! | `export SUBJECT --store S [--audit A]` | 0, 1 the audit log does not verify (the export holds what precedes the damage), 2 unreadable |
 //! | `quarantine --policy P --store S` | 0 none, 1 events quarantined, 2 unreadable |
 //! | `owed --policy P --store S [--at T] [--calendar C] [--subject U]` | 0 nothing overdue, 1 an entry past its deadline, 2 unreadable |
 //! | `serve --policy P --store S [--listen A] [--tokens F]` | 0 after a graceful shutdown, 2 cannot start |
@@ -24,6 +25,7 @@
 mod audit;
 mod diff;
 mod explain;
+mod export;
 mod golden;
 mod lint;
 mod owed;
@@ -139,6 +141,10 @@ enum Command {
         #[arg(long, value_name = "U")]
         subject: String,
     },
+    /// Print one subject's own export, as one JSON document: the consent history and
+    /// every decision about the subject in the audit log (access and portability
+    /// requests; `consent-guard schema export`).
+    Export(export::ExportArgs),
     /// List the stored events a policy cannot apply, as JSON lines (position, subject,
     /// reason): during a rolling policy upgrade, what replicas on this policy skip, and
     /// whose decisions they answer `consent_state_unavailable`.
@@ -438,6 +444,7 @@ fn main() -> ExitCode {
         Command::History { store, subject } => history(&store, &subject),
         Command::Quarantine { policy, store } => quarantine(&policy, &store),
         Command::Owed(args) => owed::run(&args),
+        Command::Export(args) => export::run(&args),
         Command::Serve(args) => serve::run(&args),
     };
     match result {

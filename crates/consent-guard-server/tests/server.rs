@@ -245,6 +245,24 @@ async fn every_endpoint_answers() {
     assert_eq!(history["events"].as_array().unwrap().len(), 2);
     assert_eq!(history["events"][0]["policy_version"], "1.0");
 
+    // Export: the history and every decision about the subject in the audit log
+    // (issue 27 item 4), fitting the `export` schema; nobody's is 404.
+    let (status, text) = get(&server, "/v1/subjects/alice/export", Some(READ)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let export = parse(&text);
+    let validator = jsonschema::validator_for(&consent_guard::schema::schema("export").unwrap()).unwrap();
+    assert!(validator.is_valid(&export), "{export:#}");
+    assert_eq!(export["history"]["events"].as_array().unwrap().len(), 2);
+    let decisions = export["decisions"].as_array().unwrap();
+    // Three checks of alice above: training, its what-if, training after the grant.
+    assert_eq!(decisions.len(), 3, "{export:#}");
+    assert!(decisions.iter().all(|d| d["request"]["subject"] == "alice"));
+    assert_eq!(export["audit"]["complete"], true);
+    let (status, _) = get(&server, "/v1/subjects/nobody/export", Some(READ)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&server, "/v1/subjects/alice/export", Some(CHECK)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
     // Batches: a JSON array and JSON lines in, JSON lines out, in order.
     let lines: String = (0..300)
         .map(|i| {
