@@ -794,3 +794,29 @@ async fn the_openapi_document_lists_every_route() {
         );
     }
 }
+
+/// An export is never given as the whole when the audit log does not verify: a record
+/// altered in a segment gets `503` naming the problem (issue 27 item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_over_an_altered_log_is_refused() {
+    let server = exmo_server();
+    for _ in 0..3 {
+        assert_eq!(post(&server, "/v1/check", Some(CHECK), TRAINING).await.0, StatusCode::OK);
+    }
+    let (status, text) = get(&server, "/v1/subjects/alice/export", Some(READ)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(parse(&text)["decisions"].as_array().unwrap().len(), 3);
+    let segment = std::fs::read_dir(&server.audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("segment-"))
+        .unwrap();
+    let bytes = std::fs::read(&segment).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let altered = text.replacen("\"alice\"", "\"alicf\"", 1);
+    assert_ne!(text, altered);
+    std::fs::write(&segment, altered).unwrap();
+    let (status, text) = get(&server, "/v1/subjects/alice/export", Some(READ)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.contains("does not verify"), "{text}");
+}
