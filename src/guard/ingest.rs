@@ -305,7 +305,7 @@ impl Guard {
     }
 
     /// The freshness bound of this guard's state: `None` when no other process writes
-    /// its store (see [`GuardBuilder::max_staleness`]).
+    /// its store (see [`GuardBuilder::max_staleness`](super::GuardBuilder::max_staleness)).
     pub fn max_staleness(&self) -> Option<std::time::Duration> {
         self.max_staleness.map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
     }

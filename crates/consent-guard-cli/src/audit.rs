@@ -1,5 +1,5 @@
 //! `audit verify` and `audit export`: the hash chain of an audit log (a directory of
-//! segments written by [`AuditLog`], or one JSON-lines file of the older
+//! segments written by [`AuditLog`](consent_guard::audit::AuditLog), or one JSON-lines file of the older
 //! [`JsonLinesAuditSink`](consent_guard::audit::JsonLinesAuditSink)), optionally
 //! against an anchor kept outside it; and its records as full JSON lines.
 
