@@ -361,9 +361,69 @@ pub struct Owed {
     /// By when, under the policy's `[rights]`; absent when it states no deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
-    /// The deadline has passed.
+    /// The deadline has passed and the entry is not settled.
     #[serde(default)]
     pub overdue: bool,
+    /// When the audit log last showed a `delete` of the data answered `deletion_due`,
+    /// once such decisions, at or after `due`, cover each of the entry's purposes and
+    /// categories ([`settle`]); absent: not known to be settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+/// Settles entries of `owed` with the audit log's evidence: each subject entry for
+/// which `deletions` hold `delete` requests answered `deletion_due` (not what-ifs),
+/// about the entry's subject, decided at or after its `due` and by `at`, whose purposes and
+/// categories together cover each of its purposes and categories. A settled entry gets
+/// `settled_at` (the latest of the decisions it needed) and is no longer `overdue`.
+/// Retention entries (every subject's data, `subject` null) are never settled: they
+/// fall due again as data ages.
+///
+/// `deletions` is every record the caller read; records of other kinds are skipped.
+/// Only records of a verified log should be given: a damaged one is no evidence.
+#[cfg(feature = "json")]
+pub fn settle(owed: &mut [Owed], deletions: &[crate::audit::OwnedAuditRecord], at: DateTime<Utc>) {
+    use std::collections::HashMap;
+
+    let mut by_subject: HashMap<&str, Vec<&crate::audit::OwnedAuditRecord>> = HashMap::new();
+    for record in deletions {
+        let decision = &record.decision;
+        if decision.code() == crate::ReasonCode::DeletionDue
+            && !decision.is_what_if()
+            && record.request.action == crate::request::Action::Delete
+        {
+            by_subject.entry(record.request.subject.as_ref()).or_default().push(record);
+        }
+    }
+    for entry in owed.iter_mut() {
+        let Some(subject) = entry.subject.as_deref() else { continue };
+        let Some(records) = by_subject.get(subject) else { continue };
+        let mut latest: Option<DateTime<Utc>> = None;
+        let mut covered = true;
+        'pairs: for purpose in &entry.purposes {
+            for category in &entry.categories {
+                // The earliest decision after `due` that covers the pair.
+                let found = records
+                    .iter()
+                    .filter(|r| r.decision.at() >= entry.due && r.decision.at() <= at)
+                    .filter(|r| r.request.purpose.covers(purpose))
+                    .filter(|r| r.request.categories.iter().any(|c| c.covers(category)))
+                    .map(|r| r.decision.at())
+                    .min();
+                match found {
+                    Some(at) => latest = latest.max(Some(at)),
+                    None => {
+                        covered = false;
+                        break 'pairs;
+                    }
+                }
+            }
+        }
+        if covered && !entry.purposes.is_empty() && !entry.categories.is_empty() {
+            entry.settled_at = latest;
+            entry.overdue = false;
+        }
+    }
 }
 
 impl fmt::Debug for Owed {
@@ -379,6 +439,7 @@ impl fmt::Debug for Owed {
             .field("collected_before", &self.collected_before)
             .field("deadline", &self.deadline)
             .field("overdue", &self.overdue)
+            .field("settled_at", &self.settled_at)
             .finish()
     }
 }

@@ -75,6 +75,7 @@ impl Guard {
                 anonymizing_suffices: rule.retention_until_anonymized,
                 deadline: None,
                 overdue: false,
+                settled_at: None,
             });
         }
         if !self.state.is_available() {
@@ -163,6 +164,7 @@ impl Guard {
                     collected_before: collected_before.and_then(DateTime::from_timestamp_millis),
                     anonymizing_suffices,
                     overdue: deadline.is_some_and(|d| d <= at),
+                    settled_at: None,
                     deadline,
                 });
             }

@@ -15,7 +15,7 @@
 //! | `history --store S --subject U` | 0, 2 unreadable store |
 //! | `export SUBJECT --store S [--audit A]` | 0, 1 the audit log does not verify (the export holds what precedes the damage), 2 unreadable |
 //! | `quarantine --policy P --store S` | 0 none, 1 events quarantined, 2 unreadable |
-//! | `owed --policy P --store S [--at T] [--calendar C] [--subject U]` | 0 nothing overdue, 1 an entry past its deadline, 2 unreadable |
+//! | `owed --policy P --store S [--at T] [--calendar C] [--subject U] [--audit A]` | 0 nothing overdue, 1 an entry past its deadline and not settled, 2 unreadable (or a log that does not verify) |
 //! | `serve --policy P --store S [--listen A] [--tokens F]` | 0 after a graceful shutdown, 2 cannot start |
 //!
 //! A store named on the command line is only read, and never created: a redb file is
