@@ -121,10 +121,11 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Print the JSON Schema of a policy, a consent event, a request or a decision.
+    /// Print the JSON Schema of a policy, a consent event, a request, a decision or a
+    /// subject's export.
     #[command(long_about = SCHEMA_HELP)]
     Schema {
-        /// `policy`, `event`, `request` or `decision`.
+        /// `policy`, `event`, `request`, `decision` or `export`.
         #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(consent_guard::schema::NAMES))]
         name: String,
     },
@@ -330,7 +331,8 @@ const SCHEMA_HELP: &str = "\
 Print a JSON Schema (draft 2020-12) on standard output: `policy` (the TOML policy
 file, for editors such as taplo and Even Better TOML: save it and point a `#:schema`
 comment or the editor's schema association at it), `event` (one line of an events
-file), `request` (an access request), `decision` (one line `check` prints).
+file), `request` (an access request), `decision` (one line `check` prints),
+`export` (the document `export` prints).
 
 Exit status: 0; 2 on an unknown name.";
 
