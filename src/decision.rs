@@ -14,7 +14,8 @@ use crate::purpose::Purpose;
 use crate::request::AccessRequest;
 
 /// Why a decision was made: stable, machine-readable. Allow codes are
-/// `consent_given`, `legal_basis` and `deidentified_exempt`; every other code denies.
+/// `consent_given`, `legal_basis`, `deidentified_exempt` and `deletion_due`; every
+/// other code denies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -25,6 +26,11 @@ pub enum ReasonCode {
     LegalBasis,
     /// Allowed: the data is de-identified enough to need no consent.
     DeidentifiedExempt,
+    /// Allowed: a `delete` the policy owes, whatever else the rule says: the subject
+    /// was erased, is a minor the policy does not serve or whose guardian has not
+    /// consented, or the data is past its retention or its purpose ended (a code this
+    /// crate adds to the vocabulary's; the message names which).
+    DeletionDue,
     /// The policy does not permit this purpose at all (deny by default).
     NoRule,
     /// The request names a purpose with children that different rules govern (or that
@@ -75,10 +81,11 @@ pub enum ReasonCode {
 
 impl ReasonCode {
     /// Every code, allow codes first.
-    pub const ALL: [ReasonCode; 24] = [
+    pub const ALL: [ReasonCode; 25] = [
         ReasonCode::ConsentGiven,
         ReasonCode::LegalBasis,
         ReasonCode::DeidentifiedExempt,
+        ReasonCode::DeletionDue,
         ReasonCode::NoRule,
         ReasonCode::PurposeTooBroad,
         ReasonCode::BasisNotPermitted,
@@ -105,7 +112,13 @@ impl ReasonCode {
     /// Whether the code allows.
     #[inline]
     pub fn is_allow(self) -> bool {
-        matches!(self, ReasonCode::ConsentGiven | ReasonCode::LegalBasis | ReasonCode::DeidentifiedExempt)
+        matches!(
+            self,
+            ReasonCode::ConsentGiven
+                | ReasonCode::LegalBasis
+                | ReasonCode::DeidentifiedExempt
+                | ReasonCode::DeletionDue
+        )
     }
 
     /// The vocabulary's name.
@@ -114,6 +127,7 @@ impl ReasonCode {
             ReasonCode::ConsentGiven => "consent_given",
             ReasonCode::LegalBasis => "legal_basis",
             ReasonCode::DeidentifiedExempt => "deidentified_exempt",
+            ReasonCode::DeletionDue => "deletion_due",
             ReasonCode::NoRule => "no_rule",
             ReasonCode::PurposeTooBroad => "purpose_too_broad",
             ReasonCode::BasisNotPermitted => "basis_not_permitted",
@@ -402,6 +416,21 @@ impl<'a> Decision<'a> {
             }
             (ReasonCode::DeidentifiedExempt, _) => {
                 format!("{purpose} on de-identified data needs no consent ({clause})")
+            }
+            (ReasonCode::DeletionDue, _) => {
+                let why = match item {
+                    "subject_erased" => format!("{subject} was erased"),
+                    "minor_not_served" => format!("{subject} is a minor and the policy does not serve minors"),
+                    "guardian_consent_missing" => {
+                        format!("{subject} is a minor and no guardian consented to {purpose}")
+                    }
+                    "purpose_ended" => format!("{purpose} ended for {subject}"),
+                    "consent_withdrawn" => {
+                        format!("{subject} withdrew consent to {purpose} and the policy deletes on withdrawal")
+                    }
+                    _ => "the data is past its retention".to_owned(),
+                };
+                format!("deleting {subject}'s data for {purpose} is due ({item}): {why} ({clause})")
             }
             (ReasonCode::NoRule, _) => format!("the policy has no rule permitting {purpose}"),
             (ReasonCode::PurposeTooBroad, _) => {

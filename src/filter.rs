@@ -170,6 +170,12 @@ pub enum FilterError {
     /// The template names a time.
     #[error("the template sets `at`: a filter decides at the time it is applied (`Filter::apply`)")]
     TemplateTime,
+    /// A deletion is not filtered: whether one is due turns on each row's collection
+    /// time against the subject's ends and retention (issue 27), which a snapshot
+    /// entry does not hold. `Guard::owed` lists what is due; `Guard::check` decides a
+    /// row.
+    #[error("the template's action is `delete`: deletions are listed by `Guard::owed` and decided per row by `Guard::check`, not filtered")]
+    Deletion,
     /// The snapshot belongs to another filter or policy.
     #[error("the snapshot was built for another filter or policy version")]
     SnapshotMismatch,
@@ -679,6 +685,9 @@ impl Guard {
         let FilterSpec { template, rows, max_staleness } = spec;
         if template.at.is_some() {
             return Err(FilterError::TemplateTime);
+        }
+        if template.action == Action::Delete {
+            return Err(FilterError::Deletion);
         }
         check_column("subject", &rows.subject)?;
         if let Some(column) = &rows.collected_at {

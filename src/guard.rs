@@ -21,11 +21,13 @@
 
 mod handle;
 mod ingest;
+mod owed;
 mod plan;
 mod prepared;
 mod quarantine;
 
 pub use handle::SubjectHandle;
+pub use owed::OwedUnavailable;
 pub use prepared::PreparedAccess;
 pub use quarantine::QuarantinedEvent;
 

@@ -4,6 +4,7 @@
 //! command line and from the HTTP service.
 
 pub mod answer;
+pub mod export;
 pub mod records;
 
 use chrono::{DateTime, NaiveDate, Utc};

@@ -81,6 +81,7 @@ pub mod purpose;
 #[cfg(feature = "reload")]
 pub mod reload;
 pub mod request;
+pub mod rights;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod sealed;

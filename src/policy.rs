@@ -36,8 +36,8 @@ use crate::request::{AccessRequest, Actions, Deidentification, RecipientKind, Re
 pub use crate::version::PolicyVersion;
 pub use builder::PolicyBuilder;
 pub use document::{
-    ConsentDefault, MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, Retention, RuleDocument,
-    SeparateTrigger, Signal, UnknownAge, VocabularySection, WithConsent,
+    ConsentDefault, MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, Retention, RightsSection,
+    RuleDocument, SeparateTrigger, Signal, UnknownAge, VocabularySection, WithConsent,
 };
 
 /// A validated, compiled policy. Build one with [`Policy::compile`],

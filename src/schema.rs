@@ -1,6 +1,7 @@
 //! JSON Schemas (draft 2020-12) of the files and messages the crate reads and writes:
 //! the policy (as TOML editors such as taplo and Even Better TOML use it), consent
-//! events, access requests and decisions. `consent-guard schema NAME` prints them.
+//! events, access requests, decisions and a subject's export. `consent-guard schema
+//! NAME` prints them.
 //!
 //! The policy schema is derived from [`crate::policy::PolicyDocument`] itself, so it
 //! follows the format as it grows; events, requests and decisions are described by
@@ -24,7 +25,7 @@ use crate::purpose::Purpose;
 use crate::request::{Action, Deidentification, RecipientKind, Region};
 
 /// The schemas there are, by the name `schema` takes.
-pub const NAMES: [&str; 5] = ["policy", "event", "request", "decision", "problem"];
+pub const NAMES: [&str; 6] = ["policy", "event", "request", "decision", "problem", "export"];
 
 /// The schema called `name` (one of [`NAMES`]), or `None`.
 pub fn schema(name: &str) -> Option<serde_json::Value> {
@@ -34,6 +35,7 @@ pub fn schema(name: &str) -> Option<serde_json::Value> {
         "request" => schemars::schema_for!(Request),
         "decision" => schemars::schema_for!(DecisionWire),
         "problem" => schemars::schema_for!(ProblemWire),
+        "export" => schemars::schema_for!(ExportWire),
         _ => return None,
     };
     let mut value = schema.to_value();
@@ -586,4 +588,69 @@ pub fn openapi_components_for(policy: &crate::policy::Policy) -> serde_json::Map
         *items = serde_json::json!({ "type": "string", "enum": scope_recipients });
     }
     components
+}
+
+fn export_format(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "const": crate::interchange::export::FORMAT, "description": "the format and its version" })
+}
+
+/// A subject's own export (`consent-guard export`, `GET /v1/subjects/{id}/export`):
+/// the consent history and the decisions about the subject from the audit log.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "SubjectExport")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct ExportWire {
+    /// `consent-guard/subject-export/1`.
+    #[schemars(schema_with = "export_format")]
+    format: String,
+    /// The subject.
+    subject: String,
+    /// When the export was made.
+    #[schemars(schema_with = "date_time")]
+    generated_at: String,
+    /// The subject's consent events, in recorded order.
+    history: HistoryWire,
+    /// The decisions about the subject in the audit log, in log order.
+    decisions: Vec<AuditRecordWire>,
+    /// How much of the audit log was read.
+    audit: CoverageWire,
+}
+
+/// One audit record: the request as asked and the decision given.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "AuditRecord")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct AuditRecordWire {
+    /// The request as asked.
+    request: Request,
+    /// The decision given.
+    decision: DecisionWire,
+}
+
+fn verdict(_: &mut SchemaGenerator) -> Schema {
+    enumeration(&["intact", "torn_tail", "tampered", "none"], "what verifying the audit log found")
+}
+
+/// How much of the audit log the export covers.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "AuditCoverage")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct CoverageWire {
+    /// `intact`, `torn_tail`, `tampered` (records after the first altered line are not
+    /// read) or `none` (no audit log was read).
+    #[schemars(schema_with = "verdict")]
+    verdict: String,
+    /// Records read from the log, of every subject.
+    records_read: u64,
+    /// The head of the log read, `N:HASH`.
+    #[serde(default)]
+    head: Option<String>,
+    /// Every committed decision of the log was read.
+    complete: bool,
+    /// Where the log does not verify.
+    #[serde(default)]
+    problem: Option<String>,
 }

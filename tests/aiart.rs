@@ -990,16 +990,55 @@ fn data_is_kept_only_for_the_period_necessary() {
     s.expect_clause(&core("anonymized", "2026-03-01T00:00:00Z"), "legal_basis", "aiart.core");
     // A new period: the user came back after the end.
     s.expect_clause(&core("none", "2026-05-01T00:00:00Z"), "legal_basis", "aiart.core");
-    // Deleting is what is due.
-    s.expect_clause(
+    // Deleting is what is due, and says so (issue 27).
+    let due = s.expect_clause(
         r#"{"subject":"u1","purpose":"service.core.audio","action":"delete","categories":["content.generated"],"collected_at":"2026-03-01T00:00:00Z"}"#,
-        "legal_basis",
+        "deletion_due",
         "aiart.core",
     );
+    assert!(due.message.contains("purpose_ended"), "{}", due.message);
     // "unless otherwise stipulated by laws and regulations"
     s.expect_clause(
         r#"{"subject":"u1","purpose":"compliance.legal_obligation","action":"store","categories":["content.generated"],"collected_at":"2026-03-01T00:00:00Z"}"#,
         "legal_basis",
         "aiart.legal_obligation",
     );
+}
+
+/// 5.(3) "After your account is cancelled, we will ... delete or anonymize your
+/// personal information" and VII.2 "if we discover that we have received personal
+/// information from minors without prior verifiable parental consent, we will try to
+/// delete the relevant information as soon as possible" (issue 27).
+#[test]
+fn cancelled_accounts_and_minors_without_a_guardian_may_have_their_data_deleted() {
+    let s = Scenario::new("aiart").events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"erase","subject":"u1","at":"2026-03-01T00:00:00Z"}
+        {"type":"subject","subject":"teen","birth_date":"2010-01-01"}
+        {"type":"subject","subject":"teen_guardian","birth_date":"2010-01-01"}
+        {"type":"grant","subject":"teen_guardian","purposes":["service.core"],"level":"separate","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    for (request, clause) in [
+        (r#""purpose":"service.core.audio","categories":["content.generated"]"#, "aiart.core"),
+        (r#""purpose":"personalization.recommendation","categories":["behavior.log"]"#, "aiart.recommendation"),
+        (r#""purpose":"service.customer_support","categories":["support.record"]"#, "aiart.customer_support"),
+        (r#""purpose":"profiling.user_portrait","categories":["behavior.log"]"#, "aiart.user_portrait"),
+    ] {
+        let deleted =
+            s.expect_clause(&format!(r#"{{"subject":"u1","action":"delete",{request}}}"#), "deletion_due", clause);
+        assert!(deleted.message.contains("subject_erased"), "{}", deleted.message);
+        s.expect_clause(&format!(r#"{{"subject":"u1",{request}}}"#), "subject_erased", clause);
+    }
+    let core = |who: &str, action: &str| {
+        format!(
+            r#"{{"subject":"{who}","action":"{action}","purpose":"service.core.audio","categories":["content.generated"]}}"#
+        )
+    };
+    let deleted = s.expect_clause(&core("teen", "delete"), "deletion_due", "aiart.core");
+    assert!(deleted.message.contains("guardian_consent_missing"), "{}", deleted.message);
+    s.expect_clause(&core("teen", "use"), "guardian_consent_required", "aiart.core");
+    s.expect_clause(&core("teen_guardian", "use"), "legal_basis", "aiart.core");
+    s.expect_clause(&core("teen_guardian", "delete"), "legal_basis", "aiart.core");
 }

@@ -828,3 +828,50 @@ fn personal_information_is_kept_for_the_period_necessary() {
         "aimate.compliance.legal",
     );
 }
+
+/// §5(5) "After you actively cancel your account, we will ... delete or anonymize your
+/// personal information" (issue 27): after cancellation, deleting is allowed under
+/// every clause, including those that list no `delete`; nothing else is.
+#[test]
+fn cancelled_account_data_may_be_deleted() {
+    let s = aimate().events(
+        r#"
+        {"type":"grant","subject":"u1","purposes":["analytics.usage"],"level":"explicit","at":"2026-01-02T00:00:00Z"}
+        {"type":"erase","subject":"u1","at":"2026-03-01T00:00:00Z"}
+        "#,
+    );
+    for (request, clause) in [
+        (r#""purpose":"service.core","categories":["content.chat"]"#, "aimate.core"),
+        (r#""purpose":"analytics.usage","categories":["behavior.log"]"#, "aimate.analytics"),
+        (r#""purpose":"account.registration","categories":["account.username"]"#, "aimate.registration"),
+        (r#""purpose":"ai_training","categories":["content.chat"]"#, "aimate.training"),
+    ] {
+        let deleted =
+            s.expect_clause(&format!(r#"{{"subject":"u1","action":"delete",{request}}}"#), "deletion_due", clause);
+        assert!(deleted.message.contains("subject_erased"), "{}", deleted.message);
+        s.expect_clause(&format!(r#"{{"subject":"u1",{request}}}"#), "subject_erased", clause);
+    }
+}
+
+/// §6.2 "If we find that we have collected a child's personal information without
+/// prior verifiable parental consent, we will try to delete the relevant data as soon
+/// as possible" (issue 27).
+#[test]
+fn a_child_without_parental_consent_may_have_its_data_deleted() {
+    let s = aimate().events(
+        r#"
+        {"type":"subject","subject":"child","birth_date":"2014-01-01"}
+        {"type":"subject","subject":"child_guardian","birth_date":"2014-01-01"}
+        {"type":"grant","subject":"child_guardian","purposes":["service.core"],"level":"separate","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    let req = |who: &str, action: &str| {
+        format!(r#"{{"subject":"{who}","action":"{action}","purpose":"service.core","categories":["content.chat"]}}"#)
+    };
+    let deleted = s.expect_clause(&req("child", "delete"), "deletion_due", "aimate.core");
+    assert!(deleted.message.contains("guardian_consent_missing"), "{}", deleted.message);
+    s.expect_clause(&req("child", "use"), "guardian_consent_required", "aimate.core");
+    // With the parent's consent, a deletion is an ordinary access, decided as before.
+    s.expect_clause(&req("child_guardian", "use"), "legal_basis", "aimate.core");
+    s.expect_clause(&req("child_guardian", "delete"), "legal_basis", "aimate.core");
+}

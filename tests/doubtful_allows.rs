@@ -320,9 +320,11 @@ categories = [\"content\"]
         ask("service.payment", "financial.transaction", "use", before, "2026-05-02T00:00:00Z"),
         "retention_expired"
     );
+    // Since issue 27 the deletion is allowed as owed (`deletion_due`, reason
+    // `purpose_ended`), not as the rule's own `delete`.
     assert_eq!(
         ask("service.payment", "financial.transaction", "delete", before, "2026-05-02T00:00:00Z"),
-        "legal_basis"
+        "deletion_due"
     );
     // Data of a new period, collected after the end.
     assert_eq!(

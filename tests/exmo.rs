@@ -821,3 +821,75 @@ fn cookies_remember_preferences_and_task_history() {
     s.expect_clause(&session("behavior.task_records"), "legal_basis", "exmo.cookies");
     s.expect_clause(&session("behavior.log"), "category_not_permitted", "exmo.cookies");
 }
+
+/// "Upon account deletion, EXMO will erase or anonymize your data to the extent
+/// permitted by law" (issue 27): after the erasure, deleting the subject's data is
+/// allowed under every clause, whatever actions the clause lists, and nothing else is.
+#[test]
+fn account_deletion_lets_the_data_be_deleted() {
+    let s = exmo().events(
+        r#"
+        {"type":"grant","subject":"u1","purposes":["personalization","ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        {"type":"erase","subject":"u1","at":"2026-03-01T00:00:00Z"}
+        "#,
+    );
+    for (request, clause) in [
+        (r#""purpose":"service.core","categories":["content.generated"]"#, "exmo.core"),
+        (r#""purpose":"account.login","categories":["account.username"]"#, "exmo.login"),
+        (
+            r#""purpose":"personalization.semantic_insights","categories":["behavior.semantic_tags"]"#,
+            "exmo.behavior_logs",
+        ),
+        (
+            r#""purpose":"ai_training.model_training","categories":["behavior.log"],"deidentification":"anonymized""#,
+            "exmo.training",
+        ),
+        (r#""purpose":"service.session","categories":["tracking.cookie"]"#, "exmo.cookies"),
+    ] {
+        let deleted =
+            s.expect_clause(&format!(r#"{{"subject":"u1","action":"delete",{request}}}"#), "deletion_due", clause);
+        assert_eq!(deleted.basis.as_deref(), Some("legal_obligation"));
+        assert!(deleted.message.contains("subject_erased"), "{}", deleted.message);
+        // Every other action keeps today's answer.
+        s.expect_clause(&format!(r#"{{"subject":"u1",{request}}}"#), "subject_erased", clause);
+    }
+    // For a subject not erased, a deletion is an ordinary access.
+    let s = s.events(r#"{"type":"subject","subject":"u2","birth_date":"1990-01-01"}"#);
+    s.expect_clause(
+        r#"{"subject":"u2","action":"delete","purpose":"service.core","categories":["content.generated"]}"#,
+        "legal_basis",
+        "exmo.core",
+    );
+}
+
+/// "EXMO does not intentionally collect data from minors, and such data will be
+/// deleted if discovered" (issue 27): a child's data without a guardian's consent may
+/// be deleted; with it, a deletion is an ordinary access.
+#[test]
+fn minors_data_is_deleted_if_discovered() {
+    let s = exmo().events(
+        r#"
+        {"type":"subject","subject":"child","birth_date":"2016-05-01"}
+        {"type":"grant","subject":"child","purposes":["personalization"],"level":"separate","at":"2026-01-02T00:00:00Z"}
+        {"type":"subject","subject":"child_guardian","birth_date":"2016-05-01"}
+        {"type":"grant","subject":"child_guardian","purposes":["personalization"],"level":"separate","by_guardian":true,"at":"2026-01-02T00:00:00Z"}
+        "#,
+    );
+    let req = |who: &str, action: &str| {
+        format!(
+            r#"{{"subject":"{who}","action":"{action}","purpose":"personalization.semantic_insights","categories":["behavior.semantic_tags"]}}"#
+        )
+    };
+    let deleted = s.expect_clause(&req("child", "delete"), "deletion_due", "exmo.behavior_logs");
+    assert!(deleted.message.contains("guardian_consent_missing"), "{}", deleted.message);
+    s.expect_clause(&req("child", "use"), "guardian_consent_required", "exmo.behavior_logs");
+    // A child's core-service data without a guardian: deletable too, though the clause
+    // lists no `delete`.
+    s.expect_clause(
+        r#"{"subject":"child","action":"delete","purpose":"service.core","categories":["content.generated"]}"#,
+        "deletion_due",
+        "exmo.core",
+    );
+    s.expect_clause(&req("child_guardian", "delete"), "consent_given", "exmo.behavior_logs");
+    s.expect_clause(&req("child_guardian", "use"), "consent_given", "exmo.behavior_logs");
+}

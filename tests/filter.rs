@@ -21,7 +21,9 @@ use consent_guard::filter::{
     Apply, Counts, ExcludedSubjects, FilterError, FilterRecord, FilterSpec, RowFacts, RowTest,
 };
 use consent_guard::store::MemoryConsentStore;
-use consent_guard::{AccessRequest, ConsentEvent, DataCategory, FixedClock, Guard, Policy, Purpose, ReasonCode};
+use consent_guard::{
+    AccessRequest, Action, ConsentEvent, DataCategory, FixedClock, Guard, Policy, Purpose, ReasonCode,
+};
 
 const POLICY: &str = r#"
 [policy]
@@ -83,6 +85,9 @@ fn what_cannot_be_compiled_is_named() {
     assert!(matches!(error, FilterError::MissingFact { fact: "collected_at", .. }), "{error}");
     let error = guard.filter(FilterSpec::new(training().at(at("2026-01-01T00:00:00Z")), rows())).unwrap_err();
     assert!(matches!(error, FilterError::TemplateTime), "{error}");
+    // Deletions turn on each row against the subject's ends (issue 27): not filtered.
+    let error = guard.filter(FilterSpec::new(training().action(Action::Delete), rows())).unwrap_err();
+    assert!(matches!(error, FilterError::Deletion), "{error}");
     let error =
         guard.filter(FilterSpec::new(training().collected(at("2026-01-01T00:00:00Z"), None), rows())).unwrap_err();
     assert!(matches!(error, FilterError::FactTwice { field: "collected_at", .. }), "{error}");

@@ -851,3 +851,53 @@ fn crash_logs_keep_the_service_stable_for_thirty_days() {
         "action_not_permitted",
     );
 }
+
+/// "you have the right to request access to, correction, deletion ... of your personal
+/// information" and "After this period [30 days], personal information will be deleted
+/// or anonymized" (issue 27): once the subject is erased, and once the 30 days have
+/// run, deleting is allowed whatever consent says; a legal duty stays as it was.
+#[test]
+fn deletion_is_allowed_after_erasure_and_after_thirty_days() {
+    let s = kmengai().events(
+        r#"
+        {"type":"subject","subject":"u1","birth_date":"1990-01-01"}
+        {"type":"grant","subject":"u1","purposes":["service.device_permissions"],"level":"implied","at":"2026-01-02T00:00:00Z"}
+        {"type":"erase","subject":"u1","at":"2026-05-25T00:00:00Z"}
+        {"type":"subject","subject":"u2","birth_date":"1990-01-01"}
+        "#,
+    );
+    for (request, clause) in [
+        (r#""purpose":"service.core","categories":["content.chat"]"#, "kmengai.core_service"),
+        (
+            r#""purpose":"service.device_permissions.app_list","categories":["device.app_list"]"#,
+            "kmengai.permission.app_list",
+        ),
+        (r#""purpose":"analytics.usage","categories":["behavior.log"]"#, "kmengai.improvement"),
+    ] {
+        let recent = r#""collected_at":"2026-05-20T00:00:00Z""#;
+        let deleted = s.expect_clause(
+            &format!(r#"{{"subject":"u1","action":"delete",{request},{recent}}}"#),
+            "deletion_due",
+            clause,
+        );
+        assert!(deleted.message.contains("subject_erased"), "{}", deleted.message);
+        s.expect_clause(&format!(r#"{{"subject":"u1",{request},{recent}}}"#), "subject_erased", clause);
+    }
+    // What the law keeps is not owed: the clause permits sharing only.
+    s.expect_clause(
+        r#"{"subject":"u1","purpose":"compliance.legal_obligation","action":"delete","categories":["content.chat"],
+            "collected_at":"2026-05-20T00:00:00Z"}"#,
+        "action_not_permitted",
+        "kmengai.legal_disclosure",
+    );
+    // Past the 30 days, u2's statistics are owed to deletion whatever u2 said; within
+    // them, a deletion is decided as any other access (here: not opted out).
+    let stats = |collected: &str| {
+        format!(
+            r#"{{"subject":"u2","action":"delete","purpose":"analytics.usage","categories":["behavior.log"],"collected_at":"{collected}"}}"#
+        )
+    };
+    let old = s.expect_clause(&stats("2026-04-01T00:00:00Z"), "deletion_due", "kmengai.improvement");
+    assert!(old.message.contains("retention_expired"), "{}", old.message);
+    s.expect_clause(&stats("2026-05-20T00:00:00Z"), "consent_given", "kmengai.improvement");
+}

@@ -208,7 +208,8 @@ proptest! {
         prop_assert!(!decision.allowed());
     }
 
-    /// After erasure only `compliance.*` purposes on a non-consent basis pass.
+    /// After erasure only `compliance.*` purposes on a non-consent basis pass, and a
+    /// `delete`, which is owed (`deletion_due`, issue 27).
     #[test]
     fn an_erased_subject_is_denied_unless_compliance_requires(
         seed_index in 0..SEEDS.len(),
@@ -225,7 +226,10 @@ proptest! {
         guard.record(&grant("gone", vec![request.purpose.clone()], level, granted_at, true)).unwrap();
         guard.record(&EraseEvent::new("gone", at - Duration::seconds(erased_before)).into()).unwrap();
         let decision = at_its_time(&guard, &request);
-        if !exempt {
+        if !exempt && request.action == Action::Delete {
+            let owed = [ReasonCode::DeletionDue, ReasonCode::NoRule, ReasonCode::PurposeTooBroad];
+            prop_assert!(owed.contains(&decision.code()), "{:?}", decision);
+        } else if !exempt {
             prop_assert!(!decision.allowed(), "{:?}", decision);
             let before_erasure = [ReasonCode::SubjectErased, ReasonCode::NoRule, ReasonCode::PurposeTooBroad];
             prop_assert!(before_erasure.contains(&decision.code()), "{:?}", decision);

@@ -515,6 +515,17 @@ pub fn export(dir: impl AsRef<Path>, out: &mut dyn Write) -> std::io::Result<Dir
     }
 }
 
+/// Hands every committed record of a log to `emit`, in log order, compact records
+/// expanded with their template; returns the verdict of the whole log. Records after
+/// the first tampered line are not handed.
+///
+/// # Errors
+///
+/// When a file cannot be read.
+pub fn for_each_record(dir: impl AsRef<Path>, emit: &mut dyn FnMut(OwnedAuditRecord)) -> std::io::Result<DirVerdict> {
+    scan_dir(dir.as_ref(), emit).map(|scan| scan.verdict)
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }

@@ -438,8 +438,10 @@ impl<'s> SubjectView<'s> {
 
     /// The subject's events, sorted by time: those of the record (decoded), then those
     /// of its overflow entry. Apart, because a chained iterator costs the check's event
-    /// scan about twice the instructions of two plain loops.
-    #[inline]
+    /// scan about twice the instructions of two plain loops. Always inlined: with the
+    /// deletion checks (issue 27) calling it too, the compiler stopped inlining it into
+    /// the consent scan, which cost the check about 24 instructions.
+    #[inline(always)]
     pub(crate) fn early_and_rest(&self) -> ([Option<StateEvent>; 2], &'s [StateEvent]) {
         match self.overflow {
             Some(o) => ([None, None], &o.events),
@@ -1027,6 +1029,32 @@ impl ConsentState {
 
     pub(crate) fn is_available(&self) -> bool {
         self.fresh_until.load(Ordering::Acquire) != i64::MIN
+    }
+
+    /// Every subject the state knows, with `f` run on its state (`Err` for a
+    /// quarantined one), shard by shard under each shard's read lock; `Err` when a
+    /// shard cannot be read.
+    pub(crate) fn for_each_subject(
+        &self,
+        mut f: impl FnMut(&str, Result<Option<SubjectView<'_>>, Unavailable>),
+    ) -> Result<(), Unavailable> {
+        for shard in self.shards.iter() {
+            let shard = shard.0.read().map_err(|_| Unavailable)?;
+            for number in 0..shard.len {
+                let Some(record) = shard.record(number) else { continue };
+                let id = match record.long_id() {
+                    Some(index) => shard.long_ids.get(index).map(|id| &**id),
+                    None => {
+                        let len = usize::from(record.id[INLINE_ID]).min(INLINE_ID);
+                        record.id.get(..len).and_then(|bytes| std::str::from_utf8(bytes).ok())
+                    }
+                };
+                if let Some(id) = id {
+                    f(id, shard.view(number));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// How many subjects are known.

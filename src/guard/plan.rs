@@ -43,7 +43,12 @@ pub(super) fn decide<'a>(
         None => (deny(ReasonCode::NoRule, Detail::None), None),
         Some(plan) => {
             let verdict = plan.run(state, subject, now, present);
-            let basis = verdict.code.is_allow().then_some(plan.basis);
+            // A deletion the policy owes rests on the duty to delete, whatever the
+            // rule's own basis.
+            let basis = match verdict.code {
+                ReasonCode::DeletionDue => Some(LegalBasis::LegalObligation),
+                code => code.is_allow().then_some(plan.basis),
+            };
             (verdict, basis)
         }
     }
@@ -251,6 +256,9 @@ impl<'a> Plan<'a> {
         if self.too_broad {
             return deny(ReasonCode::PurposeTooBroad, Detail::None);
         }
+        if self.request.action == Action::Delete {
+            return self.run_delete(state, subject, now, present);
+        }
         match state.read_at(subject, present, |view| self.with_subject(view, now)) {
             Ok(verdict) => verdict,
             // A compliance duty does not need the subject's consent, but where the
@@ -261,10 +269,196 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// As [`Plan::run`], for a `delete`: a deletion the policy owes is allowed
+    /// (`deletion_due`), any other is decided as every access. Out of line
+    /// (`#[cold]`), so that every other action pays one comparison and the check's
+    /// instruction budget stays as it was.
+    #[cold]
+    #[inline(never)]
+    fn run_delete(&self, state: &ConsentState, subject: Lookup<'_>, now: i64, present: i64) -> Verdict<'a> {
+        match state.read_at(subject, present, |view| self.for_subject(view, now)) {
+            Ok(verdict) => verdict,
+            // As in `run`: the same exception, the same denial.
+            Err(_) if self.compliance && !self.age_decides() => self.for_subject(None, now),
+            Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),
+        }
+    }
+
     /// Whether the subject's age can change the verdict: guardian consent or unserved
     /// minors, on a basis the law does not impose.
     fn age_decides(&self) -> bool {
         self.policy.minors.under.is_some() && !self.basis.is_imposed_by_law()
+    }
+
+    /// The verdict for one subject: a deletion the policy owes is allowed
+    /// (`deletion_due`), every other request decided by [`Plan::with_subject`].
+    fn for_subject(&self, subject: Option<SubjectView<'_>>, now: i64) -> Verdict<'a> {
+        match self.deletion_due(subject, now) {
+            Some(why) => Verdict { code: ReasonCode::DeletionDue, detail: Detail::Item(Cow::Borrowed(why.as_str())) },
+            None => self.with_subject(subject, now),
+        }
+    }
+
+    /// Why the subject's data for this purpose must be deleted now, if it must: in
+    /// the order of the checks, erasure, a minor the policy does not serve, a minor
+    /// without a guardian's live grant, then (only where the rule reaches the request:
+    /// action, categories, recipient, region, de-identification) retention and the
+    /// end of the purpose. A compliance duty that survives erasure is not owed.
+    pub(super) fn deletion_due(&self, subject: Option<SubjectView<'_>>, now: i64) -> Option<Due> {
+        if let Some(due) = self.subject_due(subject, now) {
+            return Some(due);
+        }
+        let (policy, rule) = (self.policy, self.rule);
+        let minors = &policy.minors;
+        let under_age = |until: Option<i64>| until.map_or(minors.unknown_is_minor, |until| now < until);
+        let minor = minors.under.is_some() && under_age(subject.and_then(|s| s.adult_from()));
+        if self.early.is_some() {
+            return None;
+        }
+        let anonymized = self.request.deidentification == Deidentification::Anonymized;
+        if let Some(retention) = rule.retention {
+            if self.expired(retention, now).is_some() {
+                let yields = (rule.retention_until_anonymized && anonymized)
+                    || (rule.separate_consent_lifts_retention
+                        && self.consent(subject, minor, None, ConsentLevel::Separate, now).code.is_allow());
+                if !yields {
+                    return Some(Due::RetentionExpired);
+                }
+            }
+        }
+        if subject.and_then(|s| self.ended_over(s, now)).is_some() && !(rule.retention_until_anonymized && anonymized) {
+            return Some(Due::PurposeEnded);
+        }
+        None
+    }
+
+    /// The reasons a deletion is due that depend on the subject alone, not on what the
+    /// request asks: erasure, a minor not served, a minor without a guardian's grant,
+    /// and (under `[rights] withdrawal_deletes`) a withdrawal of the consent the basis
+    /// rests on.
+    pub(super) fn subject_due(&self, subject: Option<SubjectView<'_>>, now: i64) -> Option<Due> {
+        if subject.and_then(|s| s.erased_at()).is_some_and(|at| at <= now) && !self.compliance {
+            return Some(Due::Erased);
+        }
+        let minors = &self.policy.minors;
+        let under_age = |until: Option<i64>| until.map_or(minors.unknown_is_minor, |until| now < until);
+        let minor = minors.under.is_some() && under_age(subject.and_then(|s| s.adult_from()));
+        if minor && !self.basis.is_imposed_by_law() {
+            if minors.not_served {
+                return Some(Due::MinorNotServed);
+            }
+            if !self.each_leaf(|up| self.guardian_live(subject, up, now)) {
+                return Some(Due::GuardianConsentMissing);
+            }
+        }
+        let withdrawal_deletes =
+            self.policy.document.rights.as_ref().is_some_and(|r| r.withdrawal_deletes == Some(true));
+        if withdrawal_deletes
+            && self.basis == LegalBasis::Consent
+            && !self.each_leaf(|up| !self.withdrawn(subject, up, now))
+        {
+            return Some(Due::Withdrawn);
+        }
+        None
+    }
+
+    /// The latest withdrawal by `now` covering a leaf under the request's purpose.
+    pub(super) fn last_withdrawal(&self, subject: Option<SubjectView<'_>>, now: i64) -> Option<i64> {
+        let subject = subject?;
+        let (early, rest) = subject.early_and_rest();
+        let mut last = None;
+        for event in early.iter().flatten().chain(rest) {
+            if event.at > now {
+                break;
+            }
+            if event.is_withdrawal() && event.purposes() & (self.purpose_up | self.leaves_up()) != 0 {
+                last = Some(event.at);
+            }
+        }
+        last
+    }
+
+    /// The leaves under the request's purpose and their ancestors.
+    fn leaves_up(&self) -> u128 {
+        let mut up = 0;
+        let mut leaves = self.leaves;
+        while leaves != 0 {
+            let leaf = leaves & leaves.wrapping_neg();
+            leaves &= !leaf;
+            up |= self.up_of(leaf);
+        }
+        up
+    }
+
+    /// The latest `end` covering the request's purpose whose `retention_after_end`
+    /// has run by `now`: its time, and when its grace ran out.
+    pub(super) fn last_end_over(&self, subject: SubjectView<'_>, now: i64) -> Option<(i64, i64)> {
+        let grace = self.rule.retention_after_end;
+        subject
+            .spilled_events()
+            .iter()
+            .filter(|e| e.is_end() && e.purposes() & self.ended_by != 0 && e.at.saturating_add(grace) <= now)
+            .map(|e| (e.at, e.at.saturating_add(grace)))
+            .max()
+    }
+
+    /// Whether `test` holds for each leaf purpose under the request's (given as the
+    /// leaf and its ancestors).
+    fn each_leaf(&self, mut test: impl FnMut(u128) -> bool) -> bool {
+        if self.leaves & self.leaves.wrapping_sub(1) == 0 {
+            let own = self.leaves == 0 || self.leaves & self.purpose_up != 0;
+            return test(if own { self.purpose_up } else { self.up_of(self.leaves) });
+        }
+        let mut leaves = self.leaves;
+        while leaves != 0 {
+            let leaf = leaves & leaves.wrapping_neg();
+            leaves &= !leaf;
+            if !test(self.up_of(leaf)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether the latest event covering a leaf (given with its ancestors) by `now` is
+    /// a withdrawal.
+    fn withdrawn(&self, subject: Option<SubjectView<'_>>, up: u128, now: i64) -> bool {
+        let Some(subject) = subject else { return false };
+        let (early, rest) = subject.early_and_rest();
+        let mut withdrawn = false;
+        for event in early.iter().flatten().chain(rest) {
+            if event.at > now {
+                break;
+            }
+            if event.purposes() & up != 0 && !event.is_end() {
+                withdrawn = event.is_withdrawal();
+            }
+        }
+        withdrawn
+    }
+
+    /// Whether a guardian's grant, unexpired and not withdrawn since, covers a leaf
+    /// (given with its ancestors).
+    fn guardian_live(&self, subject: Option<SubjectView<'_>>, up: u128, now: i64) -> bool {
+        let Some(subject) = subject else { return false };
+        let mut live = false;
+        let (early, rest) = subject.early_and_rest();
+        for event in early.iter().flatten().chain(rest) {
+            if event.at > now {
+                break;
+            }
+            if event.purposes() & up == 0 || event.is_end() {
+                continue;
+            }
+            if event.is_withdrawal() {
+                live = false;
+            } else if event.by_guardian() {
+                // Terms that cannot be read do not stand in the way of a deletion.
+                let unexpired = subject.terms(event).is_ok_and(|terms| terms.is_none_or(|t| t.expires_at > now));
+                live = live || unexpired;
+            }
+        }
+        live
     }
 
     fn with_subject(&self, subject: Option<SubjectView<'_>>, now: i64) -> Verdict<'a> {
@@ -349,11 +543,18 @@ impl<'a> Plan<'a> {
     }
 
     fn retention(&self, retention: Retention, now: i64) -> Option<Verdict<'a>> {
-        let request = self.request;
         // Collecting starts the clock; deleting expired data is what retention asks.
-        if matches!(request.action, Action::Collect | Action::Delete) {
+        if matches!(self.request.action, Action::Collect | Action::Delete) {
             return None;
         }
+        self.expired(retention, now)
+    }
+
+    /// `retention_expired` when the data is past the rule's retention, whatever the
+    /// action. Inlined into [`Plan::retention`], as it was before it was split out.
+    #[inline(always)]
+    fn expired(&self, retention: Retention, now: i64) -> Option<Verdict<'a>> {
+        let request = self.request;
         match retention.millis() {
             None => {
                 // An empty session names no session: two of them are not one session.
@@ -382,11 +583,18 @@ impl<'a> Plan<'a> {
     /// `retention_after_end`, came after the data was collected (a collection time
     /// that is missing, or later than the decision time, is not known to be after it).
     fn ended(&self, subject: SubjectView<'_>, now: i64) -> Option<Verdict<'a>> {
-        let request = self.request;
         // Collecting starts a new period; deleting is what the end makes due.
-        if matches!(request.action, Action::Collect | Action::Delete) {
+        if matches!(self.request.action, Action::Collect | Action::Delete) {
             return None;
         }
+        self.ended_over(subject, now)
+    }
+
+    /// As [`Plan::ended`], whatever the action. Inlined into [`Plan::ended`], as it
+    /// was before it was split out.
+    #[inline(always)]
+    fn ended_over(&self, subject: SubjectView<'_>, now: i64) -> Option<Verdict<'a>> {
+        let request = self.request;
         let collected = request.collected_at.map(|t| t.timestamp_millis()).filter(|t| *t <= now);
         let grace = self.rule.retention_after_end;
         // Ends never sit in a compact record: an inline subject costs nothing here.
@@ -593,6 +801,38 @@ impl<'a> Plan<'a> {
             return deny(ReasonCode::ReconsentRequired, Detail::At(at));
         }
         Verdict { code: ReasonCode::ConsentGiven, detail: Detail::At(at) }
+    }
+}
+
+/// Why a deletion is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// The subject was erased.
+    Erased,
+    /// The subject is a minor and the policy does not serve minors.
+    MinorNotServed,
+    /// The subject is a minor and no guardian's grant covers the purpose.
+    GuardianConsentMissing,
+    /// The data is past its retention.
+    RetentionExpired,
+    /// The purpose ended for the subject and its `retention_after_end` has run.
+    PurposeEnded,
+    /// The subject withdrew the consent the basis rests on, and the policy deletes on
+    /// withdrawal.
+    Withdrawn,
+}
+
+impl Due {
+    /// The name used in decisions and in what is owed.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Due::Erased => "subject_erased",
+            Due::MinorNotServed => "minor_not_served",
+            Due::GuardianConsentMissing => "guardian_consent_missing",
+            Due::RetentionExpired => "retention_expired",
+            Due::PurposeEnded => "purpose_ended",
+            Due::Withdrawn => "consent_withdrawn",
+        }
     }
 }
 

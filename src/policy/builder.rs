@@ -34,6 +34,7 @@ impl PolicyBuilder {
                     separate_consent_for: None,
                 },
                 minors: None,
+                rights: None,
                 vocabulary: VocabularySection::default(),
                 recipients: Default::default(),
                 rules: Vec::new(),

@@ -21,6 +21,9 @@ pub struct PolicyDocument {
     /// How minors are treated; absent: as adults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minors: Option<MinorsSection>,
+    /// The subjects' rights: deadlines of the deletions owed, deletion on withdrawal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rights: Option<RightsSection>,
     /// The policy's own purposes and categories.
     #[serde(default, skip_serializing_if = "VocabularySection::is_empty")]
     pub vocabulary: VocabularySection,
@@ -108,6 +111,24 @@ pub struct MinorsSection {
     /// How to treat a subject whose age is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_age: Option<UnknownAge>,
+}
+
+/// The `[rights]` table: how long the deletions owed may take, and whether a
+/// withdrawal of consent makes the data owed (issue 27, `docs/erasure.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RightsSection {
+    /// How long after an erasure its deletions may take ("15 working days").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure_within: Option<crate::rights::Deadline>,
+    /// How long every other deletion owed may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_within: Option<crate::rights::Deadline>,
+    /// A withdrawal of consent makes the data processed on consent owed to deletion
+    /// (PIPL art. 47(3)); a `delete` of it is then `deletion_due`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawal_deletes: Option<bool>,
 }
 
 /// How to treat a subject whose age is unknown.

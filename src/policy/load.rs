@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::document::{
-    MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, RuleDocument, VocabularySection,
+    MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, RightsSection, RuleDocument, VocabularySection,
 };
 use super::{compile, PathSegment, Policy, Problem};
 use crate::error::{Diagnostic, PolicyError, Severity};
@@ -139,12 +139,12 @@ fn parse(text: &str, file: &str) -> Result<PolicyDocument, PolicyError> {
 
     for (name, _) in table.iter() {
         let name = name.get_ref().as_ref();
-        if !["policy", "minors", "vocabulary", "recipients", "rule"].contains(&name) {
+        if !["policy", "minors", "rights", "vocabulary", "recipients", "rule"].contains(&name) {
             report(
                 &[key(name)],
                 None,
                 format!(
-                    "unknown section `{name}`, expected one of `policy`, `minors`, `vocabulary`, `recipients`, `rule`"
+                    "unknown section `{name}`, expected one of `policy`, `minors`, `rights`, `vocabulary`, `recipients`, `rule`"
                 ),
             );
         }
@@ -157,6 +157,10 @@ fn parse(text: &str, file: &str) -> Result<PolicyDocument, PolicyError> {
         Some(value) => section::<PolicyHeader>(value, &[key("policy")], &mut report),
     };
     let minors = get("minors").and_then(|v| section::<MinorsSection>(v, &[key("minors")], &mut report));
+    let rights_ok = match get("rights") {
+        None => Ok(None),
+        Some(v) => section::<RightsSection>(v, &[key("rights")], &mut report).map(Some).ok_or(()),
+    };
     let vocabulary = match get("vocabulary") {
         None => Some(VocabularySection::default()),
         Some(value) => section::<VocabularySection>(value, &[key("vocabulary")], &mut report),
@@ -200,7 +204,8 @@ fn parse(text: &str, file: &str) -> Result<PolicyDocument, PolicyError> {
     }
     match (header, vocabulary) {
         (Some(policy), Some(vocabulary)) if diagnostics.is_empty() && recipients_ok && rules_ok => {
-            Ok(PolicyDocument { policy, minors, vocabulary, recipients, rules })
+            let rights = rights_ok.unwrap_or_default();
+            Ok(PolicyDocument { policy, minors, rights, vocabulary, recipients, rules })
         }
         _ => Err(PolicyError::Invalid(diagnostics)),
     }

@@ -20,8 +20,8 @@ use super::reference;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use consent_guard::consent::{EndEvent, EraseEvent, GrantEvent, Scope, SubjectEvent, WithdrawEvent};
 use consent_guard::policy::{
-    ConsentDefault, MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, Retention, RuleDocument,
-    SeparateTrigger, Signal, UnknownAge, VocabularySection,
+    ConsentDefault, MinorsSection, PolicyDocument, PolicyHeader, RecipientDeclaration, Retention, RightsSection,
+    RuleDocument, SeparateTrigger, Signal, UnknownAge, VocabularySection,
 };
 use consent_guard::{
     AccessRequest, Action, ConsentEvent, ConsentLevel, DataCategory, Deidentification, LegalBasis, Policy, Purpose,
@@ -191,6 +191,10 @@ pub fn gen_policy(rng: &mut Rng) -> PolicyDocument {
             separate_consent_for,
         },
         minors,
+        // Issue 27: deletion on withdrawal.
+        rights: rng
+            .chance(30)
+            .then(|| RightsSection { withdrawal_deletes: Some(rng.chance(60)), ..Default::default() }),
         vocabulary: VocabularySection {
             purposes: ext_purposes.iter().map(|p| purpose(p)).collect(),
             categories: ext_categories.iter().map(|c| category(c)).collect(),

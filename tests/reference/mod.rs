@@ -35,8 +35,20 @@ pub struct Verdict {
 }
 
 fn verdict(code: &'static str) -> Verdict {
-    let allowed = matches!(code, "consent_given" | "legal_basis" | "deidentified_exempt");
+    let allowed = matches!(code, "consent_given" | "legal_basis" | "deidentified_exempt" | "deletion_due");
     Verdict { code, allowed, basis: None }
+}
+
+/// Issue 27: a `delete` the policy owes is allowed, on the duty to delete.
+fn deletion_due() -> Verdict {
+    Verdict { basis: Some(LegalBasis::LegalObligation), ..verdict("deletion_due") }
+}
+
+/// Whether a guardian's grant, unexpired at `t` and not withdrawn since, covers
+/// `leaf` (scope, level and version aside: the guardian has said yes to the purpose).
+fn guardian_granted(events: &[ConsentEvent], leaf: &str, t: DateTime<Utc>) -> bool {
+    let (grants, _) = live_grants(events, leaf, t);
+    grants.iter().any(|g| g.by_guardian && g.expires_at.is_none_or(|e| e > t))
 }
 
 // ---------------------------------------------------------------------------------
@@ -394,15 +406,40 @@ pub fn decide_state(
     // (not for what only consent permits).
     let erased = events.iter().any(|e| matches!(e, ConsentEvent::Erase(x) if x.at <= t));
     let survives_erasure = under(purpose, "compliance") && applied != LegalBasis::Consent;
+    // Issue 27: deletion is not access; a `delete` the policy owes is allowed, for
+    // the reasons below in this order.
+    let delete = request.action.as_str() == "delete";
     if erased && !survives_erasure {
-        return verdict("subject_erased");
+        return if delete { deletion_due() } else { verdict("subject_erased") };
     }
 
     // 2. Minors not served.
     let minor = is_minor(doc, &events, t);
     let not_served = age_rule(doc).is_some_and(|(_, not_served)| not_served);
     if not_served && minor && !law {
-        return verdict("minor_not_served");
+        return if delete { deletion_due() } else { verdict("minor_not_served") };
+    }
+    // A minor whose guardian has not consented to (every leaf of) the purpose.
+    if delete
+        && minor
+        && !not_served
+        && !law
+        && leaves_under(doc, purpose).iter().any(|leaf| !guardian_granted(&events, leaf, t))
+    {
+        return deletion_due();
+    }
+    // `[rights] withdrawal_deletes`: a withdrawal of the consent the basis rests on,
+    // not followed by a grant, for some leaf.
+    let withdrawal_deletes = doc.rights.as_ref().is_some_and(|r| r.withdrawal_deletes == Some(true));
+    if delete
+        && withdrawal_deletes
+        && applied == LegalBasis::Consent
+        && leaves_under(doc, purpose).iter().any(|leaf| {
+            let (grants, withdrawn) = live_grants(&events, leaf, t);
+            withdrawn && grants.is_empty()
+        })
+    {
+        return deletion_due();
     }
 
     // 3. A basis the request names must be one the rule lists (consent, for what only
@@ -489,8 +526,10 @@ pub fn decide_state(
     let leaves = leaves_under(doc, purpose);
 
     // 8. Retention.
+    // Past retention (and after the end of a purpose, below), a `delete` the rule
+    // reaches is owed.
     if let Some(retention) = rule.retention {
-        if !matches!(request.action.as_str(), "collect" | "delete") {
+        if request.action.as_str() != "collect" {
             let expired = match retention {
                 Retention::Session => {
                     let session = request.session.as_deref().filter(|s| !s.is_empty());
@@ -518,7 +557,7 @@ pub fn decide_state(
                 || (rule.separate_consent_lifts_retention == Some(true)
                     && leaves.iter().all(|leaf| separately_granted(&context, &events, leaf)));
             if expired && !yields {
-                return verdict("retention_expired");
+                return if delete { deletion_due() } else { verdict("retention_expired") };
             }
         }
     }
@@ -528,7 +567,7 @@ pub fn decide_state(
     // `retention_after_end` has run; a collection time missing or later than t is not
     // known to be after the end. Anonymized data outlives it under
     // `retention_until_anonymized`.
-    if !matches!(request.action.as_str(), "collect" | "delete") {
+    if request.action.as_str() != "collect" {
         let grace = rule.retention_after_end.map_or(0, |r| match r {
             Retention::Hours(n) => i64::from(n),
             Retention::Days(n) => i64::from(n) * 24,
@@ -547,7 +586,7 @@ pub fn decide_state(
         });
         let yields = rule.retention_until_anonymized == Some(true) && anonymized;
         if ended && !yields {
-            return verdict("retention_expired");
+            return if delete { deletion_due() } else { verdict("retention_expired") };
         }
     }
 

@@ -75,7 +75,7 @@ impl Scenario {
     pub fn expect(&self, request_json: &str, code: &str) -> Outcome {
         let outcome = self.check(request_json);
         assert_eq!(outcome.code, code, "request {request_json} got {outcome:?}, expected {code}");
-        let allow = matches!(code, "consent_given" | "legal_basis" | "deidentified_exempt");
+        let allow = matches!(code, "consent_given" | "legal_basis" | "deidentified_exempt" | "deletion_due");
         assert_eq!(outcome.allowed, allow, "allowed flag disagrees with code {code}");
         outcome
     }

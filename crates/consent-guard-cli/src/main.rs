@@ -8,12 +8,14 @@
 //! | `lint [--deny-warnings] [--format full|short] P...` | 0 no error, 1 an error (or a warning with `--deny-warnings`), 2 unreadable |
 //! | `explain --policy P [--purpose X] [--format text|markdown|html|json]` | 0, 2 unreadable policy or unknown purpose |
 //! | `diff OLD NEW [--format text|json]` | 0 no undeclared material change, 1 some, 2 unreadable |
-//! | `schema policy|event|request|decision` | 0, 2 unknown name |
+//! | `schema policy|event|request|decision|export` | 0, 2 unknown name |
 //! | `test FILE...` | 0 every case passed, 1 a case failed, 2 unreadable or invalid file |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
 //! | `audit export A` | 0 intact, 1 tampered (records before it printed), 2 unreadable |
 //! | `history --store S --subject U` | 0, 2 unreadable store |
+//! | `export SUBJECT --store S [--audit A]` | 0, 1 the audit log does not verify (the export holds what precedes the damage), 2 unreadable |
 //! | `quarantine --policy P --store S` | 0 none, 1 events quarantined, 2 unreadable |
+//! | `owed --policy P --store S [--at T] [--calendar C] [--subject U] [--audit A]` | 0 nothing overdue, 1 an entry past its deadline and not settled, 2 unreadable (or a log that does not verify) |
 //! | `serve --policy P --store S [--listen A] [--tokens F]` | 0 after a graceful shutdown, 2 cannot start |
 //!
 //! A store named on the command line is only read, and never created: a redb file is
@@ -23,8 +25,10 @@
 mod audit;
 mod diff;
 mod explain;
+mod export;
 mod golden;
 mod lint;
+mod owed;
 mod report;
 mod serve;
 mod store;
@@ -121,10 +125,10 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Print the JSON Schema of a policy, a consent event, a request, a decision or a
-    /// problem, or the body schemas of the HTTP API (`openapi`).
+    /// problem, a subject's export, or the body schemas of the HTTP API (`openapi`).
     #[command(long_about = SCHEMA_HELP)]
     Schema {
-        /// `policy`, `event`, `request`, `decision`, `problem` or `openapi`.
+        /// `policy`, `event`, `request`, `decision`, `problem`, `export` or `openapi`.
         #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(
             consent_guard::schema::NAMES.iter().copied().chain(["openapi"])
         ))]
@@ -146,6 +150,10 @@ enum Command {
         #[arg(long, value_name = "U")]
         subject: String,
     },
+    /// Print one subject's own export, as one JSON document: the consent history and
+    /// every decision about the subject in the audit log (access and portability
+    /// requests; `consent-guard schema export`).
+    Export(export::ExportArgs),
     /// List the stored events a policy cannot apply, as JSON lines (position, subject,
     /// reason): during a rolling policy upgrade, what replicas on this policy skip, and
     /// whose decisions they answer `consent_state_unavailable`.
@@ -157,6 +165,9 @@ enum Command {
         #[arg(long, value_name = "S")]
         store: String,
     },
+    /// List what must be deleted or anonymized now, as JSON lines: subject, purposes,
+    /// categories, reason, clause, when it became due, the deadline, whether overdue.
+    Owed(owed::OwedArgs),
     /// Serve decisions over HTTP: check, batches, consent events, histories, the
     /// policy, health and metrics.
     #[command(long_about = SERVE_HELP)]
@@ -332,7 +343,7 @@ Print a JSON Schema (draft 2020-12) on standard output: `policy` (the TOML polic
 file, for editors such as taplo and Even Better TOML: save it and point a `#:schema`
 comment or the editor's schema association at it), `event` (one line of an events
 file), `request` (an access request), `decision` (one line `check` prints), `problem`
-(an error of the HTTP service, RFC 9457).
+(an error of the HTTP service, RFC 9457), `export` (the document `export` prints).
 
 `openapi` prints the body schemas of docs/openapi.yaml (`components.schemas`),
 generated from the same types; with `--policy P`, narrowed to the
@@ -396,6 +407,9 @@ pub(crate) enum CliError {
         /// What is wrong, naming the field.
         message: String,
     },
+    /// A holiday calendar could not be used: `file:line:col: field: message`.
+    #[error("{0}")]
+    Calendar(#[from] consent_guard::rights::CalendarError),
     /// The audit log could not be opened.
     #[error("{file}: {message}")]
     Audit {
@@ -449,6 +463,8 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
         Command::History { store, subject } => history(&store, &subject),
         Command::Quarantine { policy, store } => quarantine(&policy, &store),
+        Command::Owed(args) => owed::run(&args),
+        Command::Export(args) => export::run(&args),
         Command::Serve(args) => serve::run(&args),
     };
     match result {

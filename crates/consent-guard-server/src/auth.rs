@@ -30,7 +30,8 @@ pub enum Role {
     Check,
     /// Write consent events: `POST /v1/events`.
     Record,
-    /// Read histories and metrics: `GET /v1/subjects/{id}/history`, `GET /metrics`.
+    /// Read histories, exports and metrics: `GET /v1/subjects/{id}/history`,
+    /// `GET /v1/subjects/{id}/export`, `GET /metrics`.
     Read,
     /// Everything, and `POST /v1/policy/reload`.
     Admin,

@@ -45,6 +45,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/v1/check/batch", post(batch))
         .route("/v1/events", post(events))
         .route("/v1/subjects/{id}/history", get(history))
+        .route("/v1/subjects/{id}/export", get(export))
         .route("/v1/policy", get(policy))
         .route("/v1/policy/reload", post(reload))
         .route("/healthz", get(healthz))
@@ -279,6 +280,50 @@ async fn history(_: Authorized<ReadRole>, State(app): State<Arc<App>>, Path(id):
             Err(e) => internal(&e),
         },
         Err(e) => ApiError::Unavailable(format!("consent store: {e}")).into_response(),
+    })
+    .await
+}
+
+/// The subject's own export (issue 27 item 4): the consent history and every decision
+/// about the subject in the audit log, committed first so that every decision answered
+/// before is in it. `404` when neither holds anything of the subject; `503` when the
+/// store cannot answer or the audit log does not verify (an export that would leave
+/// decisions out is not given as the whole).
+async fn export(_: Authorized<ReadRole>, State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    use consent_guard::interchange::export::{decisions_about, AuditCoverage, SubjectExport};
+    let worker = Arc::clone(&app);
+    off_runtime(&app, true, move || {
+        let history = match worker.guards.history(&id) {
+            Ok(history) => history,
+            Err(e) => return ApiError::Unavailable(format!("consent store: {e}")).into_response(),
+        };
+        let (decisions, coverage) = match &worker.audit {
+            None => (Vec::new(), AuditCoverage::none()),
+            Some(log) => {
+                if let Err(e) = log.flush() {
+                    return ApiError::Unavailable(format!("audit log: {e}")).into_response();
+                }
+                match decisions_about(log.dir(), &id) {
+                    Ok(found) => found,
+                    Err(e) => return ApiError::Unavailable(format!("audit log: {e}")).into_response(),
+                }
+            }
+        };
+        if coverage.verdict == "tampered" {
+            let problem = coverage.problem.unwrap_or_default();
+            return ApiError::Unavailable(format!(
+                "audit log does not verify ({problem}): the export would be incomplete"
+            ))
+            .into_response();
+        }
+        let export = SubjectExport::new(history, decisions, coverage, chrono::Utc::now());
+        if export.is_empty() {
+            return ApiError::NotFound("the store and the audit log hold nothing of this subject").into_response();
+        }
+        match serde_json::to_vec(&export) {
+            Ok(body) => json_response(StatusCode::OK, body),
+            Err(e) => internal(&e),
+        }
     })
     .await
 }

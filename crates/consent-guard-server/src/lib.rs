@@ -9,6 +9,7 @@
 //! | `POST /v1/check/batch` | `check` | a JSON array or JSON lines of requests in, JSON lines of decisions streamed out |
 //! | `POST /v1/events` | `record` | one event, an array or JSON lines, durable in the store before `200` |
 //! | `GET /v1/subjects/{id}/history` | `read` | the subject's consent history (proof of consent); `404` when it has none |
+//! | `GET /v1/subjects/{id}/export` | `read` | the subject's own export: history and every decision about the subject in the audit log (`docs/erasure.md`); `404` when neither holds anything, `503` when the log does not verify |
 //! | `GET /v1/policy` | any | what `explain --format json` says, for the policy enforced now (`consent_guard::policy::explain`) |
 //! | `POST /v1/policy/reload` | `admin` | reloads the policy (also on SIGHUP); a failure changes nothing |
 //! | `GET /metrics` | `read` | Prometheus text |
@@ -59,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/check/batch"),
     ("POST", "/v1/events"),
     ("GET", "/v1/subjects/{id}/history"),
+    ("GET", "/v1/subjects/{id}/export"),
     ("GET", "/v1/policy"),
     ("POST", "/v1/policy/reload"),
     ("GET", "/metrics"),

@@ -247,6 +247,24 @@ async fn every_endpoint_answers() {
     assert_eq!(history["events"].as_array().unwrap().len(), 2);
     assert_eq!(history["events"][0]["policy_version"], "1.0");
 
+    // Export: the history and every decision about the subject in the audit log
+    // (issue 27 item 4), fitting the `export` schema; nobody's is 404.
+    let (status, text) = get(&server, "/v1/subjects/alice/export", Some(READ)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let export = parse(&text);
+    let validator = jsonschema::validator_for(&consent_guard::schema::schema("export").unwrap()).unwrap();
+    assert!(validator.is_valid(&export), "{export:#}");
+    assert_eq!(export["history"]["events"].as_array().unwrap().len(), 2);
+    let decisions = export["decisions"].as_array().unwrap();
+    // Three checks of alice above: training, its what-if, training after the grant.
+    assert_eq!(decisions.len(), 3, "{export:#}");
+    assert!(decisions.iter().all(|d| d["request"]["subject"] == "alice"));
+    assert_eq!(export["audit"]["complete"], true);
+    let (status, _) = get(&server, "/v1/subjects/nobody/export", Some(READ)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&server, "/v1/subjects/alice/export", Some(CHECK)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
     // Batches: a JSON array and JSON lines in, JSON lines out, in order.
     let lines: String = (0..300)
         .map(|i| {
@@ -1078,4 +1096,30 @@ fn the_openapi_document_is_yaml() {
     }
     let output = output.unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// An export is never given as the whole when the audit log does not verify: a record
+/// altered in a segment gets `503` naming the problem (issue 27 item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_over_an_altered_log_is_refused() {
+    let server = exmo_server();
+    for _ in 0..3 {
+        assert_eq!(post(&server, "/v1/check", Some(CHECK), TRAINING).await.0, StatusCode::OK);
+    }
+    let (status, text) = get(&server, "/v1/subjects/alice/export", Some(READ)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(parse(&text)["decisions"].as_array().unwrap().len(), 3);
+    let segment = std::fs::read_dir(&server.audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("segment-"))
+        .unwrap();
+    let bytes = std::fs::read(&segment).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let altered = text.replacen("\"alice\"", "\"alicf\"", 1);
+    assert_ne!(text, altered);
+    std::fs::write(&segment, altered).unwrap();
+    let (status, text) = get(&server, "/v1/subjects/alice/export", Some(READ)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.contains("does not verify"), "{text}");
 }
