@@ -494,16 +494,31 @@ categories = [\"behaviour.log\"]
     }
 
     /// Locating each problem scanned the text from its start, so lint was quadratic in
-    /// the number of problems (70,000 rules took 108 s).
+    /// the number of problems (70,000 rules took 108 s). Asserted as a property rather
+    /// than a time a loaded machine can break: ten times the problems cost about ten
+    /// times as much (the best of three runs of each, side by side), where the
+    /// quadratic scan cost a hundred times as much. The release timing (10,000 in
+    /// under a second) is `lint_limits::ten_thousand_diagnostics_in_under_a_second`, --ignored.
     #[test]
     fn lint_is_linear_in_the_number_of_problems() {
-        let rules: String = (0..20_000)
-            .map(|i| format!("[[rule]]\nid = \"r{i}\"\npurposes = [\"nope.x{i}\"]\nbasis = \"contract\"\ncategories = [\"behavior\"]\n"))
-            .collect();
-        let started = std::time::Instant::now();
-        let diagnostics = Policy::lint_toml(&format!("{MINIMAL}{rules}"), "big.toml");
-        assert_eq!(diagnostics.len(), 20_000);
-        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+        let policy = |n: usize| -> String {
+            let rules: String = (0..n)
+                .map(|i| format!("[[rule]]\nid = \"r{i}\"\npurposes = [\"nope.x{i}\"]\nbasis = \"contract\"\ncategories = [\"behavior\"]\n"))
+                .collect();
+            format!("{MINIMAL}{rules}")
+        };
+        let (small, large) = (policy(2_000), policy(20_000));
+        let mut best = [std::time::Duration::MAX; 2];
+        for _ in 0..3 {
+            for (slot, text) in best.iter_mut().zip([&small, &large]) {
+                let started = std::time::Instant::now();
+                let diagnostics = Policy::lint_toml(text, "big.toml");
+                *slot = (*slot).min(started.elapsed());
+                assert!(diagnostics.len() == 2_000 || diagnostics.len() == 20_000);
+            }
+        }
+        let ratio = best[1].as_secs_f64() / best[0].as_secs_f64().max(1e-6);
+        assert!(ratio < 40.0, "10x the problems cost {ratio:.1}x the time ({:?} / {:?})", best[1], best[0]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Strangers cannot starve the server (issue 30): idle connections, connections that
 //! send one byte or half a request, and HTTP/2 prefaces are closed by the server after
-//! the header timeout (or at once), while a normal client goes on being served; and
+//! the header timeout (or at once), tokenless bodies that stall are answered 401 from
+//! their headers and closed, while a normal client goes on being served; and
 //! connections over the cap are closed as soon as they are accepted.
 //!
 //! Bounded and on 127.0.0.1: a fixed number of connections, deadlines on every wait.
@@ -26,10 +27,10 @@ use consent_guard_server::{Role, Server, ServerOptions, Tokens};
 const CHECK: &str = "check-token-0123456789";
 const REGISTRATION: &str = r#"{"subject":"u1","purpose":"account.registration","categories":["contact.email"]}"#;
 
-/// How many idle connections the load test opens: 1,000, or what the file-descriptor
-/// limit leaves room for (each connection costs two descriptors in this process, the
-/// client's and the server's).
-fn idle_count() -> usize {
+/// How many idle connections and tokenless stalled bodies the load test opens: 1,000
+/// and 300, or what the file-descriptor limit leaves room for (each connection costs
+/// two descriptors in this process, the client's and the server's).
+fn stranger_counts() -> (usize, usize) {
     let limit = std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|text| {
@@ -38,7 +39,9 @@ fn idle_count() -> usize {
                 .and_then(|line| line.split_whitespace().nth(3).and_then(|soft| soft.parse::<usize>().ok()))
         })
         .unwrap_or(1024);
-    1000.min(limit.saturating_sub(200) / 2)
+    let room = limit.saturating_sub(200) / 2;
+    let idle = 1000.min(room);
+    (idle, 300.min(room - idle))
 }
 
 fn resident_kib() -> Option<u64> {
@@ -157,9 +160,12 @@ fn wait_closed(streams: &mut [TcpStream], deadline: Instant) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_and_do_not_starve_a_client() {
     let header_timeout = Duration::from_secs(1);
-    let count = idle_count();
+    let (count, stalled_count) = stranger_counts();
     let server = start(
-        options().header_timeout(header_timeout).idle_timeout(Duration::from_secs(2)).max_connections(count + 64),
+        options()
+            .header_timeout(header_timeout)
+            .idle_timeout(Duration::from_secs(2))
+            .max_connections(count + stalled_count + 64),
     );
     let addr = server.addr;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
@@ -180,10 +186,23 @@ async fn idle_connections_are_closed_and_do_not_starve_a_client() {
         }
         strangers.push(stream);
     }
+    // And bodies without a token that stall after their first bytes: the token is
+    // checked on the headers, so each is answered 401 without the server waiting for
+    // the body.
+    let mut stalled = Vec::with_capacity(stalled_count);
+    for _ in 0..stalled_count {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(
+                b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"subject\":",
+            )
+            .unwrap();
+        stalled.push(stream);
+    }
     let loaded = checks(&client, addr, 200).await;
     let rss_loaded = resident_kib();
     println!(
-        "{count} idle connections opened in {:?}; normal client p99 {:?} before, {:?} while they were open \
+        "{count} idle connections and {stalled_count} tokenless stalled bodies opened in {:?}; normal client p99 {:?} before, {:?} while they were open \
          (max {:?}); resident memory {rss_before:?} KiB before, {rss_loaded:?} KiB with them open (client \
          and server in this process)",
         opened.elapsed(),
@@ -200,6 +219,16 @@ async fn idle_connections_are_closed_and_do_not_starve_a_client() {
     let closed = wait_closed(&mut strangers, opened + Duration::from_secs(60));
     println!("{closed} of {count} closed by the server after {:?}", opened.elapsed());
     assert_eq!(closed, count, "idle connections left open past the header timeout");
+    // Every stalled body was answered 401 from its headers alone, and closed.
+    for stream in &mut stalled {
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut status = [0u8; 12];
+        stream.read_exact(&mut status).unwrap();
+        assert_eq!(&status, b"HTTP/1.1 401", "a tokenless body was not refused on its headers");
+    }
+    let closed = wait_closed(&mut stalled, opened + Duration::from_secs(60));
+    println!("{closed} of {stalled_count} stalled bodies answered 401 and closed after {:?}", opened.elapsed());
+    assert_eq!(closed, stalled_count, "tokenless stalled bodies left open");
     // And the client is still served afterwards.
     checks(&client, addr, 10).await;
 }
