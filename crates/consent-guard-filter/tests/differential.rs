@@ -39,6 +39,9 @@
 // filter is held to the guard on the very cases the guard is held to its reference on.
 #[path = "../../../tests/generators/mod.rs"]
 mod gen;
+// The PostgreSQL store's test support: a fresh database per test, failing under CI
+// without a server.
+#[path = "../../consent-guard-postgres/tests/pg_support/mod.rs"]
 mod pg_support;
 #[path = "../../../tests/reference/mod.rs"]
 mod reference;

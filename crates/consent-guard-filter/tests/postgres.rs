@@ -11,6 +11,9 @@
     reason = "tests fail loudly"
 )]
 
+// The PostgreSQL store's test support: a fresh database per test, failing under CI
+// without a server.
+#[path = "../../consent-guard-postgres/tests/pg_support/mod.rs"]
 mod pg_support;
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! A fresh PostgreSQL database per test, dropped afterwards, for the tests that need a
 //! server (`tests/store_postgres.rs`, `tests/store_conformance.rs`,
-//! `tests/store_async.rs`).
+//! `tests/store_async.rs`, and through `#[path]` the filter crate's PostgreSQL tests).
 //!
 //! The server comes from `CONSENT_GUARD_POSTGRES_URL` (`.ci/postgres` starts one and
 //! sets it), with a role that may create databases. Without the variable a test says
