@@ -397,7 +397,7 @@ impl<'a> Plan<'a> {
         subject
             .spilled_events()
             .iter()
-            .filter(|e| e.is_end() && e.purposes() & self.ended_by != 0 && e.at.saturating_add(grace) <= now)
+            .filter(|e| self.ends_purpose(e) && e.at.saturating_add(grace) <= now)
             .map(|e| (e.at, e.at.saturating_add(grace)))
             .max()
     }
@@ -599,12 +599,18 @@ impl<'a> Plan<'a> {
         let grace = self.rule.retention_after_end;
         // Ends never sit in a compact record: an inline subject costs nothing here.
         subject.spilled_events().iter().find_map(|event| {
-            let over = event.is_end()
-                && event.purposes() & self.ended_by != 0
+            let over = self.ends_purpose(event)
                 && event.at.saturating_add(grace) <= now
                 && collected.is_none_or(|c| c <= event.at);
             over.then(|| deny(ReasonCode::RetentionExpired, Detail::At(event.at)))
         })
+    }
+
+    /// Whether `event` is an `end` of the request's purpose, of one above it or of one
+    /// below it.
+    #[inline(always)]
+    fn ends_purpose(&self, event: &StateEvent) -> bool {
+        event.is_end() && event.purposes() & self.ended_by != 0
     }
 
     /// For a snapshot of this access (`crate::filter`): the latest `end` of the purpose
@@ -615,16 +621,14 @@ impl<'a> Plan<'a> {
             return (None, None);
         }
         let grace = self.rule.retention_after_end;
-        let (mut over, mut next) = (None::<i64>, None::<i64>);
-        for event in subject.spilled_events().iter().filter(|e| e.is_end() && e.purposes() & self.ended_by != 0) {
-            let due = event.at.saturating_add(grace);
-            if due <= now {
-                over = Some(over.map_or(event.at, |t| t.max(event.at)));
-            } else {
-                next = Some(next.map_or(due, |t| t.min(due)));
-            }
-        }
-        (over, next)
+        let next = subject
+            .spilled_events()
+            .iter()
+            .filter(|e| self.ends_purpose(e))
+            .map(|e| e.at.saturating_add(grace))
+            .filter(|due| *due > now)
+            .min();
+        (self.last_end_over(subject, now).map(|(at, _)| at), next)
     }
 
     /// The subject's consent to the purpose, at the needed level: for a purpose with
