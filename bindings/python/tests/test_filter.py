@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 import consent_guard as cg
-from conftest import NOW
+from conftest import NOW, require
 
 TEMPLATE = {"purpose": "ai_training.model_training", "categories": ["behavior.log"]}
 USERS = [f"user-{n}" for n in range(40)]
@@ -80,8 +80,8 @@ def test_record_batches_and_readers_are_accepted(guard):
 
 
 def test_polars_and_duckdb_through_the_pycapsule_interface(guard):
-    polars = pytest.importorskip("polars")
-    duckdb = pytest.importorskip("duckdb")
+    polars = require("polars")
+    duckdb = require("duckdb")
     table = rows(500)
     flt = guard.filter(TEMPLATE, "user_id", collected_at="ts")
     want = flt.mask(table)[0].to_pylist()
