@@ -11,13 +11,14 @@
 //! words. So the words stay the same, and a disagreement between the two readers could
 //! only cost speed, never let a malformed request through on the JSON path's behalf.
 //!
-//! Nesting is bounded by [`DICT_DEPTH`](crate::DICT_DEPTH) (which also stops a dict that
-//! contains itself); nothing here runs Python code, so a dict cannot change under the
-//! walk.
+//! Nesting is bounded by [`DICT_DEPTH`] (which also stops a dict that
+//! contains itself). Only exact dicts are walked (a subclass may define `__iter__`),
+//! and nothing here runs Python code, so a dict cannot change under the walk.
 
 use std::fmt;
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::iter::BoundDictIterator;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
@@ -101,7 +102,8 @@ impl<'de> de::Deserializer<'de> for PyDe<'_, '_> {
             }
             return visitor.visit_f64(number);
         }
-        if let Ok(dict) = value.cast::<PyDict>() {
+        // A dict exactly: a subclass could run Python code as it is iterated.
+        if let Ok(dict) = value.cast_exact::<PyDict>() {
             return visitor.visit_map(DictAccess { entries: dict.iter(), value: None, depth: self.depth + 1 });
         }
         if let Ok(list) = value.cast::<PyList>() {
@@ -164,6 +166,11 @@ impl<'de> MapAccess<'de> for DictAccess<'_> {
             return Err(unread("a key that is not a str"));
         }
         self.value = Some(value);
+        // A key written as a literal in Python source is interned: found by identity,
+        // it is named without encoding it to UTF-8 (an allocation in the limited API).
+        if let Some(name) = known_field(&key) {
+            return seed.deserialize(IntoDeserializer::<Unread>::into_deserializer(name)).map(Some);
+        }
         seed.deserialize(PyDe { value: &key, depth: self.depth }).map(Some)
     }
 
@@ -175,6 +182,33 @@ impl<'de> MapAccess<'de> for DictAccess<'_> {
     fn size_hint(&self) -> Option<usize> {
         Some(self.entries.len())
     }
+}
+
+/// The request's field names (`docs/interchange.md`), interned once.
+const FIELDS: [&str; 13] = [
+    "subject",
+    "purpose",
+    "action",
+    "categories",
+    "recipient",
+    "deidentification",
+    "basis",
+    "region",
+    "signals",
+    "collected_at",
+    "collected_session",
+    "session",
+    "at",
+];
+
+static INTERNED: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
+
+/// The field name `key` is, when it is the interned string of one (an identity
+/// test: a key equal to a name but not interned is read as any other str).
+fn known_field(key: &Bound<'_, PyAny>) -> Option<&'static str> {
+    let py = key.py();
+    let interned = INTERNED.get_or_init(py, || FIELDS.iter().map(|name| PyString::intern(py, name).unbind()).collect());
+    interned.iter().zip(FIELDS).find(|(name, _)| name.as_ptr() == key.as_ptr()).map(|(_, field)| field)
 }
 
 enum Sequence<'a, 'py> {

@@ -14,8 +14,9 @@
 //! taken as JSON text; a request given as a dict is deserialized straight from the
 //! Python objects (`de`), and anything that reader does not take goes the JSON way (the
 //! dict walked into JSON text in Rust), so errors keep the reader's words. An event given
-//! as a dict is walked into JSON. Work that touches no Python object (a check, a mask)
-//! runs with the GIL released.
+//! as a dict is walked into JSON. Work that touches no Python object (a batch, a mask)
+//! runs with the GIL released; a single check releases it only when it may wait on
+//! I/O (a store file or an audit log).
 //! - `PreparedCheck`: one kind of access prepared once (`consent_guard::PreparedAccess`)
 //!   and checked per subject, one at a time or a batch with one audit commit.
 
@@ -167,7 +168,7 @@ fn request_error(py: Python<'_>, error: &AnswerError) -> PyErr {
 /// the error. Not validated against the policy.
 fn read_dict(value: &Bound<'_, PyAny>) -> Option<AccessRequest<'static>> {
     use serde::Deserialize;
-    if !value.is_instance_of::<PyDict>() {
+    if !value.is_exact_instance_of::<PyDict>() {
         return None;
     }
     AccessRequest::deserialize(de::PyDe::new(value)).ok()
@@ -307,6 +308,10 @@ impl Policy {
 #[pyclass(frozen, module = "consent_guard")]
 struct Guard {
     inner: Arc<consent_guard::Guard>,
+    /// Whether a check may wait on I/O: on the durable audit log, or on the state while
+    /// a `record` writes to the embedded store. Only then is the GIL released for one
+    /// check, which otherwise costs less than releasing it.
+    waits: bool,
 }
 
 #[pymethods]
@@ -322,6 +327,7 @@ impl Guard {
         audit: Option<std::path::PathBuf>,
         now: Option<&str>,
     ) -> PyResult<Guard> {
+        let waits = audit.is_some() || store.is_some();
         let mut builder = consent_guard::Guard::builder(policy.inner.clone());
         builder = match store {
             Some(path) => {
@@ -339,7 +345,7 @@ impl Guard {
             builder = builder.clock(FixedClock::new(parse_time(now, "now")?));
         }
         let inner = builder.build().map_err(|error| StoreError::new_err(error.to_string()))?;
-        Ok(Guard { inner: Arc::new(inner) })
+        Ok(Guard { inner: Arc::new(inner), waits })
     }
 
     /// The policy the guard enforces.
@@ -361,11 +367,14 @@ impl Guard {
         if let Some(parsed) = read_dict(request) {
             answer::validate(self.inner.policy(), &parsed).map_err(|error| request_error(py, &error))?;
             let guard = &self.inner;
-            return Ok(Decision { inner: py.detach(|| answer::decide(guard, &parsed).into_owned()) });
+            let decide = || answer::decide(guard, &parsed).into_owned();
+            let inner = if self.waits { py.detach(decide) } else { decide() };
+            return Ok(Decision { inner });
         }
         let bytes = json_bytes(request, "request")?;
         let guard = &self.inner;
-        py.detach(|| answer::answer(guard, &bytes, |decision| decision.into_owned()))
+        let answer = || answer::answer(guard, &bytes, |decision| decision.into_owned());
+        if self.waits { py.detach(answer) } else { answer() }
             .map(|inner| Decision { inner })
             .map_err(|error| request_error(py, &error))
     }
@@ -433,7 +442,7 @@ impl Guard {
                 )
             }));
         }
-        let owner = Prepared { guard: Arc::clone(&self.inner), template: request };
+        let owner = Prepared { guard: Arc::clone(&self.inner), template: request, waits: self.waits };
         Ok(PreparedCheck { inner: PreparedCell::new(owner, |owner| owner.guard.prepare(&owner.template)) })
     }
 
@@ -547,6 +556,8 @@ impl Decision {
 struct Prepared {
     guard: Arc<consent_guard::Guard>,
     template: AccessRequest<'static>,
+    /// As `Guard::waits`.
+    waits: bool,
 }
 
 type Access<'a> = PreparedAccess<'a>;
@@ -575,7 +586,9 @@ impl PreparedCheck {
             return Err(empty_subject(py));
         }
         let access = self.inner.borrow_dependent();
-        Ok(Decision { inner: py.detach(|| access.check(subject).into_owned()) })
+        let decide = || access.check(subject).into_owned();
+        let inner = if self.inner.borrow_owner().waits { py.detach(decide) } else { decide() };
+        Ok(Decision { inner })
     }
 
     /// Decides the access for every subject of `subjects` (a list or tuple of str) now,
@@ -850,7 +863,6 @@ impl Filter {
         }
         let batch =
             consent_guard_filter::snapshot_batch(&snapshot).map_err(|error| FilterError::new_err(error.to_string()))?;
-        drop(application);
         drop(snapshot);
         spec.set_item("snapshot", batch.to_pyarrow(py)?)?;
         Ok(spec)

@@ -228,6 +228,16 @@ def test_a_dict_answers_as_its_json_text_does(exmo):
     assert direct > 100, "valid mutations are read straight from the dict"
 
 
+def test_a_dict_subclass_goes_the_json_way_with_the_same_answer(exmo):
+    class Tracked(dict):
+        """A subclass may define how it iterates: the direct reader leaves it alone."""
+
+    guard = cg.Guard(exmo, now=NOW)
+    plain = {**TEMPLATE, "subject": "u1"}
+    assert guard._reads_directly(plain) and not guard._reads_directly(Tracked(plain))
+    assert outcome(guard.check, Tracked(plain)) == outcome(guard.check, plain)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_every_golden_request_is_read_straight_from_its_dict(seed):
     guard, cases = golden(seed)
