@@ -6,7 +6,8 @@ every answer held to the reference computed from the workload itself.
 Both engines get their best form: cedarpy a pre-parsed `PolicySet` and `Entities` of
 every subject, built once; the guard a policy and events recorded once, and each
 request as JSON text (`Guard.check`) or a dict, or one prepared check per purpose
-(`Guard.prepare`) asked per subject (`PreparedCheck.check`) or for the whole batch of
+(`Guard.prepare`) asked per subject (`PreparedCheck.check`, or `.allows` for the bool
+alone) or for the whole batch of
 a purpose's subjects in one call (`PreparedCheck.check_many`: per decision, the call
 divided by its subjects). Every form answers every request of the round.
 
@@ -142,6 +143,9 @@ def main():
     guard_prepared = timed("consent-guard PreparedCheck.check",
                            lambda: [prepared[p].check(subject).allowed for subject, (_, p) in zip(subjects, asks)],
                            asks, work, rounds)
+    guard_allows = timed("consent-guard PreparedCheck.allows",
+                         lambda: [prepared[p].allows(subject) for subject, (_, p) in zip(subjects, asks)],
+                         asks, work, rounds)
     by_purpose = [[i for i, (_, p) in enumerate(asks) if p == purpose] for purpose in range(3)]
     batches = [[subjects[i] for i in idx] for idx in by_purpose]
 
@@ -159,9 +163,11 @@ def main():
     print(f"ratio cedarpy / Guard.check(str)  {cedar / guard_text:8.1f}x")
     print(f"ratio cedarpy / Guard.check(dict) {cedar / guard_dict:8.1f}x")
     print(f"ratio cedarpy / PreparedCheck.check {cedar / guard_prepared:6.1f}x")
+    print(f"ratio cedarpy / PreparedCheck.allows {cedar / guard_allows:5.1f}x")
     print(f"ratio cedarpy / check_many        {cedar / guard_batch:8.1f}x")
     for name, ratio in (("Guard.check(str)", cedar / guard_text), ("Guard.check(dict)", cedar / guard_dict),
-                        ("PreparedCheck.check", cedar / guard_prepared), ("check_many", cedar / guard_batch)):
+                        ("PreparedCheck.check", cedar / guard_prepared),
+                        ("PreparedCheck.allows", cedar / guard_allows), ("check_many", cedar / guard_batch)):
         print(f"  {name:<20} {'meets' if ratio >= 50 else 'does not meet'} the 50x target")
     print(f"load average {os.getloadavg()}")
 

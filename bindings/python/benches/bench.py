@@ -45,7 +45,7 @@ def bench_check():
     assert prepared.check("u1").allowed and prepared.check_many(["u1"]) == [True]
     batch = ["u1"] * 10_000
     n = 200_000
-    native, from_str, from_dict, from_prepared, from_batch = [], [], [], [], []
+    native, from_str, from_dict, from_prepared, from_allows, from_batch = [], [], [], [], [], []
     for _ in range(REPEATS):
         native.append(guard._native_check_seconds(text, n) / n)
         started = time.perf_counter()
@@ -61,6 +61,10 @@ def bench_check():
             prepared.check("u1")
         from_prepared.append((time.perf_counter() - started) / n)
         started = time.perf_counter()
+        for _ in range(n):
+            prepared.allows("u1")
+        from_allows.append((time.perf_counter() - started) / n)
+        started = time.perf_counter()
         for _ in range(n // len(batch)):
             prepared.check_many(batch)
         from_batch.append((time.perf_counter() - started) / n)
@@ -74,6 +78,9 @@ def bench_check():
     (prep_best, prep_median), (batch_best, batch_median) = best(from_prepared), best(from_batch)
     print(f"check  Python, PreparedCheck.check(str)   {prep_best * 1e9:8.0f} ns  (median {prep_median * 1e9:.0f})"
           f"  overhead {(prep_best - native_best) * 1e9:.0f} ns  ratio {prep_best / native_best:.2f}")
+    allows_best, allows_median = best(from_allows)
+    print(f"check  Python, PreparedCheck.allows(str)  {allows_best * 1e9:8.0f} ns  (median {allows_median * 1e9:.0f})"
+          f"  overhead {(allows_best - native_best) * 1e9:.0f} ns  ratio {allows_best / native_best:.2f}")
     print(f"check  Python, check_many (10,000/call)   {batch_best * 1e9:8.0f} ns  (median {batch_median * 1e9:.0f})"
           f"  per subject, ratio {batch_best / native_best:.2f}")
 

@@ -591,6 +591,17 @@ impl PreparedCheck {
         Ok(Decision { inner })
     }
 
+    /// Whether the access is allowed for `subject` now: `check(subject).allowed`,
+    /// decided and audited the same way, without building a `Decision`.
+    fn allows(&self, py: Python<'_>, subject: &str) -> PyResult<bool> {
+        if subject.is_empty() {
+            return Err(empty_subject(py));
+        }
+        let access = self.inner.borrow_dependent();
+        let decide = || access.check(subject).allowed();
+        Ok(if self.inner.borrow_owner().waits { py.detach(decide) } else { decide() })
+    }
+
     /// Decides the access for every subject of `subjects` (a list or tuple of str) now,
     /// with the GIL released: all at one reading of the clock, all audit records kept
     /// with one commit before any answer is returned (if the commit fails, no allow is

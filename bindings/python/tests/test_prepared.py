@@ -47,6 +47,7 @@ def test_prepared_answers_equal_guard_check_on_the_golden_workload(seed):
         full = guard.check(request)
         assert (full.allowed, full.code, full.clause) == (case["allowed"], case["code"], case["clause"]), case["name"]
         assert same(prepared.check(request["subject"]), full), case["name"]
+        assert prepared.allows(request["subject"]) == full.allowed, case["name"]
         assert prepared.check_many([request["subject"]]) == [full.allowed]
         assert prepared.check_many([request["subject"]], codes=True) == [full.code]
         assert guard.check_many(json.dumps(template), (request["subject"],), codes=True) == [full.code]
@@ -69,6 +70,7 @@ def test_batches_equal_guard_check_for_every_subject_and_template(seed):
         assert prepared.check_many(subjects) == [d.allowed for d in expected], text
         for subject, decision in zip(subjects, expected):
             assert same(prepared.check(subject), decision), (text, subject)
+            assert prepared.allows(subject) == decision.allowed, (text, subject)
 
 
 def test_random_requests_prepared_and_batched_equal_guard_check(exmo):
@@ -136,6 +138,8 @@ def test_bad_templates_and_subjects_raise_with_the_readers_words(exmo):
     with pytest.raises(cg.RequestError, match="subject: must not be empty"):
         prepared.check("")
     with pytest.raises(cg.RequestError, match="subject: must not be empty"):
+        prepared.allows("")
+    with pytest.raises(cg.RequestError, match="subject: must not be empty"):
         prepared.check_many(["u1", ""])
     with pytest.raises(TypeError):
         prepared.check_many("u1")
@@ -151,11 +155,12 @@ def test_prepared_checks_and_batches_are_audited(exmo, tmp_path):
     prepared = guard.prepare(TEMPLATE)
     prepared.check("a1")
     assert prepared.check_many(["a2", "a3", "a4"]) == [False] * 3
+    assert not prepared.allows("a5")
     del prepared, guard
     written = b"".join(p.read_bytes() for p in audit.rglob("*") if p.is_file())
-    for subject in (b"a1", b"a2", b"a3", b"a4"):
+    for subject in (b"a1", b"a2", b"a3", b"a4", b"a5"):
         assert subject in written
-    assert written.count(b"consent_missing") >= 4
+    assert written.count(b"consent_missing") >= 5
 
 
 # The dict reader: straight from the Python objects, the same answers and errors as text.

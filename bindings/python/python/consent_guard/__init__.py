@@ -43,6 +43,8 @@ the template with that subject (audited the same way).
 PreparedCheck(purpose='ai_training.model_training', policy_version='1.0')
 >>> training.check("u1").code, training.check("u2").code
 ('consent_given', 'consent_missing')
+>>> training.allows("u1"), training.allows("u2")
+(True, False)
 >>> training.check_many(["u1", "u2", "u1"])
 [True, False, True]
 >>> training.check_many(["u1", "u2"], codes=True)

@@ -130,6 +130,9 @@ class PreparedCheck:
     def check(self, subject: str) -> Decision:
         """Decides the access for ``subject`` now, and audits it. An empty subject
         raises :class:`RequestError`."""
+    def allows(self, subject: str) -> bool:
+        """``check(subject).allowed``, decided and audited the same way, without
+        building a :class:`Decision`."""
     @overload
     def check_many(self, subjects: Sequence[str], codes: Literal[False] = False) -> list[bool]: ...
     @overload
