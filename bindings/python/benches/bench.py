@@ -1,9 +1,10 @@
 """Benchmarks of the Python binding, each beside its native baseline in the same run
 (the machine is noisy: report the ratios).
 
-- check: `Guard.check` from Python (a `str` request, and a dict) against the same
-  check in Rust with no Python in between (`Guard._native_check_seconds`). Target: at
-  most 1 µs over the Rust check.
+- check: `Guard.check` from Python (a `str` request, and a dict), a prepared check
+  (`Guard.prepare(template).check(subject)`) and a batch (`check_many`, per subject)
+  against the same check in Rust with no Python in between
+  (`Guard._native_check_seconds`). Target: at most 1 µs over the Rust check.
 - mask: `Filter.mask` over a 1,000,000-row PyArrow table (import through the
   PyCapsule interface, refresh, kernel, audit, export) against the Rust kernel over the
   same batches (`Filter._native_mask_seconds`). Target: at most 1.5x per row.
@@ -39,8 +40,12 @@ def bench_check():
                "deidentification": "anonymized"}
     text = json.dumps(request)
     assert guard.check(text).allowed
+    template = {k: v for k, v in request.items() if k != "subject"}
+    prepared = guard.prepare(template)
+    assert prepared.check("u1").allowed and prepared.check_many(["u1"]) == [True]
+    batch = ["u1"] * 10_000
     n = 200_000
-    native, from_str, from_dict = [], [], []
+    native, from_str, from_dict, from_prepared, from_allows, from_batch = [], [], [], [], [], []
     for _ in range(REPEATS):
         native.append(guard._native_check_seconds(text, n) / n)
         started = time.perf_counter()
@@ -51,6 +56,18 @@ def bench_check():
         for _ in range(n // 4):
             guard.check(request)
         from_dict.append((time.perf_counter() - started) / (n // 4))
+        started = time.perf_counter()
+        for _ in range(n):
+            prepared.check("u1")
+        from_prepared.append((time.perf_counter() - started) / n)
+        started = time.perf_counter()
+        for _ in range(n):
+            prepared.allows("u1")
+        from_allows.append((time.perf_counter() - started) / n)
+        started = time.perf_counter()
+        for _ in range(n // len(batch)):
+            prepared.check_many(batch)
+        from_batch.append((time.perf_counter() - started) / n)
     (native_best, native_median), (str_best, str_median), (dict_best, dict_median) = (
         best(native), best(from_str), best(from_dict))
     print(f"check  native (parsed request, Rust loop) {native_best * 1e9:8.0f} ns  (median {native_median * 1e9:.0f})")
@@ -58,6 +75,14 @@ def bench_check():
           f"  overhead {(str_best - native_best) * 1e9:.0f} ns  ratio {str_best / native_best:.2f}")
     print(f"check  Python, dict request               {dict_best * 1e9:8.0f} ns  (median {dict_median * 1e9:.0f})"
           f"  overhead {(dict_best - native_best) * 1e9:.0f} ns  ratio {dict_best / native_best:.2f}")
+    (prep_best, prep_median), (batch_best, batch_median) = best(from_prepared), best(from_batch)
+    print(f"check  Python, PreparedCheck.check(str)   {prep_best * 1e9:8.0f} ns  (median {prep_median * 1e9:.0f})"
+          f"  overhead {(prep_best - native_best) * 1e9:.0f} ns  ratio {prep_best / native_best:.2f}")
+    allows_best, allows_median = best(from_allows)
+    print(f"check  Python, PreparedCheck.allows(str)  {allows_best * 1e9:8.0f} ns  (median {allows_median * 1e9:.0f})"
+          f"  overhead {(allows_best - native_best) * 1e9:.0f} ns  ratio {allows_best / native_best:.2f}")
+    print(f"check  Python, check_many (10,000/call)   {batch_best * 1e9:8.0f} ns  (median {batch_median * 1e9:.0f})"
+          f"  per subject, ratio {batch_best / native_best:.2f}")
 
 
 def bench_mask():

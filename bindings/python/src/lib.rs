@@ -10,9 +10,17 @@
 //!   its PostgreSQL `WHERE` fragment;
 //! - the exceptions, one per boundary, with the command line's `field: message` words.
 //!
-//! Requests and events are read as the HTTP service reads them: a dict is walked into
-//! JSON in Rust, a `str` or `bytes` is taken as JSON text. Work that touches
-//! no Python object (a check, a mask) runs with the GIL released.
+//! Requests and events are read as the HTTP service reads them: a `str` or `bytes` is
+//! taken as JSON text; a request given as a dict is deserialized straight from the
+//! Python objects (`de`), and anything that reader does not take goes the JSON way (the
+//! dict walked into JSON text in Rust), so errors keep the reader's words. An event given
+//! as a dict is walked into JSON. Work that touches no Python object (a batch, a mask)
+//! runs with the GIL released; a single check releases it only when it may wait on
+//! I/O (a store file or an audit log).
+//! - `PreparedCheck`: one kind of access prepared once (`consent_guard::PreparedAccess`)
+//!   and checked per subject, one at a time or a batch with one audit commit.
+
+mod de;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -22,10 +30,10 @@ use arrow_pyarrow::{FromPyArrow, ToPyArrow};
 use chrono::{DateTime, Utc};
 use consent_guard::audit::{AuditLog, Durability};
 use consent_guard::error::Severity;
-use consent_guard::filter::{Apply, Counts, FilterSpec, RowFacts, Snapshot};
+use consent_guard::filter::{Apply, Counts, FilterSpec, RowFacts, RowTest, Snapshot};
 use consent_guard::interchange::answer::{self, AnswerError};
 use consent_guard::store::{MemoryConsentStore, RedbConsentStore};
-use consent_guard::FixedClock;
+use consent_guard::{AccessRequest, FixedClock, PreparedAccess, ReasonCode};
 use consent_guard_filter::sql::{SqlOptions, SqlParam, SubjectType};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -62,7 +70,7 @@ create_exception!(consent_guard, GoldenError, ConsentGuardError, "A golden test 
 
 /// The deepest nesting accepted in a request or event given as a dict (the JSON
 /// reader has its own bound for text).
-const DICT_DEPTH: usize = 64;
+pub(crate) const DICT_DEPTH: usize = 64;
 
 /// JSON text from a dict, a `str` or `bytes`.
 fn json_bytes(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
@@ -153,6 +161,49 @@ fn with_field(error: PyErr, py: Python<'_>, field: Option<&str>) -> PyErr {
 
 fn request_error(py: Python<'_>, error: &AnswerError) -> PyErr {
     with_field(RequestError::new_err(error.to_string()), py, error.field())
+}
+
+/// A request read straight from a dict (`de`), or `None` when `value` is not a dict or
+/// that reader does not take it: the caller then goes the JSON way, whose reader words
+/// the error. Not validated against the policy.
+fn read_dict(value: &Bound<'_, PyAny>) -> Option<AccessRequest<'static>> {
+    use serde::Deserialize;
+    if !value.is_exact_instance_of::<PyDict>() {
+        return None;
+    }
+    AccessRequest::deserialize(de::PyDe::new(value)).ok()
+}
+
+/// A template (a request without its subject), validated against `policy`, with an
+/// empty subject. `has_subject` is the error for a template that names one.
+fn template_request(
+    policy: &consent_guard::Policy,
+    template: &Bound<'_, PyAny>,
+    has_subject: &str,
+) -> PyResult<AccessRequest<'static>> {
+    let mut value: serde_json::Value = serde_json::from_slice(&json_bytes(template, "template")?)
+        .map_err(|error| RequestError::new_err(format!("malformed JSON: {error}")))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(RequestError::new_err("a template is a JSON object"));
+    };
+    if object.contains_key("subject") {
+        return Err(Python::attach(|py| {
+            with_field(RequestError::new_err(has_subject.to_owned()), py, Some("subject"))
+        }));
+    }
+    // The request reader wants a subject; the subject is named per check.
+    object.insert("subject".to_owned(), serde_json::Value::String("template".to_owned()));
+    let bytes = serde_json::to_vec(&value).map_err(|error| RequestError::new_err(error.to_string()))?;
+    let mut request = answer::parse_request(policy, &bytes)
+        .map_err(|error| Python::attach(|py| request_error(py, &error)))?
+        .into_owned();
+    request.subject = "".into();
+    Ok(request)
+}
+
+/// The error for an empty subject, in the request reader's words.
+fn empty_subject(py: Python<'_>) -> PyErr {
+    request_error(py, &AnswerError::Malformed("subject: must not be empty".to_owned()))
 }
 
 fn event_error(py: Python<'_>, error: &AnswerError) -> PyErr {
@@ -257,6 +308,10 @@ impl Policy {
 #[pyclass(frozen, module = "consent_guard")]
 struct Guard {
     inner: Arc<consent_guard::Guard>,
+    /// Whether a check may wait on I/O: on the durable audit log, or on the state while
+    /// a `record` writes to the embedded store. Only then is the GIL released for one
+    /// check, which otherwise costs less than releasing it.
+    waits: bool,
 }
 
 #[pymethods]
@@ -272,6 +327,7 @@ impl Guard {
         audit: Option<std::path::PathBuf>,
         now: Option<&str>,
     ) -> PyResult<Guard> {
+        let waits = audit.is_some() || store.is_some();
         let mut builder = consent_guard::Guard::builder(policy.inner.clone());
         builder = match store {
             Some(path) => {
@@ -289,7 +345,7 @@ impl Guard {
             builder = builder.clock(FixedClock::new(parse_time(now, "now")?));
         }
         let inner = builder.build().map_err(|error| StoreError::new_err(error.to_string()))?;
-        Ok(Guard { inner: Arc::new(inner) })
+        Ok(Guard { inner: Arc::new(inner), waits })
     }
 
     /// The policy the guard enforces.
@@ -308,9 +364,17 @@ impl Guard {
     /// Decides one access request (a dict or JSON text, as `consent-guard check` reads):
     /// at the guard's clock, or as a what-if at the request's own `at`.
     fn check(&self, py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<Decision> {
+        if let Some(parsed) = read_dict(request) {
+            answer::validate(self.inner.policy(), &parsed).map_err(|error| request_error(py, &error))?;
+            let guard = &self.inner;
+            let decide = || answer::decide(guard, &parsed).into_owned();
+            let inner = if self.waits { py.detach(decide) } else { decide() };
+            return Ok(Decision { inner });
+        }
         let bytes = json_bytes(request, "request")?;
         let guard = &self.inner;
-        py.detach(|| answer::answer(guard, &bytes, |decision| decision.into_owned()))
+        let answer = || answer::answer(guard, &bytes, |decision| decision.into_owned());
+        if self.waits { py.detach(answer) } else { answer() }
             .map(|inner| Decision { inner })
             .map_err(|error| request_error(py, &error))
     }
@@ -333,20 +397,11 @@ impl Guard {
         collected_session: Option<&str>,
         max_staleness_seconds: f64,
     ) -> PyResult<Filter> {
-        let mut value: serde_json::Value = serde_json::from_slice(&json_bytes(template, "template")?)
-            .map_err(|error| RequestError::new_err(format!("malformed JSON: {error}")))?;
-        let Some(object) = value.as_object_mut() else {
-            return Err(RequestError::new_err("a template is a JSON object"));
-        };
-        if object.contains_key("subject") {
-            return Err(RequestError::new_err("subject: a filter's template has no subject (the rows name theirs)"));
-        }
-        // The request reader wants a subject; the filter decides each row's.
-        object.insert("subject".to_owned(), serde_json::Value::String("template".to_owned()));
-        let bytes = serde_json::to_vec(&value).map_err(|error| RequestError::new_err(error.to_string()))?;
-        let mut request = answer::parse_request(self.inner.policy(), &bytes)
-            .map_err(|error| Python::attach(|py| request_error(py, &error)))?;
-        request.subject = "".into();
+        let request = template_request(
+            self.inner.policy(),
+            template,
+            "subject: a filter's template has no subject (the rows name theirs)",
+        )?;
         let mut rows = RowFacts::new(subject_column);
         if let Some(column) = collected_at {
             rows = rows.collected_at(column);
@@ -362,6 +417,53 @@ impl Guard {
         let filter = self.inner.filter(spec).map_err(|error| FilterError::new_err(error.to_string()))?;
         let snapshot = self.inner.snapshot(&filter).map_err(|error| FilterError::new_err(error.to_string()))?;
         Ok(Filter { guard: Arc::clone(&self.inner), filter, snapshot: Mutex::new(snapshot) })
+    }
+
+    /// Prepares the access `template` (a request without its subject, as a dict or JSON
+    /// text) for checking many subjects: what depends on the request alone is decided
+    /// once, here. Each `PreparedCheck.check(subject)` answers and audits exactly what
+    /// `check` answers for the template with that subject. A template with its own `at`
+    /// is refused: a prepared check decides at the guard's clock (a what-if goes through
+    /// `check`).
+    fn prepare(&self, template: &Bound<'_, PyAny>) -> PyResult<PreparedCheck> {
+        let request = template_request(
+            self.inner.policy(),
+            template,
+            "subject: a prepared check's template has no subject (each check names one)",
+        )?;
+        if request.at.is_some() {
+            return Err(Python::attach(|py| {
+                with_field(
+                    RequestError::new_err(
+                        "at: a prepared check decides at the guard's clock; a what-if is a Guard.check of the full request",
+                    ),
+                    py,
+                    Some("at"),
+                )
+            }));
+        }
+        let owner = Prepared { guard: Arc::clone(&self.inner), template: request, waits: self.waits };
+        Ok(PreparedCheck { inner: PreparedCell::new(owner, |owner| owner.guard.prepare(&owner.template)) })
+    }
+
+    /// `prepare(template).check_many(subjects, codes=codes)`: the access for every
+    /// subject of a list, in one call with the GIL released and one audit commit.
+    #[pyo3(signature = (template, subjects, codes = false))]
+    fn check_many(
+        &self,
+        py: Python<'_>,
+        template: &Bound<'_, PyAny>,
+        subjects: &Bound<'_, PyAny>,
+        codes: bool,
+    ) -> PyResult<Py<PyList>> {
+        self.prepare(template)?.check_many(py, subjects, codes)
+    }
+
+    /// Test hook: whether a request given as a dict is read straight from the Python
+    /// objects (`True`) or goes the JSON way (`False`: a malformed request, whose error
+    /// the JSON reader words).
+    fn _reads_directly(&self, request: &Bound<'_, PyAny>) -> bool {
+        read_dict(request).is_some()
     }
 
     /// Benchmark hook (`bindings/python/benches/bench.py`): the Rust check of
@@ -448,6 +550,118 @@ impl Decision {
             self.inner.clause().map_or_else(|| "None".to_owned(), |clause| format!("'{clause}'"))
         )
     }
+}
+
+/// What a prepared check owns: the guard and the template its `PreparedAccess` borrows.
+struct Prepared {
+    guard: Arc<consent_guard::Guard>,
+    template: AccessRequest<'static>,
+    /// As `Guard::waits`.
+    waits: bool,
+}
+
+type Access<'a> = PreparedAccess<'a>;
+
+self_cell::self_cell!(
+    /// A `PreparedAccess` together with the guard and template it borrows.
+    struct PreparedCell {
+        owner: Prepared,
+        #[covariant]
+        dependent: Access,
+    }
+);
+
+/// One kind of access prepared by `Guard.prepare`, checked per subject.
+#[pyclass(frozen, module = "consent_guard")]
+struct PreparedCheck {
+    inner: PreparedCell,
+}
+
+#[pymethods]
+impl PreparedCheck {
+    /// Decides the access for `subject` now, at the guard's clock, and audits it: what
+    /// `Guard.check` answers for the template with this subject.
+    fn check(&self, py: Python<'_>, subject: &str) -> PyResult<Decision> {
+        if subject.is_empty() {
+            return Err(empty_subject(py));
+        }
+        let access = self.inner.borrow_dependent();
+        let decide = || access.check(subject).into_owned();
+        let inner = if self.inner.borrow_owner().waits { py.detach(decide) } else { decide() };
+        Ok(Decision { inner })
+    }
+
+    /// Whether the access is allowed for `subject` now: `check(subject).allowed`,
+    /// decided and audited the same way, without building a `Decision`.
+    fn allows(&self, py: Python<'_>, subject: &str) -> PyResult<bool> {
+        if subject.is_empty() {
+            return Err(empty_subject(py));
+        }
+        let access = self.inner.borrow_dependent();
+        let decide = || access.check(subject).allowed();
+        Ok(if self.inner.borrow_owner().waits { py.detach(decide) } else { decide() })
+    }
+
+    /// Decides the access for every subject of `subjects` (a list or tuple of str) now,
+    /// with the GIL released: all at one reading of the clock, all audit records kept
+    /// with one commit before any answer is returned (if the commit fails, no allow is
+    /// returned). A list of `allowed` (bool), or with `codes=True` of reason codes (str),
+    /// in the order of `subjects`. An empty subject raises `RequestError` and nothing
+    /// is decided.
+    #[pyo3(signature = (subjects, codes = false))]
+    fn check_many(&self, py: Python<'_>, subjects: &Bound<'_, PyAny>, codes: bool) -> PyResult<Py<PyList>> {
+        let subjects = subject_list(subjects)?;
+        if subjects.iter().any(String::is_empty) {
+            return Err(empty_subject(py));
+        }
+        let access = self.inner.borrow_dependent();
+        let answers: Vec<(bool, ReasonCode)> = py.detach(|| {
+            access.check_batch(&subjects).into_iter().map(|decision| (decision.allowed(), decision.code())).collect()
+        });
+        let list = if codes {
+            // One str object per code, shared by every answer that carries it.
+            let mut names: Vec<(ReasonCode, Bound<'_, PyString>)> = Vec::new();
+            let mut items = Vec::with_capacity(answers.len());
+            for (_, code) in answers {
+                let name = match names.iter().find(|(known, _)| *known == code) {
+                    Some((_, name)) => name.clone(),
+                    None => {
+                        let name = PyString::new(py, code.as_str());
+                        names.push((code, name.clone()));
+                        name
+                    }
+                };
+                items.push(name);
+            }
+            PyList::new(py, items)?
+        } else {
+            PyList::new(py, answers.into_iter().map(|(allowed, _)| allowed))?
+        };
+        Ok(list.unbind())
+    }
+
+    /// The purpose the access was prepared for.
+    #[getter]
+    fn purpose(&self) -> &str {
+        self.inner.borrow_owner().template.purpose.as_str()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "PreparedCheck(purpose='{}', policy_version='{}')",
+            self.inner.borrow_owner().template.purpose.as_str(),
+            self.inner.borrow_owner().guard.policy().version()
+        )
+    }
+}
+
+/// The subjects of a batch: a list or tuple of str (a str alone is refused, not read
+/// as its characters).
+fn subject_list(subjects: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if subjects.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err("subjects: a list of str, not one str"));
+    }
+    subjects.extract::<Vec<String>>().map_err(|_| PyTypeError::new_err("subjects: a list or tuple of str"))
 }
 
 /// A compiled consent filter and its consent snapshot, decided by the guard.
@@ -608,6 +822,63 @@ impl Filter {
         Ok(batch.to_pyarrow(py)?.unbind())
     }
 
+    /// The same decision as the terms of a join, for engines that join rather than call
+    /// the guard per batch (a Spark broadcast semi-join: `examples/spark_training_set.py`),
+    /// all read from one refresh of the snapshot at time T:
+    /// - `snapshot`: the snapshot batch (as `snapshot()`), `at_ms`: T;
+    /// - `subject_column`; `unknown_fresh_allowed`, `unknown_stale_allowed`: the answers
+    ///   for a subject without an entry;
+    /// - `row_test`: `none` (every row passes), `fixed` (`passes` for every row),
+    ///   `collected_within` (`column`, `limit_ms`, and `low_ms` ≤ collection time ≤
+    ///   `high_ms` at T, in whole milliseconds; no time fails) or `same_session`
+    ///   (`column` equal to `session`; no session fails).
+    ///
+    /// A row passes or fails the test; it is kept when its subject's `fresh_allowed`
+    /// (passes) or `stale_allowed` (fails) is true and T is before its `until_ms`. Like
+    /// `where_sql`, it writes no audit record: the job that uses it keeps its own.
+    fn join_spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let snapshot = self.refreshed()?;
+        let application = self
+            .filter
+            .apply(&snapshot, snapshot.watermark().at, Apply::Live)
+            .map_err(|error| FilterError::new_err(error.to_string()))?;
+        let spec = PyDict::new(py);
+        spec.set_item("at_ms", application.at_millis())?;
+        spec.set_item("subject_column", &self.filter.rows().subject)?;
+        spec.set_item("unknown_fresh_allowed", snapshot.unknown().fresh().is_allow())?;
+        spec.set_item("unknown_stale_allowed", snapshot.unknown().stale().is_allow())?;
+        match self.filter.row_test() {
+            RowTest::None => spec.set_item("row_test", "none")?,
+            RowTest::Fixed { passes } => {
+                spec.set_item("row_test", "fixed")?;
+                spec.set_item("passes", *passes)?;
+            }
+            RowTest::CollectedWithin { column, limit_ms } => {
+                let (low, high) = application
+                    .collected_window()
+                    .ok_or_else(|| FilterError::new_err("a retention test without its window"))?;
+                spec.set_item("row_test", "collected_within")?;
+                spec.set_item("column", column)?;
+                spec.set_item("limit_ms", *limit_ms)?;
+                spec.set_item("low_ms", low)?;
+                spec.set_item("high_ms", high)?;
+            }
+            RowTest::SameSession { column, session } => {
+                spec.set_item("row_test", "same_session")?;
+                spec.set_item("column", column)?;
+                spec.set_item("session", session.as_deref())?;
+            }
+            // A test this binding does not know cannot be written as a join: refused,
+            // not guessed.
+            _ => return Err(FilterError::new_err("a row test this binding cannot express as a join")),
+        }
+        let batch =
+            consent_guard_filter::snapshot_batch(&snapshot).map_err(|error| FilterError::new_err(error.to_string()))?;
+        drop(snapshot);
+        spec.set_item("snapshot", batch.to_pyarrow(py)?)?;
+        Ok(spec)
+    }
+
     fn __repr__(&self) -> String {
         let snapshot = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
         format!(
@@ -676,6 +947,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Policy>()?;
     m.add_class::<Guard>()?;
     m.add_class::<Decision>()?;
+    m.add_class::<PreparedCheck>()?;
     m.add_class::<Filter>()?;
     m.add_class::<GoldenReport>()?;
     m.add_function(wrap_pyfunction!(run_golden, m)?)?;

@@ -33,6 +33,24 @@ same guard.
 (True, 'consent_given', 'training')
 >>> decision
 Decision(allowed=True, code='consent_given', clause='training', subject=<redacted>)
+
+One kind of access checked for many subjects is prepared once: the template is a
+request without its subject, and each answer is the one :meth:`Guard.check` gives for
+the template with that subject (audited the same way).
+
+>>> training = guard.prepare({"purpose": "ai_training.model_training", "categories": ["behavior.log"]})
+>>> training
+PreparedCheck(purpose='ai_training.model_training', policy_version='1.0')
+>>> training.check("u1").code, training.check("u2").code
+('consent_given', 'consent_missing')
+>>> training.allows("u1"), training.allows("u2")
+(True, False)
+>>> training.check_many(["u1", "u2", "u1"])
+[True, False, True]
+>>> training.check_many(["u1", "u2"], codes=True)
+['consent_given', 'consent_missing']
+>>> guard.check_many({"purpose": "ai_training.model_training", "categories": ["behavior.log"]}, ("u2",))
+[False]
 """
 
 from ._native import (
@@ -46,6 +64,7 @@ from ._native import (
     Guard,
     Policy,
     PolicyError,
+    PreparedCheck,
     RequestError,
     StoreError,
     __version__,
@@ -63,6 +82,7 @@ __all__ = [
     "Guard",
     "Policy",
     "PolicyError",
+    "PreparedCheck",
     "RequestError",
     "StoreError",
     "__version__",

@@ -1,7 +1,7 @@
 """Type stubs for consent_guard (the native module consent_guard._native)."""
 
 import os
-from typing import Any, Literal, Mapping, Optional, Union, overload
+from typing import Any, Literal, Mapping, Optional, Sequence, Union, overload
 
 _Json = Union[Mapping[str, Any], str, bytes]
 _Path = Union[str, os.PathLike[str]]
@@ -97,6 +97,16 @@ class Guard:
         """Records one consent event. Raises :class:`EventError`."""
     def check(self, request: _Json) -> Decision:
         """Decides one access request. Raises :class:`RequestError`."""
+    def prepare(self, template: _Json) -> PreparedCheck:
+        """Prepares one kind of access (a request without its ``subject``, and without
+        ``at``: a prepared check decides at the guard's clock) for checking many
+        subjects. Raises :class:`RequestError` as :meth:`check` does."""
+    @overload
+    def check_many(
+        self, template: _Json, subjects: Sequence[str], codes: Literal[False] = False
+    ) -> list[bool]: ...
+    @overload
+    def check_many(self, template: _Json, subjects: Sequence[str], codes: Literal[True]) -> list[str]: ...
     def history(self, subject: str) -> dict[str, Any]:
         """The consent events recorded about ``subject``."""
     def filter(
@@ -109,6 +119,29 @@ class Guard:
     ) -> Filter:
         """Compiles an access without its subject into a consent filter over rows whose
         subject is in ``subject_column`` (and collection time, session, in the others)."""
+
+class PreparedCheck:
+    """One kind of access prepared by :meth:`Guard.prepare`: each check reads only the
+    subject's consent, and answers and audits what :meth:`Guard.check` does for the
+    template with that subject. Consent recorded after it was prepared is seen."""
+
+    @property
+    def purpose(self) -> str: ...
+    def check(self, subject: str) -> Decision:
+        """Decides the access for ``subject`` now, and audits it. An empty subject
+        raises :class:`RequestError`."""
+    def allows(self, subject: str) -> bool:
+        """``check(subject).allowed``, decided and audited the same way, without
+        building a :class:`Decision`."""
+    @overload
+    def check_many(self, subjects: Sequence[str], codes: Literal[False] = False) -> list[bool]: ...
+    @overload
+    def check_many(self, subjects: Sequence[str], codes: Literal[True]) -> list[str]:
+        """Decides the access for every subject (a list or tuple of str) at one reading
+        of the clock with the GIL released; every audit record is kept (one commit)
+        before the answers return, and a failed commit turns every allow into
+        ``audit_unavailable``. ``allowed`` per subject, or reason codes with
+        ``codes=True``."""
 
 class Filter:
     """A compiled consent filter and its consent snapshot, decided by the guard."""
@@ -128,6 +161,13 @@ class Filter:
         """A PostgreSQL ``WHERE`` fragment and its parameters."""
     def snapshot(self) -> Any:
         """The consent snapshot as a ``pyarrow.RecordBatch``, watermark in its metadata."""
+    def join_spec(self) -> dict[str, Any]:
+        """The same decision as the terms of a join, from one refresh at time T:
+        ``snapshot`` (as :meth:`snapshot`), ``at_ms``, ``subject_column``,
+        ``unknown_fresh_allowed``, ``unknown_stale_allowed``, and ``row_test``
+        (``none``; ``fixed`` with ``passes``; ``collected_within`` with ``column``,
+        ``limit_ms``, ``low_ms``, ``high_ms``; ``same_session`` with ``column``,
+        ``session``). Writes no audit record."""
 
 class GoldenReport:
     """The outcome of a golden test file."""
