@@ -28,6 +28,7 @@ mod quarantine;
 
 pub use handle::SubjectHandle;
 pub use owed::OwedUnavailable;
+pub(crate) use prepared::next_template_key;
 pub use prepared::PreparedAccess;
 pub use quarantine::QuarantinedEvent;
 

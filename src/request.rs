@@ -421,6 +421,41 @@ pub struct AccessRequest<'a> {
     pub at: Option<DateTime<Utc>>,
 }
 
+impl AccessRequest<'_> {
+    /// Whether `other` asks for the same access, whoever its subject is: what one
+    /// template of an audit log's compact records stands for. Every field is named, so
+    /// that a field added later cannot be forgotten here.
+    pub(crate) fn same_access(&self, other: &AccessRequest<'_>) -> bool {
+        let AccessRequest {
+            subject: _,
+            purpose,
+            categories,
+            action,
+            recipient,
+            deidentification,
+            basis,
+            region,
+            signals,
+            collected_at,
+            collected_session,
+            session,
+            at,
+        } = self;
+        *purpose == other.purpose
+            && **categories == *other.categories
+            && *action == other.action
+            && *recipient == other.recipient
+            && *deidentification == other.deidentification
+            && *basis == other.basis
+            && *region == other.region
+            && *signals == other.signals
+            && *collected_at == other.collected_at
+            && *collected_session == other.collected_session
+            && *session == other.session
+            && *at == other.at
+    }
+}
+
 fn non_empty_categories<'de, 'a, D>(deserializer: D) -> Result<Cow<'a, [DataCategory]>, D::Error>
 where
     D: serde::Deserializer<'de>,

@@ -80,8 +80,9 @@ fn admits_null(schema: &serde_json::Map<String, serde_json::Value>) -> bool {
 }
 
 /// The schemas of the HTTP service's bodies, for `components.schemas` of
-/// `docs/openapi.yaml`: `AccessRequest`, `ConsentEvent`, `Decision`, `History` and
-/// `Problem`, generated from the same types as [`schema`], with the definitions they
+/// `docs/openapi.yaml`: `AccessRequest`, `ConsentEvent`, `Decision`, `History`,
+/// `Problem`, and the compact batch form's `CompactCheck`, `AccessTemplate` and
+/// `CompactAnswer`, generated from the same types as [`schema`], with the definitions they
 /// share beside them and every `$ref` pointing into `#/components/schemas/`. The
 /// server's tests hold the document to this map.
 ///
@@ -98,6 +99,8 @@ pub fn openapi_components() -> serde_json::Map<String, serde_json::Value> {
     generator.subschema_for::<DecisionWire>();
     generator.subschema_for::<HistoryWire>();
     generator.subschema_for::<ProblemWire>();
+    generator.subschema_for::<CompactCheckWire>();
+    generator.subschema_for::<CompactAnswerWire>();
     let mut components = serde_json::Map::new();
     for (name, schema) in generator.take_definitions(true) {
         let name = match name.as_str() {
@@ -107,6 +110,9 @@ pub fn openapi_components() -> serde_json::Map<String, serde_json::Value> {
         };
         components.insert(name, schema);
     }
+    if let Some(template) = components.get("Request").or_else(|| components.get("AccessRequest")).cloned() {
+        components.insert("AccessTemplate".to_owned(), access_template_of(template));
+    }
     let mut value = serde_json::Value::Object(components);
     rename_refs(&mut value);
     drop_null_defaults(&mut value);
@@ -114,6 +120,27 @@ pub fn openapi_components() -> serde_json::Map<String, serde_json::Value> {
         serde_json::Value::Object(components) => components,
         _ => serde_json::Map::new(),
     }
+}
+
+/// The access request's schema without `subject` and `at`: what the compact form
+/// takes once for all its subjects.
+fn access_template_of(mut request: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = request.as_object_mut() {
+        if let Some(serde_json::Value::Object(properties)) = object.get_mut("properties") {
+            properties.remove("subject");
+            properties.remove("at");
+        }
+        if let Some(serde_json::Value::Array(required)) = object.get_mut("required") {
+            required.retain(|name| name != "subject");
+        }
+        object.insert(
+            "description".to_owned(),
+            serde_json::Value::String(
+                "An access request without `subject` and `at`: the kind of access a compact check decides for every subject.".to_owned(),
+            ),
+        );
+    }
+    request
 }
 
 fn rename_refs(value: &mut serde_json::Value) {
@@ -436,6 +463,48 @@ struct SignalsWire {
 fn reason_code(_: &mut SchemaGenerator) -> Schema {
     let codes: Vec<&str> = crate::ReasonCode::ALL.iter().map(|c| c.as_str()).collect();
     enumeration(&codes, "the reason code: stable, machine-readable")
+}
+
+fn access_template(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "$ref": "#/components/schemas/AccessTemplate" })
+}
+
+fn reason_codes(generator: &mut SchemaGenerator) -> Schema {
+    let code = reason_code(generator);
+    json_schema!({ "type": "array", "items": code })
+}
+
+/// Many subjects for one kind of access (`POST /v1/check/compact`): the request
+/// without its subject, once, and the subjects.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "CompactCheck")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct CompactCheckWire {
+    /// An access request without `subject` (and without `at`: the compact form
+    /// decides now).
+    #[schemars(schema_with = "access_template")]
+    request: serde_json::Value,
+    /// The subjects, each not empty; answered in this order.
+    #[schemars(length(min = 1), inner(length(min = 1)))]
+    subjects: Vec<String>,
+}
+
+/// The answers of a compact check, as columns in the order of its `subjects`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "CompactAnswer")]
+#[expect(dead_code, reason = "a description of the wire form, read only by schemars")]
+struct CompactAnswerWire {
+    /// The policy's version, the same for every answer.
+    policy_version: String,
+    /// Allowed or denied, per subject.
+    allowed: Vec<bool>,
+    /// The reason code, per subject.
+    #[schemars(schema_with = "reason_codes")]
+    codes: Vec<String>,
+    /// The rule that decided, per subject (`null` where none did).
+    clauses: Vec<Option<String>>,
 }
 
 /// A decision.

@@ -148,6 +148,9 @@ struct ShardState {
     durable: u64,
     /// Templates known to be registered with the log: checked before the registry.
     known: Vec<u64>,
+    /// The templates this shard registered for plain checks, most recent last: a check
+    /// asking for one of these accesses is written as a compact record.
+    checked: Vec<CheckTemplate>,
     /// How many records `buffer` holds.
     records: u64,
     /// The templates the records in `buffer` name, each once, and the last one added:
@@ -157,6 +160,27 @@ struct ShardState {
     /// The last decision time written, as text: checks in the same millisecond (most,
     /// at a million a second) copy it instead of formatting it again.
     time: TimeText,
+}
+
+/// The template of plain checks ([`crate::Guard::check`]) that ask for one access:
+/// what the template line says, so that a record is compact only when its line would
+/// say the same.
+struct CheckTemplate {
+    key: u64,
+    request: crate::request::AccessRequest<'static>,
+    policy: Box<str>,
+    policy_version: Box<str>,
+    clause: Option<Box<str>>,
+}
+
+impl CheckTemplate {
+    fn stands_for(&self, record: &AuditRecord<'_>) -> bool {
+        let decision = record.decision;
+        self.request.same_access(record.request)
+            && *self.policy_version == *decision.policy_version()
+            && *self.policy == *decision.policy()
+            && self.clause.as_deref() == decision.clause()
+    }
 }
 
 /// A time in ms and its decimal text.
@@ -413,7 +437,8 @@ impl AuditLog {
                 state.known.push(key);
                 Some(key)
             }
-            _ => None,
+            Some(_) => None,
+            None => shared.check_template(&mut state.checked, record)?,
         };
         let written = match compact {
             Some(key) => {
@@ -533,6 +558,46 @@ impl Shared {
         line.extend_from_slice(b"}\n");
         templates.insert(key, line);
         Ok(true)
+    }
+
+    /// The template key of a plain check's record, registering the template when this
+    /// shard has not seen the access; `None` for a record written in full. A what-if
+    /// keeps its mark, which a compact record has no room for; a request naming its
+    /// collection time or sessions would make a template of nearly every check.
+    fn check_template(
+        &self,
+        checked: &mut Vec<CheckTemplate>,
+        record: &AuditRecord<'_>,
+    ) -> Result<Option<u64>, AuditError> {
+        let request = record.request;
+        if record.decision.what_if
+            || request.at.is_some()
+            || request.collected_at.is_some()
+            || request.collected_session.is_some()
+            || request.session.is_some()
+        {
+            return Ok(None);
+        }
+        // Most recent first: a service asks for few accesses, and again and again.
+        if let Some(found) = checked.iter().rev().find(|t| t.stands_for(record)) {
+            return Ok(Some(found.key));
+        }
+        let key = crate::guard::next_template_key();
+        if !self.register(key, record)? {
+            return Ok(None);
+        }
+        if checked.len() >= KNOWN_PER_SHARD {
+            checked.remove(0);
+        }
+        let decision = record.decision;
+        checked.push(CheckTemplate {
+            key,
+            request: request.for_subject("").into_owned(),
+            policy: decision.policy().into(),
+            policy_version: decision.policy_version().into(),
+            clause: decision.clause().map(Into::into),
+        });
+        Ok(Some(key))
     }
 
     fn fail(&self, message: String) {

@@ -7,7 +7,7 @@
 //! | line | meaning |
 //! |---|---|
 //! | `{"segment":N,"format":"consent-guard-audit-2","seq":S,"prev":"<hex>"}` | first line of segment N: the chain so far holds S records and ends with hash `prev` |
-//! | `{"template":K,"request":{…},"policy":…,"policy_version":…,"clause":…}` | a prepared access, written once per segment before its first decision |
+//! | `{"template":K,"request":{…},"policy":…,"policy_version":…,"clause":…}` | a template (a prepared access, or an access plain checks asked for), written once per segment before its first decision |
 //! | `[K,"subject","code",at]` or `[K,"subject","code",at,"basis"]` | one decision of template K: the compact record (time in ms since the epoch) |
 //! | `{"record":{"request":{…},"decision":{…}}}` | one decision of a plain check, in full |
 //! | `{"commit":S,"records":n,"prev":"<hex>","hash":"<hex>"}` | the end of a batch: the chain now holds S records, n of them in this batch |
@@ -473,8 +473,8 @@ fn rebuild(template: &Template, line: CompactLine) -> Result<OwnedAuditRecord, S
         code,
         basis,
         at,
-        // Compact records are written for checks of a prepared access only, which
-        // decide now: never a what-if.
+        // Compact records are never written for a what-if (prepared checks decide
+        // now; the log writes a plain what-if in full).
         what_if: false,
         facts: Facts::Owned(Box::new(OwnedFacts {
             clause: template.clause.clone(),

@@ -26,8 +26,14 @@ pub struct PreparedAccess<'g> {
     facts: PreparedFacts<'g>,
 }
 
-/// The next [`PreparedAccess`] key; never reused within a process.
+/// The next template key ([`PreparedAccess`], and the templates an audit log keeps for
+/// plain checks); never reused within a process.
 static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A template key no other template of this process has.
+pub(crate) fn next_template_key() -> u64 {
+    NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 impl<'g> PreparedAccess<'g> {
     pub(super) fn new(guard: &'g Guard, template: &'g AccessRequest<'_>) -> PreparedAccess<'g> {
@@ -36,7 +42,7 @@ impl<'g> PreparedAccess<'g> {
             policy: &guard.policy,
             rule: plan.as_ref().map(|plan| plan.index),
             purpose: &template.purpose,
-            key: NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            key: next_template_key(),
         };
         PreparedAccess { guard, template, plan, facts }
     }

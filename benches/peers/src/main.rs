@@ -7,6 +7,10 @@
 //! purposes. Every engine's answer on every request is compared with the reference
 //! answer computed from the workload itself; a disagreement stops the run.
 //!
+//! Two native baselines run beside the engines: a `HashMap<u64, record>`, and a dense
+//! `Vec<record>` indexed by subject number (the practical limit for a caller with
+//! numeric ids). Each engine's figure is given as a ratio to both.
+//!
 //! ```sh
 //! cd benches/peers && cargo run --release               # 10,000 subjects, every engine
 //! PEERS_SUBJECTS=1000000 PEERS_ENGINES=native,guard cargo run --release
@@ -144,15 +148,27 @@ fn native(workload: &[Subject]) -> HashMap<u64, Native> {
         .collect()
 }
 
+/// The practical limit: a caller with numeric ids keeps its records in a dense array
+/// indexed by subject number, so a lookup is one bounds check and one load.
+fn dense(workload: &[Subject]) -> Vec<Native> {
+    let map = native(workload);
+    (0..workload.len() as u64).map(|i| map[&i]).collect()
+}
+
+#[inline(always)]
+fn allows(record: &Native, purpose: usize) -> bool {
+    let consent = record.consents[purpose];
+    consent & 3 >= REQUIRED[purpose] && consent & 8 == 0 && (record.age >= GUARDIAN_UNDER || consent & 4 != 0)
+}
+
+#[inline(always)]
+fn dense_check(records: &[Native], subject: usize, purpose: usize) -> bool {
+    records.get(subject).is_some_and(|record| allows(record, purpose))
+}
+
 #[inline(always)]
 fn native_check(map: &HashMap<u64, Native>, subject: u64, purpose: usize) -> bool {
-    match map.get(&subject) {
-        Some(record) => {
-            let consent = record.consents[purpose];
-            consent & 3 >= REQUIRED[purpose] && consent & 8 == 0 && (record.age >= GUARDIAN_UNDER || consent & 4 != 0)
-        }
-        None => false,
-    }
+    map.get(&subject).is_some_and(|record| allows(record, purpose))
 }
 
 // ---- consent-guard ----------------------------------------------------------------
@@ -413,6 +429,7 @@ fn main() {
     );
 
     let (map, native_load) = load(|| native(&workload));
+    let (records, dense_load) = load(|| dense(&workload));
     let guard_built = wanted("guard").then(|| load(|| guard(&workload)));
     let cedar_built = wanted("cedar").then(|| load(|| cedar(&workload)));
     let rego_built = wanted("regorus").then(|| (load(|| rego_engine(&workload)), load(|| rvm(&workload))));
@@ -429,6 +446,13 @@ fn main() {
         slow: false,
         body: Box::new(|batch| batch.iter().map(|&(s, p)| native_check(&map, u64::from(s), usize::from(p))).collect()),
         load: Some(native_load),
+        samples: Vec::new(),
+    });
+    list.push(Engine {
+        name: "native Rust (dense Vec<record> by subject number)",
+        slow: false,
+        body: Box::new(|batch| batch.iter().map(|&(s, p)| dense_check(&records, s as usize, usize::from(p))).collect()),
+        load: Some(dense_load),
         samples: Vec::new(),
     });
     if let Some((guard, load)) = &guard_built {
@@ -561,11 +585,12 @@ fn main() {
         sorted[sorted.len() / 2]
     };
     let native_ns = median(&list[0].samples);
+    let dense_ns = median(&list[1].samples);
     let fastest_peer = list.iter().filter(|e| e.slow).map(|e| median(&e.samples)).fold(f64::INFINITY, f64::min);
     println!("every answer of every engine matched the reference: {checked} requests");
     println!();
-    println!("| engine | ns per decision | × native | fastest peer ÷ this | load | heap kept | resident added |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| engine | ns per decision | × native (HashMap) | × dense | fastest peer ÷ this | load | heap kept | resident added |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for engine in &list {
         let ns = median(&engine.samples);
         let vs_peer = if fastest_peer.is_finite() { format!("{:.1}", fastest_peer / ns) } else { "—".into() };
@@ -577,6 +602,11 @@ fn main() {
             ),
             None => ("(same guard)".into(), "".into(), "".into()),
         };
-        println!("| {} | {ns:.1} | {:.1} | {vs_peer} | {seconds} | {heap} | {rss} |", engine.name, ns / native_ns);
+        println!(
+            "| {} | {ns:.1} | {:.1} | {:.1} | {vs_peer} | {seconds} | {heap} | {rss} |",
+            engine.name,
+            ns / native_ns,
+            ns / dense_ns
+        );
     }
 }

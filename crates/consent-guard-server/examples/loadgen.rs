@@ -1,18 +1,19 @@
 //! Load generator for `consent_guard_server` (issue 18): starts a server on
 //! 127.0.0.1 (a random port) with a redb store and a durable audit log in a temporary
-//! directory, then drives `POST /v1/check` and `POST /v1/check/batch` over keep-alive
+//! directory, then drives `POST /v1/check`, `POST /v1/check/batch` and the compact
+//! batch form `POST /v1/check/compact` over keep-alive
 //! HTTP/1.1 connections at 1, 16 and 64 connections, and prints throughput and
 //! p50/p99 latency. Loopback only, bounded in time.
 //!
 //! ```sh
 //! cargo run --release -p consent-guard-server --example loadgen -- [--seconds 5] [--durability synced|buffered]
-//!     [--batch 1000] [--connections 1,16,64] [--rate REQUESTS_PER_S] [--endpoints check,batch]
+//!     [--batch 1000] [--connections 1,16,64] [--rate REQUESTS_PER_S] [--endpoints check,batch,compact]
 //! ```
 //!
 //! The client is a minimal HTTP/1.1 writer and reader on tokio (as `wrk` is), so that
 //! it costs the shared cores as little as it can; client and server each get their own
 //! runtime with two worker threads.
-#![expect(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, reason = "a tool")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "a tool")]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,23 +38,44 @@ struct Args {
     /// Requests per second offered over all connections (open loop, as wrk2); `None`:
     /// each connection sends its next request as soon as the answer is in.
     rate: Option<f64>,
-    /// Which endpoints: `check`, `batch` or both.
-    endpoints: String,
+    /// Which endpoints, in order.
+    endpoints: Vec<Endpoint>,
+}
+
+/// What a run drives.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    /// `POST /v1/check`, one request each.
+    Check,
+    /// `POST /v1/check/batch`, this many JSON lines each.
+    Batch(usize),
+    /// `POST /v1/check/compact`, this many subjects each.
+    Compact(usize),
+}
+
+impl Endpoint {
+    fn decisions(self) -> usize {
+        match self {
+            Endpoint::Check => 1,
+            Endpoint::Batch(n) | Endpoint::Compact(n) => n,
+        }
+    }
 }
 
 const USAGE: &str = "\
-loadgen: drives POST /v1/check and /v1/check/batch against a server it starts on 127.0.0.1
+loadgen: drives POST /v1/check, /v1/check/batch and /v1/check/compact against a server
+it starts on 127.0.0.1
 
 usage: loadgen [--seconds N] [--durability synced|buffered] [--batch N]
-               [--connections 1,16,64] [--rate REQUESTS_PER_S] [--endpoints check,batch]
+               [--connections 1,16,64] [--rate REQUESTS_PER_S] [--endpoints check,batch,compact]
 
   --seconds N          length of each run, at most 60 (default 5)
   --durability D       the audit log's: synced (default) or buffered
-  --batch N            subjects per batch request (default 1000)
+  --batch N            subjects per batch or compact request (default 1000)
   --connections LIST   keep-alive connections of each run (default 1,16,64)
   --rate R             requests per second offered over all connections (open loop);
                        without it each connection sends its next request on an answer
-  --endpoints LIST     check, batch or both (default check,batch)
+  --endpoints LIST     any of check, batch, compact (default check,batch)
   -h, --help           this text
 ";
 
@@ -65,8 +87,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
         batch: 1000,
         connections: vec![1, 16, 64],
         rate: None,
-        endpoints: "check,batch".to_owned(),
+        endpoints: Vec::new(),
     };
+    let mut endpoints = "check,batch".to_owned();
     fn number<T: std::str::FromStr>(arg: &str, value: &str) -> Result<T, String> {
         value.parse().map_err(|_| format!("{arg}: `{value}` is not a number"))
     }
@@ -86,7 +109,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
                 }
             }
             "--batch" => args.batch = number::<usize>(&arg, &value)?.max(1),
-            "--endpoints" => args.endpoints = value,
+            "--endpoints" => endpoints = value,
             "--rate" => {
                 let rate: f64 = number(&arg, &value)?;
                 if !(rate.is_finite() && rate > 0.0) {
@@ -101,6 +124,15 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    args.endpoints = endpoints
+        .split(',')
+        .map(|e| match e.trim() {
+            "check" => Ok(Endpoint::Check),
+            "batch" => Ok(Endpoint::Batch(args.batch)),
+            "compact" => Ok(Endpoint::Compact(args.batch)),
+            other => Err(format!("--endpoints: any of check, batch, compact, not `{other}`")),
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Some(args))
 }
 
@@ -193,7 +225,18 @@ struct Outcome {
     elapsed: Duration,
 }
 
-async fn drive(addr: SocketAddr, connections: usize, seconds: u64, batch: Option<usize>, rate: Option<f64>) -> Outcome {
+/// The decisions in a compact answer: the entries of its `allowed` column.
+fn compact_decisions(body: &[u8]) -> usize {
+    let text = std::str::from_utf8(body).unwrap();
+    let column = text.split("\"allowed\":[").nth(1).unwrap().split(']').next().unwrap();
+    if column.is_empty() {
+        0
+    } else {
+        column.split(',').count()
+    }
+}
+
+async fn drive(addr: SocketAddr, connections: usize, seconds: u64, endpoint: Endpoint, rate: Option<f64>) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -207,15 +250,23 @@ async fn drive(addr: SocketAddr, connections: usize, seconds: u64, batch: Option
             let (mut requests, mut decisions) = (0u64, 0u64);
             // Bodies are built before the clock starts and reused, so that the client
             // spends the shared cores on sending, not on formatting JSON.
-            let expected = batch.unwrap_or(1);
+            let expected = endpoint.decisions();
             let bodies: Vec<Vec<u8>> = (0..16)
                 .map(|k| {
                     let first = (c * 7919 + k * expected) % SUBJECTS;
-                    match batch {
-                        None => post("/v1/check", &request(first)),
-                        Some(n) => {
+                    match endpoint {
+                        Endpoint::Check => post("/v1/check", &request(first)),
+                        Endpoint::Batch(n) => {
                             let body: String = (0..n).map(|i| request((first + i) % SUBJECTS) + "\n").collect();
                             post("/v1/check/batch", &body)
+                        }
+                        Endpoint::Compact(n) => {
+                            let subjects: Vec<String> = (0..n).map(|i| format!("\"u{}\"", (first + i) % SUBJECTS)).collect();
+                            let body = format!(
+                                r#"{{"request":{{"purpose":"ai_training.model_training","categories":["behavior.log"],"deidentification":"anonymized"}},"subjects":[{}]}}"#,
+                                subjects.join(",")
+                            );
+                            post("/v1/check/compact", &body)
                         }
                     }
                 })
@@ -245,8 +296,12 @@ async fn drive(addr: SocketAddr, connections: usize, seconds: u64, batch: Option
                 };
                 let body = exchange(&mut stream, bytes, &mut buffer).await;
                 latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
-                let lines = body.iter().filter(|b| **b == b'\n').count().max(usize::from(batch.is_none()));
-                assert_eq!(lines, expected);
+                let answered = match endpoint {
+                    Endpoint::Check => 1,
+                    Endpoint::Batch(_) => body.iter().filter(|b| **b == b'\n').count(),
+                    Endpoint::Compact(_) => compact_decisions(&body),
+                };
+                assert_eq!(answered, expected);
                 requests += 1;
                 decisions += expected as u64;
             }
@@ -323,25 +378,17 @@ fn main() {
     );
     println!("| endpoint | connections | requests/s | decisions/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
-    let endpoints: Vec<Option<usize>> = args
-        .endpoints
-        .split(',')
-        .map(|e| match e {
-            "check" => None,
-            "batch" => Some(args.batch),
-            other => panic!("--endpoints check,batch, not {other}"),
-        })
-        .collect();
-    for batch in endpoints {
+    for &endpoint in &args.endpoints {
         for &connections in &args.connections {
             // A short warm-up on the same connections count.
-            let rate = if batch.is_none() { args.rate } else { None };
-            client.block_on(drive(addr, connections, 1, batch, rate));
-            let outcome = client.block_on(drive(addr, connections, args.seconds, batch, rate));
+            let rate = if matches!(endpoint, Endpoint::Check) { args.rate } else { None };
+            client.block_on(drive(addr, connections, 1, endpoint, rate));
+            let outcome = client.block_on(drive(addr, connections, args.seconds, endpoint, rate));
             let secs = outcome.elapsed.as_secs_f64();
-            let endpoint = match batch {
-                None => "/v1/check".to_owned(),
-                Some(n) => format!("/v1/check/batch ({n})"),
+            let endpoint = match endpoint {
+                Endpoint::Check => "/v1/check".to_owned(),
+                Endpoint::Batch(n) => format!("/v1/check/batch ({n})"),
+                Endpoint::Compact(n) => format!("/v1/check/compact ({n})"),
             };
             println!(
                 "| {endpoint} | {connections} | {:.0} | {:.0} | {:.3} | {:.3} |",

@@ -43,6 +43,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/check", post(check))
         .route("/v1/check/batch", post(batch))
+        .route("/v1/check/compact", post(compact))
         .route("/v1/events", post(events))
         .route("/v1/subjects/{id}/history", get(history))
         .route("/v1/subjects/{id}/export", get(export))
@@ -205,6 +206,135 @@ fn decide_batch(app: &App, guard: &Guard, body: &Records, tx: &mpsc::Sender<Resu
         }
     }
     let _ = tx.blocking_send(Ok(Bytes::from(out)));
+}
+
+/// The compact form's body: one kind of access, many subjects.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompactBody<'a> {
+    request: serde_json::Map<String, serde_json::Value>,
+    #[serde(borrow)]
+    subjects: Vec<std::borrow::Cow<'a, str>>,
+}
+
+async fn compact(_: Authorized<CheckRole>, State(app): State<Arc<App>>, Payload(body): Payload) -> Response {
+    let guard = app.guards.load();
+    let worker = Arc::clone(&app);
+    off_runtime(&app, true, move || decide_compact(&worker, &guard, &body)).await
+}
+
+/// Parses the template once (the subjects' own place is `subjects`), decides every
+/// subject through one prepared access, and answers the columns. Nothing is decided
+/// when anything in the body is wrong.
+fn decide_compact(app: &App, guard: &Guard, body: &[u8]) -> Response {
+    let parsed: CompactBody<'_> = match serde_json::from_slice(body) {
+        Ok(parsed) => parsed,
+        Err(e) => return ApiError::bad_message(&compact_body_error(&e), None).into_response(),
+    };
+    let CompactBody { mut request, subjects } = parsed;
+    if request.contains_key("subject") {
+        return ApiError::bad_message("request.subject: the compact form takes its subjects from `subjects`", None)
+            .into_response();
+    }
+    if request.get("at").is_some_and(|at| !at.is_null()) {
+        return ApiError::bad_message(
+            "request.at: the compact form decides now; ask what-if questions through /v1/check/batch",
+            None,
+        )
+        .into_response();
+    }
+    if subjects.is_empty() {
+        return ApiError::bad_message("subjects: must not be empty", None).into_response();
+    }
+    if let Some(item) = subjects.iter().position(|s| s.is_empty()) {
+        return ApiError::bad_message(&format!("subjects: item {} must not be empty", item + 1), None).into_response();
+    }
+    // The template is parsed and validated by the library's own step, with a stand-in
+    // subject that no answer carries.
+    request.insert("subject".to_owned(), serde_json::Value::String("-".to_owned()));
+    let template_bytes = match serde_json::to_vec(&request) {
+        Ok(bytes) => bytes,
+        Err(e) => return internal(&e),
+    };
+    let parsed = match answer::parse_request(guard.policy(), &template_bytes) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let message = e.to_string();
+            let message =
+                if field_named(&message) { format!("request.{message}") } else { format!("request: {message}") };
+            return ApiError::bad_message(&message, None).into_response();
+        }
+    };
+    let template = parsed.for_subject("");
+    let prepared = guard.prepare(&template);
+    let mut codes = Vec::with_capacity(subjects.len());
+    let mut allowed = Vec::with_capacity(subjects.len());
+    // Few rules decide a kind of access: each clause is kept once, and each answer
+    // names its clause by place in that list.
+    let mut clause_names: Vec<String> = Vec::new();
+    let mut clause_of: Vec<Option<usize>> = Vec::with_capacity(subjects.len());
+    let mut version = String::new();
+    for group in subjects.chunks(GROUP) {
+        let started = Instant::now();
+        let decisions = prepared.check_batch(group);
+        app.observer.batch(&decisions, started.elapsed());
+        if app.audit.is_some() {
+            app.audit_handed.fetch_add(decisions.len() as u64, Ordering::Relaxed);
+        }
+        for decision in &decisions {
+            if version.is_empty() {
+                decision.policy_version().clone_into(&mut version);
+            }
+            allowed.push(decision.allowed());
+            codes.push(decision.code().as_str());
+            clause_of.push(decision.clause().map(|clause| {
+                clause_names.iter().position(|known| known == clause).unwrap_or_else(|| {
+                    clause_names.push(clause.to_owned());
+                    clause_names.len() - 1
+                })
+            }));
+        }
+    }
+    let clauses: Vec<Option<&str>> =
+        clause_of.iter().map(|i| i.and_then(|i| clause_names.get(i)).map(String::as_str)).collect();
+    let answer = CompactAnswer { policy_version: &version, allowed: &allowed, codes: &codes, clauses: &clauses };
+    let mut out = Vec::with_capacity(64 + subjects.len() * 40);
+    if let Err(e) = serde_json::to_writer(&mut out, &answer) {
+        return internal(&e);
+    }
+    json_response(StatusCode::OK, out)
+}
+
+/// The compact form's answer: columns in the order of the subjects.
+#[derive(serde::Serialize)]
+struct CompactAnswer<'a> {
+    policy_version: &'a str,
+    allowed: &'a [bool],
+    codes: &'a [&'static str],
+    clauses: &'a [Option<&'a str>],
+}
+
+/// Whether a message starts with a field name (`purpose: …`).
+fn field_named(message: &str) -> bool {
+    answer::field_of(message).is_some()
+}
+
+/// A body that is not `{"request": {…}, "subjects": […]}`, in the words the other
+/// endpoints use.
+fn compact_body_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let bare = text.split(" at line ").next().unwrap_or(&text);
+    if error.is_syntax() || error.is_eof() {
+        format!("malformed JSON: {bare} (column {})", error.column())
+    } else if bare.starts_with("unknown field") {
+        format!("{bare}: the compact form takes `request` and `subjects`")
+    } else if bare.contains("`request`") {
+        format!("request: {bare}")
+    } else if bare.contains("`subjects`") || bare.contains("sequence") || bare.contains("string") {
+        format!("subjects: {bare}")
+    } else {
+        format!("expected {{\"request\": {{…}}, \"subjects\": [\"…\"]}}: {bare}")
+    }
 }
 
 async fn events(_: Authorized<RecordRole>, State(app): State<Arc<App>>, body: Records) -> Response {

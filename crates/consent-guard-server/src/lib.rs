@@ -58,6 +58,7 @@ use consent_guard::Guard;
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/check"),
     ("POST", "/v1/check/batch"),
+    ("POST", "/v1/check/compact"),
     ("POST", "/v1/events"),
     ("GET", "/v1/subjects/{id}/history"),
     ("GET", "/v1/subjects/{id}/export"),

@@ -320,13 +320,111 @@ async fn every_endpoint_answers() {
     }
 }
 
+/// The compact batch form (issue 31 item 5) answers, subject by subject, what the
+/// JSON-lines batch answers for the same requests, and refuses a body it cannot take
+/// without deciding anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compact_form_answers_what_the_batch_answers() {
+    let server = exmo_server();
+    let (status, text) = post(&server, "/v1/events", Some(RECORD), GRANT).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // Some known, some not; as many as the test server's 64 KiB body limit takes in
+    // JSON lines.
+    let subjects: Vec<String> =
+        (0..400).map(|i| if i % 7 == 0 { "alice".to_owned() } else { format!("user{i}") }).collect();
+    let lines: String = subjects.iter().map(|s| TRAINING.replace("alice", s) + "\n").collect();
+    let (status, text, _) = send(reqwest::Method::POST, server.url("/v1/check/batch"), Some(CHECK), Some(lines)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let expected: Vec<Value> = text.lines().map(parse).collect();
+    let batch_bytes = text.len();
+    let template: Value = {
+        let mut request = parse(TRAINING);
+        request.as_object_mut().unwrap().remove("subject");
+        request
+    };
+    let body = json!({ "request": template, "subjects": subjects }).to_string();
+    let (status, text, headers) =
+        send(reqwest::Method::POST, server.url("/v1/check/compact"), Some(CHECK), Some(body.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(headers[reqwest::header::CONTENT_TYPE], "application/json");
+    let answer = parse(&text);
+    let document = json!({
+        "$ref": "#/components/schemas/CompactAnswer",
+        "components": { "schemas": consent_guard::schema::openapi_components() },
+    });
+    let validator = jsonschema::validator_for(&document).unwrap();
+    assert!(validator.is_valid(&answer), "{text}");
+    assert_eq!(answer["policy_version"], expected[0]["policy_version"]);
+    for (i, decision) in expected.iter().enumerate() {
+        assert_eq!(answer["allowed"][i], decision["allowed"], "{i}");
+        assert_eq!(answer["codes"][i], decision["code"], "{i}");
+        assert_eq!(answer["clauses"][i], decision.get("clause").cloned().unwrap_or(Value::Null), "{i}");
+    }
+    assert_eq!(answer["codes"].as_array().unwrap().len(), subjects.len());
+    assert_eq!(answer["codes"][0], "consent_given");
+    assert_eq!(answer["codes"][1], "consent_missing");
+    assert!(text.len() * 4 < batch_bytes, "compact: {} bytes against the batch's {batch_bytes}", text.len());
+
+    let cases = [
+        ("{", "malformed JSON"),
+        (r#"{"request":{"purpose":"account.registration","categories":["contact.email"]}}"#, "subjects"),
+        (
+            r#"{"request":{"purpose":"account.registration","categories":["contact.email"]},"subjects":[]}"#,
+            "subjects: must not be empty",
+        ),
+        (
+            r#"{"request":{"purpose":"account.registration","categories":["contact.email"]},"subjects":["a",""]}"#,
+            "subjects: item 2 must not be empty",
+        ),
+        (
+            r#"{"request":{"subject":"u1","purpose":"account.registration","categories":["contact.email"]},"subjects":["a"]}"#,
+            "request.subject: ",
+        ),
+        (
+            r#"{"request":{"purpose":"account.registration","categories":["contact.email"],"at":"2026-01-01T00:00:00Z"},"subjects":["a"]}"#,
+            "request.at: ",
+        ),
+        (
+            r#"{"request":{"purpose":"account.registration","categories":["contact.mail"]},"subjects":["a"]}"#,
+            "request.categories: unknown data category",
+        ),
+        (
+            r#"{"request":{"purpose":"account.registration","categories":["contact.email"],"colour":1},"subjects":["a"]}"#,
+            "unknown field `colour`",
+        ),
+        (
+            r#"{"request":{"purpose":"account.registration","categories":["contact.email"]},"subjects":["a"],"more":1}"#,
+            "unknown field `more`",
+        ),
+        (r#"{"request":7,"subjects":["a"]}"#, "request"),
+        (r#"{"request":{"purpose":"account.registration","categories":["contact.email"]},"subjects":[7]}"#, "subjects"),
+        ("[]", "expected"),
+    ];
+    for (body, expected) in cases {
+        let (status, text) = post(&server, "/v1/check/compact", Some(CHECK), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {text}");
+        let detail = parse(&text)["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains(expected), "{body}: {detail}");
+    }
+    let (_, text) = post(
+        &server,
+        "/v1/check/compact",
+        Some(CHECK),
+        r#"{"request":{"purpose":"account.registration","categories":["contact.mail"]},"subjects":["a"]}"#,
+    )
+    .await;
+    assert_eq!(parse(&text)["field"], "request.categories", "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_and_every_refusal() {
     let server = exmo_server();
     // (method, path, body, the role it needs; None: any token)
-    let endpoints: [(&str, &str, &str, Option<&str>); 7] = [
+    let compact = r#"{"request":{"purpose":"account.registration","categories":["contact.email"]},"subjects":["u1"]}"#;
+    let endpoints: [(&str, &str, &str, Option<&str>); 8] = [
         ("POST", "/v1/check", REGISTRATION, Some(CHECK)),
         ("POST", "/v1/check/batch", REGISTRATION, Some(CHECK)),
+        ("POST", "/v1/check/compact", compact, Some(CHECK)),
         ("POST", "/v1/events", GRANT, Some(RECORD)),
         ("GET", "/v1/subjects/alice/history", "", Some(READ)),
         ("GET", "/metrics", "", Some(READ)),
