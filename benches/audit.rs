@@ -174,7 +174,7 @@ fn summary() {
         m[1] / m[0]
     );
     println!(
-        "1 thread, check:    unaudited {:.1} ns, Buffered {:.1} ns: ratio {:.2}x (full JSON records)",
+        "1 thread, check:    unaudited {:.1} ns, Buffered {:.1} ns: ratio {:.2}x (compact records, issue 31)",
         m[2],
         m[3],
         m[3] / m[2]
@@ -341,7 +341,7 @@ fn summary() {
     log.flush().unwrap();
     let full = log.stats();
     println!(
-        "bytes per audit record: prepared (compact) {:.1}, plain check (full JSON) {:.1}; Buffered run above {:.1} (commit lines and templates included)",
+        "bytes per audit record: prepared (compact) {:.1}, plain check (compact since issue 31) {:.1}; Buffered run above {:.1} (commit lines and templates included)",
         compact.bytes as f64 / compact.records as f64,
         (full.bytes - compact.bytes) as f64 / (full.records - compact.records) as f64,
         buffered_bytes.bytes as f64 / buffered_bytes.records.max(1) as f64
