@@ -7,8 +7,9 @@
 //!   what it cannot compile ([`FilterError`]).
 //! - [`Guard::snapshot`] decides the filter once per subject the guard knows, at one
 //!   time, through the guard's own prepared checks: a [`Snapshot`] of
-//!   [`SnapshotEntry`] (16 bytes a subject beside its id), the answer for subjects it
-//!   does not hold, and a [`Watermark`] (store position and time).
+//!   [`SnapshotEntry`] (16 bytes a subject beside its id: three codes, the cutoff of
+//!   the subject's ends, `until`), the answer for subjects it does not hold, and a
+//!   [`Watermark`] (store position and time).
 //!   [`Snapshot::refresh`] re-decides only the subjects named by the store's events
 //!   since the watermark, and those whose answer changes by the clock alone.
 //! - [`Filter::apply`] opens an [`Application`] at a time T: it fails closed when the
@@ -19,11 +20,15 @@
 //!   rows in, rows allowed and counts by reason code, not one record per row.
 //!
 //! Only row facts become column tests: retention against the row's collection time
-//! (or session). Everything else is the guard's answer per subject. A row's answer is
-//! `entry.fresh` when the row passes its fact test and `entry.stale` when it does not,
-//! both computed by the guard with the fact set one way and the other; a row whose
+//! (or session), and the row's collection time against the subject's cutoff, the
+//! latest end of the purpose whose `retention_after_end` has run out. Everything else
+//! is the guard's answer per subject. A row's answer is `entry.ended` when the subject
+//! has a cutoff and the row was not collected after it (nor carries a time at or
+//! before T), else `entry.fresh` when the row passes its fact test and `entry.stale`
+//! when it does not, all computed by the guard with the facts set each way; a row whose
 //! subject's entry changes by the clock before T (`entry.until <= T`) is denied with
-//! `consent_state_unavailable` until the snapshot is refreshed.
+//! `consent_state_unavailable` until the snapshot is refreshed. See
+//! `docs/filters.md`, "Ends of a purpose".
 //!
 //! ```
 //! use consent_guard::filter::{Apply, Counts, FilterSpec, RowFacts};
@@ -273,43 +278,124 @@ pub struct Watermark {
     pub at: DateTime<Utc>,
 }
 
-/// One subject's answers in a snapshot: 16 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One subject's answers in a snapshot: 16 bytes (`until`, and one word packing the
+/// three codes with the cutoff of the subject's ends).
+///
+/// A row of the subject at T is answered:
+///
+/// ```text
+/// T >= until                                   → consent_state_unavailable (refresh)
+/// an end, and the row not collected in (cutoff, T] → ended    (a missing time is not after it)
+/// the row passes the filter's row test        → fresh
+/// otherwise                                   → stale
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotEntry {
     until: i64,
-    fresh: ReasonCode,
-    stale: ReasonCode,
+    // INVARIANT: bits 0-4, 5-9 and 10-14 hold the indexes in `ReasonCode::ALL` of
+    // `fresh`, `stale` and `ended` (25 codes: 5 bits each); bits 16-63 the cutoff, a
+    // signed 48-bit count of milliseconds: `NO_END` (its least value) when no end
+    // bears on the subject's rows, `EVERY_ROW` (its greatest) when every row takes
+    // `ended`. 48 bits reach the years -2492 to 6432; a cutoff outside them is moved
+    // so that more rows take `ended`, never fewer (`SnapshotEntry::new`).
+    packed: u64,
 }
 
+/// The cutoff of a subject no end bears on.
+const NO_END: i64 = -(1 << 47);
+/// The cutoff past which every row is collected up to the end.
+const EVERY_ROW: i64 = (1 << 47) - 1;
+
 impl SnapshotEntry {
-    /// The answer for a row that passes the filter's [`RowTest`].
-    pub fn fresh(&self) -> ReasonCode {
-        self.fresh
+    fn new(until: i64, fresh: ReasonCode, stale: ReasonCode, ended: Option<(i64, ReasonCode)>) -> SnapshotEntry {
+        let (cutoff, ended_code) = match ended {
+            None => (NO_END, stale),
+            // Clamped the strict way: a cutoff below the range is raised (rows collected
+            // in between take `ended` too), one above it ends every row.
+            Some((cutoff, code)) => (cutoff.clamp(NO_END + 1, EVERY_ROW), code),
+        };
+        let codes = (fresh as u64) | ((stale as u64) << 5) | ((ended_code as u64) << 10);
+        SnapshotEntry { until, packed: ((cutoff as u64) << 16) | codes }
     }
 
-    /// The answer for a row that fails it.
+    #[inline]
+    fn code_at(&self, shift: u32) -> ReasonCode {
+        let index = ((self.packed >> shift) & 0x1f) as usize;
+        // INVARIANT above: always a code's index; a corrupt one fails closed.
+        ReasonCode::ALL.get(index).copied().unwrap_or(ReasonCode::ConsentStateUnavailable)
+    }
+
+    #[inline]
+    fn cutoff(&self) -> i64 {
+        // An arithmetic shift: the 48-bit cutoff, sign-extended.
+        (self.packed as i64) >> 16
+    }
+
+    /// The answer for a row that passes the filter's [`RowTest`] (and was not
+    /// collected up to an end, see [`SnapshotEntry::ended`]).
+    pub fn fresh(&self) -> ReasonCode {
+        self.code_at(0)
+    }
+
+    /// The answer for a row that fails it (and was not collected up to an end).
     pub fn stale(&self) -> ReasonCode {
-        self.stale
+        self.code_at(5)
+    }
+
+    /// When an `end` of the purpose has run out its `retention_after_end` for this
+    /// subject by the snapshot's time, and the rows carry their collection time: the
+    /// cutoff (milliseconds since the epoch, the latest such end; `i64::MAX` for one
+    /// beyond the years an entry holds, every row ended) and the answer for a row
+    /// collected at or before it, without a collection time, or with one after T,
+    /// whether or not it passes the row test. `None`: no end bears on the rows.
+    pub fn ended(&self) -> Option<(i64, ReasonCode)> {
+        match self.cutoff() {
+            NO_END => None,
+            EVERY_ROW => Some((i64::MAX, self.code_at(10))),
+            cutoff => Some((cutoff, self.code_at(10))),
+        }
     }
 
     /// The first instant (milliseconds since the epoch) at which the subject's answer
-    /// may change by the clock alone (an expiry, a birthday, an event dated later);
-    /// `i64::MAX` for never.
+    /// may change by the clock alone (an expiry, a birthday, an event dated later, an
+    /// end's `retention_after_end` running out); `i64::MAX` for never.
     pub fn until_millis(&self) -> i64 {
         self.until
     }
 
-    /// The answer at `at_ms` for a row that passes (`fresh`) or fails the row test; an
-    /// entry past its `until` answers `consent_state_unavailable`.
+    /// The answer at `at_ms` for a row that passes the row test (`passes`) or not,
+    /// collected at `collected_at_ms` (whole milliseconds); an entry past its `until`
+    /// answers `consent_state_unavailable`.
     #[inline]
-    pub fn code(&self, fresh: bool, at_ms: i64) -> ReasonCode {
+    pub fn code(&self, passes: bool, collected_at_ms: Option<i64>, at_ms: i64) -> ReasonCode {
         if at_ms >= self.until {
-            ReasonCode::ConsentStateUnavailable
-        } else if fresh {
-            self.fresh
-        } else {
-            self.stale
+            return ReasonCode::ConsentStateUnavailable;
         }
+        let cutoff = self.cutoff();
+        if cutoff != NO_END {
+            // The guard reads a collection time after T as unknown, and an unknown one
+            // as not after the end.
+            let after = collected_at_ms.is_some_and(|c| c > cutoff && c <= at_ms) && cutoff != EVERY_ROW;
+            if !after {
+                return self.code_at(10);
+            }
+        }
+        if passes {
+            self.fresh()
+        } else {
+            self.stale()
+        }
+    }
+}
+
+impl fmt::Debug for SnapshotEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotEntry")
+            .field("until", &self.until)
+            .field("fresh", &self.fresh())
+            .field("stale", &self.stale())
+            .field("ended", &self.ended())
+            .finish()
     }
 }
 
@@ -564,46 +650,83 @@ fn millis_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// The two probes of a filter at one time: the template with its row facts set so
-/// that the row test passes (`fresh`) and so that it fails (`stale`).
-fn probes(filter: &Filter, at: i64) -> (AccessRequest<'static>, AccessRequest<'static>) {
+/// The probes of a filter at one time S: the template with its row facts set so that
+/// the row test passes (`fresh`) and so that it fails (`stale`), each collected after
+/// any end that has run out by S where it can be (at S; for a failed retention window,
+/// just before it); and `ended`, the failing facts without a collection time, which
+/// the guard reads as collected up to every end.
+struct Probes {
+    fresh: AccessRequest<'static>,
+    stale: AccessRequest<'static>,
+    ended: AccessRequest<'static>,
+    /// How long before S the `fresh` and `stale` probes were collected (when the rows
+    /// carry their collection time; `None` otherwise).
+    fresh_before: Option<i64>,
+    stale_before: Option<i64>,
+}
+
+fn probes(filter: &Filter, at: i64) -> Probes {
     let when = millis_to_time(at);
     let mut fresh = filter.template.clone().at(when);
     let mut stale = filter.template.clone().at(when);
     match &filter.test {
-        RowTest::CollectedWithin { .. } => {
-            fresh.collected_at = Some(when);
-            stale.collected_at = None;
-        }
         RowTest::SameSession { session, .. } => {
             fresh.collected_session = session.clone().map(Cow::Owned);
             stale.collected_session = None;
         }
-        RowTest::None | RowTest::Fixed { .. } => {}
+        RowTest::CollectedWithin { .. } | RowTest::None | RowTest::Fixed { .. } => {}
     }
-    (fresh, stale)
+    // Where the rows carry their collection time (the template then has none: a fact
+    // set twice does not compile), the probes carry one too; otherwise the template's
+    // own (or none) decides every row alike, ends included.
+    let (fresh_before, stale_before) = match (&filter.rows.collected_at, &filter.test) {
+        (None, _) => (None, None),
+        (Some(_), RowTest::CollectedWithin { limit_ms, .. }) => (Some(0), Some(limit_ms.saturating_add(1))),
+        (Some(_), _) => (Some(0), Some(0)),
+    };
+    if let Some(before) = fresh_before {
+        fresh.collected_at = Some(millis_to_time(at.saturating_sub(before)));
+    }
+    if let Some(before) = stale_before {
+        stale.collected_at = Some(millis_to_time(at.saturating_sub(before)));
+    }
+    let mut ended = stale.clone();
+    if filter.rows.collected_at.is_some() {
+        ended.collected_at = None;
+    }
+    Probes { fresh, stale, ended, fresh_before, stale_before }
 }
 
 /// Decides snapshot entries through the guard's prepared checks (prepared once).
 struct Decider<'g> {
     guard: &'g Guard,
-    probes: &'g (AccessRequest<'static>, AccessRequest<'static>),
     fresh: crate::guard::PreparedAccess<'g>,
     stale: crate::guard::PreparedAccess<'g>,
+    ended: crate::guard::PreparedAccess<'g>,
+    fresh_before: Option<i64>,
+    stale_before: Option<i64>,
     at: i64,
 }
 
 impl<'g> Decider<'g> {
-    fn new(guard: &'g Guard, probes: &'g (AccessRequest<'static>, AccessRequest<'static>), at: i64) -> Decider<'g> {
-        Decider { guard, probes, fresh: guard.prepare(&probes.0), stale: guard.prepare(&probes.1), at }
+    fn new(guard: &'g Guard, probes: &'g Probes, at: i64) -> Decider<'g> {
+        Decider {
+            guard,
+            fresh: guard.prepare(&probes.fresh),
+            stale: guard.prepare(&probes.stale),
+            ended: guard.prepare(&probes.ended),
+            fresh_before: probes.fresh_before,
+            stale_before: probes.stale_before,
+            at,
+        }
     }
 
     fn entry(&self, subject: &str) -> Result<SnapshotEntry, FilterError> {
         // (Fallible for the reads a later version may add; none fails today.)
-        let mut fresh = self.fresh.decide(subject).code();
+        let fresh = self.fresh.decide(subject).code();
         let stale = self.stale.decide(subject).code();
         let at = self.at;
-        let (until, ended) = self
+        let (mut until, over) = self
             .guard
             .consent_state()
             .read_at(Lookup::Id(subject), i64::MIN, |view| {
@@ -616,18 +739,31 @@ impl<'g> Decider<'g> {
             // `consent_state_unavailable` by both probes: it stays denied until the
             // next rebuild, and does not stop the snapshot of everyone else.
             .unwrap_or((i64::MAX, None));
-        if let Some(end) = ended {
-            // The purpose ended for this subject: a row collected up to the end is
-            // over (`retention_expired` where the guard reaches that check), one
-            // collected later is not. An entry has no room for the end's time, so
-            // every row that passes the row test gets the answer for a row collected
-            // at the end: stricter than the guard for rows collected after it, never
-            // weaker (docs/filters.md, "Ends of a purpose").
-            let mut probe = self.probes.0.clone();
-            probe.collected_at = Some(millis_to_time(end));
-            fresh = self.guard.prepare(&probe).decide(subject).code();
-        }
-        Ok(SnapshotEntry { until, fresh, stale })
+        let (Some(cutoff), Some(fresh_before), Some(stale_before)) = (over, self.fresh_before, self.stale_before)
+        else {
+            // No end has run out, or the rows carry no collection time: the probes'
+            // own facts are every row's, ends included.
+            return Ok(SnapshotEntry::new(until, fresh, stale, None));
+        };
+        // The purpose ended for this subject (the latest end whose
+        // `retention_after_end` has run out by S is at `cutoff`): a row collected up
+        // to it takes `ended`, whether or not it passes the row test (the end and the
+        // retention window deny with the same code and yield to the same
+        // anonymization); a row collected after it is answered as if no end had been.
+        let ended = self.ended.decide(subject).code();
+        // A probe collected up to the cutoff answered `ended`, not its class: no row
+        // of its class exists yet at S (its class is the rows collected in (cutoff,
+        // T - before]), and the entry is decided again when the first one can.
+        let mut class = |before: i64, code: ReasonCode| {
+            if at.saturating_sub(before) > cutoff {
+                code
+            } else {
+                until = until.min(cutoff.saturating_add(before).saturating_add(1));
+                ended
+            }
+        };
+        let (fresh, stale) = (class(fresh_before, fresh), class(stale_before, stale));
+        Ok(SnapshotEntry::new(until, fresh, stale, Some((cutoff, ended))))
     }
 }
 
@@ -914,9 +1050,11 @@ impl<'s> Application<'s> {
     ) -> ReasonCode {
         match subject {
             None => ReasonCode::ConsentMissing,
-            Some(subject) => {
-                self.snapshot.entry(subject).code(self.passes(collected_at_ms, collected_session), self.at_ms)
-            }
+            Some(subject) => self.snapshot.entry(subject).code(
+                self.passes(collected_at_ms, collected_session),
+                collected_at_ms,
+                self.at_ms,
+            ),
         }
     }
 
@@ -1174,6 +1312,40 @@ mod tests {
     #[test]
     fn an_entry_is_16_bytes() {
         assert_eq!(std::mem::size_of::<SnapshotEntry>(), 16);
+    }
+
+    /// Every code in every slot, cutoffs across the 48-bit range and beyond it (moved
+    /// the strict way), and the rows each answer reaches.
+    #[test]
+    fn an_entry_packs_its_codes_and_cutoff() {
+        for (i, code) in ReasonCode::ALL.iter().enumerate() {
+            let other = ReasonCode::ALL[(i + 7) % ReasonCode::ALL.len()];
+            let third = ReasonCode::ALL[(i + 13) % ReasonCode::ALL.len()];
+            for cutoff in [-(1 << 47) + 1, -1, 0, 1, 1_772_323_200_000, (1 << 47) - 2] {
+                let entry = SnapshotEntry::new(99, *code, other, Some((cutoff, third)));
+                assert_eq!((entry.fresh(), entry.stale(), entry.ended()), (*code, other, Some((cutoff, third))));
+            }
+            let entry = SnapshotEntry::new(i64::MAX, *code, other, None);
+            assert_eq!(
+                (entry.fresh(), entry.stale(), entry.ended(), entry.until_millis()),
+                (*code, other, None, i64::MAX)
+            );
+        }
+        let (given, expired) = (ReasonCode::ConsentGiven, ReasonCode::RetentionExpired);
+        assert_eq!(SnapshotEntry::new(1, given, given, Some((i64::MIN, expired))).ended(), Some((NO_END + 1, expired)));
+        for beyond in [1 << 47, i64::MAX] {
+            let entry = SnapshotEntry::new(i64::MAX, given, given, Some((beyond, expired)));
+            assert_eq!(entry.ended(), Some((i64::MAX, expired)));
+            assert_eq!(entry.code(true, Some(i64::MAX - 1), i64::MAX - 1), expired, "every row ended");
+        }
+        let entry = SnapshotEntry::new(1000, given, ReasonCode::ConsentMissing, Some((500, expired)));
+        assert_eq!(entry.code(true, Some(500), 900), expired, "at the cutoff");
+        assert_eq!(entry.code(true, Some(501), 900), given, "after it");
+        assert_eq!(entry.code(false, Some(501), 900), ReasonCode::ConsentMissing, "after it, failing the test");
+        assert_eq!(entry.code(true, None, 900), expired, "no time");
+        assert_eq!(entry.code(true, Some(901), 900), expired, "a time after T");
+        assert_eq!(entry.code(true, Some(900), 900), given, "at T");
+        assert_eq!(entry.code(true, Some(600), 1000), ReasonCode::ConsentStateUnavailable, "past until");
     }
 
     /// `Counts` indexes by the code's discriminant: it must be its place in `ALL`.
