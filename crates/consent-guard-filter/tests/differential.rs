@@ -376,6 +376,8 @@ fn the_mask_the_sql_and_the_guard_agree_on_every_row() {
     for code in ["retention_expired", "subject_erased", "consent_withdrawn"] {
         assert!(tally.codes.contains_key(code), "no row decided {code}: {tally:?}");
     }
+    // And rows on both sides of a subject's cutoff (an end of the purpose).
+    assert!(tally.after_end > 0 && tally.after_end < tally.ended_rows, "{tally:?}");
 }
 
 #[test]
