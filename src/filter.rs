@@ -62,7 +62,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 
@@ -477,12 +477,136 @@ impl Hasher for FoldHasher {
     }
 }
 
+/// The snapshot's subjects: every id end to end in one arena, their entries in a
+/// vector, and an open-addressed table (linear probing, at most 7/8 full) of slots
+/// `(hash >> 32) << 32 | (index + 1)` (0: empty). About 13 bytes of table, 4 of
+/// offset and the 16-byte entry a subject beside its id, where a map of boxed ids
+/// costs an allocation, a pointer and a length besides (issue 25, the memory target).
+struct Subjects {
+    hasher: SubjectHasher,
+    // INVARIANT: `starts` has one more element than `entries`, starts at 0 and never
+    // decreases; id `i` is `arena[starts[i]..starts[i + 1]]`, a whole `&str`.
+    arena: String,
+    starts: Vec<u32>,
+    entries: Vec<SnapshotEntry>,
+    // INVARIANT: a power of two, at least 8 long, with more empty slots than an eighth
+    // of it: every probe sequence reaches an empty slot.
+    slots: Vec<u64>,
+}
+
+impl Subjects {
+    fn with_capacity(subjects: usize) -> Subjects {
+        let mut slots = 8usize;
+        while slots / 8 * 7 <= subjects {
+            slots = slots.saturating_mul(2);
+        }
+        let mut starts = Vec::with_capacity(subjects.saturating_add(1));
+        starts.push(0);
+        Subjects {
+            hasher: SubjectHasher::new(),
+            arena: String::with_capacity(subjects.saturating_mul(12)),
+            starts,
+            entries: Vec::with_capacity(subjects),
+            slots: vec![0; slots],
+        }
+    }
+
+    #[inline]
+    fn hash(&self, id: &str) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(id.as_bytes());
+        hasher.finish()
+    }
+
+    #[inline]
+    fn id(&self, index: usize) -> &str {
+        let (Some(start), Some(end)) = (self.starts.get(index), self.starts.get(index.wrapping_add(1))) else {
+            return "";
+        };
+        self.arena.get(*start as usize..*end as usize).unwrap_or("")
+    }
+
+    #[inline]
+    fn find(&self, id: &str, hash: u64) -> Option<usize> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let tag = hash >> 32;
+        let mut at = hash as usize & mask;
+        loop {
+            let slot = *self.slots.get(at)?;
+            if slot == 0 {
+                return None;
+            }
+            if slot >> 32 == tag {
+                let index = (slot as u32 as usize).wrapping_sub(1);
+                if self.id(index) == id {
+                    return Some(index);
+                }
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: &str) -> Option<&SnapshotEntry> {
+        self.find(id, self.hash(id)).and_then(|index| self.entries.get(index))
+    }
+
+    fn place(slots: &mut [u64], hash: u64, index: usize) {
+        let mask = slots.len().wrapping_sub(1);
+        let mut at = hash as usize & mask;
+        while let Some(slot) = slots.get_mut(at) {
+            if *slot == 0 {
+                *slot = (hash >> 32) << 32 | (index as u64 + 1);
+                return;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Sets `id`'s entry, adding the id if it is new.
+    fn insert(&mut self, id: &str, entry: SnapshotEntry) -> Result<(), FilterError> {
+        let hash = self.hash(id);
+        if let Some(index) = self.find(id, hash) {
+            if let Some(slot) = self.entries.get_mut(index) {
+                *slot = entry;
+            }
+            return Ok(());
+        }
+        let index = self.entries.len();
+        let too_many = FilterError::Unavailable("a snapshot holds at most 4 GiB of ids and 2^32 - 2 subjects");
+        let end = u32::try_from(self.arena.len().saturating_add(id.len())).map_err(|_| too_many)?;
+        if index >= u32::MAX as usize - 1 {
+            return Err(FilterError::Unavailable("a snapshot holds at most 4 GiB of ids and 2^32 - 2 subjects"));
+        }
+        if (index + 1) > self.slots.len() / 8 * 7 {
+            let mut slots = vec![0; self.slots.len().saturating_mul(2)];
+            for old in 0..index {
+                Subjects::place(&mut slots, self.hash(self.id(old)), old);
+            }
+            self.slots = slots;
+        }
+        self.arena.push_str(id);
+        self.starts.push(end);
+        self.entries.push(entry);
+        Subjects::place(&mut self.slots, hash, index);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &SnapshotEntry)> + '_ {
+        self.entries.iter().enumerate().map(|(index, entry)| (self.id(index), entry))
+    }
+}
+
 /// Per subject at one time, the filter's answers, decided by the guard: what SQL and
 /// Arrow join rows to. Its `Debug` prints counts, never subject ids.
 pub struct Snapshot {
     key: u64,
     policy_version: String,
-    entries: HashMap<Box<str>, SnapshotEntry, SubjectHasher>,
+    entries: Subjects,
     unknown: SnapshotEntry,
     watermark: Watermark,
     /// Subjects whose answer changes by the clock, soonest first.
@@ -540,14 +664,25 @@ impl Snapshot {
         self.entries.len()
     }
 
+    /// The bytes its subjects take on the heap: the ids, their offsets, the entries and
+    /// the index's table (capacity, not length), not the few subjects waiting on the
+    /// clock.
+    pub fn heap_bytes(&self) -> usize {
+        let subjects = &self.entries;
+        subjects.arena.capacity()
+            + subjects.starts.capacity() * std::mem::size_of::<u32>()
+            + subjects.entries.capacity() * std::mem::size_of::<SnapshotEntry>()
+            + subjects.slots.capacity() * std::mem::size_of::<u64>()
+    }
+
     /// Whether it holds no subject.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     /// Every subject held and its answers, in no order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &SnapshotEntry)> + '_ {
-        self.entries.iter().map(|(id, entry)| (&**id, entry))
+        self.entries.iter()
     }
 
     /// Decides again, through `guard`, the subjects named by the store's events since
@@ -639,7 +774,7 @@ impl Snapshot {
             if entry.until != i64::MAX {
                 self.pending.push(Reverse((entry.until, subject.clone())));
             }
-            self.entries.insert(subject.clone(), entry);
+            self.entries.insert(subject, entry)?;
         }
         self.watermark = Watermark { position: through.max(self.watermark.position), at: millis_to_time(at) };
         Ok(Refreshed { events, subjects: changed.len(), rebuilt: false })
@@ -905,19 +1040,19 @@ impl Guard {
         let ids = self.consent_state().subject_ids().map_err(|_| FilterError::Unavailable("a shard is poisoned"))?;
         let probes = probes(filter, at);
         let decider = Decider::new(self, &probes, at);
-        let mut entries = HashMap::with_capacity_and_hasher(ids.len(), SubjectHasher::new());
+        let mut entries = Subjects::with_capacity(ids.len());
         let mut pending = BinaryHeap::new();
         for id in ids {
             let entry = decider.entry(&id)?;
             if entry.until != i64::MAX {
                 pending.push(Reverse((entry.until, id.clone())));
             }
-            entries.insert(id, entry);
+            entries.insert(&id, entry)?;
         }
         // An id the guard does not hold (none of the ids held starts with NUL... but
         // try until one is absent rather than trust that).
         let mut unknown_id = String::from("\0unknown-subject");
-        while entries.contains_key(unknown_id.as_str()) {
+        while entries.get(&unknown_id).is_some() {
             unknown_id.push('\0');
         }
         let unknown = decider.entry(&unknown_id)?;
@@ -1312,6 +1447,28 @@ mod tests {
     #[test]
     fn an_entry_is_16_bytes() {
         assert_eq!(std::mem::size_of::<SnapshotEntry>(), 16);
+    }
+
+    /// The index finds every id it holds, after growing, and none it does not; an
+    /// update keeps one id once.
+    #[test]
+    fn the_index_finds_what_it_holds() {
+        let entry = |n: i64| SnapshotEntry::new(n, ReasonCode::ConsentGiven, ReasonCode::ConsentMissing, None);
+        let mut subjects = Subjects::with_capacity(3);
+        for n in 0..10_000i64 {
+            subjects.insert(&format!("user-{n}"), entry(n)).unwrap();
+        }
+        subjects.insert("", entry(-1)).unwrap();
+        subjects.insert("user-7", entry(70)).unwrap();
+        assert_eq!(subjects.len(), 10_001);
+        for n in 0..10_000i64 {
+            let want = if n == 7 { 70 } else { n };
+            assert_eq!(subjects.get(&format!("user-{n}")).map(SnapshotEntry::until_millis), Some(want));
+        }
+        assert_eq!(subjects.get("").map(SnapshotEntry::until_millis), Some(-1));
+        assert!(subjects.get("user-10000").is_none() && subjects.get("user-").is_none());
+        assert_eq!(subjects.iter().filter(|(id, _)| id.starts_with("user-")).count(), 10_000);
+        assert!(subjects.slots.len().is_power_of_two() && subjects.len() * 8 <= subjects.slots.len() * 7);
     }
 
     /// Every code in every slot, cutoffs across the 48-bit range and beyond it (moved
