@@ -643,6 +643,52 @@ impl Snapshot {
         self.entries.get(subject).unwrap_or(&self.unknown)
     }
 
+    /// The entries of `N` subjects at once (`None` for a row without one), each what
+    /// [`Snapshot::entry`] gives: the lookups go through the index in steps, each step's
+    /// memory reads independent of one another, so that a large snapshot's cache misses
+    /// overlap instead of waiting for each other.
+    pub fn entries_of<'s, const N: usize>(&'s self, subjects: &[Option<&str>; N]) -> [Option<&'s SnapshotEntry>; N] {
+        let index = &self.entries;
+        let mask = index.slots.len().wrapping_sub(1);
+        let mut hashes = [0u64; N];
+        for (hash, subject) in hashes.iter_mut().zip(subjects) {
+            if let Some(subject) = subject {
+                *hash = index.hash(subject);
+            }
+        }
+        // Step 1: the first slot of each probe sequence.
+        let mut candidates = [usize::MAX; N];
+        for (candidate, hash) in candidates.iter_mut().zip(&hashes) {
+            let slot = index.slots.get(*hash as usize & mask).copied().unwrap_or(0);
+            if slot != 0 && slot >> 32 == *hash >> 32 {
+                *candidate = (slot as u32 as usize).wrapping_sub(1);
+            }
+        }
+        // Step 2: where it holds a candidate, the candidate's id bounds.
+        let mut bounds = [(0u32, 0u32); N];
+        for (bound, candidate) in bounds.iter_mut().zip(&candidates) {
+            if let (Some(start), Some(end)) =
+                (index.starts.get(*candidate), index.starts.get(candidate.wrapping_add(1)))
+            {
+                *bound = (*start, *end);
+            }
+        }
+        // Step 3: the id itself; step 4: the entry. A probe the first slot did not
+        // settle goes the whole way (`Subjects::find`).
+        let mut found = [None; N];
+        for (((found, subject), candidate), (bound, hash)) in
+            found.iter_mut().zip(subjects).zip(&candidates).zip(bounds.iter().zip(&hashes))
+        {
+            if let Some(subject) = subject {
+                let same =
+                    *candidate != usize::MAX && index.arena.get(bound.0 as usize..bound.1 as usize) == Some(*subject);
+                let at = if same { Some(*candidate) } else { index.find(subject, *hash) };
+                *found = Some(at.and_then(|at| index.entries.get(at)).unwrap_or(&self.unknown));
+            }
+        }
+        found
+    }
+
     /// The answers for subjects the snapshot does not hold (what the guard gives a
     /// subject it does not know).
     pub fn unknown(&self) -> &SnapshotEntry {
@@ -1183,13 +1229,21 @@ impl<'s> Application<'s> {
         collected_at_ms: Option<i64>,
         collected_session: Option<&str>,
     ) -> ReasonCode {
-        match subject {
+        self.code_of(subject.map(|subject| self.snapshot.entry(subject)), collected_at_ms, collected_session)
+    }
+
+    /// As [`Application::code`], for a row whose subject's entry was looked up already
+    /// ([`Snapshot::entries_of`]; `None`: the row has no subject).
+    #[inline]
+    pub fn code_of(
+        &self,
+        entry: Option<&SnapshotEntry>,
+        collected_at_ms: Option<i64>,
+        collected_session: Option<&str>,
+    ) -> ReasonCode {
+        match entry {
             None => ReasonCode::ConsentMissing,
-            Some(subject) => self.snapshot.entry(subject).code(
-                self.passes(collected_at_ms, collected_session),
-                collected_at_ms,
-                self.at_ms,
-            ),
+            Some(entry) => entry.code(self.passes(collected_at_ms, collected_session), collected_at_ms, self.at_ms),
         }
     }
 
