@@ -496,9 +496,10 @@ struct Subjects {
 
 impl Subjects {
     fn with_capacity(subjects: usize) -> Subjects {
+        // (Capped: more subjects than that do not fit in memory; `insert` grows it.)
         let mut slots = 8usize;
-        while slots / 8 * 7 <= subjects {
-            slots = slots.saturating_mul(2);
+        while slots / 8 * 7 <= subjects && slots < 1 << 40 {
+            slots *= 2;
         }
         let mut starts = Vec::with_capacity(subjects.saturating_add(1));
         starts.push(0);
