@@ -7,8 +7,9 @@
 //!   what it cannot compile ([`FilterError`]).
 //! - [`Guard::snapshot`] decides the filter once per subject the guard knows, at one
 //!   time, through the guard's own prepared checks: a [`Snapshot`] of
-//!   [`SnapshotEntry`] (16 bytes a subject beside its id), the answer for subjects it
-//!   does not hold, and a [`Watermark`] (store position and time).
+//!   [`SnapshotEntry`] (16 bytes a subject beside its id: three codes, the cutoff of
+//!   the subject's ends, `until`), the answer for subjects it does not hold, and a
+//!   [`Watermark`] (store position and time).
 //!   [`Snapshot::refresh`] re-decides only the subjects named by the store's events
 //!   since the watermark, and those whose answer changes by the clock alone.
 //! - [`Filter::apply`] opens an [`Application`] at a time T: it fails closed when the
@@ -19,11 +20,15 @@
 //!   rows in, rows allowed and counts by reason code, not one record per row.
 //!
 //! Only row facts become column tests: retention against the row's collection time
-//! (or session). Everything else is the guard's answer per subject. A row's answer is
-//! `entry.fresh` when the row passes its fact test and `entry.stale` when it does not,
-//! both computed by the guard with the fact set one way and the other; a row whose
+//! (or session), and the row's collection time against the subject's cutoff, the
+//! latest end of the purpose whose `retention_after_end` has run out. Everything else
+//! is the guard's answer per subject. A row's answer is `entry.ended` when the subject
+//! has a cutoff and the row was not collected after it (nor carries a time at or
+//! before T), else `entry.fresh` when the row passes its fact test and `entry.stale`
+//! when it does not, all computed by the guard with the facts set each way; a row whose
 //! subject's entry changes by the clock before T (`entry.until <= T`) is denied with
-//! `consent_state_unavailable` until the snapshot is refreshed.
+//! `consent_state_unavailable` until the snapshot is refreshed. See
+//! `docs/filters.md`, "Ends of a purpose".
 //!
 //! ```
 //! use consent_guard::filter::{Apply, Counts, FilterSpec, RowFacts};
@@ -57,7 +62,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 
@@ -273,43 +278,124 @@ pub struct Watermark {
     pub at: DateTime<Utc>,
 }
 
-/// One subject's answers in a snapshot: 16 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One subject's answers in a snapshot: 16 bytes (`until`, and one word packing the
+/// three codes with the cutoff of the subject's ends).
+///
+/// A row of the subject at T is answered:
+///
+/// ```text
+/// T >= until                                   → consent_state_unavailable (refresh)
+/// an end, and the row not collected in (cutoff, T] → ended    (a missing time is not after it)
+/// the row passes the filter's row test        → fresh
+/// otherwise                                   → stale
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotEntry {
     until: i64,
-    fresh: ReasonCode,
-    stale: ReasonCode,
+    // INVARIANT: bits 0-4, 5-9 and 10-14 hold the indexes in `ReasonCode::ALL` of
+    // `fresh`, `stale` and `ended` (25 codes: 5 bits each); bits 16-63 the cutoff, a
+    // signed 48-bit count of milliseconds: `NO_END` (its least value) when no end
+    // bears on the subject's rows, `EVERY_ROW` (its greatest) when every row takes
+    // `ended`. 48 bits reach the years -2492 to 6432; a cutoff outside them is moved
+    // so that more rows take `ended`, never fewer (`SnapshotEntry::new`).
+    packed: u64,
 }
 
+/// The cutoff of a subject no end bears on.
+const NO_END: i64 = -(1 << 47);
+/// The cutoff past which every row is collected up to the end.
+const EVERY_ROW: i64 = (1 << 47) - 1;
+
 impl SnapshotEntry {
-    /// The answer for a row that passes the filter's [`RowTest`].
-    pub fn fresh(&self) -> ReasonCode {
-        self.fresh
+    fn new(until: i64, fresh: ReasonCode, stale: ReasonCode, ended: Option<(i64, ReasonCode)>) -> SnapshotEntry {
+        let (cutoff, ended_code) = match ended {
+            None => (NO_END, stale),
+            // Clamped the strict way: a cutoff below the range is raised (rows collected
+            // in between take `ended` too), one above it ends every row.
+            Some((cutoff, code)) => (cutoff.clamp(NO_END + 1, EVERY_ROW), code),
+        };
+        let codes = (fresh as u64) | ((stale as u64) << 5) | ((ended_code as u64) << 10);
+        SnapshotEntry { until, packed: ((cutoff as u64) << 16) | codes }
     }
 
-    /// The answer for a row that fails it.
+    #[inline]
+    fn code_at(&self, shift: u32) -> ReasonCode {
+        let index = ((self.packed >> shift) & 0x1f) as usize;
+        // INVARIANT above: always a code's index; a corrupt one fails closed.
+        ReasonCode::ALL.get(index).copied().unwrap_or(ReasonCode::ConsentStateUnavailable)
+    }
+
+    #[inline]
+    fn cutoff(&self) -> i64 {
+        // An arithmetic shift: the 48-bit cutoff, sign-extended.
+        (self.packed as i64) >> 16
+    }
+
+    /// The answer for a row that passes the filter's [`RowTest`] (and was not
+    /// collected up to an end, see [`SnapshotEntry::ended`]).
+    pub fn fresh(&self) -> ReasonCode {
+        self.code_at(0)
+    }
+
+    /// The answer for a row that fails it (and was not collected up to an end).
     pub fn stale(&self) -> ReasonCode {
-        self.stale
+        self.code_at(5)
+    }
+
+    /// When an `end` of the purpose has run out its `retention_after_end` for this
+    /// subject by the snapshot's time, and the rows carry their collection time: the
+    /// cutoff (milliseconds since the epoch, the latest such end; `i64::MAX` for one
+    /// beyond the years an entry holds, every row ended) and the answer for a row
+    /// collected at or before it, without a collection time, or with one after T,
+    /// whether or not it passes the row test. `None`: no end bears on the rows.
+    pub fn ended(&self) -> Option<(i64, ReasonCode)> {
+        match self.cutoff() {
+            NO_END => None,
+            EVERY_ROW => Some((i64::MAX, self.code_at(10))),
+            cutoff => Some((cutoff, self.code_at(10))),
+        }
     }
 
     /// The first instant (milliseconds since the epoch) at which the subject's answer
-    /// may change by the clock alone (an expiry, a birthday, an event dated later);
-    /// `i64::MAX` for never.
+    /// may change by the clock alone (an expiry, a birthday, an event dated later, an
+    /// end's `retention_after_end` running out); `i64::MAX` for never.
     pub fn until_millis(&self) -> i64 {
         self.until
     }
 
-    /// The answer at `at_ms` for a row that passes (`fresh`) or fails the row test; an
-    /// entry past its `until` answers `consent_state_unavailable`.
+    /// The answer at `at_ms` for a row that passes the row test (`passes`) or not,
+    /// collected at `collected_at_ms` (whole milliseconds); an entry past its `until`
+    /// answers `consent_state_unavailable`.
     #[inline]
-    pub fn code(&self, fresh: bool, at_ms: i64) -> ReasonCode {
+    pub fn code(&self, passes: bool, collected_at_ms: Option<i64>, at_ms: i64) -> ReasonCode {
         if at_ms >= self.until {
-            ReasonCode::ConsentStateUnavailable
-        } else if fresh {
-            self.fresh
-        } else {
-            self.stale
+            return ReasonCode::ConsentStateUnavailable;
         }
+        let cutoff = self.cutoff();
+        if cutoff != NO_END {
+            // The guard reads a collection time after T as unknown, and an unknown one
+            // as not after the end.
+            let after = collected_at_ms.is_some_and(|c| c > cutoff && c <= at_ms) && cutoff != EVERY_ROW;
+            if !after {
+                return self.code_at(10);
+            }
+        }
+        if passes {
+            self.fresh()
+        } else {
+            self.stale()
+        }
+    }
+}
+
+impl fmt::Debug for SnapshotEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotEntry")
+            .field("until", &self.until)
+            .field("fresh", &self.fresh())
+            .field("stale", &self.stale())
+            .field("ended", &self.ended())
+            .finish()
     }
 }
 
@@ -391,12 +477,137 @@ impl Hasher for FoldHasher {
     }
 }
 
+/// The snapshot's subjects: every id end to end in one arena, their entries in a
+/// vector, and an open-addressed table (linear probing, at most 7/8 full) of slots
+/// `(hash >> 32) << 32 | (index + 1)` (0: empty). About 13 bytes of table, 4 of
+/// offset and the 16-byte entry a subject beside its id, where a map of boxed ids
+/// costs an allocation, a pointer and a length besides (issue 25, the memory target).
+struct Subjects {
+    hasher: SubjectHasher,
+    // INVARIANT: `starts` has one more element than `entries`, starts at 0 and never
+    // decreases; id `i` is `arena[starts[i]..starts[i + 1]]`, a whole `&str`.
+    arena: String,
+    starts: Vec<u32>,
+    entries: Vec<SnapshotEntry>,
+    // INVARIANT: a power of two, at least 8 long, with more empty slots than an eighth
+    // of it: every probe sequence reaches an empty slot.
+    slots: Vec<u64>,
+}
+
+impl Subjects {
+    fn with_capacity(subjects: usize) -> Subjects {
+        // (Capped: more subjects than that do not fit in memory; `insert` grows it.)
+        let mut slots = 8usize;
+        while slots / 8 * 7 <= subjects && slots < 1 << 40 {
+            slots *= 2;
+        }
+        let mut starts = Vec::with_capacity(subjects.saturating_add(1));
+        starts.push(0);
+        Subjects {
+            hasher: SubjectHasher::new(),
+            arena: String::with_capacity(subjects.saturating_mul(12)),
+            starts,
+            entries: Vec::with_capacity(subjects),
+            slots: vec![0; slots],
+        }
+    }
+
+    #[inline]
+    fn hash(&self, id: &str) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(id.as_bytes());
+        hasher.finish()
+    }
+
+    #[inline]
+    fn id(&self, index: usize) -> &str {
+        let (Some(start), Some(end)) = (self.starts.get(index), self.starts.get(index.wrapping_add(1))) else {
+            return "";
+        };
+        self.arena.get(*start as usize..*end as usize).unwrap_or("")
+    }
+
+    #[inline]
+    fn find(&self, id: &str, hash: u64) -> Option<usize> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let tag = hash >> 32;
+        let mut at = hash as usize & mask;
+        loop {
+            let slot = *self.slots.get(at)?;
+            if slot == 0 {
+                return None;
+            }
+            if slot >> 32 == tag {
+                let index = (slot as u32 as usize).wrapping_sub(1);
+                if self.id(index) == id {
+                    return Some(index);
+                }
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: &str) -> Option<&SnapshotEntry> {
+        self.find(id, self.hash(id)).and_then(|index| self.entries.get(index))
+    }
+
+    fn place(slots: &mut [u64], hash: u64, index: usize) {
+        let mask = slots.len().wrapping_sub(1);
+        let mut at = hash as usize & mask;
+        while let Some(slot) = slots.get_mut(at) {
+            if *slot == 0 {
+                *slot = (hash >> 32) << 32 | (index as u64 + 1);
+                return;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Sets `id`'s entry, adding the id if it is new.
+    fn insert(&mut self, id: &str, entry: SnapshotEntry) -> Result<(), FilterError> {
+        let hash = self.hash(id);
+        if let Some(index) = self.find(id, hash) {
+            if let Some(slot) = self.entries.get_mut(index) {
+                *slot = entry;
+            }
+            return Ok(());
+        }
+        let index = self.entries.len();
+        let too_many = FilterError::Unavailable("a snapshot holds at most 4 GiB of ids and 2^32 - 2 subjects");
+        let end = u32::try_from(self.arena.len().saturating_add(id.len())).map_err(|_| too_many)?;
+        if index >= u32::MAX as usize - 1 {
+            return Err(FilterError::Unavailable("a snapshot holds at most 4 GiB of ids and 2^32 - 2 subjects"));
+        }
+        if (index + 1) > self.slots.len() / 8 * 7 {
+            let mut slots = vec![0; self.slots.len().saturating_mul(2)];
+            for old in 0..index {
+                Subjects::place(&mut slots, self.hash(self.id(old)), old);
+            }
+            self.slots = slots;
+        }
+        self.arena.push_str(id);
+        self.starts.push(end);
+        self.entries.push(entry);
+        Subjects::place(&mut self.slots, hash, index);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &SnapshotEntry)> + '_ {
+        self.entries.iter().enumerate().map(|(index, entry)| (self.id(index), entry))
+    }
+}
+
 /// Per subject at one time, the filter's answers, decided by the guard: what SQL and
 /// Arrow join rows to. Its `Debug` prints counts, never subject ids.
 pub struct Snapshot {
     key: u64,
     policy_version: String,
-    entries: HashMap<Box<str>, SnapshotEntry, SubjectHasher>,
+    entries: Subjects,
     unknown: SnapshotEntry,
     watermark: Watermark,
     /// Subjects whose answer changes by the clock, soonest first.
@@ -433,6 +644,52 @@ impl Snapshot {
         self.entries.get(subject).unwrap_or(&self.unknown)
     }
 
+    /// The entries of `N` subjects at once (`None` for a row without one), each what
+    /// [`Snapshot::entry`] gives: the lookups go through the index in steps, each step's
+    /// memory reads independent of one another, so that a large snapshot's cache misses
+    /// overlap instead of waiting for each other.
+    pub fn entries_of<'s, const N: usize>(&'s self, subjects: &[Option<&str>; N]) -> [Option<&'s SnapshotEntry>; N] {
+        let index = &self.entries;
+        let mask = index.slots.len().wrapping_sub(1);
+        let mut hashes = [0u64; N];
+        for (hash, subject) in hashes.iter_mut().zip(subjects) {
+            if let Some(subject) = subject {
+                *hash = index.hash(subject);
+            }
+        }
+        // Step 1: the first slot of each probe sequence.
+        let mut candidates = [usize::MAX; N];
+        for (candidate, hash) in candidates.iter_mut().zip(&hashes) {
+            let slot = index.slots.get(*hash as usize & mask).copied().unwrap_or(0);
+            if slot != 0 && slot >> 32 == *hash >> 32 {
+                *candidate = (slot as u32 as usize).wrapping_sub(1);
+            }
+        }
+        // Step 2: where it holds a candidate, the candidate's id bounds.
+        let mut bounds = [(0u32, 0u32); N];
+        for (bound, candidate) in bounds.iter_mut().zip(&candidates) {
+            if let (Some(start), Some(end)) =
+                (index.starts.get(*candidate), index.starts.get(candidate.wrapping_add(1)))
+            {
+                *bound = (*start, *end);
+            }
+        }
+        // Step 3: the id itself; step 4: the entry. A probe the first slot did not
+        // settle goes the whole way (`Subjects::find`).
+        let mut found = [None; N];
+        for (((found, subject), candidate), (bound, hash)) in
+            found.iter_mut().zip(subjects).zip(&candidates).zip(bounds.iter().zip(&hashes))
+        {
+            if let Some(subject) = subject {
+                let same =
+                    *candidate != usize::MAX && index.arena.get(bound.0 as usize..bound.1 as usize) == Some(*subject);
+                let at = if same { Some(*candidate) } else { index.find(subject, *hash) };
+                *found = Some(at.and_then(|at| index.entries.get(at)).unwrap_or(&self.unknown));
+            }
+        }
+        found
+    }
+
     /// The answers for subjects the snapshot does not hold (what the guard gives a
     /// subject it does not know).
     pub fn unknown(&self) -> &SnapshotEntry {
@@ -454,14 +711,25 @@ impl Snapshot {
         self.entries.len()
     }
 
+    /// The bytes its subjects take on the heap: the ids, their offsets, the entries and
+    /// the index's table (capacity, not length), not the few subjects waiting on the
+    /// clock.
+    pub fn heap_bytes(&self) -> usize {
+        let subjects = &self.entries;
+        subjects.arena.capacity()
+            + subjects.starts.capacity() * std::mem::size_of::<u32>()
+            + subjects.entries.capacity() * std::mem::size_of::<SnapshotEntry>()
+            + subjects.slots.capacity() * std::mem::size_of::<u64>()
+    }
+
     /// Whether it holds no subject.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     /// Every subject held and its answers, in no order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &SnapshotEntry)> + '_ {
-        self.entries.iter().map(|(id, entry)| (&**id, entry))
+        self.entries.iter()
     }
 
     /// Decides again, through `guard`, the subjects named by the store's events since
@@ -553,7 +821,7 @@ impl Snapshot {
             if entry.until != i64::MAX {
                 self.pending.push(Reverse((entry.until, subject.clone())));
             }
-            self.entries.insert(subject.clone(), entry);
+            self.entries.insert(subject, entry)?;
         }
         self.watermark = Watermark { position: through.max(self.watermark.position), at: millis_to_time(at) };
         Ok(Refreshed { events, subjects: changed.len(), rebuilt: false })
@@ -564,46 +832,83 @@ fn millis_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// The two probes of a filter at one time: the template with its row facts set so
-/// that the row test passes (`fresh`) and so that it fails (`stale`).
-fn probes(filter: &Filter, at: i64) -> (AccessRequest<'static>, AccessRequest<'static>) {
+/// The probes of a filter at one time S: the template with its row facts set so that
+/// the row test passes (`fresh`) and so that it fails (`stale`), each collected after
+/// any end that has run out by S where it can be (at S; for a failed retention window,
+/// just before it); and `ended`, the failing facts without a collection time, which
+/// the guard reads as collected up to every end.
+struct Probes {
+    fresh: AccessRequest<'static>,
+    stale: AccessRequest<'static>,
+    ended: AccessRequest<'static>,
+    /// How long before S the `fresh` and `stale` probes were collected (when the rows
+    /// carry their collection time; `None` otherwise).
+    fresh_before: Option<i64>,
+    stale_before: Option<i64>,
+}
+
+fn probes(filter: &Filter, at: i64) -> Probes {
     let when = millis_to_time(at);
     let mut fresh = filter.template.clone().at(when);
     let mut stale = filter.template.clone().at(when);
     match &filter.test {
-        RowTest::CollectedWithin { .. } => {
-            fresh.collected_at = Some(when);
-            stale.collected_at = None;
-        }
         RowTest::SameSession { session, .. } => {
             fresh.collected_session = session.clone().map(Cow::Owned);
             stale.collected_session = None;
         }
-        RowTest::None | RowTest::Fixed { .. } => {}
+        RowTest::CollectedWithin { .. } | RowTest::None | RowTest::Fixed { .. } => {}
     }
-    (fresh, stale)
+    // Where the rows carry their collection time (the template then has none: a fact
+    // set twice does not compile), the probes carry one too; otherwise the template's
+    // own (or none) decides every row alike, ends included.
+    let (fresh_before, stale_before) = match (&filter.rows.collected_at, &filter.test) {
+        (None, _) => (None, None),
+        (Some(_), RowTest::CollectedWithin { limit_ms, .. }) => (Some(0), Some(limit_ms.saturating_add(1))),
+        (Some(_), _) => (Some(0), Some(0)),
+    };
+    if let Some(before) = fresh_before {
+        fresh.collected_at = Some(millis_to_time(at.saturating_sub(before)));
+    }
+    if let Some(before) = stale_before {
+        stale.collected_at = Some(millis_to_time(at.saturating_sub(before)));
+    }
+    let mut ended = stale.clone();
+    if filter.rows.collected_at.is_some() {
+        ended.collected_at = None;
+    }
+    Probes { fresh, stale, ended, fresh_before, stale_before }
 }
 
 /// Decides snapshot entries through the guard's prepared checks (prepared once).
 struct Decider<'g> {
     guard: &'g Guard,
-    probes: &'g (AccessRequest<'static>, AccessRequest<'static>),
     fresh: crate::guard::PreparedAccess<'g>,
     stale: crate::guard::PreparedAccess<'g>,
+    ended: crate::guard::PreparedAccess<'g>,
+    fresh_before: Option<i64>,
+    stale_before: Option<i64>,
     at: i64,
 }
 
 impl<'g> Decider<'g> {
-    fn new(guard: &'g Guard, probes: &'g (AccessRequest<'static>, AccessRequest<'static>), at: i64) -> Decider<'g> {
-        Decider { guard, probes, fresh: guard.prepare(&probes.0), stale: guard.prepare(&probes.1), at }
+    fn new(guard: &'g Guard, probes: &'g Probes, at: i64) -> Decider<'g> {
+        Decider {
+            guard,
+            fresh: guard.prepare(&probes.fresh),
+            stale: guard.prepare(&probes.stale),
+            ended: guard.prepare(&probes.ended),
+            fresh_before: probes.fresh_before,
+            stale_before: probes.stale_before,
+            at,
+        }
     }
 
     fn entry(&self, subject: &str) -> Result<SnapshotEntry, FilterError> {
         // (Fallible for the reads a later version may add; none fails today.)
-        let mut fresh = self.fresh.decide(subject).code();
+        let fresh = self.fresh.decide(subject).code();
         let stale = self.stale.decide(subject).code();
         let at = self.at;
-        let (until, ended) = self
+        let (mut until, over) = self
             .guard
             .consent_state()
             .read_at(Lookup::Id(subject), i64::MIN, |view| {
@@ -616,18 +921,31 @@ impl<'g> Decider<'g> {
             // `consent_state_unavailable` by both probes: it stays denied until the
             // next rebuild, and does not stop the snapshot of everyone else.
             .unwrap_or((i64::MAX, None));
-        if let Some(end) = ended {
-            // The purpose ended for this subject: a row collected up to the end is
-            // over (`retention_expired` where the guard reaches that check), one
-            // collected later is not. An entry has no room for the end's time, so
-            // every row that passes the row test gets the answer for a row collected
-            // at the end: stricter than the guard for rows collected after it, never
-            // weaker (docs/filters.md, "Ends of a purpose").
-            let mut probe = self.probes.0.clone();
-            probe.collected_at = Some(millis_to_time(end));
-            fresh = self.guard.prepare(&probe).decide(subject).code();
-        }
-        Ok(SnapshotEntry { until, fresh, stale })
+        let (Some(cutoff), Some(fresh_before), Some(stale_before)) = (over, self.fresh_before, self.stale_before)
+        else {
+            // No end has run out, or the rows carry no collection time: the probes'
+            // own facts are every row's, ends included.
+            return Ok(SnapshotEntry::new(until, fresh, stale, None));
+        };
+        // The purpose ended for this subject (the latest end whose
+        // `retention_after_end` has run out by S is at `cutoff`): a row collected up
+        // to it takes `ended`, whether or not it passes the row test (the end and the
+        // retention window deny with the same code and yield to the same
+        // anonymization); a row collected after it is answered as if no end had been.
+        let ended = self.ended.decide(subject).code();
+        // A probe collected up to the cutoff answered `ended`, not its class: no row
+        // of its class exists yet at S (its class is the rows collected in (cutoff,
+        // T - before]), and the entry is decided again when the first one can.
+        let mut class = |before: i64, code: ReasonCode| {
+            if at.saturating_sub(before) > cutoff {
+                code
+            } else {
+                until = until.min(cutoff.saturating_add(before).saturating_add(1));
+                ended
+            }
+        };
+        let (fresh, stale) = (class(fresh_before, fresh), class(stale_before, stale));
+        Ok(SnapshotEntry::new(until, fresh, stale, Some((cutoff, ended))))
     }
 }
 
@@ -769,19 +1087,19 @@ impl Guard {
         let ids = self.consent_state().subject_ids().map_err(|_| FilterError::Unavailable("a shard is poisoned"))?;
         let probes = probes(filter, at);
         let decider = Decider::new(self, &probes, at);
-        let mut entries = HashMap::with_capacity_and_hasher(ids.len(), SubjectHasher::new());
+        let mut entries = Subjects::with_capacity(ids.len());
         let mut pending = BinaryHeap::new();
         for id in ids {
             let entry = decider.entry(&id)?;
             if entry.until != i64::MAX {
                 pending.push(Reverse((entry.until, id.clone())));
             }
-            entries.insert(id, entry);
+            entries.insert(&id, entry)?;
         }
         // An id the guard does not hold (none of the ids held starts with NUL... but
         // try until one is absent rather than trust that).
         let mut unknown_id = String::from("\0unknown-subject");
-        while entries.contains_key(unknown_id.as_str()) {
+        while entries.get(&unknown_id).is_some() {
             unknown_id.push('\0');
         }
         let unknown = decider.entry(&unknown_id)?;
@@ -912,11 +1230,21 @@ impl<'s> Application<'s> {
         collected_at_ms: Option<i64>,
         collected_session: Option<&str>,
     ) -> ReasonCode {
-        match subject {
+        self.code_of(subject.map(|subject| self.snapshot.entry(subject)), collected_at_ms, collected_session)
+    }
+
+    /// As [`Application::code`], for a row whose subject's entry was looked up already
+    /// ([`Snapshot::entries_of`]; `None`: the row has no subject).
+    #[inline]
+    pub fn code_of(
+        &self,
+        entry: Option<&SnapshotEntry>,
+        collected_at_ms: Option<i64>,
+        collected_session: Option<&str>,
+    ) -> ReasonCode {
+        match entry {
             None => ReasonCode::ConsentMissing,
-            Some(subject) => {
-                self.snapshot.entry(subject).code(self.passes(collected_at_ms, collected_session), self.at_ms)
-            }
+            Some(entry) => entry.code(self.passes(collected_at_ms, collected_session), collected_at_ms, self.at_ms),
         }
     }
 
@@ -1174,6 +1502,62 @@ mod tests {
     #[test]
     fn an_entry_is_16_bytes() {
         assert_eq!(std::mem::size_of::<SnapshotEntry>(), 16);
+    }
+
+    /// The index finds every id it holds, after growing, and none it does not; an
+    /// update keeps one id once.
+    #[test]
+    fn the_index_finds_what_it_holds() {
+        let entry = |n: i64| SnapshotEntry::new(n, ReasonCode::ConsentGiven, ReasonCode::ConsentMissing, None);
+        let mut subjects = Subjects::with_capacity(3);
+        for n in 0..10_000i64 {
+            subjects.insert(&format!("user-{n}"), entry(n)).unwrap();
+        }
+        subjects.insert("", entry(-1)).unwrap();
+        subjects.insert("user-7", entry(70)).unwrap();
+        assert_eq!(subjects.len(), 10_001);
+        for n in 0..10_000i64 {
+            let want = if n == 7 { 70 } else { n };
+            assert_eq!(subjects.get(&format!("user-{n}")).map(SnapshotEntry::until_millis), Some(want));
+        }
+        assert_eq!(subjects.get("").map(SnapshotEntry::until_millis), Some(-1));
+        assert!(subjects.get("user-10000").is_none() && subjects.get("user-").is_none());
+        assert_eq!(subjects.iter().filter(|(id, _)| id.starts_with("user-")).count(), 10_000);
+        assert!(subjects.slots.len().is_power_of_two() && subjects.len() * 8 <= subjects.slots.len() * 7);
+    }
+
+    /// Every code in every slot, cutoffs across the 48-bit range and beyond it (moved
+    /// the strict way), and the rows each answer reaches.
+    #[test]
+    fn an_entry_packs_its_codes_and_cutoff() {
+        for (i, code) in ReasonCode::ALL.iter().enumerate() {
+            let other = ReasonCode::ALL[(i + 7) % ReasonCode::ALL.len()];
+            let third = ReasonCode::ALL[(i + 13) % ReasonCode::ALL.len()];
+            for cutoff in [-(1 << 47) + 1, -1, 0, 1, 1_772_323_200_000, (1 << 47) - 2] {
+                let entry = SnapshotEntry::new(99, *code, other, Some((cutoff, third)));
+                assert_eq!((entry.fresh(), entry.stale(), entry.ended()), (*code, other, Some((cutoff, third))));
+            }
+            let entry = SnapshotEntry::new(i64::MAX, *code, other, None);
+            assert_eq!(
+                (entry.fresh(), entry.stale(), entry.ended(), entry.until_millis()),
+                (*code, other, None, i64::MAX)
+            );
+        }
+        let (given, expired) = (ReasonCode::ConsentGiven, ReasonCode::RetentionExpired);
+        assert_eq!(SnapshotEntry::new(1, given, given, Some((i64::MIN, expired))).ended(), Some((NO_END + 1, expired)));
+        for beyond in [1 << 47, i64::MAX] {
+            let entry = SnapshotEntry::new(i64::MAX, given, given, Some((beyond, expired)));
+            assert_eq!(entry.ended(), Some((i64::MAX, expired)));
+            assert_eq!(entry.code(true, Some(i64::MAX - 1), i64::MAX - 1), expired, "every row ended");
+        }
+        let entry = SnapshotEntry::new(1000, given, ReasonCode::ConsentMissing, Some((500, expired)));
+        assert_eq!(entry.code(true, Some(500), 900), expired, "at the cutoff");
+        assert_eq!(entry.code(true, Some(501), 900), given, "after it");
+        assert_eq!(entry.code(false, Some(501), 900), ReasonCode::ConsentMissing, "after it, failing the test");
+        assert_eq!(entry.code(true, None, 900), expired, "no time");
+        assert_eq!(entry.code(true, Some(901), 900), expired, "a time after T");
+        assert_eq!(entry.code(true, Some(900), 900), given, "at T");
+        assert_eq!(entry.code(true, Some(600), 1000), ReasonCode::ConsentStateUnavailable, "past until");
     }
 
     /// `Counts` indexes by the code's discriminant: it must be its place in `ALL`.

@@ -258,3 +258,125 @@ fn one_audit_record_per_application_and_the_excluded_beside_it() {
     assert_eq!(text.lines().count(), 1);
     assert!(text.contains("\"rows_in\":4"), "{text}");
 }
+
+const ENDS: &str = r#"
+[policy]
+name = "ends"
+version = "1.0"
+home_region = "CN"
+storage_regions = ["CN"]
+
+[[rule]]
+id = "training"
+purposes = ["ai_training"]
+basis = "consent"
+level = "explicit"
+default = "opt_in"
+categories = ["behavior"]
+retention = "30d"
+retention_after_end = "7d"
+separate_consent_lifts_retention = true
+
+[[rule]]
+id = "notifications"
+purposes = ["service.notifications"]
+basis = "consent"
+level = "implied"
+default = "opt_out"
+categories = ["behavior"]
+retention_after_end = "1d"
+
+[[rule]]
+id = "uploads"
+purposes = ["service.upload_processing"]
+basis = "contract"
+categories = ["behavior"]
+retention = "session"
+retention_after_end = "2d"
+"#;
+
+/// The filter's code for each row against `Guard::check` of the same row at T (with
+/// the facts the filter's rows carry).
+fn agree(
+    guard: &Guard,
+    template: &AccessRequest<'_>,
+    application: &consent_guard::filter::Application<'_>,
+    rows: &[(&str, Option<&str>, Option<&str>)],
+) {
+    let facts = application.filter().rows();
+    for (subject, collected, session) in rows {
+        let collected = collected.filter(|_| facts.collected_at.is_some()).map(at);
+        let session = session.filter(|_| facts.collected_session.is_some());
+        let mut request = template.for_subject(subject);
+        request.collected_at = collected;
+        request.collected_session = session.map(Into::into);
+        let expected = guard.check(&request).code();
+        let got = application.code(Some(subject), collected.map(|t| t.timestamp_millis()), session);
+        assert_eq!(got, expected, "{subject}, collected {collected:?}, session {session:?}");
+    }
+}
+
+/// Issue 29's ends against the snapshot: rows collected up to the latest end whose
+/// `retention_after_end` has run are `retention_expired`, rows collected after it are
+/// answered as before, whatever the row test (a retention window, a session, none);
+/// an end whose grace runs out after the snapshot bounds the entry.
+#[test]
+fn rows_collected_after_an_end_are_answered_as_the_guard_answers_them() {
+    let (clock, now) = (Arc::new(FixedClock::new(at("2026-03-01T00:00:00Z"))), "2026-03-01T00:00:00Z");
+    let policy = Policy::from_toml_str(ENDS, "ends.toml").unwrap();
+    let guard = Guard::builder(policy).clock(Arc::clone(&clock)).store(MemoryConsentStore::new()).build().unwrap();
+    for line in [
+        // a: two ends over by now (the later one on 02-15), a grant after both.
+        r#"{"type":"grant","subject":"a","purposes":["ai_training","service.notifications"],"level":"separate","at":"2026-01-01T00:00:00Z"}"#,
+        r#"{"type":"end","subject":"a","purposes":["ai_training","service.notifications","service.upload_processing"],"at":"2026-02-01T00:00:00Z"}"#,
+        r#"{"type":"end","subject":"a","purposes":["ai_training","service.notifications","service.upload_processing"],"at":"2026-02-15T00:00:00Z"}"#,
+        r#"{"type":"grant","subject":"a","purposes":["ai_training","service.notifications"],"level":"explicit","at":"2026-02-16T00:00:00Z"}"#,
+        // b: an end whose grace (7 days) runs out after the snapshot.
+        r#"{"type":"grant","subject":"b","purposes":["ai_training"],"level":"explicit","at":"2026-01-01T00:00:00Z"}"#,
+        r#"{"type":"end","subject":"b","purposes":["ai_training"],"at":"2026-02-27T00:00:00Z"}"#,
+    ] {
+        guard.record(&event(line)).unwrap();
+    }
+    let rows = [
+        ("a", Some("2026-02-10T00:00:00Z"), None),
+        ("a", Some("2026-02-15T00:00:00Z"), None),
+        ("a", Some("2026-02-15T00:00:00.001Z"), None),
+        ("a", Some("2026-02-20T00:00:00Z"), Some("s1")),
+        ("a", Some("2026-01-20T00:00:00Z"), Some("s1")),
+        ("a", None, Some("s1")),
+        ("a", Some("2026-03-01T00:00:00.002Z"), Some("s1")),
+        ("b", Some("2026-02-20T00:00:00Z"), None),
+        ("b", Some("2026-02-28T00:00:00Z"), None),
+        ("c", Some("2026-02-20T00:00:00Z"), None),
+    ];
+    let uploads =
+        AccessRequest::new("", Purpose::new("service.upload_processing").unwrap(), &[DataCategory::BEHAVIOR_LOG][..])
+            .session("s1");
+    let cases = [
+        (training(), rows_facts("ts", None)),
+        (notifications(), rows_facts("ts", None)),
+        (notifications(), RowFacts::new("user_id")),
+        (uploads, rows_facts("ts", Some("session"))),
+    ];
+    for (template, facts) in cases {
+        clock.set(at(now));
+        let filter = guard.filter(FilterSpec::new(template.clone(), facts)).unwrap();
+        let mut snapshot = guard.snapshot(&filter).unwrap();
+        let application = filter.apply(&snapshot, at(now), Apply::Live).unwrap();
+        agree(&guard, &template, &application, &rows);
+        // b's end runs out on 03-06: its entry changes by the clock then.
+        let later = at("2026-03-07T00:00:00Z");
+        clock.set(later);
+        snapshot.refresh(&guard, &filter).unwrap();
+        let application = filter.apply(&snapshot, later, Apply::Live).unwrap();
+        agree(&guard, &template, &application, &rows);
+    }
+}
+
+fn rows_facts(collected: &str, session: Option<&str>) -> RowFacts {
+    let facts = RowFacts::new("user_id").collected_at(collected);
+    match session {
+        Some(column) => facts.collected_session(column),
+        None => facts,
+    }
+}

@@ -812,7 +812,8 @@ impl Filter {
     }
 
     /// The consent snapshot as a PyArrow record batch (one row per subject: codes for
-    /// rows that pass and fail the row test, `until_ms`; the watermark in the schema
+    /// rows that pass and fail the row test, `until_ms`, and the cutoff and code of an
+    /// end of the purpose, `ended_through_ms` and `ended`; the watermark in the schema
     /// metadata), to load into a database beside the data.
     fn snapshot(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let snapshot = self.refreshed()?;

@@ -64,9 +64,10 @@ fn bench(c: &mut Criterion) {
     let added = resident_bytes().saturating_sub(before);
     let id_bytes: usize = ids.iter().map(String::len).sum::<usize>() / subjects.max(1);
     eprintln!(
-        "snapshot: {} subjects built in {built:?}; {} bytes resident per subject (ids average {id_bytes} bytes); entry beside the id: {} bytes",
+        "snapshot: {} subjects built in {built:?}; {} bytes resident per subject, {} on the heap (ids average {id_bytes} bytes); entry beside the id: {} bytes",
         snapshot.len(),
         added / snapshot.len().max(1) as u64,
+        snapshot.heap_bytes() / snapshot.len().max(1),
         std::mem::size_of::<consent_guard::filter::SnapshotEntry>()
     );
 

@@ -82,6 +82,9 @@ pub enum MaskError {
     },
 }
 
+/// Rows looked up in the snapshot together.
+const LANES: usize = 16;
+
 /// A batch's mask and its counts by reason code.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -224,10 +227,12 @@ fn run(
         DataType::Int64 => Subjects::Int64(subject_array.as_primitive::<Int64Type>()),
         _ => return Err(wrong("subject", &rows.subject, subject_array, "Utf8, LargeUtf8, Utf8View or Int64")),
     };
-    // Only the columns the row test reads are required.
+    // The collection time is read wherever the rows carry it: the row test may read it,
+    // and an end of the purpose always does (a row collected after the subject's
+    // cutoff is answered as if no end had been). The session only for its test.
     let needs = application.filter().row_test();
-    let collected = match (&rows.collected_at, needs) {
-        (Some(name), consent_guard::filter::RowTest::CollectedWithin { .. }) => {
+    let collected = match &rows.collected_at {
+        Some(name) => {
             let array = column(batch, "collected_at", name)?;
             let (values, unit): (&[i64], TimeUnit) = match array.data_type() {
                 DataType::Timestamp(TimeUnit::Second, _) => {
@@ -246,7 +251,7 @@ fn run(
             };
             Some(Collected { values, nulls: array.nulls(), unit })
         }
-        _ => None,
+        None => None,
     };
     let sessions = match (&rows.collected_session, needs) {
         (Some(name), consent_guard::filter::RowTest::SameSession { .. }) => {
@@ -263,20 +268,34 @@ fn run(
     let length = batch.num_rows();
     let mut bits = BooleanBufferBuilder::new(length);
     let mut counts = Counts::default();
-    let mut buffer = [0u8; 20];
-    for row in 0..length {
-        let subject = subjects.get(row, &mut buffer);
-        let at = collected.as_ref().and_then(|c| c.millis(row));
-        let session = sessions.as_ref().and_then(|s| s.get(row));
-        let code = application.code(subject, at, session);
-        let allowed = code.is_allow();
-        bits.append(allowed);
-        counts.add(code);
-        if !allowed {
-            if let (Some(excluded), Some(subject)) = (excluded.as_deref_mut(), subject) {
-                excluded.note(subject, code);
+    let snapshot = application.snapshot();
+    // Rows go through the snapshot's index `LANES` at a time (`Snapshot::entries_of`):
+    // with millions of subjects every lookup misses the cache, and the misses of
+    // independent lookups overlap.
+    let mut buffers = [[0u8; 20]; LANES];
+    let mut first = 0;
+    while first < length {
+        let lanes = (length - first).min(LANES);
+        let mut names: [Option<&str>; LANES] = [None; LANES];
+        for (lane, (name, buffer)) in names.iter_mut().zip(buffers.iter_mut()).enumerate().take(lanes) {
+            *name = subjects.get(first + lane, buffer);
+        }
+        let entries = snapshot.entries_of(&names);
+        for (lane, (entry, subject)) in entries.iter().zip(&names).enumerate().take(lanes) {
+            let row = first + lane;
+            let at = collected.as_ref().and_then(|c| c.millis(row));
+            let session = sessions.as_ref().and_then(|s| s.get(row));
+            let code = application.code_of(*entry, at, session);
+            let allowed = code.is_allow();
+            bits.append(allowed);
+            counts.add(code);
+            if !allowed {
+                if let (Some(excluded), Some(subject)) = (excluded.as_deref_mut(), subject) {
+                    excluded.note(subject, code);
+                }
             }
         }
+        first += lanes;
     }
     Ok(Masked { mask: BooleanArray::new(bits.finish(), None), counts })
 }
@@ -295,9 +314,21 @@ pub mod metadata {
     pub const UNKNOWN_STALE: &str = "consent_guard.unknown.stale";
 }
 
+/// The text of `code`, or null.
+fn code_text(code: Option<ReasonCode>) -> Option<&'static str> {
+    code.map(ReasonCode::as_str)
+}
+
 /// The snapshot as one batch: `subject`, `fresh` (code), `fresh_allowed`, `stale`,
-/// `stale_allowed`, `until_ms` (null: never), the watermark and the unknown subject's
-/// answers in the schema metadata ([`metadata`]).
+/// `stale_allowed`, `until_ms` (null: never), and for a subject an end bears on
+/// ([`SnapshotEntry::ended`](consent_guard::filter::SnapshotEntry::ended)) `ended_through_ms`
+/// (the cutoff; `i64::MAX`: every row), `ended` and `ended_allowed` (all three null
+/// otherwise); the watermark and the unknown subject's answers in the schema metadata
+/// ([`metadata`]).
+///
+/// A row of a subject at T is answered `consent_state_unavailable` when `until_ms <=
+/// T`, else `ended` when `ended_through_ms` is set and the row's collection time is
+/// missing, at or before it, or after T; else `fresh` or `stale` by the row test.
 ///
 /// # Errors
 ///
@@ -306,6 +337,7 @@ pub fn snapshot_batch(snapshot: &Snapshot) -> Result<RecordBatch, ArrowError> {
     let mut subjects = Vec::with_capacity(snapshot.len());
     let (mut fresh, mut fresh_allowed, mut stale, mut stale_allowed, mut until) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut through, mut ended, mut ended_allowed) = (Vec::new(), Vec::new(), Vec::new());
     for (subject, entry) in snapshot.iter() {
         subjects.push(subject);
         fresh.push(entry.fresh().as_str());
@@ -313,6 +345,10 @@ pub fn snapshot_batch(snapshot: &Snapshot) -> Result<RecordBatch, ArrowError> {
         stale.push(entry.stale().as_str());
         stale_allowed.push(entry.stale().is_allow());
         until.push((entry.until_millis() != i64::MAX).then_some(entry.until_millis()));
+        let end = entry.ended();
+        through.push(end.map(|(cutoff, _)| cutoff));
+        ended.push(code_text(end.map(|(_, code)| code)));
+        ended_allowed.push(end.map(|(_, code)| code.is_allow()));
     }
     let watermark = snapshot.watermark();
     let metadata: HashMap<String, String> = [
@@ -332,6 +368,9 @@ pub fn snapshot_batch(snapshot: &Snapshot) -> Result<RecordBatch, ArrowError> {
         Field::new("stale", DataType::Utf8, false),
         Field::new("stale_allowed", DataType::Boolean, false),
         Field::new("until_ms", DataType::Int64, true),
+        Field::new("ended_through_ms", DataType::Int64, true),
+        Field::new("ended", DataType::Utf8, true),
+        Field::new("ended_allowed", DataType::Boolean, true),
     ])
     .with_metadata(metadata);
     RecordBatch::try_new(
@@ -343,6 +382,9 @@ pub fn snapshot_batch(snapshot: &Snapshot) -> Result<RecordBatch, ArrowError> {
             Arc::new(StringArray::from(stale)),
             Arc::new(BooleanArray::from(stale_allowed)),
             Arc::new(Int64Array::from(until)),
+            Arc::new(Int64Array::from(through)),
+            Arc::new(StringArray::from(ended)),
+            Arc::new(BooleanArray::from(ended_allowed)),
         ],
     )
 }

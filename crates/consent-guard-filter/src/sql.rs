@@ -6,7 +6,8 @@
 //! does not know) on the snapshot table by subject: PostgreSQL plans it as a hash or
 //! merge semi-join (anti-join), not a function called per row. The row facts are
 //! tested in the join's filter against the parameters (T, the retention window, the
-//! session).
+//! session) and, for the collection time, against the subject's cutoff (the snapshot
+//! table's `ended_before`: see `docs/filters.md`, "Ends of a purpose").
 //!
 //! ```text
 //! SELECT * FROM behaviour_logs t WHERE <fragment>      -- parameters $1..$n
@@ -159,6 +160,17 @@ fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A `timestamptz` in PostgreSQL's input syntax (years before 1 as `BC`); `None` or
+/// a time past chrono's range is `infinity`.
+fn pg_timestamptz(ms: Option<i64>) -> String {
+    use chrono::Datelike as _;
+    match ms.and_then(chrono::DateTime::from_timestamp_millis) {
+        None => "infinity".to_owned(),
+        Some(t) if t.year() >= 1 => t.format("%Y-%m-%d %H:%M:%S%.3f+00").to_string(),
+        Some(t) => format!("{:04}-{} BC", 1 - i64::from(t.year()), t.format("%m-%d %H:%M:%S%.3f+00")),
+    }
+}
+
 /// Where a value comes from: a numbered parameter, or (row-level security, which
 /// takes none) a setting of the session.
 enum Source {
@@ -205,16 +217,25 @@ fn build(application: &Application<'_>, options: &SqlOptions, source: Source) ->
     };
     let mut builder = Builder { source, params: Vec::new(), names: Vec::new() };
     let at = builder.value("at_ms", SqlParam::BigInt(application.at_millis()), "bigint");
+    let collected = facts.collected_at.as_deref().map(quote_ident).transpose()?.map(|c| format!("{rows}.{c}"));
+    // The guard floors a collection time to its millisecond: anything before the
+    // millisecond after T is at or before T.
+    let mut after_t = None;
+    let mut before_next = |builder: &mut Builder| {
+        after_t
+            .get_or_insert_with(|| {
+                let next = application.at_millis().saturating_add(1);
+                builder.value("collected_before", SqlParam::Text(rfc3339(next)), "timestamptz")
+            })
+            .clone()
+    };
     // The row test, never null.
     let fresh = match filter.row_test() {
-        RowTest::CollectedWithin { column, .. } => {
-            let column = format!("{rows}.{}", quote_ident(column)?);
-            let (low, high) = application.collected_window().unwrap_or((i64::MAX, i64::MIN));
-            // The guard floors a collection time to its millisecond: `high` is the
-            // last millisecond allowed, so anything before the next one passes.
+        RowTest::CollectedWithin { .. } => {
+            let column = collected.clone().unwrap_or_else(|| "NULL::timestamptz".to_owned());
+            let (low, _) = application.collected_window().unwrap_or((i64::MAX, i64::MIN));
             let low = builder.value("collected_from", SqlParam::Text(rfc3339(low)), "timestamptz");
-            let high =
-                builder.value("collected_before", SqlParam::Text(rfc3339(high.saturating_add(1))), "timestamptz");
+            let high = before_next(&mut builder);
             format!("COALESCE({column} >= {low} AND {column} < {high}, false)")
         }
         RowTest::SameSession { column, session: Some(session) } => {
@@ -230,6 +251,19 @@ fn build(application: &Application<'_>, options: &SqlOptions, source: Source) ->
         "true" => "cg_s.fresh_allowed".to_owned(),
         "false" => "cg_s.stale_allowed".to_owned(),
         _ => format!("CASE WHEN {fresh} THEN cg_s.fresh_allowed ELSE cg_s.stale_allowed END"),
+    };
+    // Where the rows carry their collection time, a subject's ends bear on it: a row
+    // not collected in (cutoff, T] (`ended_before` is the millisecond after the
+    // cutoff) takes `ended`. Without the column, the snapshot holds no cutoff.
+    let by_fact = match &collected {
+        Some(column) => {
+            let high = before_next(&mut builder);
+            format!(
+                "CASE WHEN cg_s.ended_before IS NOT NULL AND NOT COALESCE({column} >= cg_s.ended_before AND {column} < {high}, false) \
+                 THEN COALESCE(cg_s.ended_allowed, false) ELSE {by_fact} END"
+            )
+        }
+        None => by_fact,
     };
     let allowed = format!("(cg_s.until_ms > {at} AND {by_fact})");
     let held =
@@ -364,7 +398,8 @@ async fn load(client: &Client, table: &str, meta: &str, snapshot: &Snapshot) -> 
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (subject text PRIMARY KEY, fresh_allowed boolean NOT NULL, \
-             stale_allowed boolean NOT NULL, until_ms bigint NOT NULL, fresh text NOT NULL, stale text NOT NULL);\n\
+             stale_allowed boolean NOT NULL, until_ms bigint NOT NULL, fresh text NOT NULL, stale text NOT NULL, \
+             ended_before timestamptz, ended_allowed boolean, ended text);\n\
              CREATE TABLE IF NOT EXISTS {meta} (position bigint NOT NULL, at_ms bigint NOT NULL, \
              policy_version text NOT NULL, unknown_fresh text NOT NULL, unknown_stale text NOT NULL);\n\
              TRUNCATE {table}; TRUNCATE {meta};"
@@ -372,14 +407,14 @@ async fn load(client: &Client, table: &str, meta: &str, snapshot: &Snapshot) -> 
         .await?;
     let sink = client
         .copy_in::<_, Bytes>(&format!(
-            "COPY {table} (subject, fresh_allowed, stale_allowed, until_ms, fresh, stale) FROM STDIN"
+            "COPY {table} (subject, fresh_allowed, stale_allowed, until_ms, fresh, stale, ended_before, ended_allowed, ended) FROM STDIN"
         ))
         .await?;
     let mut sink = Box::pin(sink);
     let mut chunk = String::with_capacity(1 << 16);
     for (subject, entry) in snapshot.iter() {
         copy_text(&mut chunk, subject);
-        let _ = writeln!(
+        let _ = write!(
             chunk,
             "\t{}\t{}\t{}\t{}\t{}",
             entry.fresh().is_allow(),
@@ -388,6 +423,14 @@ async fn load(client: &Client, table: &str, meta: &str, snapshot: &Snapshot) -> 
             entry.fresh().as_str(),
             entry.stale().as_str()
         );
+        let _ = match entry.ended() {
+            // The millisecond after the cutoff: a time before it floors to one at or
+            // before the cutoff.
+            Some((cutoff, code)) => {
+                writeln!(chunk, "\t{}\t{}\t{}", pg_timestamptz(cutoff.checked_add(1)), code.is_allow(), code.as_str())
+            }
+            None => writeln!(chunk, "\t\\N\t\\N\t\\N"),
+        };
         if chunk.len() >= 1 << 16 {
             sink.send(Bytes::from(std::mem::replace(&mut chunk, String::with_capacity(1 << 16)))).await?;
         }

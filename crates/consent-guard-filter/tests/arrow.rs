@@ -167,7 +167,10 @@ fn the_kernel_does_not_allocate_per_row() {
 #[test]
 fn the_snapshot_exports_as_arrow_ipc_with_its_watermark() {
     let guard = guard();
-    let filter = guard.filter(FilterSpec::new(training(), RowFacts::new("user_id"))).unwrap();
+    // alice's purpose ended: her entry carries a cutoff.
+    let end = r#"{"type":"end","subject":"alice","purposes":["ai_training"],"at":"2026-02-01T00:00:00Z"}"#;
+    guard.record(&serde_json::from_str::<ConsentEvent>(end).unwrap()).unwrap();
+    let filter = guard.filter(FilterSpec::new(training(), RowFacts::new("user_id").collected_at("ts"))).unwrap();
     let snapshot = guard.snapshot(&filter).unwrap();
     let mut file = Vec::new();
     consent_guard_filter::write_snapshot_ipc(&snapshot, &mut file).unwrap();
@@ -184,8 +187,21 @@ fn the_snapshot_exports_as_arrow_ipc_with_its_watermark() {
     let batch = &batches[0];
     let subjects = batch.column_by_name("subject").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
     let fresh = batch.column_by_name("fresh").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    let through = batch.column_by_name("ended_through_ms").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+    let ended = batch.column_by_name("ended").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    let ended_allowed = batch.column_by_name("ended_allowed").unwrap().as_any().downcast_ref::<BooleanArray>().unwrap();
     for row in 0..batch.num_rows() {
+        let entry = snapshot.entry(subjects.value(row));
         let code = consent_guard_filter::code_named(fresh.value(row)).unwrap();
-        assert_eq!(code, snapshot.entry(subjects.value(row)).fresh());
+        assert_eq!(code, entry.fresh());
+        let read = through.is_valid(row).then(|| {
+            (through.value(row), consent_guard_filter::code_named(ended.value(row)).unwrap(), ended_allowed.value(row))
+        });
+        assert_eq!(read, entry.ended().map(|(cutoff, code)| (cutoff, code, code.is_allow())));
+        assert_eq!(ended.is_valid(row), read.is_some());
+        if subjects.value(row) == "alice" {
+            let cutoff: chrono::DateTime<chrono::Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
+            assert_eq!(read, Some((cutoff.timestamp_millis(), ReasonCode::RetentionExpired, false)));
+        }
     }
 }
