@@ -121,9 +121,12 @@ def semi_join(spark, logs, spec, job_at_ms=None):
     snapshot: `spec` is `Filter.join_spec()`, decided at its time T (`at_ms`).
 
     A row is kept when its subject has an entry, T (or the job's own time, if later) is
-    before the entry's `until_ms`, and the entry allows it: `fresh_allowed` when the row
-    passes the row test, `stale_allowed` when it fails it. What the join cannot say is
-    denied, never guessed:
+    before the entry's `until_ms`, and the entry allows it: `ended_allowed` when the
+    subject has a cutoff (`ended_through_ms`, an end of the purpose whose grace has run
+    out) and the row was not collected after it (a row without a time, or collected
+    after T, counts as not after it, as the mask counts it); otherwise `fresh_allowed`
+    when the row passes the row test, `stale_allowed` when it fails it. What the join
+    cannot say is denied, never guessed:
     - a subject without an entry keeps no row (an inner join drops it): a policy that
       allows such subjects (`unknown_*_allowed`) is refused here (use `build`);
     - an entry whose answer changes by the clock (an end, an expiry, an erasure:
@@ -146,18 +149,32 @@ def semi_join(spark, logs, spec, job_at_ms=None):
     at_ms = spec["at_ms"]
     snapshot = pa.Table.from_batches([spec["snapshot"]])
     until = pc.fill_null(snapshot.column("until_ms"), 2**63 - 1)
+    # A subject's cutoff, as the first microsecond of a row collected after it (the mask
+    # reads times floored to the millisecond: floor(us / 1000) > cutoff is
+    # us >= (cutoff + 1) * 1000). A cutoff beyond the years an entry holds (the greatest
+    # value) ends every row: no microsecond is after it.
+    through = snapshot.column("ended_through_ms")
+    has_cutoff = pc.is_valid(through)
+    every_row = pc.fill_null(pc.equal(through, 2**63 - 1), False)
+    after_us = pc.if_else(every_row, 2**62, pc.multiply(pc.add(pc.fill_null(through, 0), 1), 1000))
+    ended_allowed = pc.fill_null(snapshot.column("ended_allowed"), False)
     # Entries past their `until` at T deny every row, as do entries that allow none:
     # neither is shipped.
-    useful = pc.and_(pc.greater(until, at_ms), pc.or_(snapshot.column("fresh_allowed"),
-                                                     snapshot.column("stale_allowed")))
+    allows_some = pc.or_(pc.or_(snapshot.column("fresh_allowed"), snapshot.column("stale_allowed")), ended_allowed)
+    useful = pc.and_(pc.greater(until, at_ms), allows_some)
     entries = pa.table({
         "_cg_subject": snapshot.column("subject"),
         "_cg_fresh": snapshot.column("fresh_allowed"),
         "_cg_stale": snapshot.column("stale_allowed"),
         "_cg_until": until,
+        "_cg_has_cutoff": has_cutoff,
+        "_cg_after_us": after_us,
+        "_cg_ended": ended_allowed,
     }).filter(useful)
     shipped = spark.createDataFrame(
-        entries.to_pandas(), schema="_cg_subject string, _cg_fresh boolean, _cg_stale boolean, _cg_until long")
+        entries.to_pandas(),
+        schema="_cg_subject string, _cg_fresh boolean, _cg_stale boolean, _cg_until long, "
+               "_cg_has_cutoff boolean, _cg_after_us long, _cg_ended boolean")
 
     job = F.lit(job_at_ms) if job_at_ms is not None else F.unix_millis(F.current_timestamp())
     job = F.greatest(job.cast("long"), F.lit(at_ms))
@@ -178,9 +195,18 @@ def semi_join(spark, logs, spec, job_at_ms=None):
                   if session is not None else F.lit(False))
     else:
         raise ValueError(f"a row test the semi-join cannot express: {test}")
+    collected = spec.get("collected_column")
+    if collected is not None:
+        # Collected after the cutoff and at or before T (a later time reads as unknown).
+        micros = F.unix_micros(logs[collected])
+        after = F.coalesce((micros >= F.col("_cg_after_us")) & (micros < F.lit((at_ms + 1) * 1000)), F.lit(False))
+    else:
+        after = F.lit(False)
+    ended = F.col("_cg_has_cutoff") & ~after
     subject = logs[spec["subject_column"]].cast("string")
     keep = ((subject == F.col("_cg_subject")) & (job < F.col("_cg_until"))
-            & ((F.col("_cg_fresh") & passes) | (F.col("_cg_stale") & ~passes)))
+            & ((ended & F.col("_cg_ended"))
+               | (~ended & ((F.col("_cg_fresh") & passes) | (F.col("_cg_stale") & ~passes)))))
     return logs.join(F.broadcast(shipped), on=keep, how="left_semi")
 
 

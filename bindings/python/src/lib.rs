@@ -827,15 +827,18 @@ impl Filter {
     /// the guard per batch (a Spark broadcast semi-join: `examples/spark_training_set.py`),
     /// all read from one refresh of the snapshot at time T:
     /// - `snapshot`: the snapshot batch (as `snapshot()`), `at_ms`: T;
-    /// - `subject_column`; `unknown_fresh_allowed`, `unknown_stale_allowed`: the answers
-    ///   for a subject without an entry;
+    /// - `subject_column`; `collected_column` (the collection time's column, or `None`);
+    ///   `unknown_fresh_allowed`, `unknown_stale_allowed`: the answers for a subject
+    ///   without an entry;
     /// - `row_test`: `none` (every row passes), `fixed` (`passes` for every row),
     ///   `collected_within` (`column`, `limit_ms`, and `low_ms` ≤ collection time ≤
     ///   `high_ms` at T, in whole milliseconds; no time fails) or `same_session`
     ///   (`column` equal to `session`; no session fails).
     ///
-    /// A row passes or fails the test; it is kept when its subject's `fresh_allowed`
-    /// (passes) or `stale_allowed` (fails) is true and T is before its `until_ms`. Like
+    /// A row of a subject with a cutoff (`ended_through_ms`) collected up to it, without
+    /// a time, or after T takes `ended_allowed`. Any other row passes or fails the test;
+    /// it is kept when its subject's `fresh_allowed` (passes) or `stale_allowed` (fails)
+    /// is true. Every row needs T before its subject's `until_ms`. Like
     /// `where_sql`, it writes no audit record: the job that uses it keeps its own.
     fn join_spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let snapshot = self.refreshed()?;
@@ -846,6 +849,9 @@ impl Filter {
         let spec = PyDict::new(py);
         spec.set_item("at_ms", application.at_millis())?;
         spec.set_item("subject_column", &self.filter.rows().subject)?;
+        // The column the rows' collection time is in: a subject's cutoff after an end
+        // of the purpose (`ended_through_ms`) is tested against it.
+        spec.set_item("collected_column", self.filter.rows().collected_at.as_deref())?;
         spec.set_item("unknown_fresh_allowed", snapshot.unknown().fresh().is_allow())?;
         spec.set_item("unknown_stale_allowed", snapshot.unknown().stale().is_allow())?;
         match self.filter.row_test() {

@@ -147,6 +147,85 @@ def test_the_semi_join_holds_retention_row_by_row(spark, tmp_path, filter_policy
     assert example.semi_join(spark, logs, spec, job_at_ms=year_later).count() == 0
 
 
+ENDS_POLICY = """
+[policy]
+name = "ends"
+version = "1.0"
+home_region = "CN"
+storage_regions = ["CN"]
+
+[[rule]]
+id = "training"
+purposes = ["ai_training"]
+basis = "consent"
+level = "explicit"
+default = "opt_in"
+categories = ["behavior"]
+retention = "30d"
+retention_after_end = "7d"
+"""
+
+
+def test_the_semi_join_holds_ends_of_the_purpose_row_by_row(spark, tmp_path):
+    """Ends of the purpose (issue 29) whose grace has run out: rows collected up to a
+    subject's latest such end are denied, later ones answered as before. Every row is
+    held to `Guard.check` and to `Filter.mask`, the rows on both sides of each cutoff to
+    the millisecond."""
+    import datetime as dt
+    import random
+
+    rng = random.Random(2929)
+    guard = cg.Guard(cg.Policy.from_toml(ENDS_POLICY, file="ends.toml"), now=conftest.NOW)
+    t = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+    users = [f"user-{n}" for n in range(120)]
+    ends = {}
+    for n, user in enumerate(users):
+        guard.record({"type": "grant", "subject": user, "purposes": ["ai_training"], "level": "explicit",
+                      "at": "2026-01-02T00:00:00Z"})
+        if n % 3 == 0:
+            # Some ends are past their 7-day grace at T, some are not yet.
+            end = t - dt.timedelta(days=rng.choice([2, 9, 12, 20]), milliseconds=rng.randrange(86_400_000))
+            guard.record({"type": "end", "subject": user, "purposes": ["ai_training"],
+                          "at": end.isoformat(timespec="milliseconds").replace("+00:00", "Z")})
+            ends[user] = end
+    template = {"purpose": "ai_training.model_training", "categories": ["behavior.log"]}
+    flt = guard.filter(template, "user_id", collected_at="ts", max_staleness_seconds=3600)
+    spec = flt.join_spec()
+    assert spec["collected_column"] == "ts"
+    assert pa.Table.from_batches([spec["snapshot"]]).column("ended_through_ms").null_count < len(users)
+    rows_user, rows_ts = [], []
+    for _ in range(3_000):
+        rows_user.append(rng.choice(users + ["stranger"]))
+        rows_ts.append(t - dt.timedelta(milliseconds=rng.randrange(-86_400_000, 35 * 86_400_000)))
+    for user, end in ends.items():
+        for delta in (-1, 0, 1):
+            rows_user.append(user)
+            rows_ts.append(end + dt.timedelta(milliseconds=delta))
+    table = pa.table({"user_id": rows_user, "ts": pa.array(rows_ts, pa.timestamp("ms", tz="UTC"))})
+    with_nulls = pa.concat_tables([table, pa.table({
+        "user_id": pa.array(list(ends)[:2], pa.string()),
+        "ts": pa.array([None, None], pa.timestamp("ms", tz="UTC")),
+    })])
+    path = tmp_path / "rows.parquet"
+    pq.write_table(with_nulls, path)
+    logs = spark.read.parquet(str(path))
+    joined = pq.read_table(_written(example.semi_join(spark, logs, spec, job_at_ms=spec["at_ms"]), tmp_path / "j"))
+
+    expected = []
+    for user, ts, ms in zip(table.column("user_id").to_pylist(), table.column("ts").to_pylist(), millis(table)):
+        request = dict(template, subject=user, collected_at=ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        if guard.check(request).allowed:
+            expected.append((user, ms))
+    mask, _ = flt.mask(with_nulls)
+    masked = with_nulls.filter(mask)
+    got = sorted(zip(joined.column("user_id").to_pylist(), millis(joined)))
+    assert got == sorted(expected) == sorted(zip(masked.column("user_id").to_pylist(), millis(masked)))
+    # Both sides of some cutoff are present: some rows of ended subjects kept, some not.
+    ended_rows = [(u, ms) for u, ms in zip(table.column("user_id").to_pylist(), millis(table)) if u in ends]
+    kept = set(expected)
+    assert any(r in kept for r in ended_rows) and any(r not in kept for r in ended_rows)
+
+
 def _written(frame, path):
     frame.write.mode("overwrite").parquet(str(path))
     return path

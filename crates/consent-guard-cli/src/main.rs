@@ -269,6 +269,7 @@ decisions before the bad line are printed.";
 const SERVE_HELP: &str = "\
 Serve decisions over HTTP (docs/openapi.yaml; deployment in docs/deploying.md):
 POST /v1/check, POST /v1/check/batch (a JSON array or JSON lines in, JSON lines out),
+POST /v1/check/compact (one request without subject and many subjects in, columns out),
 POST /v1/events (durable before 200), GET /v1/subjects/{id}/history, GET /v1/policy,
 POST /v1/policy/reload, GET /healthz, GET /readyz, GET /metrics (Prometheus).
 

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `POST /v1/check` | `check` | one decision, at the server's clock; a request with its own `at` gets a what-if (`"what_if": true`) |
 //! | `POST /v1/check/batch` | `check` | a JSON array or JSON lines of requests in, JSON lines of decisions streamed out |
+//! | `POST /v1/check/compact` | `check` | one request without its subject and a list of subjects in, columns of answers out (`allowed`, `codes`, `clauses`) |
 //! | `POST /v1/events` | `record` | one event, an array or JSON lines, durable in the store before `200` |
 //! | `GET /v1/subjects/{id}/history` | `read` | the subject's consent history (proof of consent); `404` when it has none |
 //! | `GET /v1/subjects/{id}/export` | `read` | the subject's own export: history and every decision about the subject in the audit log (`docs/erasure.md`); `404` when neither holds anything, `503` when the log does not verify |

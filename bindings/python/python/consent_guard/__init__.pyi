@@ -163,7 +163,8 @@ class Filter:
         """The consent snapshot as a ``pyarrow.RecordBatch``, watermark in its metadata."""
     def join_spec(self) -> dict[str, Any]:
         """The same decision as the terms of a join, from one refresh at time T:
-        ``snapshot`` (as :meth:`snapshot`), ``at_ms``, ``subject_column``,
+        ``snapshot`` (as :meth:`snapshot`, with each subject's ``ended_through_ms``
+        cutoff), ``at_ms``, ``subject_column``, ``collected_column`` (or ``None``),
         ``unknown_fresh_allowed``, ``unknown_stale_allowed``, and ``row_test``
         (``none``; ``fixed`` with ``passes``; ``collected_within`` with ``column``,
         ``limit_ms``, ``low_ms``, ``high_ms``; ``same_session`` with ``column``,
