@@ -230,6 +230,115 @@ async fn the_snapshot_loads_through_the_store_and_rls_filters_like_the_fragment(
     assert_eq!(snapshot.entry("3").fresh(), consent_guard::ReasonCode::ConsentWithdrawn);
 }
 
+/// A rule whose data is kept 7 days after an end of the purpose, and 30 days after
+/// collection.
+const ENDS: &str = r#"
+[policy]
+name = "ends"
+version = "1.0"
+home_region = "CN"
+storage_regions = ["CN"]
+
+[[rule]]
+id = "training"
+purposes = ["ai_training"]
+basis = "consent"
+level = "explicit"
+default = "opt_in"
+categories = ["behavior"]
+retention = "30d"
+retention_after_end = "7d"
+"#;
+
+/// Ends of the purpose through SQL: the fragment and the row-level security policy,
+/// each with the rows' collection time tested against the subject's cutoff, keep
+/// exactly the rows `Guard::check` allows, on both sides of every cutoff to the
+/// millisecond, rows without a time and rows collected after T included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fragment_and_rls_hold_ends_of_the_purpose_to_the_guard() {
+    let Some(db) = pg_support::FreshDatabase::create("filter_ends") else { return };
+    let now: chrono::DateTime<chrono::Utc> = NOW.parse().unwrap();
+    let clock = Arc::new(FixedClock::new(now));
+    let policy = Policy::from_toml_str(ENDS, "ends.toml").unwrap();
+    let guard = Guard::builder(policy).clock(Arc::clone(&clock)).build().unwrap();
+    let day = 86_400_000i64;
+    // Ends 2, 9, 12 and 20 days before T: the first still in its 7-day grace, the
+    // others run out (the subject's cutoff is its latest run-out end).
+    let mut ends = Vec::new();
+    for n in 0..40 {
+        let subject = format!("u{n}");
+        let event = format!(
+            r#"{{"type":"grant","subject":"{subject}","purposes":["ai_training"],"level":"explicit","at":"2026-01-02T00:00:00Z"}}"#
+        );
+        guard.record(&serde_json::from_str::<ConsentEvent>(&event).unwrap()).unwrap();
+        if n % 2 == 0 {
+            let back = [2, 9, 12, 20][(n / 2) % 4] * day + (n as i64) * 3_600_001;
+            let at = now - chrono::Duration::milliseconds(back);
+            let event = format!(
+                r#"{{"type":"end","subject":"{subject}","purposes":["ai_training"],"at":"{}"}}"#,
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            );
+            guard.record(&serde_json::from_str::<ConsentEvent>(&event).unwrap()).unwrap();
+            ends.push((subject, at));
+        }
+    }
+    let template = AccessRequest::new("", Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG][..]);
+    let filter = guard.filter(FilterSpec::new(template.clone(), RowFacts::new("user_id").collected_at("ts"))).unwrap();
+    let snapshot = guard.snapshot(&filter).unwrap();
+    assert!(snapshot.iter().any(|(_, entry)| entry.ended().is_some()), "some subject has a cutoff");
+
+    // Rows: every subject at a spread of times, and 1 ms either side of each end.
+    let mut rows: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> = Vec::new();
+    for n in 0..40 {
+        for back in [-1, 0, 1, 3, 8, 10, 11, 13, 19, 21, 29, 31] {
+            rows.push((format!("u{n}"), Some(now - chrono::Duration::milliseconds(back * day + n * 7))));
+        }
+        rows.push((format!("u{n}"), None));
+    }
+    for (subject, at) in &ends {
+        for delta in [-1, 0, 1] {
+            rows.push((subject.clone(), Some(*at + chrono::Duration::milliseconds(delta))));
+        }
+    }
+    rows.push(("stranger".to_owned(), Some(now)));
+    let expected: Vec<i32> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, (subject, ts))| {
+            let mut request = template.for_subject(subject.as_str());
+            request.collected_at = *ts;
+            guard.check(&request).allowed()
+        })
+        .map(|(i, _)| i as i32)
+        .collect();
+    assert!(!expected.is_empty() && expected.len() < rows.len());
+
+    let client = connect(&db.url).await;
+    assert_eq!(sql::load_snapshot(&client, "cg_snapshot", &snapshot).await.unwrap(), snapshot.len() as u64);
+    client.batch_execute("CREATE TABLE logs (id int PRIMARY KEY, user_id text, ts timestamptz)").await.unwrap();
+    for (i, (subject, ts)) in rows.iter().enumerate() {
+        let ts = ts.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        client
+            .execute("INSERT INTO logs VALUES ($1, $2, $3::text::timestamptz)", &[&(i as i32), subject, &ts])
+            .await
+            .unwrap();
+    }
+    let application = filter.apply(&snapshot, now, Apply::Live).unwrap();
+    let options = SqlOptions::new("logs", "cg_snapshot");
+    let fragment = sql::fragment(&application, &options).unwrap();
+    let ids = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>();
+    let kept = client
+        .query(&format!("SELECT id FROM logs WHERE {} ORDER BY id", fragment.text()), &fragment.to_sql())
+        .await
+        .unwrap();
+    assert_eq!(ids(kept), expected, "the fragment");
+    let policy = sql::row_level_security(&application, &options, "consent").unwrap();
+    client.batch_execute(&policy.statements).await.unwrap();
+    policy.apply_settings(&client).await.unwrap();
+    let kept = client.query("SELECT id FROM logs ORDER BY id", &[]).await.unwrap();
+    assert_eq!(ids(kept), expected, "the row-level security policy");
+}
+
 #[test]
 fn identifiers_are_quoted_and_refused_when_unquotable() {
     assert_eq!(sql::quote_ident(r#"we"ird"#).unwrap(), r#""we""ird""#);
