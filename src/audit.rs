@@ -60,16 +60,21 @@ impl AuditRecord<'_> {
     /// write the template once and then only the key, subject, code and time of each
     /// decision. `None` for a plain [`crate::Guard::check`].
     pub fn template_key(&self) -> Option<u64> {
-        match &self.decision.facts {
-            // A what-if keeps its mark, which a compact record has no room for.
-            crate::decision::Facts::Prepared { access, .. } if !self.decision.what_if => Some(access.key),
-            _ => None,
-        }
+        template_key_of(self.decision)
     }
 
     /// An owned copy.
     pub fn to_owned_record(&self) -> OwnedAuditRecord {
         OwnedAuditRecord { request: self.request.clone().into_owned(), decision: self.decision.clone().into_owned() }
+    }
+}
+
+/// The template key of a prepared access's decision (see [`AuditRecord::template_key`]).
+pub(crate) fn template_key_of(decision: &Decision<'_>) -> Option<u64> {
+    match &decision.facts {
+        // A what-if keeps its mark, which a compact record has no room for.
+        crate::decision::Facts::Prepared { access, .. } if !decision.what_if => Some(access.key),
+        _ => None,
     }
 }
 
@@ -148,6 +153,34 @@ pub trait AuditSink: fmt::Debug + Send + Sync {
         false
     }
 
+    /// Keeps the record of a check of a prepared access ([`crate::PreparedAccess`]),
+    /// handed as the access's template and the decision, which names the subject,
+    /// instead of a request built for the record: a sink that writes a known template's
+    /// records compactly ([`AuditLog`]) then builds no request on the checking thread.
+    /// Obligations as [`AuditSink::record`]. The default builds the request (the
+    /// template with the decision's subject) and calls `record`.
+    ///
+    /// # Errors
+    ///
+    /// When the record could not be kept.
+    fn record_prepared(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(), AuditError> {
+        self.record(&AuditRecord { request: &template.for_subject(decision.subject()), decision })
+    }
+
+    /// [`AuditSink::record_prepared`] for a batch, as [`AuditSink::record_deferred`] is
+    /// to `record`. The default builds the request and calls `record_deferred`.
+    ///
+    /// # Errors
+    ///
+    /// When the record could not be kept.
+    fn record_prepared_deferred(
+        &self,
+        template: &AccessRequest<'_>,
+        decision: &Decision<'_>,
+    ) -> Result<(), AuditError> {
+        self.record_deferred(&AuditRecord { request: &template.for_subject(decision.subject()), decision })
+    }
+
     /// Keeps the one record of an application of a compiled filter
     /// ([`crate::filter`]): the filter, policy version, snapshot watermark and row
     /// counts by reason code, not one record per row. The default keeps nothing and
@@ -205,6 +238,18 @@ impl<S: AuditSink + ?Sized> AuditSink for Arc<S> {
     fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
         (**self).record_filter(record)
     }
+
+    fn record_prepared(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(), AuditError> {
+        (**self).record_prepared(template, decision)
+    }
+
+    fn record_prepared_deferred(
+        &self,
+        template: &AccessRequest<'_>,
+        decision: &Decision<'_>,
+    ) -> Result<(), AuditError> {
+        (**self).record_prepared_deferred(template, decision)
+    }
 }
 
 impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
@@ -230,6 +275,18 @@ impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
 
     fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
         (**self).record_filter(record)
+    }
+
+    fn record_prepared(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(), AuditError> {
+        (**self).record_prepared(template, decision)
+    }
+
+    fn record_prepared_deferred(
+        &self,
+        template: &AccessRequest<'_>,
+        decision: &Decision<'_>,
+    ) -> Result<(), AuditError> {
+        (**self).record_prepared_deferred(template, decision)
     }
 }
 
@@ -257,6 +314,18 @@ impl<S: AuditSink> AuditSink for Option<S> {
     fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
         self.as_ref().map_or(Ok(()), |sink| sink.record_filter(record))
     }
+
+    fn record_prepared(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(), AuditError> {
+        self.as_ref().map_or(Ok(()), |sink| sink.record_prepared(template, decision))
+    }
+
+    fn record_prepared_deferred(
+        &self,
+        template: &AccessRequest<'_>,
+        decision: &Decision<'_>,
+    ) -> Result<(), AuditError> {
+        self.as_ref().map_or(Ok(()), |sink| sink.record_prepared_deferred(template, decision))
+    }
 }
 
 /// Fans a record out to every sink; fails if any fails.
@@ -283,5 +352,17 @@ impl<S: AuditSink> AuditSink for Vec<S> {
 
     fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
         self.iter().try_for_each(|sink| sink.record_filter(record))
+    }
+
+    fn record_prepared(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(), AuditError> {
+        self.iter().try_for_each(|sink| sink.record_prepared(template, decision))
+    }
+
+    fn record_prepared_deferred(
+        &self,
+        template: &AccessRequest<'_>,
+        decision: &Decision<'_>,
+    ) -> Result<(), AuditError> {
+        self.iter().try_for_each(|sink| sink.record_prepared_deferred(template, decision))
     }
 }

@@ -1478,6 +1478,18 @@ impl<S: crate::audit::AuditSink> crate::audit::AuditSink for WithFilterLog<S> {
         self.inner.record_deferred(record)
     }
 
+    fn record_prepared(&self, template: &AccessRequest<'_>, decision: &crate::Decision<'_>) -> Result<(), AuditError> {
+        self.inner.record_prepared(template, decision)
+    }
+
+    fn record_prepared_deferred(
+        &self,
+        template: &AccessRequest<'_>,
+        decision: &crate::Decision<'_>,
+    ) -> Result<(), AuditError> {
+        self.inner.record_prepared_deferred(template, decision)
+    }
+
     fn commit(&self) -> Result<(), AuditError> {
         self.inner.commit()
     }

@@ -33,6 +33,7 @@ use crate::decision::Decision;
 #[cfg(feature = "metrics")]
 use crate::decision::ReasonCode;
 use crate::error::AuditError;
+use crate::request::AccessRequest;
 
 /// Decisions, by `code` and `clause`.
 pub const DECISIONS: &str = "consent_guard_decisions_total";
@@ -261,11 +262,11 @@ impl<S: AuditSink> ObservedSink<S> {
         ObservedSink { inner, observer }
     }
 
-    fn observed(&self, record: &AuditRecord<'_>, kept: Result<(), AuditError>) -> Result<(), AuditError> {
+    fn observed(&self, decision: &Decision<'_>, kept: Result<(), AuditError>) -> Result<(), AuditError> {
         match &kept {
-            Ok(()) => self.observer.decision(record.decision, None),
+            Ok(()) => self.observer.decision(decision, None),
             Err(_) => {
-                let mut denied = record.decision.clone();
+                let mut denied = decision.clone();
                 denied.unaudited();
                 self.observer.decision(&denied, None);
             }
@@ -276,11 +277,23 @@ impl<S: AuditSink> ObservedSink<S> {
 
 impl<S: AuditSink> AuditSink for ObservedSink<S> {
     fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
-        self.observed(record, self.inner.record(record))
+        self.observed(record.decision, self.inner.record(record))
     }
 
     fn record_deferred(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
-        self.observed(record, self.inner.record_deferred(record))
+        self.observed(record.decision, self.inner.record_deferred(record))
+    }
+
+    fn record_prepared(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(), AuditError> {
+        self.observed(decision, self.inner.record_prepared(template, decision))
+    }
+
+    fn record_prepared_deferred(
+        &self,
+        template: &AccessRequest<'_>,
+        decision: &Decision<'_>,
+    ) -> Result<(), AuditError> {
+        self.observed(decision, self.inner.record_prepared_deferred(template, decision))
     }
 
     fn commit(&self) -> Result<(), AuditError> {

@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 
 use super::segment::{self, hex, Head, FORMAT};
 use super::{AuditRecord, AuditSink};
+use crate::decision::Decision;
 use crate::error::AuditError;
+use crate::request::AccessRequest;
 
 /// When a record counts as kept, and what a power failure can take.
 ///
@@ -416,9 +418,8 @@ impl AuditLog {
         }
     }
 
-    /// Writes the record's line into this thread's shard; returns the shard and the
-    /// generation to wait for.
-    fn put(&self, record: &AuditRecord<'_>) -> Result<(&Shard, u64), AuditError> {
+    /// This thread's shard, locked, with room for a line.
+    fn shard(&self) -> Result<(&Shard, MutexGuard<'_, ShardState>), AuditError> {
         let shared = &*self.shared;
         shared.check_failed()?;
         let index = THREAD_NUMBER.with(|n| *n) % SHARDS;
@@ -427,6 +428,14 @@ impl AuditLog {
         if state.buffer.len() >= shared.options.shard_bytes {
             state = shared.wait_for_room(shard, state)?;
         }
+        Ok((shard, state))
+    }
+
+    /// Writes the record's line into this thread's shard; returns the shard and the
+    /// generation to wait for.
+    fn put(&self, record: &AuditRecord<'_>) -> Result<(&Shard, u64), AuditError> {
+        let shared = &*self.shared;
+        let (shard, mut state) = self.shard()?;
         let start = state.buffer.len();
         let compact = match record.template_key() {
             Some(key) if state.known.contains(&key) => Some(key),
@@ -443,10 +452,39 @@ impl AuditLog {
         let written = match compact {
             Some(key) => {
                 let ShardState { buffer, time, .. } = &mut *state;
-                write_compact(buffer, time, key, record)
+                write_compact(buffer, time, key, &record.request.subject, record.decision)
             }
             None => write_full(&mut state.buffer, record),
         };
+        self.kept(shard, state, start, written, compact)
+    }
+
+    /// [`AuditLog::put`] for a check of a prepared access whose template this shard
+    /// has registered: the compact line is written from the decision alone, with no
+    /// request built. Any other goes through `put` with the request built.
+    fn put_prepared(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(&Shard, u64), AuditError> {
+        if let Some(key) = super::template_key_of(decision) {
+            let (shard, mut state) = self.shard()?;
+            if state.known.contains(&key) {
+                let start = state.buffer.len();
+                let ShardState { buffer, time, .. } = &mut *state;
+                let written = write_compact(buffer, time, key, decision.subject(), decision);
+                return self.kept(shard, state, start, written, Some(key));
+            }
+        }
+        self.put(&AuditRecord { request: &template.for_subject(decision.subject()), decision })
+    }
+
+    /// Counts a line just written into the shard (or takes back a line that failed),
+    /// and wakes the writer when the shard fills.
+    fn kept<'s>(
+        &self,
+        shard: &'s Shard,
+        mut state: MutexGuard<'s, ShardState>,
+        start: usize,
+        written: Result<(), AuditError>,
+        compact: Option<u64>,
+    ) -> Result<(&'s Shard, u64), AuditError> {
         if let Err(e) = written {
             state.buffer.truncate(start);
             return Err(e);
@@ -461,10 +499,10 @@ impl AuditLog {
             }
         }
         let generation = state.generation;
-        let large = state.buffer.len() >= shared.options.shard_bytes / 2;
+        let large = state.buffer.len() >= self.shared.options.shard_bytes / 2;
         drop(state);
         if large {
-            shared.wake();
+            self.shared.wake();
         }
         Ok((shard, generation))
     }
@@ -618,15 +656,21 @@ fn json_error(e: serde_json::Error) -> AuditError {
 }
 
 /// `[K,"subject","code",at]` or with `,"basis"` on an allow.
-fn write_compact(out: &mut Vec<u8>, time: &mut TimeText, key: u64, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+fn write_compact(
+    out: &mut Vec<u8>,
+    time: &mut TimeText,
+    key: u64,
+    subject: &str,
+    decision: &Decision<'_>,
+) -> Result<(), AuditError> {
     out.push(b'[');
     push_u64(out, key);
     out.push(b',');
-    push_str(out, &record.request.subject)?;
+    push_str(out, subject)?;
     out.extend_from_slice(b",\"");
-    out.extend_from_slice(record.decision.code.as_str().as_bytes());
+    out.extend_from_slice(decision.code.as_str().as_bytes());
     out.extend_from_slice(b"\",");
-    let at = record.decision.at;
+    let at = decision.at;
     if time.at != at {
         time.text.clear();
         if at < 0 {
@@ -636,7 +680,7 @@ fn write_compact(out: &mut Vec<u8>, time: &mut TimeText, key: u64, record: &Audi
         time.at = at;
     }
     out.extend_from_slice(&time.text);
-    if let Some(basis) = record.decision.basis {
+    if let Some(basis) = decision.basis {
         out.extend_from_slice(b",\"");
         out.extend_from_slice(basis.as_str().as_bytes());
         out.push(b'"');
@@ -696,6 +740,22 @@ impl AuditSink for AuditLog {
 
     fn record_deferred(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
         self.put(record).map(drop)
+    }
+
+    fn record_prepared(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(), AuditError> {
+        let (shard, generation) = self.put_prepared(template, decision)?;
+        match self.shared.options.durability {
+            Durability::Synced => self.shared.wait(shard, self.shared.lock(shard)?, generation),
+            Durability::Buffered { .. } => Ok(()),
+        }
+    }
+
+    fn record_prepared_deferred(
+        &self,
+        template: &AccessRequest<'_>,
+        decision: &Decision<'_>,
+    ) -> Result<(), AuditError> {
+        self.put_prepared(template, decision).map(drop)
     }
 
     fn commit(&self) -> Result<(), AuditError> {

@@ -62,10 +62,8 @@ impl<'g> PreparedAccess<'g> {
             return decisions;
         }
         let mut failed = false;
-        for (subject, decision) in subjects.iter().zip(decisions.iter_mut()) {
-            let request = self.template.for_subject(subject.as_ref());
-            let record = crate::audit::AuditRecord { request: &request, decision };
-            if self.guard.audit.record_deferred(&record).is_err() {
+        for decision in &mut decisions {
+            if self.guard.audit.record_prepared_deferred(self.template, decision).is_err() {
                 decision.unaudited();
                 failed = true;
             }
@@ -94,10 +92,7 @@ impl<'g> PreparedAccess<'g> {
     #[inline]
     pub fn check<'a>(&'a self, subject: &'a str) -> Decision<'a> {
         let mut decision = self.decide_at(subject, Lookup::Id(subject), self.guard.clock.now_millis(), false);
-        // Building the record is the only cost of auditing a sink that discards it.
-        if !self.guard.audit_discards {
-            self.guard.hand_to_sink(&self.template.for_subject(subject), &mut decision);
-        }
+        self.hand_to_sink(&mut decision);
         decision
     }
 
@@ -109,9 +104,7 @@ impl<'g> PreparedAccess<'g> {
     pub fn check_handle<'a>(&'a self, handle: &SubjectHandle<'a>) -> Decision<'a> {
         let subject = handle.subject();
         let mut decision = self.decide_at(subject, handle.lookup(), self.guard.clock.now_millis(), false);
-        if !self.guard.audit_discards {
-            self.guard.hand_to_sink(&self.template.for_subject(subject), &mut decision);
-        }
+        self.hand_to_sink(&mut decision);
         decision
     }
 
@@ -134,6 +127,16 @@ impl<'g> PreparedAccess<'g> {
         match self.template.at {
             Some(at) => self.decide_at(subject, Lookup::Id(subject), at.timestamp_millis(), true),
             None => self.decide_at(subject, Lookup::Id(subject), self.guard.clock.now_millis(), false),
+        }
+    }
+
+    /// Hands the decision's record to the sink as the template and the decision (no
+    /// request built), unless the sink discards records; an access that cannot be
+    /// audited does not happen.
+    #[inline]
+    fn hand_to_sink(&self, decision: &mut Decision<'_>) {
+        if !self.guard.audit_discards && self.guard.audit.record_prepared(self.template, decision).is_err() {
+            decision.unaudited();
         }
     }
 

@@ -141,6 +141,57 @@ fn plain_checks_are_compact_and_read_back_as_handed() {
     assert_eq!(lines.lines().filter(|l| l.starts_with("{\"record\":")).count(), 2, "the what-if and the collected row");
 }
 
+/// Prepared checks hand the sink their template and decision (no request built for
+/// the record, issue 31 item 2): by `check`, `check_handle` and `check_batch`, the log
+/// reads back exactly what a sink given the built request keeps (the message aside).
+#[test]
+fn prepared_checks_read_back_as_a_built_request_would() {
+    use consent_guard::{ConsentEvent, Deidentification, FixedClock};
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), Durability::BUFFERED).unwrap());
+    let memory = Arc::new(MemoryAuditSink::new());
+    let clock = || FixedClock::new("2026-03-01T00:00:00Z".parse().unwrap());
+    let on_log = Guard::builder(policy()).clock(clock()).audit(log.clone()).build().unwrap();
+    let in_memory = Guard::builder(policy()).clock(clock()).audit(memory.clone()).build().unwrap();
+    let subjects: Vec<String> = (0..300).map(|i| format!("user-{i:05}")).collect();
+    for subject in subjects.iter().step_by(3) {
+        let grant: ConsentEvent = serde_json::from_str(&format!(
+            r#"{{"type":"grant","subject":"{subject}","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}}"#
+        ))
+        .unwrap();
+        on_log.record(&grant).unwrap();
+        in_memory.record(&grant).unwrap();
+    }
+    let template = AccessRequest::new("", Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG][..])
+        .deidentification(Deidentification::Anonymized);
+    for guard in [&on_log, &in_memory] {
+        let prepared = guard.prepare(&template);
+        for subject in &subjects {
+            let _ = prepared.check(subject);
+        }
+        for subject in subjects.iter().take(50) {
+            let _ = prepared.check_handle(&guard.subject_handle(subject));
+        }
+        let _ = prepared.check_batch(&subjects);
+    }
+    let head = log.flush().unwrap();
+    assert_eq!(head.seq, 650);
+    let (records, verdict) = exported(dir.path());
+    assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
+    let handed = memory.records();
+    assert_eq!(records.len(), handed.len());
+    for (read, handed) in records.iter().zip(&handed) {
+        let mut handed = serde_json::to_value(handed).unwrap();
+        let mut read = read.clone();
+        for record in [&mut read, &mut handed] {
+            record["decision"].as_object_mut().unwrap().remove("message");
+        }
+        assert_eq!(read, handed);
+    }
+    assert!(records.iter().any(|r| r["decision"]["allowed"] == true));
+    assert!(records.iter().any(|r| r["decision"]["allowed"] == false));
+}
+
 #[test]
 fn a_batch_shares_one_commit() {
     let dir = tempfile::tempdir().unwrap();
