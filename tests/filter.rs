@@ -259,41 +259,9 @@ fn one_audit_record_per_application_and_the_excluded_beside_it() {
     assert!(text.contains("\"rows_in\":4"), "{text}");
 }
 
-const ENDS: &str = r#"
-[policy]
-name = "ends"
-version = "1.0"
-home_region = "CN"
-storage_regions = ["CN"]
-
-[[rule]]
-id = "training"
-purposes = ["ai_training"]
-basis = "consent"
-level = "explicit"
-default = "opt_in"
-categories = ["behavior"]
-retention = "30d"
-retention_after_end = "7d"
-separate_consent_lifts_retention = true
-
-[[rule]]
-id = "notifications"
-purposes = ["service.notifications"]
-basis = "consent"
-level = "implied"
-default = "opt_out"
-categories = ["behavior"]
-retention_after_end = "1d"
-
-[[rule]]
-id = "uploads"
-purposes = ["service.upload_processing"]
-basis = "contract"
-categories = ["behavior"]
-retention = "session"
-retention_after_end = "2d"
-"#;
+/// The policy of the end-of-purpose tests, shared with the filter crate's PostgreSQL
+/// test and the Python Spark test.
+const ENDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/filter/ends.toml");
 
 /// The filter's code for each row against `Guard::check` of the same row at T (with
 /// the facts the filter's rows carry).
@@ -323,7 +291,7 @@ fn agree(
 #[test]
 fn rows_collected_after_an_end_are_answered_as_the_guard_answers_them() {
     let (clock, now) = (Arc::new(FixedClock::new(at("2026-03-01T00:00:00Z"))), "2026-03-01T00:00:00Z");
-    let policy = Policy::from_toml_str(ENDS, "ends.toml").unwrap();
+    let policy = Policy::from_toml_file(ENDS).unwrap();
     let guard = Guard::builder(policy).clock(Arc::clone(&clock)).store(MemoryConsentStore::new()).build().unwrap();
     for line in [
         // a: two ends over by now (the later one on 02-15), a grant after both.

@@ -126,20 +126,8 @@ def test_the_semi_join_holds_retention_row_by_row(spark, tmp_path, filter_policy
         "user_id": pa.array(["user-1", None, "user-3"], pa.string()),
         "ts": pa.array([None, t, None], pa.timestamp("ms", tz="UTC")),
     })])
-    path = tmp_path / "rows.parquet"
-    pq.write_table(with_nulls, path)
-    logs = spark.read.parquet(str(path))
-    joined = pq.read_table(_written(example.semi_join(spark, logs, spec, job_at_ms=spec["at_ms"]), tmp_path / "j"))
-
-    expected = []
-    for user, ts, ms in zip(table.column("user_id").to_pylist(), table.column("ts").to_pylist(), millis(table)):
-        request = dict(template, subject=user, collected_at=ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-        if guard.check(request).allowed:
-            expected.append((user, ms))
-    mask, _ = flt.mask(with_nulls)
-    masked = with_nulls.filter(mask)
-    got = sorted(zip(joined.column("user_id").to_pylist(), millis(joined)))
-    assert got == sorted(expected) == sorted(zip(masked.column("user_id").to_pylist(), millis(masked)))
+    logs, expected = _joined_as_the_guard_and_the_mask_answer(spark, tmp_path, guard, flt, spec, template, table,
+                                                                 with_nulls)
     assert 100 < len(expected) < len(times) // 2
     # Rows that age out of retention between T and the job's time are dropped: a job
     # a year later keeps nothing.
@@ -147,23 +135,9 @@ def test_the_semi_join_holds_retention_row_by_row(spark, tmp_path, filter_policy
     assert example.semi_join(spark, logs, spec, job_at_ms=year_later).count() == 0
 
 
-ENDS_POLICY = """
-[policy]
-name = "ends"
-version = "1.0"
-home_region = "CN"
-storage_regions = ["CN"]
-
-[[rule]]
-id = "training"
-purposes = ["ai_training"]
-basis = "consent"
-level = "explicit"
-default = "opt_in"
-categories = ["behavior"]
-retention = "30d"
-retention_after_end = "7d"
-"""
+# The root's end-of-purpose policy (tests/data/filter/ends.toml), shared with the Rust
+# filter tests.
+ENDS_POLICY = conftest.ROOT / "tests" / "data" / "filter" / "ends.toml"
 
 
 def test_the_semi_join_holds_ends_of_the_purpose_row_by_row(spark, tmp_path):
@@ -175,7 +149,7 @@ def test_the_semi_join_holds_ends_of_the_purpose_row_by_row(spark, tmp_path):
     import random
 
     rng = random.Random(2929)
-    guard = cg.Guard(cg.Policy.from_toml(ENDS_POLICY, file="ends.toml"), now=conftest.NOW)
+    guard = cg.Guard(cg.Policy.from_file(ENDS_POLICY), now=conftest.NOW)
     t = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
     users = [f"user-{n}" for n in range(120)]
     ends = {}
@@ -206,11 +180,23 @@ def test_the_semi_join_holds_ends_of_the_purpose_row_by_row(spark, tmp_path):
         "user_id": pa.array(list(ends)[:2], pa.string()),
         "ts": pa.array([None, None], pa.timestamp("ms", tz="UTC")),
     })])
+    _, expected = _joined_as_the_guard_and_the_mask_answer(spark, tmp_path, guard, flt, spec, template, table,
+                                                                 with_nulls)
+    # Both sides of some cutoff are present: some rows of ended subjects kept, some not.
+    ended_rows = [(u, ms) for u, ms in zip(table.column("user_id").to_pylist(), millis(table)) if u in ends]
+    kept = set(expected)
+    assert any(r in kept for r in ended_rows) and any(r not in kept for r in ended_rows)
+
+
+def _joined_as_the_guard_and_the_mask_answer(spark, tmp_path, guard, flt, spec, template, table, with_nulls):
+    """Runs the semi-join of `flt` (its `join_spec()`, `spec`) at its T over
+    `with_nulls` (the rows of `table`, and rows without a subject or a time) and asserts it keeps exactly the rows of `table`
+    `Guard.check` allows, and exactly what `Filter.mask` keeps of `with_nulls`; returns
+    the Spark frame of the rows and the allowed (user, ms) pairs."""
     path = tmp_path / "rows.parquet"
     pq.write_table(with_nulls, path)
     logs = spark.read.parquet(str(path))
     joined = pq.read_table(_written(example.semi_join(spark, logs, spec, job_at_ms=spec["at_ms"]), tmp_path / "j"))
-
     expected = []
     for user, ts, ms in zip(table.column("user_id").to_pylist(), table.column("ts").to_pylist(), millis(table)):
         request = dict(template, subject=user, collected_at=ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
@@ -220,10 +206,7 @@ def test_the_semi_join_holds_ends_of_the_purpose_row_by_row(spark, tmp_path):
     masked = with_nulls.filter(mask)
     got = sorted(zip(joined.column("user_id").to_pylist(), millis(joined)))
     assert got == sorted(expected) == sorted(zip(masked.column("user_id").to_pylist(), millis(masked)))
-    # Both sides of some cutoff are present: some rows of ended subjects kept, some not.
-    ended_rows = [(u, ms) for u, ms in zip(table.column("user_id").to_pylist(), millis(table)) if u in ends]
-    kept = set(expected)
-    assert any(r in kept for r in ended_rows) and any(r not in kept for r in ended_rows)
+    return logs, expected
 
 
 def _written(frame, path):

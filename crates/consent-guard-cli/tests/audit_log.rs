@@ -76,63 +76,90 @@ fn prepared_checks_are_compact_and_export_in_full() {
     assert_eq!(records[7]["request"]["purpose"], "security");
 }
 
+/// The same guard twice at one fixed time, one auditing to a buffered log in a fresh
+/// directory, one to memory, with every `grant_every`-th of `subjects` subjects granted
+/// training: what the log reads back is held to what the memory sink was handed.
+struct Twins {
+    dir: tempfile::TempDir,
+    log: Arc<AuditLog>,
+    memory: Arc<MemoryAuditSink>,
+    on_log: Guard,
+    in_memory: Guard,
+    subjects: Vec<String>,
+}
+
+impl Twins {
+    fn new(subjects: usize, grant_every: usize) -> Twins {
+        use consent_guard::{ConsentEvent, FixedClock};
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(AuditLog::open(dir.path(), Durability::BUFFERED).unwrap());
+        let memory = Arc::new(MemoryAuditSink::new());
+        let clock = || FixedClock::new("2026-03-01T00:00:00Z".parse().unwrap());
+        let on_log = Guard::builder(policy()).clock(clock()).audit(log.clone()).build().unwrap();
+        let in_memory = Guard::builder(policy()).clock(clock()).audit(memory.clone()).build().unwrap();
+        let subjects: Vec<String> = (0..subjects).map(|i| format!("user-{i:05}")).collect();
+        for subject in subjects.iter().step_by(grant_every) {
+            let grant: ConsentEvent = serde_json::from_str(&format!(
+                r#"{{"type":"grant","subject":"{subject}","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}}"#
+            ))
+            .unwrap();
+            on_log.record(&grant).unwrap();
+            in_memory.record(&grant).unwrap();
+        }
+        Twins { dir, log, memory, on_log, in_memory, subjects }
+    }
+
+    /// Every record the log reads back equals the one the memory sink kept, the
+    /// message aside (a compact record rebuilds it from the code); returns them.
+    fn read_back_as_handed(&self) -> Vec<serde_json::Value> {
+        let (records, verdict) = exported(self.dir.path());
+        assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
+        let handed = self.memory.records();
+        assert_eq!(records.len(), handed.len());
+        for (read, handed) in records.iter().zip(&handed) {
+            let mut handed = serde_json::to_value(handed).unwrap();
+            let mut read = read.clone();
+            for record in [&mut read, &mut handed] {
+                record["decision"].as_object_mut().unwrap().remove("message");
+            }
+            assert_eq!(read, handed);
+        }
+        records
+    }
+}
+
+fn training(subject: &str) -> AccessRequest<'static> {
+    AccessRequest::new(subject.to_owned(), Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG][..])
+        .deidentification(consent_guard::Deidentification::Anonymized)
+        .into_owned()
+}
+
 /// Plain checks (issue 31 item 2) are written as compact records too, where the
 /// template line says all a full record would: read back, each is the record the guard
 /// handed over (the message aside, rebuilt from the code). What-ifs and requests naming
 /// their collection time stay full.
 #[test]
 fn plain_checks_are_compact_and_read_back_as_handed() {
-    use consent_guard::{ConsentEvent, Deidentification, FixedClock};
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(AuditLog::open(dir.path(), Durability::BUFFERED).unwrap());
-    let memory = Arc::new(MemoryAuditSink::new());
-    let clock = || FixedClock::new("2026-03-01T00:00:00Z".parse().unwrap());
-    let on_log = Guard::builder(policy()).clock(clock()).audit(log.clone()).build().unwrap();
-    let in_memory = Guard::builder(policy()).clock(clock()).audit(memory.clone()).build().unwrap();
-    let subjects: Vec<String> = (0..600).map(|i| format!("user-{i:05}")).collect();
-    for subject in subjects.iter().step_by(2) {
-        let grant: ConsentEvent = serde_json::from_str(&format!(
-            r#"{{"type":"grant","subject":"{subject}","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}}"#
-        ))
-        .unwrap();
-        on_log.record(&grant).unwrap();
-        in_memory.record(&grant).unwrap();
-    }
-    let training = |subject: &str| {
-        AccessRequest::new(subject.to_owned(), Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG][..])
-            .deidentification(Deidentification::Anonymized)
-            .into_owned()
-    };
+    let twins = Twins::new(600, 2);
     let mut requests: Vec<AccessRequest<'static>> = Vec::new();
-    for subject in &subjects {
+    for subject in &twins.subjects {
         requests.push(training(subject));
         requests.push(security(subject).into_owned());
     }
     requests.push(training("user-00001").at("2026-01-10T00:00:00Z".parse().unwrap()));
     requests.push(training("user-00002").collected("2026-02-01T00:00:00Z".parse().unwrap(), None));
     for request in &requests {
-        let (a, b) = (on_log.check(request), in_memory.check(request));
+        let (a, b) = (twins.on_log.check(request), twins.in_memory.check(request));
         assert_eq!((a.allowed(), a.code()), (b.allowed(), b.code()));
     }
-    let stats = log.stats();
-    let head = log.flush().unwrap();
+    let stats = twins.log.stats();
+    let head = twins.log.flush().unwrap();
     assert_eq!(head.seq, requests.len() as u64);
-    let bytes = log.stats().bytes.max(stats.bytes);
+    let bytes = twins.log.stats().bytes.max(stats.bytes);
     // Full records are about 490 bytes each.
     assert!(bytes / (requests.len() as u64) <= 100, "{} bytes per record", bytes / requests.len() as u64);
-    let (records, verdict) = exported(dir.path());
-    assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
-    let handed = memory.records();
-    assert_eq!(records.len(), handed.len());
-    for (read, handed) in records.iter().zip(&handed) {
-        let mut handed = serde_json::to_value(handed).unwrap();
-        let mut read = read.clone();
-        for record in [&mut read, &mut handed] {
-            record["decision"].as_object_mut().unwrap().remove("message");
-        }
-        assert_eq!(read, handed);
-    }
-    let lines = std::fs::read_dir(dir.path())
+    twins.read_back_as_handed();
+    let lines = std::fs::read_dir(twins.dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
@@ -146,48 +173,21 @@ fn plain_checks_are_compact_and_read_back_as_handed() {
 /// reads back exactly what a sink given the built request keeps (the message aside).
 #[test]
 fn prepared_checks_read_back_as_a_built_request_would() {
-    use consent_guard::{ConsentEvent, Deidentification, FixedClock};
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(AuditLog::open(dir.path(), Durability::BUFFERED).unwrap());
-    let memory = Arc::new(MemoryAuditSink::new());
-    let clock = || FixedClock::new("2026-03-01T00:00:00Z".parse().unwrap());
-    let on_log = Guard::builder(policy()).clock(clock()).audit(log.clone()).build().unwrap();
-    let in_memory = Guard::builder(policy()).clock(clock()).audit(memory.clone()).build().unwrap();
-    let subjects: Vec<String> = (0..300).map(|i| format!("user-{i:05}")).collect();
-    for subject in subjects.iter().step_by(3) {
-        let grant: ConsentEvent = serde_json::from_str(&format!(
-            r#"{{"type":"grant","subject":"{subject}","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}}"#
-        ))
-        .unwrap();
-        on_log.record(&grant).unwrap();
-        in_memory.record(&grant).unwrap();
-    }
-    let template = AccessRequest::new("", Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG][..])
-        .deidentification(Deidentification::Anonymized);
-    for guard in [&on_log, &in_memory] {
+    let twins = Twins::new(300, 3);
+    let template = training("");
+    for guard in [&twins.on_log, &twins.in_memory] {
         let prepared = guard.prepare(&template);
-        for subject in &subjects {
+        for subject in &twins.subjects {
             let _ = prepared.check(subject);
         }
-        for subject in subjects.iter().take(50) {
+        for subject in twins.subjects.iter().take(50) {
             let _ = prepared.check_handle(&guard.subject_handle(subject));
         }
-        let _ = prepared.check_batch(&subjects);
+        let _ = prepared.check_batch(&twins.subjects);
     }
-    let head = log.flush().unwrap();
+    let head = twins.log.flush().unwrap();
     assert_eq!(head.seq, 650);
-    let (records, verdict) = exported(dir.path());
-    assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
-    let handed = memory.records();
-    assert_eq!(records.len(), handed.len());
-    for (read, handed) in records.iter().zip(&handed) {
-        let mut handed = serde_json::to_value(handed).unwrap();
-        let mut read = read.clone();
-        for record in [&mut read, &mut handed] {
-            record["decision"].as_object_mut().unwrap().remove("message");
-        }
-        assert_eq!(read, handed);
-    }
+    let records = twins.read_back_as_handed();
     assert!(records.iter().any(|r| r["decision"]["allowed"] == true));
     assert!(records.iter().any(|r| r["decision"]["allowed"] == false));
 }

@@ -230,25 +230,9 @@ async fn the_snapshot_loads_through_the_store_and_rls_filters_like_the_fragment(
     assert_eq!(snapshot.entry("3").fresh(), consent_guard::ReasonCode::ConsentWithdrawn);
 }
 
-/// A rule whose data is kept 7 days after an end of the purpose, and 30 days after
-/// collection.
-const ENDS: &str = r#"
-[policy]
-name = "ends"
-version = "1.0"
-home_region = "CN"
-storage_regions = ["CN"]
-
-[[rule]]
-id = "training"
-purposes = ["ai_training"]
-basis = "consent"
-level = "explicit"
-default = "opt_in"
-categories = ["behavior"]
-retention = "30d"
-retention_after_end = "7d"
-"#;
+/// The root's end-of-purpose policy: data kept 7 days after an end of the purpose, and
+/// 30 days after collection.
+const ENDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/filter/ends.toml");
 
 /// Ends of the purpose through SQL: the fragment and the row-level security policy,
 /// each with the rows' collection time tested against the subject's cutoff, keep
@@ -259,7 +243,7 @@ async fn the_fragment_and_rls_hold_ends_of_the_purpose_to_the_guard() {
     let Some(db) = pg_support::FreshDatabase::create("filter_ends") else { return };
     let now: chrono::DateTime<chrono::Utc> = NOW.parse().unwrap();
     let clock = Arc::new(FixedClock::new(now));
-    let policy = Policy::from_toml_str(ENDS, "ends.toml").unwrap();
+    let policy = Policy::from_toml_file(ENDS).unwrap();
     let guard = Guard::builder(policy).clock(Arc::clone(&clock)).build().unwrap();
     let day = 86_400_000i64;
     // Ends 2, 9, 12 and 20 days before T: the first still in its 7-day grace, the

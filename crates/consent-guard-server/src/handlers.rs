@@ -260,8 +260,11 @@ fn decide_compact(app: &App, guard: &Guard, body: &[u8]) -> Response {
         Ok(parsed) => parsed,
         Err(e) => {
             let message = e.to_string();
-            let message =
-                if field_named(&message) { format!("request.{message}") } else { format!("request: {message}") };
+            let message = if answer::field_of(&message).is_some() {
+                format!("request.{message}")
+            } else {
+                format!("request: {message}")
+            };
             return ApiError::bad_message(&message, None).into_response();
         }
     };
@@ -312,11 +315,6 @@ struct CompactAnswer<'a> {
     allowed: &'a [bool],
     codes: &'a [&'static str],
     clauses: &'a [Option<&'a str>],
-}
-
-/// Whether a message starts with a field name (`purpose: …`).
-fn field_named(message: &str) -> bool {
-    answer::field_of(message).is_some()
 }
 
 /// A body that is not `{"request": {…}, "subjects": […]}`, in the words the other
