@@ -24,6 +24,7 @@
 //! | [`decision`] | decisions and reason codes |
 //! | [`audit`] | audit records and sinks, the hash-chained log |
 //! | [`store`] | the consent store trait, the in-memory and embedded (redb) stores |
+//! | `keys` (feature `json`) | subject keys, audit pseudonyms, locators and tombstones: how an erasure is forgotten |
 //! | [`clock`] | injected time |
 //! | `reload` (feature `reload`) | hot policy reload: a guard handle swapped atomically |
 //! | `web` (features `tower`, `axum`) | the tower layer, the axum extractor, HTTP responses |
@@ -74,6 +75,8 @@ pub mod filter;
 pub mod guard;
 #[cfg(feature = "json")]
 pub mod interchange;
+#[cfg(feature = "json")]
+pub mod keys;
 #[cfg(any(feature = "metrics", feature = "tracing"))]
 pub mod observe;
 pub mod policy;
