@@ -102,6 +102,34 @@ pub trait ConsentStore: fmt::Debug + Send + Sync {
     fn shared(&self) -> bool {
         true
     }
+
+    /// The tombstones of the subjects erased in this store, with the master key that
+    /// recognises their ids (see [`crate::keys`]). A guard reads them when it is built,
+    /// so that an id whose history the store no longer keeps is still answered
+    /// `subject_erased`. The default, for a store that keeps erased subjects' events,
+    /// is none.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    #[cfg(feature = "json")]
+    fn tombstones(&self) -> Result<crate::keys::Tombstones, StoreError> {
+        Ok(crate::keys::Tombstones::new())
+    }
+
+    /// The tombstones written after position `after` (by any process), each with its
+    /// position, its locator and when the subject was erased (ms since the epoch). A
+    /// guard following a shared store reads them beside [`ConsentStore::events_since`]
+    /// to learn of erasures made elsewhere. The default is none.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    #[cfg(feature = "json")]
+    fn erasures_since(&self, after: u64) -> Result<Vec<(u64, crate::keys::Locator, i64)>, StoreError> {
+        let _ = after;
+        Ok(Vec::new())
+    }
 }
 
 /// Keeps events in memory: for tests, and for services that replay events from
@@ -189,6 +217,14 @@ impl<S: ConsentStore + ?Sized> ConsentStore for Box<S> {
     fn shared(&self) -> bool {
         (**self).shared()
     }
+    #[cfg(feature = "json")]
+    fn tombstones(&self) -> Result<crate::keys::Tombstones, StoreError> {
+        (**self).tombstones()
+    }
+    #[cfg(feature = "json")]
+    fn erasures_since(&self, after: u64) -> Result<Vec<(u64, crate::keys::Locator, i64)>, StoreError> {
+        (**self).erasures_since(after)
+    }
 }
 
 impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
@@ -215,6 +251,14 @@ impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
     }
     fn shared(&self) -> bool {
         (**self).shared()
+    }
+    #[cfg(feature = "json")]
+    fn tombstones(&self) -> Result<crate::keys::Tombstones, StoreError> {
+        (**self).tombstones()
+    }
+    #[cfg(feature = "json")]
+    fn erasures_since(&self, after: u64) -> Result<Vec<(u64, crate::keys::Locator, i64)>, StoreError> {
+        (**self).erasures_since(after)
     }
 }
 
