@@ -130,6 +130,38 @@ pub trait ConsentStore: fmt::Debug + Send + Sync {
         let _ = after;
         Ok(Vec::new())
     }
+
+    /// The subject keys this store keeps, if it keeps them: what the audit log
+    /// pseudonymises subjects with (see [`crate::keys`] and [`StoreKeys`]). The default
+    /// is none.
+    #[cfg(feature = "json")]
+    fn subject_keys(&self) -> Option<&dyn crate::keys::SubjectKeys> {
+        None
+    }
+}
+
+/// The subject keys of a store, shareable with an audit log's writer thread. A store
+/// that keeps no keys answers every call with an error, so an audit log over it fails
+/// closed rather than writing plain ids.
+#[cfg(feature = "json")]
+#[derive(Clone, Debug)]
+pub struct StoreKeys(pub std::sync::Arc<dyn ConsentStore>);
+
+#[cfg(feature = "json")]
+impl StoreKeys {
+    fn keys(&self) -> Result<&dyn crate::keys::SubjectKeys, StoreError> {
+        self.0.subject_keys().ok_or_else(|| StoreError::new("this consent store keeps no subject keys"))
+    }
+}
+
+#[cfg(feature = "json")]
+impl crate::keys::SubjectKeys for StoreKeys {
+    fn keys_for(&self, subjects: &[&str]) -> Result<Vec<crate::keys::SubjectKey>, StoreError> {
+        self.keys()?.keys_for(subjects)
+    }
+    fn key_of(&self, subject: &str) -> Result<Option<crate::keys::SubjectKey>, StoreError> {
+        self.keys()?.key_of(subject)
+    }
 }
 
 /// Keeps events in memory: for tests, and for services that replay events from
@@ -225,6 +257,10 @@ impl<S: ConsentStore + ?Sized> ConsentStore for Box<S> {
     fn erasures_since(&self, after: u64) -> Result<Vec<(u64, crate::keys::Locator, i64)>, StoreError> {
         (**self).erasures_since(after)
     }
+    #[cfg(feature = "json")]
+    fn subject_keys(&self) -> Option<&dyn crate::keys::SubjectKeys> {
+        (**self).subject_keys()
+    }
 }
 
 impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
@@ -259,6 +295,10 @@ impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
     #[cfg(feature = "json")]
     fn erasures_since(&self, after: u64) -> Result<Vec<(u64, crate::keys::Locator, i64)>, StoreError> {
         (**self).erasures_since(after)
+    }
+    #[cfg(feature = "json")]
+    fn subject_keys(&self) -> Option<&dyn crate::keys::SubjectKeys> {
+        (**self).subject_keys()
     }
 }
 
