@@ -46,8 +46,9 @@ use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, R
 use tokio_postgres::{AsyncMessage, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use consent_guard::consent::{ConsentEvent, ConsentHistory};
+use consent_guard::consent::{ConsentEvent, ConsentHistory, EraseEvent};
 use consent_guard::error::StoreError;
+use consent_guard::keys::{Locator, MasterKey, SubjectKey, SubjectKeys, Tombstones};
 use consent_guard::store::{ConsentStore, StoreFuture};
 
 mod embedded {
@@ -73,10 +74,11 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections the pool keeps at most, unless configured.
 const DEFAULT_MAX_CONNECTIONS: usize = 8;
 
-/// One statement appends a batch: lock, positions, insert, erase scrub, notify
-/// (`migrations/V2__append_function.sql`). The advisory lock it takes until commit has
-/// the key 0x6367_2d65_7665_6e74 (ASCII "cg-event").
-const APPEND_SQL: &str = "SELECT consent_guard_append($1::text[], $2::text[])";
+/// One statement appends a batch: lock, positions, insert, erasure (events and key
+/// deleted, tombstone written), notify (`migrations/V3__subject_keys_and_tombstones.sql`).
+/// The advisory lock it takes until commit has the key 0x6367_2d65_7665_6e74 (ASCII
+/// "cg-event").
+const APPEND_SQL: &str = "SELECT consent_guard_append($1::text[], $2::text[], $3::bytea[], $4::bigint[])";
 
 /// Appends waiting for the group writer, at most; more wait for room.
 const APPEND_QUEUE: usize = 4096;
@@ -86,7 +88,16 @@ const GROUP_EVENTS: usize = 10_000;
 const SINCE_SQL: &str =
     "SELECT position, event::text FROM consent_guard_events WHERE position > $1 ORDER BY position LIMIT $2";
 const HISTORY_SQL: &str = "SELECT position, event::text FROM consent_guard_events WHERE subject = $1 ORDER BY position";
-const LAST_SQL: &str = "SELECT coalesce(max(position), 0)::bigint FROM consent_guard_events";
+/// Tombstones take positions of the event sequence too (an erase has no row).
+const LAST_SQL: &str = "SELECT greatest((SELECT coalesce(max(position), 0) FROM consent_guard_events), \
+                        (SELECT coalesce(max(position), 0) FROM consent_guard_tombstones))::bigint";
+const TOMBSTONES_SINCE_SQL: &str =
+    "SELECT position, locator, erased_at_ms FROM consent_guard_tombstones WHERE position > $1 ORDER BY position";
+const TOMBSTONE_SQL: &str =
+    "SELECT position, erased_at_ms FROM consent_guard_tombstones WHERE locator = $1 ORDER BY position";
+const KEYS_SQL: &str = "SELECT locator, key FROM consent_guard_subject_keys WHERE locator = ANY($1::bytea[])";
+const NEW_KEYS_SQL: &str = "INSERT INTO consent_guard_subject_keys (locator, key) \
+                            SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (locator) DO NOTHING";
 
 /// A consent store in a PostgreSQL database, shared by every replica of a service.
 ///
@@ -134,6 +145,7 @@ pub struct PostgresStoreBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     max_connections: usize,
+    master_key: Option<MasterKey>,
 }
 
 impl PostgresStoreBuilder {
@@ -159,6 +171,16 @@ impl PostgresStoreBuilder {
     /// for notifications uses one more.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections.max(1);
+        self
+    }
+
+    /// The master key the store derives subject locators from (see
+    /// [`consent_guard::keys`]). Every replica must be given the same one. Without it,
+    /// the store keeps a generated key in the table `consent_guard_master_key`: it
+    /// works, but whoever reads the database can then tell whether a guessed id was
+    /// erased. Keep the key elsewhere in production (`docs/erasure.md`).
+    pub fn master_key(mut self, key: MasterKey) -> Self {
+        self.master_key = Some(key);
         self
     }
 
@@ -242,6 +264,7 @@ impl PostgresConsentStore {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            master_key: None,
         }
     }
 
@@ -315,6 +338,8 @@ struct Inner {
     notified: tokio::sync::watch::Sender<u64>,
     /// Appends waiting for the group writer.
     appends: tokio::sync::mpsc::Sender<Pending>,
+    /// Set once the schema is migrated: configured, or kept in the database.
+    master: std::sync::OnceLock<MasterKey>,
 }
 
 type Queue = tokio::sync::mpsc::Receiver<Pending>;
@@ -323,6 +348,10 @@ type Queue = tokio::sync::mpsc::Receiver<Pending>;
 struct Pending {
     subjects: Vec<String>,
     events: Vec<String>,
+    /// Each event's subject locator.
+    locators: Vec<Vec<u8>>,
+    /// For an erase, when (ms since the epoch); `None` for other events.
+    erased_at: Vec<Option<i64>>,
     /// The position of the batch's last event, once it is durable.
     reply: tokio::sync::oneshot::Sender<Result<u64, StoreError>>,
 }
@@ -346,7 +375,9 @@ async fn write_groups(inner: Weak<Inner>, mut queue: Queue) {
         let Some(inner) = inner.upgrade() else { return };
         let subjects: Vec<&str> = group.iter().flat_map(|p| p.subjects.iter().map(String::as_str)).collect();
         let events: Vec<&str> = group.iter().flat_map(|p| p.events.iter().map(String::as_str)).collect();
-        let result = inner.append_group(&subjects, &events).await;
+        let locators: Vec<&[u8]> = group.iter().flat_map(|p| p.locators.iter().map(Vec::as_slice)).collect();
+        let erased_at: Vec<Option<i64>> = group.iter().flat_map(|p| p.erased_at.iter().copied()).collect();
+        let result = inner.append_group(&subjects, &events, &locators, &erased_at).await;
         drop(inner);
         match result {
             Ok(last) => {
@@ -445,8 +476,12 @@ impl Inner {
             listener: tokio::sync::Mutex::new(Listener { client: None, signalled: 0 }),
             notified: tokio::sync::watch::Sender::new(0),
             appends,
+            master: std::sync::OnceLock::new(),
         };
         inner.migrate().await?;
+        let master = inner.master_key(settings.master_key).await?;
+        inner.forget_erased_rows(&master).await?;
+        let _ = inner.master.set(master);
         Ok((inner, queue))
     }
 
@@ -480,6 +515,165 @@ impl Inner {
 
     async fn get(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|error| StoreError::with_source("cannot connect to postgresql", error))
+    }
+
+    fn master(&self) -> Result<&MasterKey, StoreError> {
+        self.master.get().ok_or_else(|| StoreError::new("the postgresql store has no master key yet"))
+    }
+
+    /// The configured master key, or the one kept in the database (made on first use,
+    /// by whichever replica gets there first).
+    async fn master_key(&self, configured: Option<MasterKey>) -> Result<MasterKey, StoreError> {
+        if let Some(key) = configured {
+            return Ok(key);
+        }
+        let generated = MasterKey::generate().map_err(|e| StoreError::with_source("cannot make a master key", e))?;
+        let candidate = generated.as_bytes().to_vec();
+        let stored = self
+            .run("read the master key", true, |client| {
+                let candidate = candidate.clone();
+                async move {
+                    client
+                        .execute(
+                            "INSERT INTO consent_guard_master_key (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                            &[&candidate],
+                        )
+                        .await
+                        .map_err(Failure::During)?;
+                    let row = client
+                        .query_one("SELECT key FROM consent_guard_master_key WHERE id = 1", &[])
+                        .await
+                        .map_err(Failure::During)?;
+                    row.try_get::<_, Vec<u8>>(0).map_err(Failure::During)
+                }
+            })
+            .await?;
+        let bytes: [u8; 32] =
+            stored.try_into().map_err(|_| StoreError::new("the stored master key is not 32 bytes"))?;
+        Ok(MasterKey::from_bytes(bytes))
+    }
+
+    /// Takes a database written before schema version 3 forward: each erase event
+    /// still stored with its id becomes a tombstone, and the subject's events up to it
+    /// and its key are deleted. One transaction, under the migration lock.
+    async fn forget_erased_rows(&self, master: &MasterKey) -> Result<(), StoreError> {
+        let fail = |error: tokio_postgres::Error| StoreError::with_source("cannot convert erased subjects", error);
+        let mut client = self.get().await?;
+        let conversion = async {
+            let transaction = client.transaction().await.map_err(fail)?;
+            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(fail)?;
+            let rows = transaction
+                .query(
+                    "SELECT position, subject, event::text FROM consent_guard_events \
+                     WHERE event->>'type' = 'erase' ORDER BY position",
+                    &[],
+                )
+                .await
+                .map_err(fail)?;
+            for row in &rows {
+                let position: i64 = row.try_get(0).map_err(fail)?;
+                let subject: String = row.try_get(1).map_err(fail)?;
+                let json: String = row.try_get(2).map_err(fail)?;
+                let erased_at = match decode(position, &json)? {
+                    ConsentEvent::Erase(erase) => erase.at.timestamp_millis(),
+                    _ => return Err(StoreError::new(format!("stored event at position {position} is not an erase"))),
+                };
+                let locator = master.locator(&subject).as_bytes().to_vec();
+                transaction
+                    .execute("SELECT set_config('consent_guard.erasing', $1, true)", &[&subject])
+                    .await
+                    .map_err(fail)?;
+                transaction
+                    .execute(
+                        "DELETE FROM consent_guard_events WHERE subject = $1 AND position <= $2",
+                        &[&subject, &position],
+                    )
+                    .await
+                    .map_err(fail)?;
+                transaction
+                    .execute("DELETE FROM consent_guard_subject_keys WHERE locator = $1", &[&locator])
+                    .await
+                    .map_err(fail)?;
+                transaction
+                    .execute(
+                        "INSERT INTO consent_guard_tombstones (position, locator, erased_at_ms) VALUES ($1, $2, $3) \
+                         ON CONFLICT (position) DO NOTHING",
+                        &[&position, &locator, &erased_at],
+                    )
+                    .await
+                    .map_err(fail)?;
+            }
+            transaction.execute("SELECT set_config('consent_guard.erasing', '', true)", &[]).await.map_err(fail)?;
+            transaction.commit().await.map_err(fail)
+        };
+        let limit = self.timeout.saturating_mul(30);
+        match tokio::time::timeout(limit, conversion).await {
+            Ok(result) => result,
+            Err(_) => {
+                drop(Object::take(client));
+                Err(StoreError::new(format!("cannot convert erased subjects within {limit:?}")))
+            }
+        }
+    }
+
+    async fn tombstones_since(&self, after: u64) -> Result<Vec<(u64, Locator, i64)>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.run("read the consent store", true, |client| async move {
+            let statement = client.prepare_cached(TOMBSTONES_SINCE_SQL).await.map_err(Failure::Before)?;
+            let rows = client.query(&statement, &[&after]).await.map_err(Failure::During)?;
+            rows.iter()
+                .map(|row| {
+                    let at: i64 = row.try_get(0).map_err(Failure::During)?;
+                    let locator: &[u8] = row.try_get(1).map_err(Failure::During)?;
+                    let erased_at: i64 = row.try_get(2).map_err(Failure::During)?;
+                    Ok((
+                        position(at).map_err(Failure::Store)?,
+                        locator_from(locator).map_err(Failure::Store)?,
+                        erased_at,
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn keys_for(&self, subjects: Vec<String>) -> Result<Vec<SubjectKey>, StoreError> {
+        let master = self.master()?.clone();
+        let locators: Vec<Vec<u8>> = subjects.iter().map(|s| master.locator(s).as_bytes().to_vec()).collect();
+        // Made before the transaction so that a retried attempt offers the same keys.
+        let mut fresh = Vec::with_capacity(locators.len());
+        for _ in &locators {
+            let key = SubjectKey::generate().map_err(|e| StoreError::with_source("cannot make a subject key", e))?;
+            fresh.push(key.as_bytes().to_vec());
+        }
+        let (locators_ref, fresh_ref) = (&locators, &fresh);
+        let found = self
+            .run("read subject keys", true, |client| async move {
+                let select = client.prepare_cached(KEYS_SQL).await.map_err(Failure::Before)?;
+                let mut found = read_keys(&client.query(&select, &[locators_ref]).await.map_err(Failure::During)?)
+                    .map_err(Failure::Store)?;
+                if found.len() < locators_ref.len() {
+                    // Missing keys are inserted; a racing replica's insert wins, and both
+                    // read back the same key.
+                    let (missing, keys): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = locators_ref
+                        .iter()
+                        .zip(fresh_ref)
+                        .filter(|(locator, _)| !found.contains_key(locator.as_slice()))
+                        .unzip();
+                    let insert = client.prepare_cached(NEW_KEYS_SQL).await.map_err(Failure::Before)?;
+                    client.execute(&insert, &[&missing, &keys]).await.map_err(Failure::During)?;
+                    found = read_keys(&client.query(&select, &[locators_ref]).await.map_err(Failure::During)?)
+                        .map_err(Failure::Store)?;
+                }
+                Ok(found)
+            })
+            .await?;
+        locators
+            .iter()
+            .map(|locator| {
+                found.get(locator.as_slice()).cloned().ok_or_else(|| StoreError::new("a subject key was not kept"))
+            })
+            .collect()
     }
 
     /// Runs `op` on a pooled connection within the timeout. When it times out or the
@@ -553,7 +747,16 @@ impl Inner {
         if events.is_empty() {
             return self.last_position().await;
         }
+        let master = self.master()?;
         let subjects = events.iter().map(|e| e.subject().to_owned()).collect();
+        let locators = events.iter().map(|e| master.locator(e.subject()).as_bytes().to_vec()).collect();
+        let erased_at = events
+            .iter()
+            .map(|e| match e {
+                ConsentEvent::Erase(erase) => Some(erase.at.timestamp_millis()),
+                _ => None,
+            })
+            .collect();
         let encoded = events
             .iter()
             .map(serde_json::to_string)
@@ -563,7 +766,7 @@ impl Inner {
         let stopped = || StoreError::new("cannot append to the consent store: the store is closing");
         // A group in flight, then this one: each bounded by the timeout.
         let limit = self.timeout.saturating_mul(2);
-        let queued = Pending { subjects, events: encoded, reply };
+        let queued = Pending { subjects, events: encoded, locators, erased_at, reply };
         let appended = async {
             self.appends.send(queued).await.map_err(|_| stopped())?;
             answer.await.map_err(|_| stopped())?
@@ -577,7 +780,13 @@ impl Inner {
     }
 
     /// Appends one group of events in one statement: one round trip, one transaction.
-    async fn append_group(&self, subjects: &[&str], events: &[&str]) -> Result<u64, StoreError> {
+    async fn append_group(
+        &self,
+        subjects: &[&str],
+        events: &[&str],
+        locators: &[&[u8]],
+        erased_at: &[Option<i64>],
+    ) -> Result<u64, StoreError> {
         let last = self
             .run("append to the consent store", false, |client| async move {
                 let statement = client.prepare_cached(APPEND_SQL).await.map_err(Failure::Before)?;
@@ -585,13 +794,15 @@ impl Inner {
                 // answer (even "terminating connection") means it did not commit, so
                 // the group may be sent again on a new connection. A connection that
                 // closed without an answer may have committed: that is not repeated.
-                let row = client.query_one(&statement, &[&subjects, &events]).await.map_err(|error| {
-                    if error.as_db_error().is_some() {
-                        Failure::Before(error)
-                    } else {
-                        Failure::During(error)
-                    }
-                })?;
+                let row = client.query_one(&statement, &[&subjects, &events, &locators, &erased_at]).await.map_err(
+                    |error| {
+                        if error.as_db_error().is_some() {
+                            Failure::Before(error)
+                        } else {
+                            Failure::During(error)
+                        }
+                    },
+                )?;
                 row.try_get::<_, i64>(0).map_err(Failure::During)
             })
             .await?;
@@ -599,18 +810,33 @@ impl Inner {
     }
 
     async fn history(&self, subject: String) -> Result<ConsentHistory, StoreError> {
-        let subject_ref = &subject;
+        let locator = self.master()?.locator(&subject).as_bytes().to_vec();
+        let (subject_ref, locator_ref) = (&subject, &locator);
         let events = self
             .run("read the consent store", true, |client| async move {
                 let statement = client.prepare_cached(HISTORY_SQL).await.map_err(Failure::Before)?;
                 let rows = client.query(&statement, &[subject_ref]).await.map_err(Failure::During)?;
-                rows.iter()
+                let mut events = rows
+                    .iter()
                     .map(|row| {
                         let position: i64 = row.try_get(0).map_err(Failure::During)?;
                         let json: &str = row.try_get(1).map_err(Failure::During)?;
-                        decode(position, json).map_err(Failure::Store)
+                        Ok((position, decode(position, json).map_err(Failure::Store)?))
                     })
-                    .collect::<Result<Vec<_>, _>>()
+                    .collect::<Result<Vec<_>, _>>()?;
+                // An erasure left no row with the id: its tombstone stands for it, as an
+                // erase event the caller's id is put back into.
+                let statement = client.prepare_cached(TOMBSTONE_SQL).await.map_err(Failure::Before)?;
+                for row in client.query(&statement, &[locator_ref]).await.map_err(Failure::During)? {
+                    let position: i64 = row.try_get(0).map_err(Failure::During)?;
+                    let erased_at: i64 = row.try_get(1).map_err(Failure::During)?;
+                    let at = chrono::DateTime::from_timestamp_millis(erased_at).ok_or_else(|| {
+                        Failure::Store(StoreError::new(format!("tombstone at position {position} has an invalid time")))
+                    })?;
+                    events.push((position, ConsentEvent::Erase(EraseEvent::new(subject_ref.clone(), at))));
+                }
+                events.sort_by_key(|(position, _)| *position);
+                Ok(events.into_iter().map(|(_, event)| event).collect::<Vec<_>>())
             })
             .await?;
         Ok(ConsentHistory::new(&subject, events))
@@ -748,6 +974,23 @@ fn position(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::new(format!("postgresql returned an invalid position {value}")))
 }
 
+fn locator_from(bytes: &[u8]) -> Result<Locator, StoreError> {
+    let bytes: [u8; 16] = bytes.try_into().map_err(|_| StoreError::new("a stored locator is not 16 bytes"))?;
+    Ok(Locator::from_bytes(bytes))
+}
+
+fn read_keys(rows: &[tokio_postgres::Row]) -> Result<std::collections::HashMap<Vec<u8>, SubjectKey>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            let unreadable = |error| StoreError::with_source("cannot read a subject key", error);
+            let locator: Vec<u8> = row.try_get(0).map_err(unreadable)?;
+            let key: &[u8] = row.try_get(1).map_err(unreadable)?;
+            let key: [u8; 32] = key.try_into().map_err(|_| StoreError::new("a stored subject key is not 32 bytes"))?;
+            Ok((locator, SubjectKey::from_bytes(key)))
+        })
+        .collect()
+}
+
 fn decode(position: i64, json: &str) -> Result<ConsentEvent, StoreError> {
     serde_json::from_str(json)
         .map_err(|error| StoreError::with_source(format!("stored event at position {position} cannot be read"), error))
@@ -791,6 +1034,51 @@ impl ConsentStore for PostgresConsentStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn tombstones(&self) -> Result<Tombstones, StoreError> {
+        let inner = self.inner.clone();
+        let all = self.block(async move { inner.tombstones_since(0).await })?;
+        let master = self.inner.master()?.clone();
+        Ok(Tombstones::from_locators(master, all.into_iter().map(|(_, locator, at)| (locator, at))))
+    }
+
+    fn erasures_since(&self, after: u64) -> Result<Vec<(u64, Locator, i64)>, StoreError> {
+        let inner = self.inner.clone();
+        self.block(async move { inner.tombstones_since(after).await })
+    }
+
+    fn subject_keys(&self) -> Option<&dyn SubjectKeys> {
+        Some(self)
+    }
+}
+
+/// The subject keys are rows of `consent_guard_subject_keys`, found by locator; an
+/// erase deletes its subject's row in the append's transaction.
+impl SubjectKeys for PostgresConsentStore {
+    fn keys_for(&self, subjects: &[&str]) -> Result<Vec<SubjectKey>, StoreError> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (inner, subjects) = (self.inner.clone(), subjects.iter().map(|s| (*s).to_owned()).collect());
+        self.block(async move { inner.keys_for(subjects).await })
+    }
+
+    fn key_of(&self, subject: &str) -> Result<Option<SubjectKey>, StoreError> {
+        let locator = self.inner.master()?.locator(subject).as_bytes().to_vec();
+        let inner = self.inner.clone();
+        self.block(async move {
+            let locators = vec![locator];
+            let locators_ref = &locators;
+            let mut found = inner
+                .run("read subject keys", true, |client| async move {
+                    let select = client.prepare_cached(KEYS_SQL).await.map_err(Failure::Before)?;
+                    read_keys(&client.query(&select, &[locators_ref]).await.map_err(Failure::During)?)
+                        .map_err(Failure::Store)
+                })
+                .await?;
+            Ok(found.remove(locators[0].as_slice()))
+        })
     }
 }
 

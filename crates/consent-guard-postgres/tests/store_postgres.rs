@@ -192,7 +192,10 @@ fn migrations_are_versioned_idempotent_and_safe_to_race() {
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
-    assert_eq!(versions, [(1, "events".to_owned()), (2, "append_function".to_owned())]);
+    assert_eq!(
+        versions,
+        [(1, "events".to_owned()), (2, "append_function".to_owned()), (3, "subject_keys_and_tombstones".to_owned())]
+    );
 }
 
 /// A database set up by the hand-written runner of 0.1 (its own version table, no
@@ -232,11 +235,92 @@ fn the_events_table_is_append_only() {
         let error = client.batch_execute(statement).unwrap_err();
         assert!(format!("{error:?}").contains("append-only"), "{statement}: {error:?}");
     }
-    // The erase's scrub is the one update allowed.
+    // The erasure is the one deletion allowed: it leaves a tombstone for the history.
     store.append(&[event(r#"{"type":"erase","subject":"a1","at":"2026-03-01T00:00:00Z"}"#)]).unwrap();
     let history = store.history("a1").unwrap();
-    assert_eq!(history.events()[0], event(r#"{"type":"subject","subject":"a1"}"#));
-    assert_eq!(history.events().len(), 3);
+    assert_eq!(history.events(), [event(r#"{"type":"erase","subject":"a1","at":"2026-03-01T00:00:00Z"}"#)]);
+    let rows: i64 = client.query_one("SELECT count(*) FROM consent_guard_events", &[]).unwrap().get(0);
+    assert_eq!(rows, 0);
+}
+
+/// Issue 27: after an erase, the database keeps a tombstone under the subject's locator
+/// and nothing else of it: no event, no attribute, no key, no id in any column.
+#[test]
+fn an_erasure_leaves_only_a_tombstone_and_destroys_the_key() {
+    use consent_guard::keys::{MasterKey, SubjectKeys};
+    let Some(db) = FreshDatabase::create("tombstone") else { return };
+    let master = MasterKey::from_bytes([9; 32]);
+    let store = PostgresConsentStore::builder(&db.url).master_key(master.clone()).connect().unwrap();
+    store
+        .append(&[
+            event(r#"{"type":"subject","subject":"gone-7","birth_date":"2001-02-03"}"#),
+            grant("gone-7"),
+            grant("kept-7"),
+        ])
+        .unwrap();
+    let keys = store.keys_for(&["gone-7", "kept-7", "gone-7"]).unwrap();
+    assert_eq!(keys[0], keys[2], "one key a subject");
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(store.keys_for(&["gone-7"]).unwrap()[0], keys[0], "a key is kept, not made again");
+    assert_eq!(store.key_of("kept-7").unwrap(), Some(keys[1].clone()));
+    assert_eq!(store.key_of("never-seen").unwrap(), None, "key_of makes no key");
+
+    let erased_at = time_ms("2026-03-01T00:00:00Z");
+    let last = store.append(&[event(r#"{"type":"erase","subject":"gone-7","at":"2026-03-01T00:00:00Z"}"#)]).unwrap();
+    assert_eq!(last, 4, "the erase takes a position though it has no row");
+    assert_eq!(store.key_of("gone-7").unwrap(), None, "the key is destroyed");
+    assert_eq!(store.key_of("kept-7").unwrap(), Some(keys[1].clone()));
+    assert_ne!(store.keys_for(&["gone-7"]).unwrap()[0], keys[0], "a later key is a new one");
+
+    let tombstones = store.tombstones().unwrap();
+    assert_eq!(tombstones.erased_at("gone-7"), Some(erased_at));
+    assert_eq!(tombstones.erased_at("kept-7"), None);
+    assert_eq!(store.erasures_since(0).unwrap(), [(4, master.locator("gone-7"), erased_at)]);
+    assert_eq!(store.erasures_since(4).unwrap(), []);
+    let events: Vec<u64> = store.events_since(0, 10).unwrap().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(events, [3], "only the other subject's event is left");
+
+    let mut client = db.client();
+    for table in ["consent_guard_events", "consent_guard_tombstones", "consent_guard_subject_keys"] {
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table} t WHERE position('gone-7' IN t::text) > 0"), &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "{table} still names the erased subject");
+    }
+    // A store opened again (another replica, a restart) reads the same tombstones.
+    let again = PostgresConsentStore::builder(&db.url).master_key(master).connect().unwrap();
+    assert_eq!(again.tombstones().unwrap().erased_at("gone-7"), Some(erased_at));
+    assert_eq!(
+        again.history("gone-7").unwrap().events(),
+        [event(r#"{"type":"erase","subject":"gone-7","at":"2026-03-01T00:00:00Z"}"#)]
+    );
+}
+
+/// A database whose erase events were stored with their ids (schema version 2) is
+/// taken forward when a store connects: each becomes a tombstone.
+#[test]
+fn erase_events_stored_before_version_3_become_tombstones() {
+    let Some(db) = FreshDatabase::create("olderase") else { return };
+    let store = PostgresConsentStore::connect(&db.url).unwrap();
+    store.append(&[grant("old-9"), grant("other-9")]).unwrap();
+    drop(store);
+    let mut client = db.client();
+    let erase = r#"{"type":"erase","subject":"old-9","at":"2026-03-01T00:00:00Z"}"#;
+    client
+        .execute("INSERT INTO consent_guard_events (subject, event) VALUES ('old-9', $1::text::jsonb)", &[&erase])
+        .unwrap();
+    let store = PostgresConsentStore::connect(&db.url).unwrap();
+    assert_eq!(store.tombstones().unwrap().erased_at("old-9"), Some(time_ms("2026-03-01T00:00:00Z")));
+    assert_eq!(store.history("old-9").unwrap().events(), [event(erase)]);
+    let named: i64 =
+        client.query_one("SELECT count(*) FROM consent_guard_events WHERE subject = 'old-9'", &[]).unwrap().get(0);
+    assert_eq!(named, 0);
+    assert_eq!(store.events_since(0, 10).unwrap().len(), 1);
+}
+
+fn time_ms(at: &str) -> i64 {
+    at.parse::<chrono::DateTime<chrono::Utc>>().unwrap().timestamp_millis()
 }
 
 #[test]
