@@ -303,6 +303,29 @@ impl<S: AuditSink> AuditSink for ObservedSink<S> {
     fn defers_records(&self) -> bool {
         self.inner.defers_records()
     }
+
+    fn discards_records(&self) -> bool {
+        self.inner.discards_records()
+    }
+
+    fn record_filter(&self, record: &crate::filter::FilterRecord) -> Result<(), AuditError> {
+        self.inner.record_filter(record)
+    }
+}
+
+#[cfg(test)]
+mod forwarding {
+    use super::*;
+    use crate::audit::NoAuditSink;
+
+    /// Observing a sink changes nothing of what it keeps: a sink that discards records
+    /// still says so (the guard then builds none), and filter applications reach it.
+    #[test]
+    fn an_observed_sink_forwards_what_it_keeps() {
+        let observed = ObservedSink::new(NoAuditSink, Observer::default());
+        assert!(observed.discards_records(), "the guard would build records only to drop them");
+        assert!(!ObservedSink::new(crate::audit::MemoryAuditSink::new(), Observer::default()).discards_records());
+    }
 }
 
 #[cfg(all(test, feature = "tracing"))]
