@@ -23,6 +23,8 @@ mod chain;
 mod log;
 mod memory;
 #[cfg(feature = "json")]
+pub mod migrate;
+#[cfg(feature = "json")]
 pub mod segment;
 #[cfg(feature = "json")]
 #[expect(deprecated, reason = "re-exported for one release, for callers that still write the one-file format")]
@@ -33,7 +35,7 @@ pub use chain::{verify_log, LogVerdict};
 pub use log::{AuditLog, AuditLogOptions, AuditLogStats, Durability};
 pub use memory::MemoryAuditSink;
 #[cfg(feature = "json")]
-pub use segment::{verify_dir, DirVerdict, Head};
+pub use segment::{verify_dir, DirVerdict, Format, Head};
 
 /// What the guard hands to the sink for each decision. The decision's `at` is the
 /// time of the check.
@@ -89,6 +91,34 @@ pub struct OwnedAuditRecord {
     /// The decision given.
     #[serde(deserialize_with = "owned_decision")]
     pub decision: Decision<'static>,
+}
+
+impl OwnedAuditRecord {
+    /// Puts `subject` wherever the record names its subject: the request, the
+    /// decision, and the text of a message read back with it (a message built later
+    /// names the decision's subject). The audit writer puts the pseudonym there; a
+    /// subject's export puts the id back.
+    pub(crate) fn replace_subject(&mut self, subject: &str) {
+        let old = std::mem::replace(&mut self.request.subject, std::borrow::Cow::Owned(subject.to_owned()));
+        if !matches!(self.decision.facts, crate::decision::Facts::Owned(_)) {
+            self.decision = self.decision.clone().into_owned();
+        }
+        if let crate::decision::Facts::Owned(facts) = &mut self.decision.facts {
+            facts.subject = subject.to_owned();
+            if let Some(message) = &mut facts.message {
+                // An empty id is in every text; a message naming no subject keeps it.
+                if !old.is_empty() && message.contains(old.as_ref()) {
+                    *message = message.replace(old.as_ref(), subject);
+                }
+            }
+        }
+    }
+
+    /// [`OwnedAuditRecord::replace_subject`] with the subject's pseudonym, as the audit
+    /// log writes records of format 3.
+    pub(crate) fn pseudonymise(&mut self, pseudonym: &str) {
+        self.replace_subject(pseudonym);
+    }
 }
 
 fn owned_request<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<AccessRequest<'static>, D::Error> {

@@ -12,6 +12,7 @@
 //! | `test FILE...` | 0 every case passed, 1 a case failed, 2 unreadable or invalid file |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
 //! | `audit export A` | 0 intact, 1 tampered (records before it printed), 2 unreadable |
+//! | `audit migrate --from OLD --to NEW --store S` | 0 migrated, 2 not migrated (the old log does not verify, is not of format 2, or the new one cannot be written) |
 //! | `history --store S --subject U` | 0, 2 unreadable store |
 //! | `export SUBJECT --store S [--audit A]` | 0, 1 the audit log does not verify (the export holds what precedes the damage), 2 unreadable |
 //! | `quarantine --policy P --store S` | 0 none, 1 events quarantined, 2 unreadable |
@@ -41,7 +42,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use consent_guard::audit::{AuditLog, Durability};
+use consent_guard::audit::{AuditLog, AuditLogOptions, Durability};
 use consent_guard::error::Severity;
 use consent_guard::interchange::answer::{self, AnswerError};
 use consent_guard::interchange::records::{for_each_record, too_long, RecordsError, MAX_RECORD_BYTES};
@@ -205,6 +206,21 @@ enum AuditCommand {
         /// The audit log: a directory of segments, or one JSON-lines file.
         #[arg(value_name = "A")]
         log: PathBuf,
+    },
+    /// Rewrite a format-2 audit log (plain subject ids) as a new format-3 log
+    /// (pseudonyms under the store's subject keys).
+    #[command(long_about = MIGRATE_HELP)]
+    Migrate {
+        /// The format-2 log directory (left as it is).
+        #[arg(long, value_name = "OLD")]
+        from: PathBuf,
+        /// The new log directory (created; it must not hold a log).
+        #[arg(long, value_name = "NEW")]
+        to: PathBuf,
+        /// The consent store whose subject keys the new log is written under: a redb
+        /// file, or a `postgres://` URL (`postgres` feature).
+        #[arg(long, value_name = "S")]
+        store: String,
     },
 }
 
@@ -383,6 +399,20 @@ is the anchor of an empty log and holds for every intact log.
 
 Exit status: 0 intact (or torn last line), 1 tampered, 2 unreadable.";
 
+const MIGRATE_HELP: &str = "\
+Rewrite an audit log of format 2, whose records name subjects by their plain ids, as a
+new log of format 3, whose records name them by pseudonyms under their keys in the
+consent store S (the format `check --audit` and `serve --audit` write). OLD is
+verified first; a log that does not verify is not migrated. Every committed record is
+written, in order, into NEW. A subject erased in S gets a key that is thrown away at
+the end: its old records can no longer be linked to anyone.
+
+The new log is a new hash chain: anchors (heads) kept of the old log do not apply to
+it; keep the new head printed at the end instead. OLD still holds plain ids: once the
+new log is checked (`audit verify NEW`), delete OLD yourself.
+
+Exit status: 0 migrated, 2 not migrated.";
+
 /// Why a command could not do its work; every variant exits with status 2.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
@@ -462,6 +492,7 @@ fn main() -> ExitCode {
         Command::Schema { name, policy } => schema(&name, policy.as_deref()),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
         Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
+        Command::Audit(AuditCommand::Migrate { from, to, store }) => audit::migrate(&from, &to, &store),
         Command::History { store, subject } => history(&store, &subject),
         Command::Quarantine { policy, store } => quarantine(&policy, &store),
         Command::Owed(args) => owed::run(&args),
@@ -592,11 +623,41 @@ fn history(spec: &str, subject: &str) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The options of an audit log the CLI opens: the store's subject keys when a store is
+/// given (a store that keeps none fails every record: the decisions are then denied
+/// `audit_unavailable`, never audited with a plain id), else keys in memory, which
+/// end with the process (its records cannot be exported afterwards).
+pub(crate) fn audit_options(
+    durability: Durability,
+    store: Option<&Arc<dyn consent_guard::store::ConsentStore>>,
+    spec: &str,
+) -> AuditLogOptions {
+    let options = AuditLogOptions::new(durability);
+    match store {
+        Some(store) => {
+            if store.subject_keys().is_none() {
+                eprintln!(
+                    "warning: {spec}: this store keeps no subject keys: the audit log cannot pseudonymise \
+                     subjects, and every audited decision will be denied (audit_unavailable)"
+                );
+            }
+            options.subject_keys(Arc::new(consent_guard::store::StoreKeys(Arc::clone(store))))
+        }
+        None => options,
+    }
+}
+
 /// `check`: events first, then one decision per request.
 fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let policy = Policy::from_toml_file(&args.policy)?;
-    let mut builder = match &args.store {
-        Some(spec) => snapshot_builder(policy, spec)?,
+    // With a store, the audit log pseudonymises subjects under the store's keys, so
+    // that a subject's export finds its records and an erasure forgets them.
+    let store: Option<Arc<dyn consent_guard::store::ConsentStore>> = match &args.store {
+        Some(spec) => Some(Arc::from(open_store(spec, Mode::ReadOnly)?)),
+        None => None,
+    };
+    let mut builder = match &store {
+        Some(store) => Guard::builder(policy).store(Arc::clone(store)).max_staleness(std::time::Duration::MAX),
         None => Guard::builder(policy),
     };
     if let Some(at) = args.at {
@@ -620,7 +681,8 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
                         .to_owned(),
                 });
             }
-            Some((path, Arc::new(AuditLog::open(path, Durability::Synced).map_err(failed)?)))
+            let options = audit_options(Durability::Synced, store.as_ref(), args.store.as_deref().unwrap_or_default());
+            Some((path, Arc::new(AuditLog::open_with(path, options).map_err(failed)?)))
         }
     };
     if let Some((_, sink)) = &sink {

@@ -1,5 +1,7 @@
 //! The durable audit log: group commit, both durability modes, compact records of
 //! plain and prepared checks, segments and anchors, one writer per log, torn tails.
+//! Records name subjects by their pseudonyms: the tests give the log keys they keep
+//! ([`MemorySubjectKeys`]) and look records up by the pseudonyms under them.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,6 +12,7 @@
 #![expect(deprecated, reason = "the older one-file log stays readable; these tests write one to read")]
 
 use consent_guard::audit::{segment, AuditLog, AuditLogOptions, DirVerdict, Durability, JsonLinesAuditSink};
+use consent_guard::keys::{MemorySubjectKeys, Pseudonym, SubjectKeys};
 use consent_guard::sealed::{self, Access, Personal, Tags};
 use consent_guard::{AccessRequest, DataCategory, Guard, MemoryAuditSink, Policy, Purpose};
 use std::sync::Arc;
@@ -23,6 +26,17 @@ fn security(subject: &str) -> AccessRequest<'_> {
     AccessRequest::new(subject, Purpose::SECURITY, &[DataCategory::DEVICE_INFO][..])
 }
 
+/// A log in `dir` writing under `keys`.
+fn open_log(dir: &std::path::Path, durability: Durability, keys: &Arc<MemorySubjectKeys>) -> Arc<AuditLog> {
+    Arc::new(AuditLog::open_with(dir, AuditLogOptions::new(durability).subject_keys(keys.clone())).unwrap())
+}
+
+/// The pseudonym `subject`'s records carry under `keys`.
+fn pseudonym(keys: &MemorySubjectKeys, subject: &str) -> String {
+    let key = keys.key_of(subject).unwrap().unwrap_or_else(|| panic!("{subject} has no key"));
+    Pseudonym::of(&key, subject).to_string()
+}
+
 fn exported(dir: &std::path::Path) -> (Vec<serde_json::Value>, DirVerdict) {
     let mut out = Vec::new();
     let verdict = segment::export(dir, &mut out).unwrap();
@@ -34,7 +48,8 @@ fn exported(dir: &std::path::Path) -> (Vec<serde_json::Value>, DirVerdict) {
 #[test]
 fn synced_records_are_on_disk_when_check_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+    let keys = Arc::new(MemorySubjectKeys::new());
+    let log = open_log(dir.path(), Durability::Synced, &keys);
     let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
     assert!(guard.check(&security("u1")).allowed());
     // Without waiting or closing: the record is committed.
@@ -43,14 +58,16 @@ fn synced_records_are_on_disk_when_check_returns() {
     let (records, verdict) = exported(dir.path());
     assert_eq!(verdict, DirVerdict::Intact { head: head.clone(), segments: 1 });
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0]["decision"]["subject"], "u1");
+    assert_eq!(records[0]["decision"]["subject"], pseudonym(&keys, "u1"));
+    assert_eq!(records[0]["request"]["subject"], pseudonym(&keys, "u1"));
     assert_eq!(std::fs::read_to_string(dir.path().join("head")).unwrap().trim(), head.to_string());
 }
 
 #[test]
 fn prepared_checks_are_compact_and_export_in_full() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(AuditLog::open(dir.path(), Durability::BUFFERED).unwrap());
+    let keys = Arc::new(MemorySubjectKeys::new());
+    let log = open_log(dir.path(), Durability::BUFFERED, &keys);
     let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
     let template = security("");
     let prepared = guard.prepare(&template);
@@ -61,9 +78,10 @@ fn prepared_checks_are_compact_and_export_in_full() {
     let head = log.flush().unwrap();
     assert_eq!(head.seq, 1000);
     let bytes = log.stats().bytes;
-    // A full record is about 490 bytes. The key's width grows with the templates the
-    // process made before (the other tests' checks make some too): a few bytes.
-    assert!(bytes / 1000 <= 72, "{} bytes per record", bytes / 1000);
+    // A full record is about 490 bytes. A compact one holds a 32-digit pseudonym; the
+    // key's width grows with the templates the process made before (the other tests'
+    // checks make some too): a few bytes.
+    assert!(bytes / 1000 <= 88, "{} bytes per record", bytes / 1000);
     let (records, verdict) = exported(dir.path());
     assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
     assert_eq!(records.len(), 1000);
@@ -71,7 +89,7 @@ fn prepared_checks_are_compact_and_export_in_full() {
     let memory = MemoryAuditSink::new();
     let plain = Guard::builder(policy()).audit(memory).build().unwrap();
     let _ = plain.check(&security("user-00007").at(chrono::DateTime::from_timestamp_millis(0).unwrap()));
-    assert_eq!(records[7]["decision"]["subject"], "user-00007");
+    assert_eq!(records[7]["decision"]["subject"], pseudonym(&keys, "user-00007"));
     assert_eq!(records[7]["decision"]["allowed"], true);
     assert_eq!(records[7]["request"]["purpose"], "security");
 }
@@ -81,6 +99,7 @@ fn prepared_checks_are_compact_and_export_in_full() {
 /// training: what the log reads back is held to what the memory sink was handed.
 struct Twins {
     dir: tempfile::TempDir,
+    keys: Arc<MemorySubjectKeys>,
     log: Arc<AuditLog>,
     memory: Arc<MemoryAuditSink>,
     on_log: Guard,
@@ -92,7 +111,8 @@ impl Twins {
     fn new(subjects: usize, grant_every: usize) -> Twins {
         use consent_guard::{ConsentEvent, FixedClock};
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(AuditLog::open(dir.path(), Durability::BUFFERED).unwrap());
+        let keys = Arc::new(MemorySubjectKeys::new());
+        let log = open_log(dir.path(), Durability::BUFFERED, &keys);
         let memory = Arc::new(MemoryAuditSink::new());
         let clock = || FixedClock::new("2026-03-01T00:00:00Z".parse().unwrap());
         let on_log = Guard::builder(policy()).clock(clock()).audit(log.clone()).build().unwrap();
@@ -106,11 +126,12 @@ impl Twins {
             on_log.record(&grant).unwrap();
             in_memory.record(&grant).unwrap();
         }
-        Twins { dir, log, memory, on_log, in_memory, subjects }
+        Twins { dir, keys, log, memory, on_log, in_memory, subjects }
     }
 
     /// Every record the log reads back equals the one the memory sink kept, the
-    /// message aside (a compact record rebuilds it from the code); returns them.
+    /// message aside (a compact record rebuilds it from the code), with the subject's
+    /// pseudonym where the kept record names the subject; returns them.
     fn read_back_as_handed(&self) -> Vec<serde_json::Value> {
         let (records, verdict) = exported(self.dir.path());
         assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
@@ -118,6 +139,10 @@ impl Twins {
         assert_eq!(records.len(), handed.len());
         for (read, handed) in records.iter().zip(&handed) {
             let mut handed = serde_json::to_value(handed).unwrap();
+            let subject = handed["request"]["subject"].as_str().unwrap().to_owned();
+            let pseudonym = pseudonym(&self.keys, &subject);
+            handed["request"]["subject"] = pseudonym.clone().into();
+            handed["decision"]["subject"] = pseudonym.into();
             let mut read = read.clone();
             for record in [&mut read, &mut handed] {
                 record["decision"].as_object_mut().unwrap().remove("message");
@@ -277,7 +302,8 @@ fn a_second_writer_is_refused() {
 #[test]
 fn segments_rotate_and_the_chain_continues_across_them_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
-    let options = AuditLogOptions::new(Durability::Synced).segment_bytes(2000);
+    let keys = Arc::new(MemorySubjectKeys::new());
+    let options = AuditLogOptions::new(Durability::Synced).segment_bytes(2000).subject_keys(keys.clone());
     for round in 0..2 {
         let log = Arc::new(AuditLog::open_with(dir.path(), options.clone()).unwrap());
         let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
@@ -294,14 +320,15 @@ fn segments_rotate_and_the_chain_continues_across_them_and_reopens() {
     let (records, verdict) = exported(dir.path());
     assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
     assert_eq!(records.len(), 200);
-    assert_eq!(records[150]["decision"]["subject"], "r1-50");
+    assert_eq!(records[150]["decision"]["subject"], pseudonym(&keys, "r1-50"));
 }
 
 #[test]
 fn a_torn_tail_is_cut_off_and_tampering_is_caught() {
     let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(MemorySubjectKeys::new());
     {
-        let log = Arc::new(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+        let log = open_log(dir.path(), Durability::Synced, &keys);
         let guard = Guard::builder(policy()).audit(log).build().unwrap();
         for i in 0..5 {
             assert!(guard.check(&security(&format!("u{i}"))).allowed());
@@ -338,7 +365,9 @@ fn a_torn_tail_is_cut_off_and_tampering_is_caught() {
     assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Intact { .. }));
     std::fs::remove_file(&second).unwrap();
     // An altered record.
-    let altered = String::from_utf8(intact.clone()).unwrap().replacen("\"u3\"", "\"u9\"", 1);
+    let text = String::from_utf8(intact.clone()).unwrap();
+    let altered = text.replacen(&pseudonym(&keys, "u3"), &"0".repeat(32), 1);
+    assert_ne!(altered, text);
     std::fs::write(&path, altered).unwrap();
     assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Tampered { segment: 1, .. }));
     assert!(AuditLog::open(dir.path(), Durability::Synced).is_err());
