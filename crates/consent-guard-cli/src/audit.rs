@@ -265,7 +265,7 @@ pub(crate) fn migrate(from: &Path, to: &Path, spec: &str) -> Result<ExitCode, Cl
         |e: consent_guard::error::StoreError| CliError::Store { store: spec.to_owned(), message: e.to_string() };
     let erased = store.tombstones().map_err(failed)?;
     let migrated = consent_guard::audit::migrate::migrate(from, to, Arc::new(StoreKeys(Arc::clone(&store))), erased)
-        .map_err(|e| CliError::Audit { file: display(to), message: crate::with_sources(&e) })?;
+        .map_err(|e| CliError::Audit { file: "audit migrate".to_owned(), message: crate::with_sources(&e) })?;
     let (old, new) = (display(from), display(to));
     say(
         format!(

@@ -626,24 +626,25 @@ fn history(spec: &str, subject: &str) -> Result<ExitCode, CliError> {
 /// The options of an audit log the CLI opens: the store's subject keys when a store is
 /// given (a store that keeps none fails every record: the decisions are then denied
 /// `audit_unavailable`, never audited with a plain id), else keys in memory, which
-/// end with the process (its records cannot be exported afterwards).
+/// end with the process (its records cannot be exported afterwards). With them, the
+/// warning to print when the store keeps no keys.
 pub(crate) fn audit_options(
     durability: Durability,
     store: Option<&Arc<dyn consent_guard::store::ConsentStore>>,
     spec: &str,
-) -> AuditLogOptions {
+) -> (AuditLogOptions, Option<String>) {
     let options = AuditLogOptions::new(durability);
     match store {
         Some(store) => {
-            if store.subject_keys().is_none() {
-                eprintln!(
+            let warning = store.subject_keys().is_none().then(|| {
+                format!(
                     "warning: {spec}: this store keeps no subject keys: the audit log cannot pseudonymise \
                      subjects, and every audited decision will be denied (audit_unavailable)"
-                );
-            }
-            options.subject_keys(Arc::new(consent_guard::store::StoreKeys(Arc::clone(store))))
+                )
+            });
+            (options.subject_keys(Arc::new(consent_guard::store::StoreKeys(Arc::clone(store)))), warning)
         }
-        None => options,
+        None => (options, None),
     }
 }
 
@@ -681,7 +682,11 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
                         .to_owned(),
                 });
             }
-            let options = audit_options(Durability::Synced, store.as_ref(), args.store.as_deref().unwrap_or_default());
+            let (options, warning) =
+                audit_options(Durability::Synced, store.as_ref(), args.store.as_deref().unwrap_or_default());
+            if let Some(warning) = warning {
+                eprintln!("{warning}");
+            }
             Some((path, Arc::new(AuditLog::open_with(path, options).map_err(failed)?)))
         }
     };

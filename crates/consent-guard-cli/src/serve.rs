@@ -155,7 +155,11 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
         };
         // Pseudonyms under the store's keys: the export finds a subject's records
         // through its key, and an erasure in the store forgets them.
-        let log = AuditLog::open_with(path, crate::audit_options(durability, Some(&store), &args.store))
+        // A store that keeps no keys: every audited decision is denied
+        // (`audit_unavailable`, the log's failure names the keys); stderr's lines are
+        // left to the service's own messages.
+        let (options, _no_keys) = crate::audit_options(durability, Some(&store), &args.store);
+        let log = AuditLog::open_with(path, options)
             .map_err(|e| CliError::Audit { file: display(path), message: with_sources(&e) })?;
         server = server.audit(log);
     }

@@ -533,3 +533,130 @@ mod cli {
         assert!(out.contains("intact: 0 records"), "{out}");
     }
 }
+
+/// `audit migrate` and the erasure, through the command line.
+mod forgetting {
+    use super::*;
+
+    fn cg() -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("consent-guard").unwrap();
+        cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        cmd
+    }
+
+    fn root() -> std::path::PathBuf {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    }
+
+    fn fixture(to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for name in ["segment-00000001.jsonl", "head"] {
+            std::fs::copy(root().join("tests/data/audit-v2").join(name), to.join(name)).unwrap();
+        }
+    }
+
+    /// An erasure destroys the key, not the records: the log, anchored at its head
+    /// before, still verifies, and the subject's records are no longer found.
+    #[test]
+    fn an_erased_subjects_records_still_verify_against_the_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(MemorySubjectKeys::new());
+        let log = open_log(dir.path(), Durability::Synced, &keys);
+        let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
+        for subject in ["alice", "bob", "alice"] {
+            assert!(guard.check(&security(subject)).allowed());
+        }
+        drop(guard);
+        let head = Arc::try_unwrap(log).unwrap().close().unwrap();
+        let export = |key: Option<&consent_guard::keys::SubjectKey>| {
+            consent_guard::interchange::export::decisions_about(dir.path(), "alice", key).unwrap().0.len()
+        };
+        assert_eq!(export(keys.key_of("alice").unwrap().as_ref()), 2);
+        keys.destroy("alice").unwrap();
+        assert_eq!(export(keys.key_of("alice").unwrap().as_ref()), 0);
+        let out =
+            cg().args(["audit", "verify"]).arg(dir.path()).args(["--anchor", &head.to_string()]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 3 records"));
+    }
+
+    /// What cannot be migrated is refused with exit 2, and nothing is written: a log
+    /// that is already of format 3, one that does not verify, a target holding a log.
+    #[test]
+    fn audit_migrate_refuses_what_it_cannot_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("consent.redb");
+        drop(consent_guard::store::RedbConsentStore::open(&store).unwrap());
+        let migrate = |from: &std::path::Path, to: &std::path::Path| {
+            let out = cg()
+                .args(["audit", "migrate", "--from"])
+                .arg(from)
+                .arg("--to")
+                .arg(to)
+                .arg("--store")
+                .arg(&store)
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        let new = dir.path().join("new");
+        {
+            let log = Arc::new(AuditLog::open(&new, Durability::Synced).unwrap());
+            let guard = Guard::builder(policy()).audit(log).build().unwrap();
+            assert!(guard.check(&security("u1")).allowed());
+        }
+        let (code, stderr) = migrate(&new, &dir.path().join("x"));
+        assert_eq!(code, Some(2));
+        assert!(stderr.contains("nothing to migrate"), "{stderr}");
+
+        let old = dir.path().join("old");
+        fixture(&old);
+        let (code, stderr) = migrate(&old, &new);
+        assert_eq!(code, Some(2));
+        assert!(stderr.contains("already holds an audit log"), "{stderr}");
+
+        let segment = old.join("segment-00000001.jsonl");
+        let text = std::fs::read_to_string(&segment).unwrap();
+        std::fs::write(&segment, text.replacen("\"alice\"", "\"alicf\"", 1)).unwrap();
+        let target = dir.path().join("target");
+        let (code, stderr) = migrate(&old, &target);
+        assert_eq!(code, Some(2));
+        assert!(stderr.contains("does not verify"), "{stderr}");
+        assert!(!target.exists(), "nothing written");
+    }
+
+    /// The format-2 fixture migrated under the store's keys: both heads printed, the
+    /// warnings said, the new log verifies against its head and exports by key.
+    #[test]
+    #[ignore = "needs subject keys in the redb store (branch shred-store): until then the store's keys \
+                cannot be had and the migration fails (exit 2)"]
+    fn audit_migrate_rewrites_a_format_2_log_under_the_stores_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("consent.redb");
+        drop(consent_guard::store::RedbConsentStore::open(&store).unwrap());
+        let old = dir.path().join("old");
+        fixture(&old);
+        let new = dir.path().join("new");
+        let out = cg()
+            .args(["audit", "migrate", "--from"])
+            .arg(&old)
+            .arg("--to")
+            .arg(&new)
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let old_head = std::fs::read_to_string(old.join("head")).unwrap().trim().to_owned();
+        assert!(stdout.contains(&format!("head {old_head}")), "{stdout}");
+        assert!(stdout.contains("anchors of the old log do not apply"), "{stdout}");
+        assert!(stdout.contains("delete"), "{stdout}");
+        let new_head = std::fs::read_to_string(new.join("head")).unwrap().trim().to_owned();
+        assert!(new_head.starts_with("15:"), "{new_head}");
+        cg().args(["audit", "verify"]).arg(&new).args(["--anchor", &new_head]).assert().code(0);
+        let out = cg().args(["export", "alice", "--store"]).arg(&store).arg("--audit").arg(&new).output().unwrap();
+        let export: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(export["decisions"].as_array().unwrap().len(), 6, "{export:#}");
+    }
+}
