@@ -2,11 +2,15 @@
 //! to an [`AuditSink`]. Sinks compose through std types (`Arc`, `Box`, `Option`, `Vec`).
 //!
 //! Shipped sinks: [`NoAuditSink`] (keeps nothing), [`MemoryAuditSink`] (keeps every
-//! record, compactly, in memory) and, with the `json` feature, [`JsonLinesAuditSink`],
-//! a file of JSON lines chained by SHA-256 so that [`verify_log`] can tell an altered,
-//! removed, inserted or reordered record from an intact log; and [`AuditLog`], the
-//! durable log for services: group commit into a directory of hash-chained segments,
-//! `Synced` or `Buffered` ([`Durability`]), compact records for prepared accesses.
+//! record, compactly, in memory) and, with the `json` feature, [`JsonLinesAuditSink`]
+//! (deprecated; plain subject ids, not erasure-safe), a file of JSON lines chained by
+//! SHA-256 so that [`verify_log`] can tell an altered, removed, inserted or reordered
+//! record from an intact log; and [`AuditLog`], the durable log for services: group
+//! commit into a directory of hash-chained segments, `Synced` or `Buffered`
+//! ([`Durability`]), compact records for prepared accesses, and no subject id in any
+//! record: each holds the subject's pseudonym under its key ([`crate::keys`]), so that
+//! destroying the key forgets the subject without breaking the chain. [`migrate`]
+//! rewrites a log of the older format (plain ids) as one of pseudonyms.
 
 use std::fmt;
 use std::sync::Arc;
@@ -106,10 +110,7 @@ impl OwnedAuditRecord {
         if let crate::decision::Facts::Owned(facts) = &mut self.decision.facts {
             facts.subject = subject.to_owned();
             if let Some(message) = &mut facts.message {
-                // An empty id is in every text; a message naming no subject keeps it.
-                if !old.is_empty() && message.contains(old.as_ref()) {
-                    *message = message.replace(old.as_ref(), subject);
-                }
+                *message = replace_word(message, &old, subject);
             }
         }
     }
@@ -119,6 +120,35 @@ impl OwnedAuditRecord {
     pub(crate) fn pseudonymise(&mut self, pseudonym: &str) {
         self.replace_subject(pseudonym);
     }
+}
+
+/// `text` with every occurrence of `word` that stands as a word (no letter, digit, `_`,
+/// `-` or `.` on either side) replaced by `with`: a message names its subject so
+/// (`alice consented to …`, `… for alice`, `alice's consent …`), and an id such as `a`
+/// must not take the `a` out of `ai_training`. An empty `word` is left alone.
+fn replace_word(text: &str, word: &str, with: &str) -> String {
+    if word.is_empty() {
+        return text.to_owned();
+    }
+    let joins = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut before: Option<char> = None;
+    while let Some(at) = rest.find(word) {
+        let (head, tail) = rest.split_at(at);
+        let prior = head.chars().next_back().or(before);
+        let after = tail.get(word.len()..).unwrap_or_default();
+        out.push_str(head);
+        if !joins(prior) && !joins(after.chars().next()) {
+            out.push_str(with);
+        } else {
+            out.push_str(word);
+        }
+        before = word.chars().next_back();
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn owned_request<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<AccessRequest<'static>, D::Error> {
@@ -394,5 +424,19 @@ impl<S: AuditSink> AuditSink for Vec<S> {
         decision: &Decision<'_>,
     ) -> Result<(), AuditError> {
         self.iter().try_for_each(|sink| sink.record_prepared_deferred(template, decision))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_word;
+
+    #[test]
+    fn a_subject_is_replaced_only_where_it_stands_as_a_word() {
+        assert_eq!(replace_word("a consented to ai_training (a.b)", "a", "X"), "X consented to ai_training (a.b)");
+        assert_eq!(replace_word("a's consent to x ended for a", "a", "X"), "X's consent to x ended for X");
+        assert_eq!(replace_word("u1 withdrew; u10 did not", "u1", "X"), "X withdrew; u10 did not");
+        assert_eq!(replace_word("aa", "a", "X"), "aa");
+        assert_eq!(replace_word("nothing", "", "X"), "nothing");
     }
 }

@@ -167,6 +167,14 @@ const MAX_TEMPLATES: usize = 4096;
 /// Template keys each shard remembers as registered.
 const KNOWN_PER_SHARD: usize = 64;
 
+/// Distinct subjects per thread below which a batch's pseudonyms are computed on the
+/// writer thread alone (a thread costs tens of microseconds; this many HMACs, about a
+/// millisecond).
+const PARALLEL_SUBJECTS: usize = 2048;
+
+/// At most this many threads compute a batch's pseudonyms.
+const MAX_PSEUDONYM_THREADS: usize = 4;
+
 /// What a compact entry counts for in a shard's bytes, beside its subject: about the
 /// rest of its line.
 const COMPACT_BYTES: usize = 48;
@@ -184,8 +192,7 @@ enum Entry {
     Full(Box<OwnedAuditRecord>),
 }
 
-/// One shard's queue: entries, the subjects of compact ones, and the generation they
-/// belong to.
+/// One shard's queue: its entries, and the subjects of its compact ones.
 #[derive(Default)]
 struct Batch {
     entries: Vec<Entry>,
@@ -427,6 +434,7 @@ impl AuditLog {
             spare: Vec::new(),
             head_file: None,
             time: TimeText::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_PSEUDONYM_THREADS),
         };
         let handle = std::thread::Builder::new()
             .name("consent-guard-audit".into())
@@ -884,6 +892,8 @@ struct Writer {
     /// The last decision time written, as text: records of the same millisecond (most,
     /// at a million a second) copy it instead of formatting it again.
     time: TimeText,
+    /// How many threads may compute a large batch's pseudonyms.
+    threads: usize,
 }
 
 impl Writer {
@@ -961,9 +971,12 @@ impl Writer {
     /// index of its subject's. Fails (and nothing of the batch is written) when the
     /// keys cannot be had: a record is never written with a plain id.
     fn pseudonyms(&self, taken: &[Taken]) -> Result<(Vec<[u8; 32]>, Vec<usize>), String> {
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        let mut subjects: Vec<&str> = Vec::new();
-        let mut slots = Vec::with_capacity(taken.iter().map(|t| t.batch.entries.len()).sum());
+        let entries: usize = taken.iter().map(|t| t.batch.entries.len()).sum();
+        // Sized for every entry a distinct subject: the index never grows (a rehash of
+        // thousands of subjects costs the writer more than the memory).
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(entries);
+        let mut subjects: Vec<&str> = Vec::with_capacity(entries);
+        let mut slots = Vec::with_capacity(entries);
         for batch in taken {
             for entry in &batch.batch.entries {
                 let subject = match entry {
@@ -982,9 +995,45 @@ impl Writer {
             return Err(format!("the subject keys gave {} keys for {} subjects", keys.len(), subjects.len()));
         }
         let mut pseudonyms = vec![[0u8; 32]; subjects.len()];
-        for ((subject, key), text) in subjects.iter().zip(&keys).zip(&mut pseudonyms) {
-            hex::encode_to_slice(Pseudonym::of(key, subject).as_bytes(), text)
-                .map_err(|e| format!("pseudonym: {e}"))?;
+        let work = |subjects: &[&str], keys: &[crate::keys::SubjectKey], out: &mut [[u8; 32]]| {
+            for ((subject, key), text) in subjects.iter().zip(keys).zip(out) {
+                hex::encode_to_slice(Pseudonym::of(key, subject).as_bytes(), text)
+                    .map_err(|e| format!("pseudonym: {e}"))?;
+            }
+            Ok::<(), String>(())
+        };
+        // An HMAC per distinct subject is most of a large batch's cost, and a synced
+        // batch's caller waits for it: large batches spread it over the cores (the
+        // callers waiting leave theirs idle). Never on a checking thread.
+        let threads = self.threads.min(subjects.len() / PARALLEL_SUBJECTS).max(1);
+        if threads == 1 {
+            work(&subjects, &keys, &mut pseudonyms)?;
+        } else {
+            let chunk = subjects.len().div_ceil(threads);
+            let all_spawned = std::thread::scope(|scope| {
+                let mut handles = Vec::with_capacity(threads);
+                let mut all_spawned = true;
+                let parts = subjects.chunks(chunk).zip(keys.chunks(chunk)).zip(pseudonyms.chunks_mut(chunk));
+                for ((subjects, keys), out) in parts {
+                    // `spawn_scoped` on a Builder returns an error where `spawn` would
+                    // panic (and a writer that panicked would leave callers waiting).
+                    let spawned = std::thread::Builder::new()
+                        .name("consent-guard-audit-hmac".into())
+                        .spawn_scoped(scope, move || work(subjects, keys, out));
+                    match spawned {
+                        Ok(handle) => handles.push(handle),
+                        Err(_) => all_spawned = false,
+                    }
+                }
+                handles
+                    .into_iter()
+                    .try_for_each(|h| h.join().unwrap_or_else(|_| Err("pseudonym thread panicked".into())))
+                    .map(|()| all_spawned)
+            })?;
+            // A thread the system would not give: every pseudonym on this thread.
+            if !all_spawned {
+                work(&subjects, &keys, &mut pseudonyms)?;
+            }
         }
         Ok((pseudonyms, slots))
     }

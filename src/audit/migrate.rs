@@ -138,7 +138,11 @@ pub fn migrate(
     }
     let migration_keys =
         MigrationKeys { store: keys, tombstones: erased.clone(), thrown_away: MemorySubjectKeys::new() };
-    let options = AuditLogOptions::new(Durability::BUFFERED).subject_keys(Arc::new(migration_keys));
+    // A store's keys may be slow to make (a durable write per batch): the queue waits
+    // for the writer rather than fail the migration.
+    let options = AuditLogOptions::new(Durability::BUFFERED)
+        .full_timeout(std::time::Duration::from_secs(300))
+        .subject_keys(Arc::new(migration_keys));
     let log = AuditLog::open_with(to, options).map_err(|e| new(e.to_string()))?;
     let mut failure: Option<String> = None;
     let mut records = 0u64;
