@@ -15,7 +15,7 @@
 //! # Pseudonyms (format 3)
 //!
 //! No record of format `consent-guard-audit-3` holds a subject id: where the id would
-//! be, it holds the subject's [`Pseudonym`](crate::keys::Pseudonym), 32 lowercase hex
+//! be, it holds the subject's [`Pseudonym`], 32 lowercase hex
 //! digits of HMAC-SHA256 under the subject's key, which the consent store keeps
 //! ([`crate::keys`]). Whoever holds the key finds the subject's records (a subject's
 //! export); once the key is destroyed (an erasure) nobody can tell whom they are about,
