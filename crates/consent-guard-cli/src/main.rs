@@ -241,8 +241,9 @@ struct CheckArgs {
     #[arg(long, value_name = "T", value_parser = rfc3339)]
     at: Option<DateTime<Utc>>,
     /// Extension: record every decision in this durable audit log, a directory of
-    /// hash-chained segments (created if absent; verify it with `audit verify`). An
-    /// existing JSON-lines file of the older format is extended instead.
+    /// hash-chained segments (created if absent; verify it with `audit verify`), naming
+    /// subjects by pseudonyms under the store's subject keys. An existing JSON-lines
+    /// file of the older format is refused (it is read-only).
     #[arg(long, value_name = "A")]
     audit: Option<PathBuf>,
     /// Requests: one JSON object, or JSON lines; standard input when absent or `-`.
@@ -275,8 +276,13 @@ only once its record is on disk; decisions share fsyncs). One writer per log: a 
 `check --audit A` at the same time is refused. At the end the log's head (N:HASH) is
 printed on standard error and is in A/head: keep it elsewhere and give it to `audit
 verify --anchor` to catch records removed from the end. If a record cannot be written,
-the access is denied with `audit_unavailable`. An existing regular file A is taken as
-a log of the older one-file JSON-lines format and extended.
+the access is denied with `audit_unavailable`. No record holds a subject id: each names
+its subject by a pseudonym under the subject's key, kept in the store --store names
+(a store that keeps no keys denies every audited decision); without --store, under
+keys held in memory, which end with the command (its records cannot be exported
+afterwards). An existing regular file A (the older one-file format) is refused; a log
+directory of the older format 2 (plain ids) is refused too: `audit migrate` rewrites
+it.
 
 Exit status: 0 when every request got a decision (allow or deny); 2 on bad input
 (malformed JSON, unknown fields or names, a grant without level, a time that is not

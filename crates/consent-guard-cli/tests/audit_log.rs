@@ -580,6 +580,27 @@ mod forgetting {
         assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 3 records"));
     }
 
+    /// `check --audit` never extends a format-2 log (plain ids): it is refused, naming
+    /// `audit migrate`, and left as it was.
+    #[test]
+    fn check_refuses_to_extend_a_format_2_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        fixture(&old);
+        let before = std::fs::read(old.join("segment-00000001.jsonl")).unwrap();
+        let out = cg()
+            .args(["check", "--policy", "examples/policies/exmo.toml", "--audit"])
+            .arg(&old)
+            .arg("tests/data/cli/exmo_requests.jsonl")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("consent-guard audit migrate"), "{stderr}");
+        assert_eq!(std::fs::read(old.join("segment-00000001.jsonl")).unwrap(), before);
+        assert_eq!(segment::segments_in(&old).unwrap(), 1);
+    }
+
     /// What cannot be migrated is refused with exit 2, and nothing is written: a log
     /// that is already of format 3, one that does not verify, a target holding a log.
     #[test]
