@@ -2,11 +2,15 @@
 //! to an [`AuditSink`]. Sinks compose through std types (`Arc`, `Box`, `Option`, `Vec`).
 //!
 //! Shipped sinks: [`NoAuditSink`] (keeps nothing), [`MemoryAuditSink`] (keeps every
-//! record, compactly, in memory) and, with the `json` feature, [`JsonLinesAuditSink`],
-//! a file of JSON lines chained by SHA-256 so that [`verify_log`] can tell an altered,
-//! removed, inserted or reordered record from an intact log; and [`AuditLog`], the
-//! durable log for services: group commit into a directory of hash-chained segments,
-//! `Synced` or `Buffered` ([`Durability`]), compact records for prepared accesses.
+//! record, compactly, in memory) and, with the `json` feature, [`JsonLinesAuditSink`]
+//! (deprecated; plain subject ids, not erasure-safe), a file of JSON lines chained by
+//! SHA-256 so that [`verify_log`] can tell an altered, removed, inserted or reordered
+//! record from an intact log; and [`AuditLog`], the durable log for services: group
+//! commit into a directory of hash-chained segments, `Synced` or `Buffered`
+//! ([`Durability`]), compact records for prepared accesses, and no subject id in any
+//! record: each holds the subject's pseudonym under its key ([`crate::keys`]), so that
+//! destroying the key forgets the subject without breaking the chain. [`migrate`]
+//! rewrites a log of the older format (plain ids) as one of pseudonyms.
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,6 +27,8 @@ mod chain;
 mod log;
 mod memory;
 #[cfg(feature = "json")]
+pub mod migrate;
+#[cfg(feature = "json")]
 pub mod segment;
 #[cfg(feature = "json")]
 #[expect(deprecated, reason = "re-exported for one release, for callers that still write the one-file format")]
@@ -33,7 +39,7 @@ pub use chain::{verify_log, LogVerdict};
 pub use log::{AuditLog, AuditLogOptions, AuditLogStats, Durability};
 pub use memory::MemoryAuditSink;
 #[cfg(feature = "json")]
-pub use segment::{verify_dir, DirVerdict, Head};
+pub use segment::{verify_dir, DirVerdict, Format, Head};
 
 /// What the guard hands to the sink for each decision. The decision's `at` is the
 /// time of the check.
@@ -89,6 +95,60 @@ pub struct OwnedAuditRecord {
     /// The decision given.
     #[serde(deserialize_with = "owned_decision")]
     pub decision: Decision<'static>,
+}
+
+impl OwnedAuditRecord {
+    /// Puts `subject` wherever the record names its subject: the request, the
+    /// decision, and the text of a message read back with it (a message built later
+    /// names the decision's subject). The audit writer puts the pseudonym there; a
+    /// subject's export puts the id back.
+    pub(crate) fn replace_subject(&mut self, subject: &str) {
+        let old = std::mem::replace(&mut self.request.subject, std::borrow::Cow::Owned(subject.to_owned()));
+        if !matches!(self.decision.facts, crate::decision::Facts::Owned(_)) {
+            self.decision = self.decision.clone().into_owned();
+        }
+        if let crate::decision::Facts::Owned(facts) = &mut self.decision.facts {
+            facts.subject = subject.to_owned();
+            if let Some(message) = &mut facts.message {
+                *message = replace_word(message, &old, subject);
+            }
+        }
+    }
+
+    /// [`OwnedAuditRecord::replace_subject`] with the subject's pseudonym, as the audit
+    /// log writes records of format 3.
+    pub(crate) fn pseudonymise(&mut self, pseudonym: &str) {
+        self.replace_subject(pseudonym);
+    }
+}
+
+/// `text` with every occurrence of `word` that stands as a word (no letter, digit, `_`,
+/// `-` or `.` on either side) replaced by `with`: a message names its subject so
+/// (`alice consented to …`, `… for alice`, `alice's consent …`), and an id such as `a`
+/// must not take the `a` out of `ai_training`. An empty `word` is left alone.
+fn replace_word(text: &str, word: &str, with: &str) -> String {
+    if word.is_empty() {
+        return text.to_owned();
+    }
+    let joins = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut before: Option<char> = None;
+    while let Some(at) = rest.find(word) {
+        let (head, tail) = rest.split_at(at);
+        let prior = head.chars().next_back().or(before);
+        let after = tail.get(word.len()..).unwrap_or_default();
+        out.push_str(head);
+        if !joins(prior) && !joins(after.chars().next()) {
+            out.push_str(with);
+        } else {
+            out.push_str(word);
+        }
+        before = word.chars().next_back();
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn owned_request<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<AccessRequest<'static>, D::Error> {
@@ -364,5 +424,19 @@ impl<S: AuditSink> AuditSink for Vec<S> {
         decision: &Decision<'_>,
     ) -> Result<(), AuditError> {
         self.iter().try_for_each(|sink| sink.record_prepared_deferred(template, decision))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_word;
+
+    #[test]
+    fn a_subject_is_replaced_only_where_it_stands_as_a_word() {
+        assert_eq!(replace_word("a consented to ai_training (a.b)", "a", "X"), "X consented to ai_training (a.b)");
+        assert_eq!(replace_word("a's consent to x ended for a", "a", "X"), "X's consent to x ended for X");
+        assert_eq!(replace_word("u1 withdrew; u10 did not", "u1", "X"), "X withdrew; u10 did not");
+        assert_eq!(replace_word("aa", "a", "X"), "aa");
+        assert_eq!(replace_word("nothing", "", "X"), "nothing");
     }
 }

@@ -722,4 +722,15 @@ struct CoverageWire {
     /// Where the log does not verify.
     #[serde(default)]
     problem: Option<String>,
+    /// `found` (the store keeps the subject's key: the records carrying its pseudonym
+    /// are in `decisions`) or `none` (no key: the subject was erased or never audited,
+    /// and no record of a format-3 log can be linked to it); absent when no audit log
+    /// was read, or it is of format 2 (searched by the plain id).
+    #[serde(default)]
+    #[schemars(schema_with = "subject_key")]
+    subject_key: Option<String>,
+}
+
+fn subject_key(_: &mut SchemaGenerator) -> Schema {
+    enumeration(&["found", "none"], "whether the subject's key was found, to find its records by its pseudonym")
 }

@@ -1,7 +1,9 @@
 //! The durable audit log and the redb store under `kill -9` at random moments, while
 //! threads check (synced, one at a time and in batches) and record consent
 //! concurrently. After each kill:
-//! - every decision the child released has its record in the log;
+//! - every decision the child released has its record in the log, under the subject's
+//!   pseudonym (the child's subject keys are derived from the id, so that the parent
+//!   can recompute them after the kill), and no record holds a subject id;
 //! - every consent event it acknowledged is in the store;
 //! - the log verifies: a torn tail (a batch never committed) is reported as such, never
 //!   as tampering, and is cut off by the next open.
@@ -25,7 +27,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use consent_guard::audit::{segment, AuditLog, DirVerdict, Durability};
+use consent_guard::audit::{segment, AuditLog, AuditLogOptions, DirVerdict, Durability};
+use consent_guard::error::StoreError;
+use consent_guard::keys::{Pseudonym, SubjectKey, SubjectKeys};
 use consent_guard::store::{ConsentStore, RedbConsentStore};
 use consent_guard::{AccessRequest, ConsentEvent, DataCategory, Guard, Policy, Purpose};
 
@@ -45,6 +49,25 @@ fn grant(subject: &str) -> ConsentEvent {
     .unwrap()
 }
 
+/// Keys derived from the id (SHA-256 of a label and the id): a test double that the
+/// parent can recompute once the child, and any key it held in memory, is gone.
+#[derive(Debug)]
+struct DerivedKeys;
+
+fn derived_key(subject: &str) -> SubjectKey {
+    use sha2::{Digest, Sha256};
+    SubjectKey::from_bytes(Sha256::digest(format!("audit_crash key\0{subject}")).into())
+}
+
+impl SubjectKeys for DerivedKeys {
+    fn keys_for(&self, subjects: &[&str]) -> Result<Vec<SubjectKey>, StoreError> {
+        Ok(subjects.iter().map(|s| derived_key(s)).collect())
+    }
+    fn key_of(&self, subject: &str) -> Result<Option<SubjectKey>, StoreError> {
+        Ok(Some(derived_key(subject)))
+    }
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}").unwrap();
@@ -60,7 +83,8 @@ fn child_checks_and_records_until_killed() {
     let round: u64 = std::env::var(ROUND_ENV).unwrap().parse().unwrap();
     let dir = Path::new(&dir);
     let store = RedbConsentStore::open(dir.join("store.redb")).unwrap();
-    let log = Arc::new(AuditLog::open(dir.join("audit"), Durability::Synced).unwrap());
+    let options = AuditLogOptions::new(Durability::Synced).subject_keys(Arc::new(DerivedKeys));
+    let log = Arc::new(AuditLog::open_with(dir.join("audit"), options).unwrap());
     let guard = Arc::new(Guard::builder(policy()).audit(log).store(store).build().unwrap());
     let mut threads = Vec::new();
     // Single synced checks, from three threads.
@@ -217,7 +241,9 @@ fn rounds(count: u64, per_directory: u64) {
             })
             .collect();
         for subject in &released {
-            assert!(logged.contains(subject), "round {round}: released decision for {subject} has no record");
+            let pseudonym = Pseudonym::of(&derived_key(subject), subject).to_string();
+            assert!(logged.contains(&pseudonym), "round {round}: released decision for {subject} has no record");
+            assert!(!logged.contains(subject), "round {round}: a record holds the id {subject}");
         }
         // The next open cuts the torn tail off; the log is intact then.
         if audit.exists() {

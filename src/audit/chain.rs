@@ -74,6 +74,11 @@ struct Tail {
 /// Deprecated: the durable [`AuditLog`](super::AuditLog) is the one writable format.
 /// Logs of this one-file format stay readable: [`verify_log`] verifies them and
 /// `consent-guard audit verify | export` read them.
+///
+/// **Not erasure-safe:** it writes every record with the plain subject id, not a
+/// pseudonym (see [`crate::keys`]). Destroying a subject's key forgets nothing of what
+/// it wrote, and the chain forbids taking the ids out. Use [`AuditLog`](super::AuditLog)
+/// with the store's subject keys.
 #[deprecated(note = "write audit records with `AuditLog`; `verify_log` still reads logs of this one-file format")]
 pub struct JsonLinesAuditSink {
     path: PathBuf,

@@ -1,11 +1,18 @@
 //! The durable audit log: group commit of hash-chained records into segment files.
 //!
-//! Checks never take a lock that all threads share. Each thread writes its record into
-//! one of several shards (a buffer behind a mutex that only the threads mapped to it,
-//! and the writer once per batch, take). One writer thread takes every shard's
-//! buffer, adds the template lines a batch needs, chains the batch with SHA-256, writes
-//! it and fsyncs once: every record that arrived while the previous fsync was in flight
-//! joins the next one (group commit). The format is in [`super::segment`].
+//! Checks never take a lock that all threads share. Each thread puts its record, as a
+//! structured entry (template key, subject, code, time, basis; a full record as the
+//! owned record), into one of several shards (a queue behind a mutex that only the
+//! threads mapped to it, and the writer once per batch, take). One writer thread takes
+//! every shard's entries, asks the [`SubjectKeys`] once for the keys of the batch's
+//! distinct subjects, writes each record with the subject's pseudonym in place of its
+//! id (format 3, [`super::segment`]), adds the template lines the batch needs, chains
+//! the batch with SHA-256, writes it and fsyncs once: every record that arrived while
+//! the previous fsync was in flight joins the next one (group commit). Formatting and
+//! pseudonymising happen on the writer thread, never on the checking one.
+//!
+//! Keys and pseudonyms are not cached from one batch to the next: a subject erased in
+//! the store (its key destroyed) gets a new, unrelated key from the next batch on.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -19,9 +26,11 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::segment::{self, hex, Head, FORMAT};
-use super::{AuditRecord, AuditSink};
-use crate::decision::Decision;
+use super::{AuditRecord, AuditSink, OwnedAuditRecord};
+use crate::basis::LegalBasis;
+use crate::decision::{Decision, ReasonCode};
 use crate::error::AuditError;
+use crate::keys::{MemorySubjectKeys, Pseudonym, SubjectKeys};
 use crate::request::AccessRequest;
 
 /// When a record counts as kept, and what a power failure can take.
@@ -55,7 +64,8 @@ impl Durability {
     pub const BUFFERED: Durability = Durability::Buffered { within: Duration::from_millis(10) };
 }
 
-/// How an [`AuditLog`] is set up: durability, segment rotation, queue bounds.
+/// How an [`AuditLog`] is set up: durability, segment rotation, queue bounds, and
+/// where the subject keys come from.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct AuditLogOptions {
@@ -66,9 +76,16 @@ pub struct AuditLogOptions {
     /// A segment is closed once it is this old (one day by default).
     pub segment_age: Duration,
     /// A shard holding this many bytes not yet taken by the writer is full (8 MiB).
+    /// Counted as the subjects' bytes plus a fixed estimate per record (about the
+    /// length of its line): the queue holds entries, not lines.
     pub shard_bytes: usize,
     /// How long `record` waits on a full shard before it fails (1 s by default).
     pub full_timeout: Duration,
+    /// Where the writer gets each subject's key, to write its pseudonym: the consent
+    /// store's keys (`StoreKeys`). `None` (the default): fresh
+    /// [`MemorySubjectKeys`] of the log's own, lost when the process ends, so that
+    /// records written then cannot be found again (by a subject's export) afterwards.
+    pub subject_keys: Option<Arc<dyn SubjectKeys>>,
 }
 
 impl AuditLogOptions {
@@ -80,7 +97,17 @@ impl AuditLogOptions {
             segment_age: Duration::from_secs(24 * 3600),
             shard_bytes: 8 << 20,
             full_timeout: Duration::from_secs(1),
+            subject_keys: None,
         }
+    }
+
+    /// Sets where subject keys come from: the consent store's keys
+    /// ([`crate::store::StoreKeys`] over the store the guard reads), so that a subject's
+    /// records can be found again through its key, and forgotten by destroying it.
+    #[must_use]
+    pub fn subject_keys(mut self, keys: Arc<dyn SubjectKeys>) -> Self {
+        self.subject_keys = Some(keys);
+        self
     }
 
     /// Sets the segment size at which the log rotates.
@@ -140,10 +167,57 @@ const MAX_TEMPLATES: usize = 4096;
 /// Template keys each shard remembers as registered.
 const KNOWN_PER_SHARD: usize = 64;
 
-/// One shard: a buffer of whole lines, and the generation they belong to.
+/// Distinct subjects per thread below which a batch's pseudonyms are computed on the
+/// writer thread alone (a thread costs tens of microseconds; this many HMACs, about a
+/// millisecond).
+const PARALLEL_SUBJECTS: usize = 2048;
+
+/// At most this many threads compute a batch's pseudonyms.
+const MAX_PSEUDONYM_THREADS: usize = 4;
+
+/// What a compact entry counts for in a shard's bytes, beside its subject: about the
+/// rest of its line.
+const COMPACT_BYTES: usize = 48;
+
+/// What a full record counts for in a shard's bytes: about its line.
+const FULL_BYTES: usize = 640;
+
+/// One record as the checking thread leaves it for the writer: nothing formatted,
+/// nothing pseudonymised.
+enum Entry {
+    /// A decision of a registered template; the subject is `subjects[start..end]` of
+    /// its shard's batch.
+    Compact { key: u64, start: usize, end: usize, code: ReasonCode, at: i64, basis: Option<LegalBasis> },
+    /// A record written in full.
+    Full(Box<OwnedAuditRecord>),
+}
+
+/// One shard's queue: its entries, and the subjects of its compact ones.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    /// The subjects of the compact entries, one after another.
+    subjects: String,
+    /// The bytes the queue counts for (see [`AuditLogOptions::shard_bytes`]).
+    bytes: usize,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.subjects.clear();
+        self.bytes = 0;
+    }
+}
+
+/// One shard: a queue of entries, and the generation they belong to.
 #[derive(Default)]
 struct ShardState {
-    buffer: Vec<u8>,
+    buffer: Batch,
     /// The generation of the records now in `buffer` (from 1).
     generation: u64,
     /// Every generation up to this one is on disk.
@@ -153,15 +227,10 @@ struct ShardState {
     /// The templates this shard registered for plain checks, most recent last: a check
     /// asking for one of these accesses is written as a compact record.
     checked: Vec<CheckTemplate>,
-    /// How many records `buffer` holds.
-    records: u64,
-    /// The templates the records in `buffer` name, each once, and the last one added:
-    /// the writer puts their lines before the buffer without reading it line by line.
+    /// The templates the entries in `buffer` name, each once, and the last one added:
+    /// the writer puts their lines before the batch without looking for them.
     keys: Vec<u64>,
     last_key: Option<u64>,
-    /// The last decision time written, as text: checks in the same millisecond (most,
-    /// at a million a second) copy it instead of formatting it again.
-    time: TimeText,
 }
 
 /// The template of plain checks ([`crate::Guard::check`]) that ask for one access:
@@ -198,12 +267,11 @@ impl Default for TimeText {
     }
 }
 
-/// One shard's buffer as the writer took it.
+/// One shard's queue as the writer took it.
 struct Taken {
     shard: usize,
     generation: u64,
-    lines: Vec<u8>,
-    records: u64,
+    batch: Batch,
     keys: Vec<u64>,
 }
 
@@ -223,6 +291,7 @@ struct Shared {
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
     head: Mutex<Head>,
+    subject_keys: Arc<dyn SubjectKeys>,
     commits: AtomicU64,
     fsyncs: AtomicU64,
     records: AtomicU64,
@@ -235,8 +304,12 @@ struct Shared {
 /// promises and can lose, and [`super::segment`] for the format (`consent-guard audit
 /// verify DIR` checks it, `audit export DIR` prints it as full JSON lines).
 ///
+/// - No record holds a subject id: each holds the subject's pseudonym under its key,
+///   from [`AuditLogOptions::subject_keys`] (the consent store's, `StoreKeys`). Without
+///   them the log makes keys of its own in memory, and its records cannot be found
+///   again once the process ends.
 /// - Records of a prepared access ([`crate::Guard::prepare`]) are compact: the template
-///   once per segment, then about 50 bytes per decision.
+///   once per segment, then about 80 bytes per decision.
 /// - One writer per log: the directory's `lock` file is locked exclusively; a second
 ///   opener, in this process or another, gets an error saying so.
 /// - Each open starts a new segment; a torn tail of the last one is cut off first.
@@ -287,14 +360,23 @@ impl AuditLog {
     ///
     /// # Errors
     ///
-    /// When the directory cannot be created or read, another writer holds it, or the log
-    /// is not intact (its chain cannot be continued honestly).
+    /// When the directory cannot be created or read, another writer holds it, the log
+    /// is not intact (its chain cannot be continued honestly), or it is of format 2
+    /// (plain subject ids), which is never extended: `consent-guard audit migrate`
+    /// rewrites it as a new log.
     pub fn open_with(dir: impl AsRef<Path>, options: AuditLogOptions) -> Result<AuditLog, AuditError> {
         let dir = dir.as_ref().to_path_buf();
         let shown = dir.display().to_string();
         std::fs::create_dir_all(&dir).map_err(|e| AuditError::io(format!("cannot create {shown}"), e))?;
         let lock = lock_file(&dir.join("lock"), &shown)?;
         let scan = segment::scan_tail(&dir).map_err(|e| AuditError::io(format!("cannot read audit log {shown}"), e))?;
+        if let Some(format @ segment::Format::PlainIds) = scan.format {
+            return Err(AuditError::new(format!(
+                "audit log {shown} is of format {format}, which holds plain subject ids: it is still read (verify, \
+                 export) but never extended; rewrite it as a new log with `consent-guard audit migrate --from \
+                 {shown} --to NEW --store S` and write to the new one"
+            )));
+        }
         let (head, next) = match scan.verdict {
             segment::DirVerdict::Tampered { segment, line, reason } => {
                 return Err(AuditError::new(format!(
@@ -324,6 +406,7 @@ impl AuditLog {
                 kept: Condvar::new(),
             })
             .collect();
+        let subject_keys = options.subject_keys.clone().unwrap_or_else(|| Arc::new(MemorySubjectKeys::new()));
         let shared = Arc::new(Shared {
             options,
             shards,
@@ -333,6 +416,7 @@ impl AuditLog {
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             head: Mutex::new(head.clone()),
+            subject_keys,
             commits: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
@@ -349,6 +433,8 @@ impl AuditLog {
             out: Vec::with_capacity(1 << 16),
             spare: Vec::new(),
             head_file: None,
+            time: TimeText::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_PSEUDONYM_THREADS),
         };
         let handle = std::thread::Builder::new()
             .name("consent-guard-audit".into())
@@ -361,6 +447,12 @@ impl AuditLog {
     /// The log's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The subject keys the log writes pseudonyms under: what a subject's export must
+    /// look its key up in ([`crate::interchange::export::decisions_about`]).
+    pub fn subject_keys(&self) -> &Arc<dyn SubjectKeys> {
+        &self.shared.subject_keys
     }
 
     /// The head of the chain as last committed.
@@ -425,18 +517,17 @@ impl AuditLog {
         let index = THREAD_NUMBER.with(|n| *n) % SHARDS;
         let shard = shared.shards.get(index).ok_or_else(|| AuditError::new("no shard"))?;
         let mut state = shared.lock(shard)?;
-        if state.buffer.len() >= shared.options.shard_bytes {
+        if state.buffer.bytes >= shared.options.shard_bytes {
             state = shared.wait_for_room(shard, state)?;
         }
         Ok((shard, state))
     }
 
-    /// Writes the record's line into this thread's shard; returns the shard and the
+    /// Puts the record's entry into this thread's shard; returns the shard and the
     /// generation to wait for.
     fn put(&self, record: &AuditRecord<'_>) -> Result<(&Shard, u64), AuditError> {
         let shared = &*self.shared;
         let (shard, mut state) = self.shard()?;
-        let start = state.buffer.len();
         let compact = match record.template_key() {
             Some(key) if state.known.contains(&key) => Some(key),
             Some(key) if shared.register(key, record)? => {
@@ -449,47 +540,39 @@ impl AuditLog {
             Some(_) => None,
             None => shared.check_template(&mut state.checked, record)?,
         };
-        let written = match compact {
-            Some(key) => {
-                let ShardState { buffer, time, .. } = &mut *state;
-                write_compact(buffer, time, key, &record.request.subject, record.decision)
+        match compact {
+            Some(key) => push_compact(&mut state.buffer, key, &record.request.subject, record.decision),
+            None => {
+                let full = record.to_owned_record();
+                state.buffer.bytes += FULL_BYTES + full.request.subject.len();
+                state.buffer.entries.push(Entry::Full(Box::new(full)));
             }
-            None => write_full(&mut state.buffer, record),
-        };
-        self.kept(shard, state, start, written, compact)
+        }
+        Ok(self.kept(shard, state, compact))
     }
 
     /// [`AuditLog::put`] for a check of a prepared access whose template this shard
-    /// has registered: the compact line is written from the decision alone, with no
+    /// has registered: the compact entry is made from the decision alone, with no
     /// request built. Any other goes through `put` with the request built.
     fn put_prepared(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(&Shard, u64), AuditError> {
         if let Some(key) = super::template_key_of(decision) {
             let (shard, mut state) = self.shard()?;
             if state.known.contains(&key) {
-                let start = state.buffer.len();
-                let ShardState { buffer, time, .. } = &mut *state;
-                let written = write_compact(buffer, time, key, decision.subject(), decision);
-                return self.kept(shard, state, start, written, Some(key));
+                push_compact(&mut state.buffer, key, decision.subject(), decision);
+                return Ok(self.kept(shard, state, Some(key)));
             }
         }
         self.put(&AuditRecord { request: &template.for_subject(decision.subject()), decision })
     }
 
-    /// Counts a line just written into the shard (or takes back a line that failed),
-    /// and wakes the writer when the shard fills.
+    /// Notes the template of an entry just put into the shard, and wakes the writer
+    /// when the shard fills.
     fn kept<'s>(
         &self,
         shard: &'s Shard,
         mut state: MutexGuard<'s, ShardState>,
-        start: usize,
-        written: Result<(), AuditError>,
         compact: Option<u64>,
-    ) -> Result<(&'s Shard, u64), AuditError> {
-        if let Err(e) = written {
-            state.buffer.truncate(start);
-            return Err(e);
-        }
-        state.records += 1;
+    ) -> (&'s Shard, u64) {
         if let Some(key) = compact {
             if state.last_key != Some(key) {
                 if !state.keys.contains(&key) {
@@ -499,12 +582,12 @@ impl AuditLog {
             }
         }
         let generation = state.generation;
-        let large = state.buffer.len() >= self.shared.options.shard_bytes / 2;
+        let large = state.buffer.bytes >= self.shared.options.shard_bytes / 2;
         drop(state);
         if large {
             self.shared.wake();
         }
-        Ok((shard, generation))
+        (shard, generation)
     }
 }
 
@@ -558,7 +641,7 @@ impl Shared {
     ) -> Result<MutexGuard<'s, ShardState>, AuditError> {
         let deadline = Instant::now() + self.options.full_timeout;
         self.wake();
-        while state.buffer.len() >= self.options.shard_bytes {
+        while state.buffer.bytes >= self.options.shard_bytes {
             self.check_failed()?;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -655,22 +738,39 @@ fn json_error(e: serde_json::Error) -> AuditError {
     AuditError::new(format!("cannot serialise record: {e}"))
 }
 
-/// `[K,"subject","code",at]` or with `,"basis"` on an allow.
+/// The compact entry of a decision of template `key`: the subject copied into the
+/// batch's subjects, the rest as values. Nothing is formatted here.
+fn push_compact(batch: &mut Batch, key: u64, subject: &str, decision: &Decision<'_>) {
+    let start = batch.subjects.len();
+    batch.subjects.push_str(subject);
+    batch.bytes += COMPACT_BYTES + subject.len();
+    batch.entries.push(Entry::Compact {
+        key,
+        start,
+        end: batch.subjects.len(),
+        code: decision.code,
+        at: decision.at,
+        basis: decision.basis,
+    });
+}
+
+/// `[K,"<pseudonym>","code",at]` or with `,"basis"` on an allow.
 fn write_compact(
     out: &mut Vec<u8>,
     time: &mut TimeText,
     key: u64,
-    subject: &str,
-    decision: &Decision<'_>,
-) -> Result<(), AuditError> {
+    pseudonym: &[u8],
+    code: ReasonCode,
+    at: i64,
+    basis: Option<LegalBasis>,
+) {
     out.push(b'[');
     push_u64(out, key);
-    out.push(b',');
-    push_str(out, subject)?;
     out.extend_from_slice(b",\"");
-    out.extend_from_slice(decision.code.as_str().as_bytes());
+    out.extend_from_slice(pseudonym);
+    out.extend_from_slice(b"\",\"");
+    out.extend_from_slice(code.as_str().as_bytes());
     out.extend_from_slice(b"\",");
-    let at = decision.at;
     if time.at != at {
         time.text.clear();
         if at < 0 {
@@ -680,36 +780,25 @@ fn write_compact(
         time.at = at;
     }
     out.extend_from_slice(&time.text);
-    if let Some(basis) = decision.basis {
+    if let Some(basis) = basis {
         out.extend_from_slice(b",\"");
         out.extend_from_slice(basis.as_str().as_bytes());
         out.push(b'"');
     }
     out.extend_from_slice(b"]\n");
-    Ok(())
 }
 
-fn write_full(out: &mut Vec<u8>, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+/// `{"record":…}` with the pseudonym wherever the record held the subject.
+fn write_full(out: &mut Vec<u8>, record: &mut OwnedAuditRecord, pseudonym: &str) -> Result<(), String> {
+    record.pseudonymise(pseudonym);
     out.extend_from_slice(b"{\"record\":");
-    serde_json::to_writer(&mut *out, record).map_err(json_error)?;
+    serde_json::to_writer(&mut *out, &*record).map_err(|e| format!("cannot serialise record: {e}"))?;
     out.extend_from_slice(b"}\n");
     Ok(())
 }
 
 fn push_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-}
-
-/// A JSON string; plain ASCII without quotes, backslashes or controls is copied as is.
-fn push_str(out: &mut Vec<u8>, text: &str) -> Result<(), AuditError> {
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-        Ok(())
-    } else {
-        serde_json::to_writer(out, text).map_err(json_error)
-    }
 }
 
 fn lock_file(path: &Path, shown: &str) -> Result<File, AuditError> {
@@ -798,8 +887,13 @@ struct Writer {
     /// Templates written to the open segment.
     written: HashSet<u64>,
     out: Vec<u8>,
-    spare: Vec<Vec<u8>>,
+    spare: Vec<Batch>,
     head_file: Option<File>,
+    /// The last decision time written, as text: records of the same millisecond (most,
+    /// at a million a second) copy it instead of formatting it again.
+    time: TimeText,
+    /// How many threads may compute a large batch's pseudonyms.
+    threads: usize,
 }
 
 impl Writer {
@@ -819,7 +913,10 @@ impl Writer {
                 std::thread::park_timeout(interval);
                 continue;
             }
-            if let Err(e) = self.commit(&taken) {
+            let mut taken = taken;
+            if let Err(e) = self.commit(&mut taken) {
+                // Whatever was formatted of the batch is not written.
+                self.out.clear();
                 self.shared.fail(e);
                 return;
             }
@@ -841,37 +938,112 @@ impl Writer {
                 continue;
             }
             let fresh = self.spare.pop().unwrap_or_default();
-            let lines = std::mem::replace(&mut state.buffer, fresh);
+            let batch = std::mem::replace(&mut state.buffer, fresh);
             let generation = state.generation;
             state.generation = generation.saturating_add(1);
-            let records = std::mem::take(&mut state.records);
             let keys = std::mem::take(&mut state.keys);
             state.last_key = None;
             drop(state);
             // Waiters on a full queue may go on.
             shard.kept.notify_all();
-            taken.push(Taken { shard: index, generation, lines, records, keys });
+            taken.push(Taken { shard: index, generation, batch, keys });
         }
         taken
     }
 
     fn publish(&mut self, taken: Vec<Taken>) {
-        for Taken { shard: index, generation, mut lines, .. } in taken {
+        for Taken { shard: index, generation, mut batch, .. } in taken {
             if let Some(shard) = self.shared.shards.get(index) {
                 if let Ok(mut state) = shard.state.lock() {
                     state.durable = state.durable.max(generation);
                 }
                 shard.kept.notify_all();
             }
-            lines.clear();
-            if lines.capacity() <= self.shared.options.shard_bytes.saturating_mul(2) {
-                self.spare.push(lines);
+            batch.clear();
+            if batch.subjects.capacity() <= self.shared.options.shard_bytes.saturating_mul(2) {
+                self.spare.push(batch);
             }
         }
     }
 
+    /// The pseudonyms of the batch, as 32 hex digits: one per distinct subject, from
+    /// one call to the subject keys; and, for each entry of the batch in order, the
+    /// index of its subject's. Fails (and nothing of the batch is written) when the
+    /// keys cannot be had: a record is never written with a plain id.
+    fn pseudonyms(&self, taken: &[Taken]) -> Result<(Vec<[u8; 32]>, Vec<usize>), String> {
+        let entries: usize = taken.iter().map(|t| t.batch.entries.len()).sum();
+        // Sized for every entry a distinct subject: the index never grows (a rehash of
+        // thousands of subjects costs the writer more than the memory).
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(entries);
+        let mut subjects: Vec<&str> = Vec::with_capacity(entries);
+        let mut slots = Vec::with_capacity(entries);
+        for batch in taken {
+            for entry in &batch.batch.entries {
+                let subject = match entry {
+                    Entry::Compact { start, end, .. } => batch.batch.subjects.get(*start..*end).unwrap_or_default(),
+                    Entry::Full(record) => &record.request.subject,
+                };
+                let slot = *index.entry(subject).or_insert_with(|| {
+                    subjects.push(subject);
+                    subjects.len() - 1
+                });
+                slots.push(slot);
+            }
+        }
+        let keys = self.shared.subject_keys.keys_for(&subjects).map_err(|e| format!("cannot get subject keys: {e}"))?;
+        if keys.len() != subjects.len() {
+            return Err(format!("the subject keys gave {} keys for {} subjects", keys.len(), subjects.len()));
+        }
+        let mut pseudonyms = vec![[0u8; 32]; subjects.len()];
+        let work = |subjects: &[&str], keys: &[crate::keys::SubjectKey], out: &mut [[u8; 32]]| {
+            for ((subject, key), text) in subjects.iter().zip(keys).zip(out) {
+                hex::encode_to_slice(Pseudonym::of(key, subject).as_bytes(), text)
+                    .map_err(|e| format!("pseudonym: {e}"))?;
+            }
+            Ok::<(), String>(())
+        };
+        // An HMAC per distinct subject is most of a large batch's cost, and a synced
+        // batch's caller waits for it: large batches spread it over the cores (the
+        // callers waiting leave theirs idle). Never on a checking thread.
+        let threads = self.threads.min(subjects.len() / PARALLEL_SUBJECTS).max(1);
+        if threads == 1 {
+            work(&subjects, &keys, &mut pseudonyms)?;
+        } else {
+            let chunk = subjects.len().div_ceil(threads);
+            let all_spawned = std::thread::scope(|scope| {
+                let mut handles = Vec::with_capacity(threads);
+                let mut all_spawned = true;
+                let parts = subjects.chunks(chunk).zip(keys.chunks(chunk)).zip(pseudonyms.chunks_mut(chunk));
+                for ((subjects, keys), out) in parts {
+                    // `spawn_scoped` on a Builder returns an error where `spawn` would
+                    // panic (and a writer that panicked would leave callers waiting).
+                    let spawned = std::thread::Builder::new()
+                        .name("consent-guard-audit-hmac".into())
+                        .spawn_scoped(scope, move || work(subjects, keys, out));
+                    match spawned {
+                        Ok(handle) => handles.push(handle),
+                        Err(_) => all_spawned = false,
+                    }
+                }
+                handles
+                    .into_iter()
+                    .try_for_each(|h| h.join().unwrap_or_else(|_| Err("pseudonym thread panicked".into())))
+                    .map(|()| all_spawned)
+            })?;
+            // A thread the system would not give: every pseudonym on this thread.
+            if !all_spawned {
+                work(&subjects, &keys, &mut pseudonyms)?;
+            }
+        }
+        Ok((pseudonyms, slots))
+    }
+
     /// Writes one batch and its commit line, fsyncs, and writes the head file.
-    fn commit(&mut self, taken: &[Taken]) -> Result<(), String> {
+    fn commit(&mut self, taken: &mut [Taken]) -> Result<(), String> {
+        // Keys first: if they cannot be had, nothing of the batch is written, and no
+        // segment is opened for it.
+        let (pseudonyms, slots) = self.pseudonyms(taken)?;
+        let mut slots = slots.into_iter();
         let rotate = match &self.file {
             None => true,
             Some((_, len, created)) => {
@@ -884,8 +1056,8 @@ impl Writer {
         let mut records = 0u64;
         {
             let templates = self.shared.templates.lock().map_err(|_| "template registry poisoned".to_owned())?;
-            for batch in taken {
-                // A template's line comes before the first buffer that names it.
+            for batch in taken.iter_mut() {
+                // A template's line comes before the first batch that names it.
                 for key in &batch.keys {
                     if self.written.insert(*key) {
                         let Some(template) = templates.get(key) else {
@@ -897,8 +1069,21 @@ impl Writer {
                         self.out.extend_from_slice(template);
                     }
                 }
-                self.out.extend_from_slice(&batch.lines);
-                records += batch.records;
+                let Batch { entries, .. } = &mut batch.batch;
+                for entry in entries.iter_mut() {
+                    let pseudonym = slots.next().and_then(|slot| pseudonyms.get(slot));
+                    let pseudonym = pseudonym.ok_or("a record without a pseudonym")?;
+                    match entry {
+                        Entry::Compact { key, code, at, basis, .. } => {
+                            write_compact(&mut self.out, &mut self.time, *key, pseudonym, *code, *at, *basis);
+                        }
+                        Entry::Full(record) => {
+                            let text = std::str::from_utf8(pseudonym).map_err(|e| format!("pseudonym: {e}"))?;
+                            write_full(&mut self.out, record, text)?;
+                        }
+                    }
+                }
+                records += entries.len() as u64;
             }
         }
         let seq = self.head.seq.checked_add(records).ok_or_else(|| "audit log is full".to_owned())?;

@@ -6,11 +6,26 @@
 //!
 //! | line | meaning |
 //! |---|---|
-//! | `{"segment":N,"format":"consent-guard-audit-2","seq":S,"prev":"<hex>"}` | first line of segment N: the chain so far holds S records and ends with hash `prev` |
-//! | `{"template":K,"request":{…},"policy":…,"policy_version":…,"clause":…}` | a template (a prepared access, or an access plain checks asked for), written once per segment before its first decision |
-//! | `[K,"subject","code",at]` or `[K,"subject","code",at,"basis"]` | one decision of template K: the compact record (time in ms since the epoch) |
-//! | `{"record":{"request":{…},"decision":{…}}}` | one decision of a plain check, in full |
+//! | `{"segment":N,"format":"consent-guard-audit-3","seq":S,"prev":"<hex>"}` | first line of segment N: the chain so far holds S records and ends with hash `prev` |
+//! | `{"template":K,"request":{…},"policy":…,"policy_version":…,"clause":…}` | a template (a prepared access, or an access plain checks asked for; its subject is `""`), written once per segment before its first decision |
+//! | `[K,"<pseudonym>","code",at]` or `[K,"<pseudonym>","code",at,"basis"]` | one decision of template K: the compact record (time in ms since the epoch) |
+//! | `{"record":{"request":{…},"decision":{…}}}` | one decision of a plain check, in full; its `request.subject` and `decision.subject` are the pseudonym, and so is the subject its `decision.message` names |
 //! | `{"commit":S,"records":n,"prev":"<hex>","hash":"<hex>"}` | the end of a batch: the chain now holds S records, n of them in this batch |
+//!
+//! # Pseudonyms (format 3)
+//!
+//! No record of format `consent-guard-audit-3` holds a subject id: where the id would
+//! be, it holds the subject's [`Pseudonym`], 32 lowercase hex
+//! digits of HMAC-SHA256 under the subject's key, which the consent store keeps
+//! ([`crate::keys`]). Whoever holds the key finds the subject's records (a subject's
+//! export); once the key is destroyed (an erasure) nobody can tell whom they are about,
+//! and the chain still verifies. A format-3 record whose subject is not a pseudonym
+//! does not verify.
+//!
+//! Format `consent-guard-audit-2` wrote the plain id in the same places. Its logs are
+//! still read (verified, exported, searched by plain id), never extended: a log holds
+//! one format, and [`migrate`](super::migrate) rewrites a format-2 log as a new
+//! format-3 one.
 //!
 //! A commit's `hash` is the SHA-256 of the exact bytes of every line since the previous
 //! commit line (or since the start of the file), followed by the commit line itself up
@@ -36,10 +51,48 @@ use sha2::{Digest, Sha256};
 use super::OwnedAuditRecord;
 use crate::basis::LegalBasis;
 use crate::decision::{Decision, Detail, Facts, OwnedFacts, ReasonCode};
+use crate::keys::Pseudonym;
 use crate::request::AccessRequest;
 
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-pub(crate) const FORMAT: &str = "consent-guard-audit-2";
+/// The format [`AuditLog`](super::AuditLog) writes: pseudonyms, no subject ids.
+pub(crate) const FORMAT: &str = "consent-guard-audit-3";
+/// The format before: plain subject ids; read, never written.
+pub(crate) const FORMAT_2: &str = "consent-guard-audit-2";
+
+/// The format of a log's segments: what its records hold where the subject would be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// `consent-guard-audit-2`: the plain subject id (read, never written).
+    PlainIds,
+    /// `consent-guard-audit-3`: the subject's pseudonym under its key.
+    Pseudonyms,
+}
+
+impl Format {
+    /// The name in a segment's header.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::PlainIds => FORMAT_2,
+            Format::Pseudonyms => FORMAT,
+        }
+    }
+
+    fn parse(name: &str) -> Option<Format> {
+        match name {
+            FORMAT_2 => Some(Format::PlainIds),
+            FORMAT => Some(Format::Pseudonyms),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 pub(crate) const HASH_MARK: &[u8] = b",\"hash\":\"";
 const PREFIX: &str = "segment-";
 const SUFFIX: &str = ".jsonl";
@@ -145,6 +198,8 @@ pub(crate) struct Scan {
     pub(crate) commits: Vec<Head>,
     /// The last segment's number and path, and the length of its committed part.
     pub(crate) last: Option<(u64, PathBuf, u64)>,
+    /// The format of the segments read (the first whose header could be read).
+    pub(crate) format: Option<Format>,
 }
 
 /// Verifies a directory of segments: the chain across every segment, and that only the
@@ -154,7 +209,7 @@ pub(crate) struct Scan {
 ///
 /// Only when a file cannot be read; a broken chain is a [`DirVerdict`].
 pub fn verify_dir(dir: impl AsRef<Path>) -> std::io::Result<DirVerdict> {
-    scan_dir(dir.as_ref(), &mut |_| {}).map(|scan| scan.verdict)
+    scan_dir(dir.as_ref(), &mut |_, _| {}).map(|scan| scan.verdict)
 }
 
 /// The commit points of a log: `(records, hash)` after each commit, genesis first, if
@@ -164,7 +219,25 @@ pub fn verify_dir(dir: impl AsRef<Path>) -> std::io::Result<DirVerdict> {
 ///
 /// When a file cannot be read.
 pub fn commit_points(dir: impl AsRef<Path>) -> std::io::Result<Vec<Head>> {
-    scan_dir(dir.as_ref(), &mut |_| {}).map(|scan| scan.commits)
+    scan_dir(dir.as_ref(), &mut |_, _| {}).map(|scan| scan.commits)
+}
+
+/// The format of a log's segments: `None` for a directory without a readable segment
+/// header. Reads the first line of the first segment only.
+///
+/// # Errors
+///
+/// When a file cannot be read.
+pub fn format_of(dir: impl AsRef<Path>) -> std::io::Result<Option<Format>> {
+    for (_, path) in segments(dir.as_ref())? {
+        let mut first = Vec::new();
+        super::chain::read_line_bounded(&mut BufReader::new(File::open(path)?), &mut first)?;
+        let Some(body) = first.strip_suffix(b"\n") else { continue };
+        if let Ok(header) = serde_json::from_slice::<HeaderLine>(body) {
+            return Ok(Format::parse(&header.format));
+        }
+    }
+    Ok(None)
 }
 
 /// A template as read back.
@@ -221,8 +294,11 @@ struct Pending {
     items: Vec<OwnedAuditRecord>,
 }
 
+/// What a scan hands each committed record to: its segment's format and the record.
+pub(crate) type Emit<'e> = dyn FnMut(Format, OwnedAuditRecord) + 'e;
+
 /// Scans every segment; `emit` gets every committed record, in order.
-pub(crate) fn scan_dir(dir: &Path, emit: &mut dyn FnMut(OwnedAuditRecord)) -> std::io::Result<Scan> {
+pub(crate) fn scan_dir(dir: &Path, emit: &mut Emit<'_>) -> std::io::Result<Scan> {
     scan_from(segments(dir)?, Head::genesis(), emit)
 }
 
@@ -238,15 +314,16 @@ pub(crate) fn scan_tail(dir: &Path) -> std::io::Result<Scan> {
         let Some(body) = first.strip_suffix(b"\n") else { continue };
         if let Ok(header) = serde_json::from_slice::<HeaderLine>(body) {
             let head = Head { seq: header.seq, hash: header.prev };
-            return scan_from(files.get(start..).unwrap_or_default().to_vec(), head, &mut |_| {});
+            return scan_from(files.get(start..).unwrap_or_default().to_vec(), head, &mut |_, _| {});
         }
     }
-    scan_from(files, Head::genesis(), &mut |_| {})
+    scan_from(files, Head::genesis(), &mut |_, _| {})
 }
 
-fn scan_from(files: Vec<(u64, PathBuf)>, start: Head, emit: &mut dyn FnMut(OwnedAuditRecord)) -> std::io::Result<Scan> {
+fn scan_from(files: Vec<(u64, PathBuf)>, start: Head, emit: &mut Emit<'_>) -> std::io::Result<Scan> {
     let mut head = start;
     let mut commits = vec![head.clone()];
+    let mut format = None;
     let count = files.len() as u64;
     let mut last = None;
     let mut expected_number = files.first().map_or(1, |(n, _)| *n);
@@ -257,7 +334,7 @@ fn scan_from(files: Vec<(u64, PathBuf)>, start: Head, emit: &mut dyn FnMut(Owned
         }
         expected_number = number.saturating_add(1);
         let reader = BufReader::new(File::open(path)?);
-        match scan_segment(reader, *number, &mut head, &mut commits, emit)? {
+        match scan_segment(reader, *number, &mut head, &mut commits, &mut format, emit)? {
             SegmentEnd::Clean { committed } => {
                 last = Some((*number, path.clone(), committed));
             }
@@ -274,16 +351,17 @@ fn scan_from(files: Vec<(u64, PathBuf)>, start: Head, emit: &mut dyn FnMut(Owned
                     verdict: DirVerdict::TornTail { head, segments: count, segment: *number, bytes },
                     commits,
                     last: Some((*number, path.clone(), committed)),
+                    format,
                 });
             }
             SegmentEnd::Tampered { line, reason } => return Ok(tampered(*number, line, reason, commits)),
         }
     }
-    Ok(Scan { verdict: DirVerdict::Intact { head, segments: count }, commits, last })
+    Ok(Scan { verdict: DirVerdict::Intact { head, segments: count }, commits, last, format })
 }
 
 fn tampered(segment: u64, line: u64, reason: String, commits: Vec<Head>) -> Scan {
-    Scan { verdict: DirVerdict::Tampered { segment, line, reason }, commits, last: None }
+    Scan { verdict: DirVerdict::Tampered { segment, line, reason }, commits, last: None, format: None }
 }
 
 enum SegmentEnd {
@@ -297,7 +375,8 @@ fn scan_segment(
     number: u64,
     head: &mut Head,
     commits: &mut Vec<Head>,
-    emit: &mut dyn FnMut(OwnedAuditRecord),
+    log_format: &mut Option<Format>,
+    emit: &mut Emit<'_>,
 ) -> std::io::Result<SegmentEnd> {
     let mut buffer = Vec::with_capacity(256);
     let mut hasher = Sha256::new();
@@ -311,6 +390,8 @@ fn scan_segment(
     // A line that cannot be read is tampering only if a commit follows it: after the
     // last commit it is part of a batch never acknowledged (a torn tail).
     let mut unreadable: Option<(u64, String)> = None;
+    // Until the header is read: the log's format, as the segments before had it.
+    let mut format = log_format.unwrap_or(Format::Pseudonyms);
     loop {
         buffer.clear();
         let (read, over) = super::chain::read_line_bounded(&mut reader, &mut buffer)?;
@@ -336,8 +417,12 @@ fn scan_segment(
         if line_number == 1 {
             // The header is part of the segment's first batch: one that cannot be read
             // is tampering only if a commit follows it.
-            if let Err(reason) = check_header(body, number, head) {
-                unreadable = Some((1, reason));
+            match check_header(body, number, head, *log_format) {
+                Ok(found) => {
+                    format = found;
+                    log_format.get_or_insert(found);
+                }
+                Err(reason) => unreadable = Some((1, reason)),
             }
             hasher.update(&buffer);
             continue;
@@ -380,7 +465,7 @@ fn scan_segment(
             committed = offset;
             batch_records = 0;
             for record in pending.items.drain(..) {
-                emit(record);
+                emit(format, record);
             }
             continue;
         }
@@ -397,6 +482,10 @@ fn scan_segment(
                     continue;
                 }
             };
+            if format == Format::Pseudonyms && Pseudonym::parse(&line.1).is_none() {
+                defer("a record of format 3 whose subject is not a pseudonym".into());
+                continue;
+            }
             let Some(template) = templates.get(&line.0) else {
                 defer(format!("names template {} that this segment does not define", line.0));
                 continue;
@@ -411,6 +500,14 @@ fn scan_segment(
             batch_records += 1;
         } else if body.starts_with(b"{\"record\":") {
             match serde_json::from_slice::<RecordLine>(body) {
+                Ok(line)
+                    if format == Format::Pseudonyms
+                        && (Pseudonym::parse(&line.record.request.subject).is_none()
+                            || line.record.request.subject != line.record.decision.subject()) =>
+                {
+                    defer("a record of format 3 whose subject is not a pseudonym".into());
+                    continue;
+                }
                 Ok(line) => pending.items.push(line.record),
                 Err(e) => {
                     defer(format!("malformed record: {e}"));
@@ -440,11 +537,14 @@ fn scan_segment(
 }
 
 /// Checks a segment's first line: the header of segment `number`, continuing the
-/// chain at `head`.
-fn check_header(body: &[u8], number: u64, head: &Head) -> Result<(), String> {
+/// chain at `head`, in the log's format if it has one yet; returns its format.
+fn check_header(body: &[u8], number: u64, head: &Head, log_format: Option<Format>) -> Result<Format, String> {
     let header: HeaderLine = serde_json::from_slice(body).map_err(|e| format!("not a segment header: {e}"))?;
-    if header.format != FORMAT {
-        return Err(format!("format `{}` is not `{FORMAT}`", header.format));
+    let Some(format) = Format::parse(&header.format) else {
+        return Err(format!("format `{}` is neither `{FORMAT}` nor `{FORMAT_2}`", header.format));
+    };
+    if let Some(expected) = log_format.filter(|f| *f != format) {
+        return Err(format!("format `{format}` in a log of format `{expected}`: a log holds one format"));
     }
     if header.segment != number {
         return Err(format!("header names segment {} in the file of segment {number}", header.segment));
@@ -455,7 +555,7 @@ fn check_header(body: &[u8], number: u64, head: &Head) -> Result<(), String> {
             header.seq, header.prev, head
         ));
     }
-    Ok(())
+    Ok(format)
 }
 
 /// The full record of a compact one.
@@ -499,7 +599,7 @@ fn rebuild(template: &Template, line: CompactLine) -> Result<OwnedAuditRecord, S
 /// When a file cannot be read or `out` cannot be written.
 pub fn export(dir: impl AsRef<Path>, out: &mut dyn Write) -> std::io::Result<DirVerdict> {
     let mut failure: Option<std::io::Error> = None;
-    let scan = scan_dir(dir.as_ref(), &mut |record| {
+    let scan = scan_dir(dir.as_ref(), &mut |_, record| {
         if failure.is_none() {
             let written = serde_json::to_writer(&mut *out, &record)
                 .map_err(std::io::Error::other)
@@ -517,12 +617,26 @@ pub fn export(dir: impl AsRef<Path>, out: &mut dyn Write) -> std::io::Result<Dir
 
 /// Hands every committed record of a log to `emit`, in log order, compact records
 /// expanded with their template; returns the verdict of the whole log. Records after
-/// the first tampered line are not handed.
+/// the first tampered line are not handed. The subject of a record of format 3 is its
+/// pseudonym ([`for_each_record_of`] says which format each record has).
 ///
 /// # Errors
 ///
 /// When a file cannot be read.
 pub fn for_each_record(dir: impl AsRef<Path>, emit: &mut dyn FnMut(OwnedAuditRecord)) -> std::io::Result<DirVerdict> {
+    scan_dir(dir.as_ref(), &mut |_, record| emit(record)).map(|scan| scan.verdict)
+}
+
+/// [`for_each_record`], handing each record with the format of its segment: whether
+/// its subject is a plain id (format 2) or a pseudonym (format 3).
+///
+/// # Errors
+///
+/// When a file cannot be read.
+pub fn for_each_record_of(
+    dir: impl AsRef<Path>,
+    emit: &mut dyn FnMut(Format, OwnedAuditRecord),
+) -> std::io::Result<DirVerdict> {
     scan_dir(dir.as_ref(), emit).map(|scan| scan.verdict)
 }
 
@@ -547,7 +661,7 @@ mod tests {
     fn an_endless_line_is_tampering_located_in_bounded_memory() {
         let endless = std::io::BufReader::new(std::io::repeat(b'x'));
         let (mut head, mut commits) = (Head::genesis(), Vec::new());
-        match scan_segment(endless, 1, &mut head, &mut commits, &mut |_| {}).unwrap() {
+        match scan_segment(endless, 1, &mut head, &mut commits, &mut None, &mut |_, _| {}).unwrap() {
             SegmentEnd::Tampered { line, reason } => {
                 assert_eq!(line, 1);
                 assert!(reason.contains("longer than 64 MiB"), "{reason}");

@@ -1,4 +1,4 @@
-//! `audit verify` and `audit export`: the hash chain of an audit log (a directory of
+//! `audit verify`, `audit export` and `audit migrate`: the hash chain of an audit log (a directory of
 //! segments written by [`AuditLog`](consent_guard::audit::AuditLog), or one JSON-lines file of the older
 //! [`JsonLinesAuditSink`](consent_guard::audit::JsonLinesAuditSink)), optionally
 //! against an anchor kept outside it; and its records as full JSON lines.
@@ -252,6 +252,32 @@ pub(crate) fn export(path: &Path) -> Result<ExitCode, CliError> {
     }
     out.flush().map_err(CliError::Output)?;
     Ok(if tampered { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `audit migrate`: the format-2 log `from` rewritten as a new format-3 log `to`
+/// under the subject keys of the store `spec`; prints both heads and what the
+/// operator must do next. 0 migrated, 2 not.
+pub(crate) fn migrate(from: &Path, to: &Path, spec: &str) -> Result<ExitCode, CliError> {
+    use consent_guard::store::{ConsentStore, StoreKeys};
+    use std::sync::Arc;
+    let store: Arc<dyn ConsentStore> = Arc::from(crate::store::open_store(spec, crate::store::Mode::Writable)?);
+    let failed =
+        |e: consent_guard::error::StoreError| CliError::Store { store: spec.to_owned(), message: e.to_string() };
+    let erased = store.tombstones().map_err(failed)?;
+    let migrated = consent_guard::audit::migrate::migrate(from, to, Arc::new(StoreKeys(Arc::clone(&store))), erased)
+        .map_err(|e| CliError::Audit { file: "audit migrate".to_owned(), message: crate::with_sources(&e) })?;
+    let (old, new) = (display(from), display(to));
+    say(
+        format!(
+            "{old}: format 2, intact: head {}\n{new}: format 3, {} records written: head {}\n\
+             {} records of erased subjects were written under keys now thrown away.\n\
+             The new log is a new chain: anchors of the old log do not apply to it; keep the new head instead.\n\
+             {old} still holds plain subject ids: check the new log (`consent-guard audit verify {new} --anchor {}`), \
+             then delete {old} yourself.",
+            migrated.old_head, migrated.records, migrated.new_head, migrated.unlinked, migrated.new_head
+        ),
+        0,
+    )
 }
 
 fn say(line: String, code: u8) -> Result<ExitCode, CliError> {

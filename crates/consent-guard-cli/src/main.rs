@@ -12,6 +12,7 @@
 //! | `test FILE...` | 0 every case passed, 1 a case failed, 2 unreadable or invalid file |
 //! | `audit verify A [--anchor N:HASH]` | 0 intact, 1 tampered, 2 unreadable |
 //! | `audit export A` | 0 intact, 1 tampered (records before it printed), 2 unreadable |
+//! | `audit migrate --from OLD --to NEW --store S` | 0 migrated, 2 not migrated (the old log does not verify, is not of format 2, or the new one cannot be written) |
 //! | `history --store S --subject U` | 0, 2 unreadable store |
 //! | `export SUBJECT --store S [--audit A]` | 0, 1 the audit log does not verify (the export holds what precedes the damage), 2 unreadable |
 //! | `quarantine --policy P --store S` | 0 none, 1 events quarantined, 2 unreadable |
@@ -41,7 +42,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use consent_guard::audit::{AuditLog, Durability};
+use consent_guard::audit::{AuditLog, AuditLogOptions, Durability};
 use consent_guard::error::Severity;
 use consent_guard::interchange::answer::{self, AnswerError};
 use consent_guard::interchange::records::{for_each_record, too_long, RecordsError, MAX_RECORD_BYTES};
@@ -206,6 +207,21 @@ enum AuditCommand {
         #[arg(value_name = "A")]
         log: PathBuf,
     },
+    /// Rewrite a format-2 audit log (plain subject ids) as a new format-3 log
+    /// (pseudonyms under the store's subject keys).
+    #[command(long_about = MIGRATE_HELP)]
+    Migrate {
+        /// The format-2 log directory (left as it is).
+        #[arg(long, value_name = "OLD")]
+        from: PathBuf,
+        /// The new log directory (created; it must not hold a log).
+        #[arg(long, value_name = "NEW")]
+        to: PathBuf,
+        /// The consent store whose subject keys the new log is written under: a redb
+        /// file, or a `postgres://` URL (`postgres` feature).
+        #[arg(long, value_name = "S")]
+        store: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -225,8 +241,9 @@ struct CheckArgs {
     #[arg(long, value_name = "T", value_parser = rfc3339)]
     at: Option<DateTime<Utc>>,
     /// Extension: record every decision in this durable audit log, a directory of
-    /// hash-chained segments (created if absent; verify it with `audit verify`). An
-    /// existing JSON-lines file of the older format is extended instead.
+    /// hash-chained segments (created if absent; verify it with `audit verify`), naming
+    /// subjects by pseudonyms under the store's subject keys. An existing JSON-lines
+    /// file of the older format is refused (it is read-only).
     #[arg(long, value_name = "A")]
     audit: Option<PathBuf>,
     /// Requests: one JSON object, or JSON lines; standard input when absent or `-`.
@@ -259,8 +276,13 @@ only once its record is on disk; decisions share fsyncs). One writer per log: a 
 `check --audit A` at the same time is refused. At the end the log's head (N:HASH) is
 printed on standard error and is in A/head: keep it elsewhere and give it to `audit
 verify --anchor` to catch records removed from the end. If a record cannot be written,
-the access is denied with `audit_unavailable`. An existing regular file A is taken as
-a log of the older one-file JSON-lines format and extended.
+the access is denied with `audit_unavailable`. No record holds a subject id: each names
+its subject by a pseudonym under the subject's key, kept in the store --store names
+(a store that keeps no keys denies every audited decision); without --store, under
+keys held in memory, which end with the command (its records cannot be exported
+afterwards). An existing regular file A (the older one-file format) is refused; a log
+directory of the older format 2 (plain ids) is refused too: `audit migrate` rewrites
+it.
 
 Exit status: 0 when every request got a decision (allow or deny); 2 on bad input
 (malformed JSON, unknown fields or names, a grant without level, a time that is not
@@ -383,6 +405,20 @@ is the anchor of an empty log and holds for every intact log.
 
 Exit status: 0 intact (or torn last line), 1 tampered, 2 unreadable.";
 
+const MIGRATE_HELP: &str = "\
+Rewrite an audit log of format 2, whose records name subjects by their plain ids, as a
+new log of format 3, whose records name them by pseudonyms under their keys in the
+consent store S (the format `check --audit` and `serve --audit` write). OLD is
+verified first; a log that does not verify is not migrated. Every committed record is
+written, in order, into NEW. A subject erased in S gets a key that is thrown away at
+the end: its old records can no longer be linked to anyone.
+
+The new log is a new hash chain: anchors (heads) kept of the old log do not apply to
+it; keep the new head printed at the end instead. OLD still holds plain ids: once the
+new log is checked (`audit verify NEW`), delete OLD yourself.
+
+Exit status: 0 migrated, 2 not migrated.";
+
 /// Why a command could not do its work; every variant exits with status 2.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
@@ -462,6 +498,7 @@ fn main() -> ExitCode {
         Command::Schema { name, policy } => schema(&name, policy.as_deref()),
         Command::Audit(AuditCommand::Verify { log, anchor }) => audit::verify(&log, anchor.as_ref()),
         Command::Audit(AuditCommand::Export { log }) => audit::export(&log),
+        Command::Audit(AuditCommand::Migrate { from, to, store }) => audit::migrate(&from, &to, &store),
         Command::History { store, subject } => history(&store, &subject),
         Command::Quarantine { policy, store } => quarantine(&policy, &store),
         Command::Owed(args) => owed::run(&args),
@@ -592,11 +629,42 @@ fn history(spec: &str, subject: &str) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The options of an audit log the CLI opens: the store's subject keys when a store is
+/// given (a store that keeps none fails every record: the decisions are then denied
+/// `audit_unavailable`, never audited with a plain id), else keys in memory, which
+/// end with the process (its records cannot be exported afterwards). With them, the
+/// warning to print when the store keeps no keys.
+pub(crate) fn audit_options(
+    durability: Durability,
+    store: Option<&Arc<dyn consent_guard::store::ConsentStore>>,
+    spec: &str,
+) -> (AuditLogOptions, Option<String>) {
+    let options = AuditLogOptions::new(durability);
+    match store {
+        Some(store) => {
+            let warning = store.subject_keys().is_none().then(|| {
+                format!(
+                    "warning: {spec}: this store keeps no subject keys: the audit log cannot pseudonymise \
+                     subjects, and every audited decision will be denied (audit_unavailable)"
+                )
+            });
+            (options.subject_keys(Arc::new(consent_guard::store::StoreKeys(Arc::clone(store)))), warning)
+        }
+        None => (options, None),
+    }
+}
+
 /// `check`: events first, then one decision per request.
 fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let policy = Policy::from_toml_file(&args.policy)?;
-    let mut builder = match &args.store {
-        Some(spec) => snapshot_builder(policy, spec)?,
+    // With a store, the audit log pseudonymises subjects under the store's keys, so
+    // that a subject's export finds its records and an erasure forgets them.
+    let store: Option<Arc<dyn consent_guard::store::ConsentStore>> = match &args.store {
+        Some(spec) => Some(Arc::from(open_store(spec, Mode::ReadOnly)?)),
+        None => None,
+    };
+    let mut builder = match &store {
+        Some(store) => Guard::builder(policy).store(Arc::clone(store)).max_staleness(std::time::Duration::MAX),
         None => Guard::builder(policy),
     };
     if let Some(at) = args.at {
@@ -620,7 +688,12 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
                         .to_owned(),
                 });
             }
-            Some((path, Arc::new(AuditLog::open(path, Durability::Synced).map_err(failed)?)))
+            let (options, warning) =
+                audit_options(Durability::Synced, store.as_ref(), args.store.as_deref().unwrap_or_default());
+            if let Some(warning) = warning {
+                eprintln!("{warning}");
+            }
+            Some((path, Arc::new(AuditLog::open_with(path, options).map_err(failed)?)))
         }
     };
     if let Some((_, sink)) = &sink {

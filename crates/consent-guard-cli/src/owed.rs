@@ -10,7 +10,8 @@ use clap::Args;
 use consent_guard::rights::Calendar;
 use consent_guard::Policy;
 
-use crate::{display, snapshot_builder, warn_quarantined, CliError};
+use crate::store::{open_store, Mode};
+use crate::{display, warn_quarantined, CliError};
 
 /// `owed --policy P --store S [--at T] [--calendar C] [--subject U] [--audit A]`.
 #[derive(Debug, Args)]
@@ -43,7 +44,11 @@ pub(crate) struct OwedArgs {
 pub(crate) fn run(args: &OwedArgs) -> Result<ExitCode, CliError> {
     let policy = Policy::from_toml_file(&args.policy)?;
     let calendar = args.calendar.as_deref().map(calendar).transpose()?;
-    let guard = snapshot_builder(policy, &args.store)?
+    let store: std::sync::Arc<dyn consent_guard::store::ConsentStore> =
+        std::sync::Arc::from(open_store(&args.store, Mode::ReadOnly)?);
+    let guard = consent_guard::Guard::builder(policy)
+        .store(std::sync::Arc::clone(&store))
+        .max_staleness(std::time::Duration::MAX)
         .build()
         .map_err(|e| CliError::Store { store: args.store.clone(), message: e.to_string() })?;
     warn_quarantined(&guard, &args.store);
@@ -55,7 +60,7 @@ pub(crate) fn run(args: &OwedArgs) -> Result<ExitCode, CliError> {
     .map_err(|e| CliError::Store { store: args.store.clone(), message: e.to_string() })?;
     let mut owed = owed;
     if let Some(dir) = &args.audit {
-        settle(&mut owed, dir, at)?;
+        settle(&mut owed, dir, at, &store, &args.store)?;
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
     for entry in &owed {
@@ -68,16 +73,49 @@ pub(crate) fn run(args: &OwedArgs) -> Result<ExitCode, CliError> {
 
 /// Settles `owed` with the deletions the audit log `dir` shows; a log that does not
 /// verify settles nothing and is an error.
-fn settle(owed: &mut [consent_guard::rights::Owed], dir: &Path, at: DateTime<Utc>) -> Result<(), CliError> {
-    use consent_guard::audit::{segment, DirVerdict};
+///
+/// Records of format 3 name pseudonyms: a deletion counts for an owed subject when it
+/// carries the subject's pseudonym under the key the store keeps for it now. One
+/// written under a key since destroyed settles nothing (the entry stays owed: an
+/// error on the side of caution).
+fn settle(
+    owed: &mut [consent_guard::rights::Owed],
+    dir: &Path,
+    at: DateTime<Utc>,
+    store: &std::sync::Arc<dyn consent_guard::store::ConsentStore>,
+    spec: &str,
+) -> Result<(), CliError> {
+    use consent_guard::audit::{segment, DirVerdict, Format};
+    use consent_guard::keys::{Pseudonym, SubjectKeys};
     let unreadable = |source| CliError::Read { file: display(dir), source };
     if !dir.is_dir() {
         return Err(unreadable(io::Error::other("not an audit log directory")));
     }
+    // The pseudonym of each owed subject that has a key, for a log of pseudonyms.
+    let mut subjects_by_pseudonym = std::collections::HashMap::new();
+    if segment::format_of(dir).map_err(unreadable)? == Some(Format::Pseudonyms) {
+        let keys = consent_guard::store::StoreKeys(std::sync::Arc::clone(store));
+        for subject in owed.iter().filter_map(|entry| entry.subject.as_deref()) {
+            let key =
+                keys.key_of(subject).map_err(|e| CliError::Store { store: spec.to_owned(), message: e.to_string() })?;
+            if let Some(key) = key {
+                subjects_by_pseudonym.insert(Pseudonym::of(&key, subject).to_string(), subject.to_owned());
+            }
+        }
+    }
     let mut deletions = Vec::new();
-    let verdict = segment::for_each_record(dir, &mut |record| {
-        if record.decision.code() == consent_guard::ReasonCode::DeletionDue {
-            deletions.push(record);
+    let verdict = segment::for_each_record_of(dir, &mut |format, mut record| {
+        if record.decision.code() != consent_guard::ReasonCode::DeletionDue {
+            return;
+        }
+        match format {
+            Format::PlainIds => deletions.push(record),
+            _ => {
+                if let Some(subject) = subjects_by_pseudonym.get(record.request.subject.as_ref()) {
+                    record.request.subject = std::borrow::Cow::Owned(subject.clone());
+                    deletions.push(record);
+                }
+            }
         }
     })
     .map_err(unreadable)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use consent_guard::audit::{AuditLog, AuditLogOptions, Durability};
+use consent_guard::audit::{AuditLog, Durability};
 use consent_guard::observe::{Observer, SubjectField};
 use consent_guard_server::{Server, ServerOptions, Tokens};
 
@@ -124,7 +124,8 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
             tracing_subscriber::fmt().json().with_max_level(tracing::Level::INFO).with_writer(std::io::stderr).finish();
         tracing::subscriber::set_global_default(subscriber).map_err(config)?;
     }
-    let store = open_store(&args.store, Mode::Writable)?;
+    let store: std::sync::Arc<dyn consent_guard::store::ConsentStore> =
+        std::sync::Arc::from(open_store(&args.store, Mode::Writable)?);
     let mut options = ServerOptions::default()
         .listen(args.listen)
         .body_limit(args.body_limit)
@@ -139,7 +140,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         options = options.tls(cert, key);
     }
-    let mut server = Server::from_policy_file(&args.policy, store)
+    let mut server = Server::from_policy_file(&args.policy, std::sync::Arc::clone(&store))
         .tokens(tokens)
         .options(options)
         .observer(Observer::new(subjects))
@@ -152,7 +153,13 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
             AuditDurability::Synced => Durability::Synced,
             AuditDurability::Buffered => Durability::BUFFERED,
         };
-        let log = AuditLog::open_with(path, AuditLogOptions::new(durability))
+        // Pseudonyms under the store's keys: the export finds a subject's records
+        // through its key, and an erasure in the store forgets them.
+        // A store that keeps no keys: every audited decision is denied
+        // (`audit_unavailable`, the log's failure names the keys); stderr's lines are
+        // left to the service's own messages.
+        let (options, _no_keys) = crate::audit_options(durability, Some(&store), &args.store);
+        let log = AuditLog::open_with(path, options)
             .map_err(|e| CliError::Audit { file: display(path), message: with_sources(&e) })?;
         server = server.audit(log);
     }

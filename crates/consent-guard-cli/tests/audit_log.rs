@@ -1,5 +1,7 @@
 //! The durable audit log: group commit, both durability modes, compact records of
 //! plain and prepared checks, segments and anchors, one writer per log, torn tails.
+//! Records name subjects by their pseudonyms: the tests give the log keys they keep
+//! ([`MemorySubjectKeys`]) and look records up by the pseudonyms under them.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,6 +12,7 @@
 #![expect(deprecated, reason = "the older one-file log stays readable; these tests write one to read")]
 
 use consent_guard::audit::{segment, AuditLog, AuditLogOptions, DirVerdict, Durability, JsonLinesAuditSink};
+use consent_guard::keys::{MemorySubjectKeys, Pseudonym, SubjectKeys};
 use consent_guard::sealed::{self, Access, Personal, Tags};
 use consent_guard::{AccessRequest, DataCategory, Guard, MemoryAuditSink, Policy, Purpose};
 use std::sync::Arc;
@@ -23,6 +26,17 @@ fn security(subject: &str) -> AccessRequest<'_> {
     AccessRequest::new(subject, Purpose::SECURITY, &[DataCategory::DEVICE_INFO][..])
 }
 
+/// A log in `dir` writing under `keys`.
+fn open_log(dir: &std::path::Path, durability: Durability, keys: &Arc<MemorySubjectKeys>) -> Arc<AuditLog> {
+    Arc::new(AuditLog::open_with(dir, AuditLogOptions::new(durability).subject_keys(keys.clone())).unwrap())
+}
+
+/// The pseudonym `subject`'s records carry under `keys`.
+fn pseudonym(keys: &MemorySubjectKeys, subject: &str) -> String {
+    let key = keys.key_of(subject).unwrap().unwrap_or_else(|| panic!("{subject} has no key"));
+    Pseudonym::of(&key, subject).to_string()
+}
+
 fn exported(dir: &std::path::Path) -> (Vec<serde_json::Value>, DirVerdict) {
     let mut out = Vec::new();
     let verdict = segment::export(dir, &mut out).unwrap();
@@ -34,7 +48,8 @@ fn exported(dir: &std::path::Path) -> (Vec<serde_json::Value>, DirVerdict) {
 #[test]
 fn synced_records_are_on_disk_when_check_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+    let keys = Arc::new(MemorySubjectKeys::new());
+    let log = open_log(dir.path(), Durability::Synced, &keys);
     let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
     assert!(guard.check(&security("u1")).allowed());
     // Without waiting or closing: the record is committed.
@@ -43,14 +58,16 @@ fn synced_records_are_on_disk_when_check_returns() {
     let (records, verdict) = exported(dir.path());
     assert_eq!(verdict, DirVerdict::Intact { head: head.clone(), segments: 1 });
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0]["decision"]["subject"], "u1");
+    assert_eq!(records[0]["decision"]["subject"], pseudonym(&keys, "u1"));
+    assert_eq!(records[0]["request"]["subject"], pseudonym(&keys, "u1"));
     assert_eq!(std::fs::read_to_string(dir.path().join("head")).unwrap().trim(), head.to_string());
 }
 
 #[test]
 fn prepared_checks_are_compact_and_export_in_full() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(AuditLog::open(dir.path(), Durability::BUFFERED).unwrap());
+    let keys = Arc::new(MemorySubjectKeys::new());
+    let log = open_log(dir.path(), Durability::BUFFERED, &keys);
     let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
     let template = security("");
     let prepared = guard.prepare(&template);
@@ -61,9 +78,10 @@ fn prepared_checks_are_compact_and_export_in_full() {
     let head = log.flush().unwrap();
     assert_eq!(head.seq, 1000);
     let bytes = log.stats().bytes;
-    // A full record is about 490 bytes. The key's width grows with the templates the
-    // process made before (the other tests' checks make some too): a few bytes.
-    assert!(bytes / 1000 <= 72, "{} bytes per record", bytes / 1000);
+    // A full record is about 490 bytes. A compact one holds a 32-digit pseudonym; the
+    // key's width grows with the templates the process made before (the other tests'
+    // checks make some too): a few bytes.
+    assert!(bytes / 1000 <= 88, "{} bytes per record", bytes / 1000);
     let (records, verdict) = exported(dir.path());
     assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
     assert_eq!(records.len(), 1000);
@@ -71,7 +89,7 @@ fn prepared_checks_are_compact_and_export_in_full() {
     let memory = MemoryAuditSink::new();
     let plain = Guard::builder(policy()).audit(memory).build().unwrap();
     let _ = plain.check(&security("user-00007").at(chrono::DateTime::from_timestamp_millis(0).unwrap()));
-    assert_eq!(records[7]["decision"]["subject"], "user-00007");
+    assert_eq!(records[7]["decision"]["subject"], pseudonym(&keys, "user-00007"));
     assert_eq!(records[7]["decision"]["allowed"], true);
     assert_eq!(records[7]["request"]["purpose"], "security");
 }
@@ -81,6 +99,7 @@ fn prepared_checks_are_compact_and_export_in_full() {
 /// training: what the log reads back is held to what the memory sink was handed.
 struct Twins {
     dir: tempfile::TempDir,
+    keys: Arc<MemorySubjectKeys>,
     log: Arc<AuditLog>,
     memory: Arc<MemoryAuditSink>,
     on_log: Guard,
@@ -92,7 +111,8 @@ impl Twins {
     fn new(subjects: usize, grant_every: usize) -> Twins {
         use consent_guard::{ConsentEvent, FixedClock};
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(AuditLog::open(dir.path(), Durability::BUFFERED).unwrap());
+        let keys = Arc::new(MemorySubjectKeys::new());
+        let log = open_log(dir.path(), Durability::BUFFERED, &keys);
         let memory = Arc::new(MemoryAuditSink::new());
         let clock = || FixedClock::new("2026-03-01T00:00:00Z".parse().unwrap());
         let on_log = Guard::builder(policy()).clock(clock()).audit(log.clone()).build().unwrap();
@@ -106,11 +126,12 @@ impl Twins {
             on_log.record(&grant).unwrap();
             in_memory.record(&grant).unwrap();
         }
-        Twins { dir, log, memory, on_log, in_memory, subjects }
+        Twins { dir, keys, log, memory, on_log, in_memory, subjects }
     }
 
     /// Every record the log reads back equals the one the memory sink kept, the
-    /// message aside (a compact record rebuilds it from the code); returns them.
+    /// message aside (a compact record rebuilds it from the code), with the subject's
+    /// pseudonym where the kept record names the subject; returns them.
     fn read_back_as_handed(&self) -> Vec<serde_json::Value> {
         let (records, verdict) = exported(self.dir.path());
         assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
@@ -118,6 +139,10 @@ impl Twins {
         assert_eq!(records.len(), handed.len());
         for (read, handed) in records.iter().zip(&handed) {
             let mut handed = serde_json::to_value(handed).unwrap();
+            let subject = handed["request"]["subject"].as_str().unwrap().to_owned();
+            let pseudonym = pseudonym(&self.keys, &subject);
+            handed["request"]["subject"] = pseudonym.clone().into();
+            handed["decision"]["subject"] = pseudonym.into();
             let mut read = read.clone();
             for record in [&mut read, &mut handed] {
                 record["decision"].as_object_mut().unwrap().remove("message");
@@ -277,7 +302,8 @@ fn a_second_writer_is_refused() {
 #[test]
 fn segments_rotate_and_the_chain_continues_across_them_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
-    let options = AuditLogOptions::new(Durability::Synced).segment_bytes(2000);
+    let keys = Arc::new(MemorySubjectKeys::new());
+    let options = AuditLogOptions::new(Durability::Synced).segment_bytes(2000).subject_keys(keys.clone());
     for round in 0..2 {
         let log = Arc::new(AuditLog::open_with(dir.path(), options.clone()).unwrap());
         let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
@@ -294,14 +320,15 @@ fn segments_rotate_and_the_chain_continues_across_them_and_reopens() {
     let (records, verdict) = exported(dir.path());
     assert!(matches!(verdict, DirVerdict::Intact { .. }), "{verdict:?}");
     assert_eq!(records.len(), 200);
-    assert_eq!(records[150]["decision"]["subject"], "r1-50");
+    assert_eq!(records[150]["decision"]["subject"], pseudonym(&keys, "r1-50"));
 }
 
 #[test]
 fn a_torn_tail_is_cut_off_and_tampering_is_caught() {
     let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(MemorySubjectKeys::new());
     {
-        let log = Arc::new(AuditLog::open(dir.path(), Durability::Synced).unwrap());
+        let log = open_log(dir.path(), Durability::Synced, &keys);
         let guard = Guard::builder(policy()).audit(log).build().unwrap();
         for i in 0..5 {
             assert!(guard.check(&security(&format!("u{i}"))).allowed());
@@ -338,7 +365,9 @@ fn a_torn_tail_is_cut_off_and_tampering_is_caught() {
     assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Intact { .. }));
     std::fs::remove_file(&second).unwrap();
     // An altered record.
-    let altered = String::from_utf8(intact.clone()).unwrap().replacen("\"u3\"", "\"u9\"", 1);
+    let text = String::from_utf8(intact.clone()).unwrap();
+    let altered = text.replacen(&pseudonym(&keys, "u3"), &"0".repeat(32), 1);
+    assert_ne!(altered, text);
     std::fs::write(&path, altered).unwrap();
     assert!(matches!(segment::verify_dir(dir.path()).unwrap(), DirVerdict::Tampered { segment: 1, .. }));
     assert!(AuditLog::open(dir.path(), Durability::Synced).is_err());
@@ -502,5 +531,153 @@ mod cli {
         let (status, out) = verify(dir.path(), Some(&format!("0:{}", "0".repeat(64))));
         assert_eq!(status, Some(0), "{out}");
         assert!(out.contains("intact: 0 records"), "{out}");
+    }
+}
+
+/// `audit migrate` and the erasure, through the command line.
+mod forgetting {
+    use super::*;
+
+    fn cg() -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("consent-guard").unwrap();
+        cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        cmd
+    }
+
+    fn root() -> std::path::PathBuf {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    }
+
+    fn fixture(to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for name in ["segment-00000001.jsonl", "head"] {
+            std::fs::copy(root().join("tests/data/audit-v2").join(name), to.join(name)).unwrap();
+        }
+    }
+
+    /// An erasure destroys the key, not the records: the log, anchored at its head
+    /// before, still verifies, and the subject's records are no longer found.
+    #[test]
+    fn an_erased_subjects_records_still_verify_against_the_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(MemorySubjectKeys::new());
+        let log = open_log(dir.path(), Durability::Synced, &keys);
+        let guard = Guard::builder(policy()).audit(log.clone()).build().unwrap();
+        for subject in ["alice", "bob", "alice"] {
+            assert!(guard.check(&security(subject)).allowed());
+        }
+        drop(guard);
+        let head = Arc::try_unwrap(log).unwrap().close().unwrap();
+        let export = |key: Option<&consent_guard::keys::SubjectKey>| {
+            consent_guard::interchange::export::decisions_about(dir.path(), "alice", key).unwrap().0.len()
+        };
+        assert_eq!(export(keys.key_of("alice").unwrap().as_ref()), 2);
+        keys.destroy("alice").unwrap();
+        assert_eq!(export(keys.key_of("alice").unwrap().as_ref()), 0);
+        let out =
+            cg().args(["audit", "verify"]).arg(dir.path()).args(["--anchor", &head.to_string()]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 3 records"));
+    }
+
+    /// `check --audit` never extends a format-2 log (plain ids): it is refused, naming
+    /// `audit migrate`, and left as it was.
+    #[test]
+    fn check_refuses_to_extend_a_format_2_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        fixture(&old);
+        let before = std::fs::read(old.join("segment-00000001.jsonl")).unwrap();
+        let out = cg()
+            .args(["check", "--policy", "examples/policies/exmo.toml", "--audit"])
+            .arg(&old)
+            .arg("tests/data/cli/exmo_requests.jsonl")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("consent-guard audit migrate"), "{stderr}");
+        assert_eq!(std::fs::read(old.join("segment-00000001.jsonl")).unwrap(), before);
+        assert_eq!(segment::segments_in(&old).unwrap(), 1);
+    }
+
+    /// What cannot be migrated is refused with exit 2, and nothing is written: a log
+    /// that is already of format 3, one that does not verify, a target holding a log.
+    #[test]
+    fn audit_migrate_refuses_what_it_cannot_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("consent.redb");
+        drop(consent_guard::store::RedbConsentStore::open(&store).unwrap());
+        let migrate = |from: &std::path::Path, to: &std::path::Path| {
+            let out = cg()
+                .args(["audit", "migrate", "--from"])
+                .arg(from)
+                .arg("--to")
+                .arg(to)
+                .arg("--store")
+                .arg(&store)
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        let new = dir.path().join("new");
+        {
+            let log = Arc::new(AuditLog::open(&new, Durability::Synced).unwrap());
+            let guard = Guard::builder(policy()).audit(log).build().unwrap();
+            assert!(guard.check(&security("u1")).allowed());
+        }
+        let (code, stderr) = migrate(&new, &dir.path().join("x"));
+        assert_eq!(code, Some(2));
+        assert!(stderr.contains("nothing to migrate"), "{stderr}");
+
+        let old = dir.path().join("old");
+        fixture(&old);
+        let (code, stderr) = migrate(&old, &new);
+        assert_eq!(code, Some(2));
+        assert!(stderr.contains("already holds an audit log"), "{stderr}");
+
+        let segment = old.join("segment-00000001.jsonl");
+        let text = std::fs::read_to_string(&segment).unwrap();
+        std::fs::write(&segment, text.replacen("\"alice\"", "\"alicf\"", 1)).unwrap();
+        let target = dir.path().join("target");
+        let (code, stderr) = migrate(&old, &target);
+        assert_eq!(code, Some(2));
+        assert!(stderr.contains("does not verify"), "{stderr}");
+        assert!(!target.exists(), "nothing written");
+    }
+
+    /// The format-2 fixture migrated under the store's keys: both heads printed, the
+    /// warnings said, the new log verifies against its head and exports by key.
+    #[test]
+    #[ignore = "needs subject keys in the redb store (branch shred-store): until then the store's keys \
+                cannot be had and the migration fails (exit 2)"]
+    fn audit_migrate_rewrites_a_format_2_log_under_the_stores_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("consent.redb");
+        drop(consent_guard::store::RedbConsentStore::open(&store).unwrap());
+        let old = dir.path().join("old");
+        fixture(&old);
+        let new = dir.path().join("new");
+        let out = cg()
+            .args(["audit", "migrate", "--from"])
+            .arg(&old)
+            .arg("--to")
+            .arg(&new)
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let old_head = std::fs::read_to_string(old.join("head")).unwrap().trim().to_owned();
+        assert!(stdout.contains(&format!("head {old_head}")), "{stdout}");
+        assert!(stdout.contains("anchors of the old log do not apply"), "{stdout}");
+        assert!(stdout.contains("delete"), "{stdout}");
+        let new_head = std::fs::read_to_string(new.join("head")).unwrap().trim().to_owned();
+        assert!(new_head.starts_with("15:"), "{new_head}");
+        cg().args(["audit", "verify"]).arg(&new).args(["--anchor", &new_head]).assert().code(0);
+        let out = cg().args(["export", "alice", "--store"]).arg(&store).arg("--audit").arg(&new).output().unwrap();
+        let export: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(export["decisions"].as_array().unwrap().len(), 6, "{export:#}");
     }
 }

@@ -419,6 +419,7 @@ async fn history(_: Authorized<ReadRole>, State(app): State<Arc<App>>, Path(id):
 /// decisions out is not given as the whole).
 async fn export(_: Authorized<ReadRole>, State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     use consent_guard::interchange::export::{decisions_about, AuditCoverage, SubjectExport};
+    use consent_guard::keys::SubjectKeys;
     let worker = Arc::clone(&app);
     off_runtime(&app, true, move || {
         let history = match worker.guards.history(&id) {
@@ -431,7 +432,15 @@ async fn export(_: Authorized<ReadRole>, State(app): State<Arc<App>>, Path(id): 
                 if let Err(e) = log.flush() {
                     return ApiError::Unavailable(format!("audit log: {e}")).into_response();
                 }
-                match decisions_about(log.dir(), &id) {
+                // The records hold pseudonyms under the keys the log writes with (the
+                // store's, `StoreKeys`, as `consent-guard serve` opens it): the subject's
+                // are found through its key. A key that cannot be read is an error,
+                // never an export without decisions.
+                let key = match log.subject_keys().key_of(&id) {
+                    Ok(key) => key,
+                    Err(e) => return ApiError::Unavailable(format!("subject keys: {e}")).into_response(),
+                };
+                match decisions_about(log.dir(), &id, key.as_ref()) {
                     Ok(found) => found,
                     Err(e) => return ApiError::Unavailable(format!("audit log: {e}")).into_response(),
                 }

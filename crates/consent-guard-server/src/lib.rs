@@ -335,6 +335,13 @@ impl Server {
     /// Audits every decision in `log`. With [`consent_guard::audit::Durability::Synced`], a
     /// decision is answered only once its record is on disk; checks then run on
     /// tokio's blocking threads, and a batch shares one commit.
+    ///
+    /// The log's records hold pseudonyms under its subject keys, and the export
+    /// (`GET /v1/subjects/{id}/export`) finds a subject's records through the same keys
+    /// ([`AuditLog::subject_keys`]). Open it with the store's keys,
+    /// `AuditLogOptions::subject_keys(Arc::new(StoreKeys(store)))` over the store the
+    /// service reads, as `consent-guard serve` does: with the default keys in memory,
+    /// records written before a restart are never found again.
     pub fn audit(mut self, log: AuditLog) -> Self {
         self.audit = Some(Arc::new(log));
         self

@@ -258,8 +258,13 @@ async fn every_endpoint_answers() {
     let decisions = export["decisions"].as_array().unwrap();
     // Three checks of alice above: training, its what-if, training after the grant.
     assert_eq!(decisions.len(), 3, "{export:#}");
-    assert!(decisions.iter().all(|d| d["request"]["subject"] == "alice"));
+    assert!(decisions.iter().all(|d| d["request"]["subject"] == "alice" && d["decision"]["subject"] == "alice"));
     assert_eq!(export["audit"]["complete"], true);
+    // Found through alice's key: the log itself names her by a pseudonym only.
+    assert_eq!(export["audit"]["subject_key"], "found");
+    let logged: Vec<u8> =
+        std::fs::read_dir(&server.audit_dir).unwrap().flat_map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
+    assert!(!logged.windows(5).any(|w| w == b"alice"), "the audit log holds the id");
     let (status, _) = get(&server, "/v1/subjects/nobody/export", Some(READ)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = get(&server, "/v1/subjects/alice/export", Some(CHECK)).await;
@@ -1214,7 +1219,8 @@ async fn an_export_over_an_altered_log_is_refused() {
         .unwrap();
     let bytes = std::fs::read(&segment).unwrap();
     let text = String::from_utf8(bytes).unwrap();
-    let altered = text.replacen("\"alice\"", "\"alicf\"", 1);
+    // The log names alice by a pseudonym: alter the code of one of her records.
+    let altered = text.replacen("\"consent_missing\"", "\"consent_missinh\"", 1);
     assert_ne!(text, altered);
     std::fs::write(&segment, altered).unwrap();
     let (status, text) = get(&server, "/v1/subjects/alice/export", Some(READ)).await;
