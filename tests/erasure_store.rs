@@ -33,10 +33,6 @@ fn t(text: &str) -> DateTime<Utc> {
     text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
-fn event(json: &str) -> ConsentEvent {
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("bad event {json}: {e}"))
-}
-
 fn policy() -> Policy {
     Policy::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/exmo.toml")).unwrap()
 }
@@ -277,10 +273,10 @@ fn a_v1_store_is_refused_and_migrates_without_erased_ids() {
     let search = IdSearch::new(&erased);
     assert!(!search.in_file(&old).is_empty(), "the version 1 file holds the ids in plain text");
 
-    let refused = RedbConsentStore::open(&old).err().expect("a version 1 store is refused");
+    let refused = RedbConsentStore::open(&old).expect_err("a version 1 store is refused");
     assert!(refused.to_string().contains("consent-guard store migrate"), "{refused}");
     let master = MasterKey::generate().unwrap();
-    let refused = ReadOnlyRedbStore::open_with_master_key(&old, master.clone()).err().expect("refused read-only too");
+    let refused = ReadOnlyRedbStore::open_with_master_key(&old, master.clone()).expect_err("refused read-only too");
     assert!(refused.to_string().contains("consent-guard store migrate"), "{refused}");
 
     let new = dir.path().join("new.redb");

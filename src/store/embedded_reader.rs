@@ -47,10 +47,8 @@ impl ReadOnlyRedbStore {
     pub fn open(path: impl AsRef<Path>) -> Result<ReadOnlyRedbStore, StoreError> {
         let path = path.as_ref();
         let key_path = key_file_of(path);
-        if !path.exists() {
-            // The store's own message, which names the path.
-            return ReadOnlyRedbStore::open_with_master_key(path, MasterKey::from_bytes([0; 32]));
-        }
+        // A missing or unreadable key is said after the file's own checks (missing,
+        // damaged, of format version 1), which matter more.
         let master = MasterKey::load(&key_path).map_err(|error| {
             StoreError::with_source(
                 format!(
@@ -61,8 +59,8 @@ impl ReadOnlyRedbStore {
                 ),
                 error,
             )
-        })?;
-        ReadOnlyRedbStore::open_with_master_key(path, master)
+        });
+        ReadOnlyRedbStore::open_inner(path, master)
     }
 
     /// Opens the store at `path` for reading, with its master key. A missing file is an error: nothing is
@@ -78,7 +76,11 @@ impl ReadOnlyRedbStore {
     /// `consent-guard store migrate`), `master` is not its master key, or a process
     /// that does not share the file (consent-guard 0.1) has it open.
     pub fn open_with_master_key(path: impl AsRef<Path>, master: MasterKey) -> Result<ReadOnlyRedbStore, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        ReadOnlyRedbStore::open_inner(path.as_ref(), Ok(master))
+    }
+
+    fn open_inner(path: &Path, master: Result<MasterKey, StoreError>) -> Result<ReadOnlyRedbStore, StoreError> {
+        let path = path.to_path_buf();
         match std::fs::metadata(&path) {
             Ok(metadata) if metadata.is_file() => {}
             Ok(_) => return Err(StoreError::new(format!("{} is not a consent store file", path.display()))),
@@ -96,7 +98,7 @@ impl ReadOnlyRedbStore {
         guarded(&path, "open", || ReadOnlyRedbStore::open_verified(path.clone(), master))
     }
 
-    fn open_verified(path: PathBuf, master: MasterKey) -> Result<ReadOnlyRedbStore, StoreError> {
+    fn open_verified(path: PathBuf, master: Result<MasterKey, StoreError>) -> Result<ReadOnlyRedbStore, StoreError> {
         let mut builder = Database::builder();
         builder.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
         let db = builder.open_read_only(&path).map_err(|error| match error {
@@ -110,14 +112,17 @@ impl ReadOnlyRedbStore {
             ),
             other => open_error(&path, other),
         })?;
-        let store = ReadOnlyRedbStore { db, path, master };
+        // The key is needed only once the file is known to be a store of this format.
+        let mut store = ReadOnlyRedbStore { db, path, master: MasterKey::from_bytes([0; 32]) };
         // The read transaction pins the commit it sees, so the writer reuses none of its
         // pages while the check below walks them (the check reads that commit or a later
         // one, whose pages the pin keeps too).
         let pinned = store.begin_read()?;
         store.verify()?;
         drop(pinned);
-        store.check_format()?;
+        store.check_version()?;
+        store.master = master?;
+        store.check_master()?;
         Ok(store)
     }
 
@@ -143,7 +148,7 @@ impl ReadOnlyRedbStore {
         &self.path
     }
 
-    fn check_format(&self) -> Result<(), StoreError> {
+    fn check_version(&self) -> Result<(), StoreError> {
         let txn = self.begin_read()?;
         let meta = txn.open_table(META).map_err(|e| self.fail("open the consent store", e))?;
         let found = meta.get(FORMAT_KEY).map_err(|e| self.fail("open the consent store", e))?.map(|v| v.value());
@@ -163,6 +168,12 @@ impl ReadOnlyRedbStore {
                 )))
             }
         }
+        Ok(())
+    }
+
+    fn check_master(&self) -> Result<(), StoreError> {
+        let txn = self.begin_read()?;
+        let meta = txn.open_table(META).map_err(|e| self.fail("open the consent store", e))?;
         let check = meta.get(MASTER_CHECK_KEY).map_err(|e| self.fail("open the consent store", e))?.map(|v| v.value());
         if check != Some(master_check(&self.master)) {
             return Err(wrong_master(&self.path));

@@ -195,7 +195,7 @@ fn erase_forgets(store: &dyn ConsentStore) {
     let position = store.append(std::slice::from_ref(&erased)).unwrap();
     assert_eq!(position, before + 1, "the erase takes a position");
     assert_eq!(keys.key_of("e1").unwrap(), None, "the erase destroyed the key");
-    assert_eq!(store.history("e1").unwrap().events(), [erased.clone()], "only the erase, rebuilt");
+    assert_eq!(store.history("e1").unwrap().events(), std::slice::from_ref(&erased), "only the erase, rebuilt");
     assert_eq!(store.history("e2").unwrap().events(), [other], "other subjects keep their events");
     assert!(all(store).iter().all(|(_, e)| e.subject() != "e1"), "no event of e1 left");
     assert!(all(store).iter().all(|(p, _)| *p != position), "events_since skips the tombstone");
