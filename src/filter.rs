@@ -11,7 +11,11 @@
 //!   the subject's ends, `until`), the answer for subjects it does not hold, and a
 //!   [`Watermark`] (store position and time).
 //!   [`Snapshot::refresh`] re-decides only the subjects named by the store's events
-//!   since the watermark, and those whose answer changes by the clock alone.
+//!   since the watermark, and those whose answer changes by the clock alone (an
+//!   erasure in a store that forgets names no subject: the snapshot is rebuilt).
+//! - Erased subjects the store forgot (issue 27) are known only by tombstone: the
+//!   snapshot hashes an id it does not hold against them, and its answer for consumers
+//!   that cannot hash ([`Snapshot::unknown`]) fails closed when there are some.
 //! - [`Filter::apply`] opens an [`Application`] at a time T: it fails closed when the
 //!   snapshot is older than `max_staleness`, unless applied as a [`Apply::Replay`].
 //!   [`Application::code`] answers one row; the Arrow kernel and the SQL fragment of
@@ -652,7 +656,9 @@ pub struct Refreshed {
 }
 
 impl Snapshot {
-    /// The answers for one subject; the unknown subject's for one it does not hold.
+    /// The answers for one subject; for one it does not hold, the unknown subject's,
+    /// or, when the guard's store forgot erased subjects and `subject` is one of them
+    /// (its tombstone; one HMAC, only when there are tombstones), an erased subject's.
     #[inline]
     pub fn entry(&self, subject: &str) -> &SnapshotEntry {
         match self.entries.get(subject) {

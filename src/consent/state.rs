@@ -988,6 +988,7 @@ impl ConsentState {
         self.tombstones.read().map(|t| Arc::clone(&t)).map_err(|_| Unavailable)
     }
 
+    #[cfg(feature = "json")]
     /// Replaces the tombstones (a guard's replay reads them from the store first).
     pub(crate) fn set_tombstones(&self, tombstones: Tombstones) -> Result<(), Unavailable> {
         let empty = tombstones.is_empty();
@@ -996,6 +997,7 @@ impl ConsentState {
         Ok(())
     }
 
+    #[cfg(feature = "json")]
     /// Changes the tombstones in place (a follower learns of erasures made elsewhere).
     pub(crate) fn edit_tombstones<R>(&self, edit: impl FnOnce(&mut Tombstones) -> R) -> Result<R, Unavailable> {
         let mut tombstones = self.tombstones.write().map_err(|_| Unavailable)?;
@@ -1209,6 +1211,7 @@ impl ConsentState {
         self.tombstoned.store(false, Ordering::Release);
     }
 
+    #[cfg(feature = "json")]
     /// Marks erased every subject the state holds whose id has a tombstone (as an
     /// `erase` event would; the events it holds stay, as the guard that recorded the
     /// erase keeps them): run when

@@ -658,6 +658,7 @@ impl Guard {
 }
 
 /// The state's lock was poisoned by a panic: the guard fails closed.
+#[cfg(feature = "json")]
 fn unavailable() -> EventError {
     EventError::Store(StoreError::new("consent state unavailable"))
 }
