@@ -275,6 +275,7 @@ fn a_v1_store_is_refused_and_migrates_without_erased_ids() {
 
     let refused = RedbConsentStore::open(&old).expect_err("a version 1 store is refused");
     assert!(refused.to_string().contains("consent-guard store migrate"), "{refused}");
+    assert!(!dir.path().join("old.redb.key").exists(), "no key is made for a store that exists");
     let master = MasterKey::generate().unwrap();
     let refused = ReadOnlyRedbStore::open_with_master_key(&old, master.clone()).expect_err("refused read-only too");
     assert!(refused.to_string().contains("consent-guard store migrate"), "{refused}");
@@ -325,4 +326,8 @@ fn the_read_only_store_reads_with_the_key_file_and_makes_no_key() {
     assert!(keys.keys_for(&["reader-subject-9"]).is_err(), "a reader makes no key");
     std::fs::remove_file(dir.path().join("consent.redb.key")).unwrap();
     assert!(ReadOnlyRedbStore::open(&path).is_err(), "no key file, no reading");
+    drop((reader, writer));
+    let error = RedbConsentStore::open(&path).expect_err("no key file, no opening");
+    assert!(error.to_string().contains("master key"), "{error}");
+    assert!(!dir.path().join("consent.redb.key").exists(), "a key made now would not be the store's");
 }

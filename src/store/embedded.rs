@@ -128,8 +128,9 @@ static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 impl RedbConsentStore {
     /// Opens the store at `path`, creating the file if it does not exist, with the
     /// master key kept in `<path>.key` (64 hex digits; made, readable by its owner
-    /// only, when absent). Prefer [`RedbConsentStore::open_with_master_key`] with a key
-    /// kept elsewhere.
+    /// only, together with a new store, and never for a store that exists: a key made
+    /// then would not be the store's). Prefer
+    /// [`RedbConsentStore::open_with_master_key`] with a key kept elsewhere.
     ///
     /// # Errors
     ///
@@ -138,10 +139,29 @@ impl RedbConsentStore {
     pub fn open(path: impl AsRef<Path>) -> Result<RedbConsentStore, StoreError> {
         let path = path.as_ref();
         let key_path = key_file_of(path);
-        let master = MasterKey::load_or_create(&key_path).map_err(|error| {
-            StoreError::with_source(format!("cannot read the master key of consent store {}", path.display()), error)
-        })?;
-        RedbConsentStore::open_with_master_key(path, master)
+        let exists = std::fs::symlink_metadata(path).is_ok();
+        let master = if exists { MasterKey::load(&key_path) } else { MasterKey::load_or_create(&key_path) };
+        match master {
+            Ok(master) => RedbConsentStore::open_with_master_key(path, master),
+            Err(error) => {
+                // What is wrong with the file itself matters more than the key.
+                if exists {
+                    refuse_headerless(path)?;
+                    if file_version(path)? == Some(FORMAT_V1) {
+                        return Err(v1_refused(path));
+                    }
+                }
+                Err(StoreError::with_source(
+                    format!(
+                        "cannot read the master key of consent store {} from {} (give it with \
+                         `open_with_master_key`, --master-key-file or CONSENT_GUARD_MASTER_KEY)",
+                        path.display(),
+                        key_path.display()
+                    ),
+                    error,
+                ))
+            }
+        }
     }
 
     /// Opens the store at `path` with its master key, creating the file if it does not
@@ -396,6 +416,25 @@ pub(super) fn open_error(path: &Path, error: DatabaseError) -> StoreError {
         }
         _ => StoreError::with_source(format!("cannot open consent store {path}: not a readable consent store"), error),
     }
+}
+
+/// The format version a store file says it has (read without its key); `None` when it
+/// says none.
+fn file_version(path: &Path) -> Result<Option<u64>, StoreError> {
+    guarded(path, "open", || {
+        let mut builder = Database::builder();
+        builder.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+        let db = builder.open_read_only(path).map_err(|error| open_error(path, error))?;
+        let read = |e: redb::Error| StoreError::with_source(format!("cannot read consent store {}", path.display()), e);
+        let txn = db.begin_read().map_err(|e| read(e.into()))?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(read(e.into())),
+        };
+        let version = meta.get(FORMAT_KEY).map_err(|e| read(e.into()))?.map(|v| v.value());
+        Ok(version)
+    })
 }
 
 /// Where [`RedbConsentStore::open`] keeps the master key of the store at `path`:
@@ -842,7 +881,9 @@ impl RedbConsentStore {
         }
         refuse_headerless(from)?;
         guarded(from, "migrate", || {
-            let old = Database::builder().open_read_only(from).map_err(|error| open_error(from, error))?;
+            let mut builder = Database::builder();
+            builder.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+            let old = builder.open_read_only(from).map_err(|error| open_error(from, error))?;
             let fail =
                 |e: redb::Error| StoreError::with_source(format!("cannot read consent store {}", from.display()), e);
             let txn = old.begin_read().map_err(|e| fail(e.into()))?;

@@ -18,7 +18,10 @@ const META: TableDefinition<'static, &str, u64> = TableDefinition::new("consent_
 
 /// Writes a new version 1 store at `path` holding `events`, in one transaction.
 pub fn write_v1(path: &Path, events: &[ConsentEvent]) {
-    let db = redb::Database::create(path).unwrap();
+    // As the version 1 writer opened it: one writer, readers beside it.
+    let mut builder = redb::Database::builder();
+    builder.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+    let db = builder.create(path).unwrap();
     let txn = db.begin_write().unwrap();
     {
         let mut meta = txn.open_table(META).unwrap();
