@@ -46,10 +46,12 @@ use crate::error::StoreError;
 use crate::keys::{Locator, MasterKey, SubjectKey, SubjectKeys, Tombstones};
 
 pub(super) const EVENTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("consent_guard.events");
-pub(super) const BY_SUBJECT: TableDefinition<'static, ([u8; 16], u64), ()> =
+// Fixed-size keys and values as byte arrays by reference: redb compares and copies
+// them as bytes (an array of `u8` by value is compared element by element).
+pub(super) const BY_SUBJECT: TableDefinition<'static, (&[u8; 16], u64), ()> =
     TableDefinition::new("consent_guard.by_subject");
-pub(super) const KEYS: TableDefinition<'static, [u8; 16], [u8; 32]> = TableDefinition::new("consent_guard.keys");
-pub(super) const TOMBSTONES: TableDefinition<'static, [u8; 16], (i64, u64)> =
+pub(super) const KEYS: TableDefinition<'static, &[u8; 16], &[u8; 32]> = TableDefinition::new("consent_guard.keys");
+pub(super) const TOMBSTONES: TableDefinition<'static, &[u8; 16], (i64, u64)> =
     TableDefinition::new("consent_guard.tombstones");
 pub(super) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("consent_guard.meta");
 pub(super) const FORMAT_KEY: &str = "format_version";
@@ -496,13 +498,18 @@ fn cipher_of(key: &SubjectKey) -> XChaCha20Poly1305 {
 
 /// What each event's ciphertext is bound to: its subject's locator and its position,
 /// so that a record moved to another place or subject does not decrypt.
-fn aad(locator: &Locator, position: u64) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(EVENT_AAD_DOMAIN.len() + 24);
-    aad.extend_from_slice(EVENT_AAD_DOMAIN);
-    aad.extend_from_slice(locator.as_bytes());
-    aad.extend_from_slice(&position.to_le_bytes());
+fn aad(locator: &Locator, position: u64) -> [u8; AAD] {
+    let mut aad = [0u8; AAD];
+    let (domain, rest) = aad.split_at_mut(EVENT_AAD_DOMAIN.len());
+    domain.copy_from_slice(EVENT_AAD_DOMAIN);
+    let (place, at) = rest.split_at_mut(16);
+    place.copy_from_slice(locator.as_bytes());
+    at.copy_from_slice(&position.to_le_bytes());
     aad
 }
+
+/// The length of [`aad`]: the domain, the locator, the position.
+const AAD: usize = EVENT_AAD_DOMAIN.len() + 16 + 8;
 
 const TAG_EVENT: u8 = 1;
 const TAG_TOMBSTONE: u8 = 2;
@@ -544,28 +551,32 @@ fn tombstone_record(locator: &Locator, at: i64) -> Vec<u8> {
     bytes
 }
 
-fn encrypt(cipher: &XChaCha20Poly1305, locator: &Locator, position: u64, json: &str) -> Result<Vec<u8>, StoreError> {
-    let mut nonce = [0u8; NONCE];
-    getrandom::fill(&mut nonce).map_err(|e| StoreError::new(format!("no randomness for a nonce: {e}")))?;
+fn encrypt(
+    cipher: &XChaCha20Poly1305,
+    nonce: &[u8; NONCE],
+    locator: &Locator,
+    position: u64,
+    json: &str,
+) -> Result<Vec<u8>, StoreError> {
     let aad = aad(locator, position);
     let ciphertext = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: json.as_bytes(), aad: &aad })
+        .encrypt(XNonce::from_slice(nonce), Payload { msg: json.as_bytes(), aad: &aad })
         .map_err(|_| StoreError::new("cannot encrypt a consent event"))?;
     let mut bytes = Vec::with_capacity(1 + 16 + NONCE + ciphertext.len());
     bytes.push(TAG_EVENT);
     bytes.extend_from_slice(locator.as_bytes());
-    bytes.extend_from_slice(&nonce);
+    bytes.extend_from_slice(nonce);
     bytes.extend_from_slice(&ciphertext);
     Ok(bytes)
 }
 
 /// Decrypts stored events, reading each subject's key once per call.
-pub(super) struct Opener<'t, T: ReadableTable<[u8; 16], [u8; 32]>> {
+pub(super) struct Opener<'t, T: ReadableTable<&'static [u8; 16], &'static [u8; 32]>> {
     keys: &'t T,
     ciphers: std::collections::HashMap<Locator, XChaCha20Poly1305>,
 }
 
-impl<'t, T: ReadableTable<[u8; 16], [u8; 32]>> Opener<'t, T> {
+impl<'t, T: ReadableTable<&'static [u8; 16], &'static [u8; 32]>> Opener<'t, T> {
     pub(super) fn new(keys: &'t T) -> Opener<'t, T> {
         Opener { keys, ciphers: std::collections::HashMap::new() }
     }
@@ -583,7 +594,7 @@ impl<'t, T: ReadableTable<[u8; 16], [u8; 32]>> Opener<'t, T> {
         let cipher = match self.ciphers.entry(locator) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => {
-                let key = self.keys.get(locator.as_bytes()).map_err(|e| fail(e.into()))?.map(|v| v.value());
+                let key = self.keys.get(locator.as_bytes()).map_err(|e| fail(e.into()))?.map(|v| *v.value());
                 let Some(key) = key else {
                     return Err(StoreError::new(format!(
                         "stored event at position {position} has no subject key (damaged store)"
@@ -622,7 +633,7 @@ pub(super) fn read_history(
         events.push(ConsentEvent::Erase(crate::consent::EraseEvent::new(subject, at)));
     }
     let mut opener = Opener::new(&keys);
-    let bytes = *locator.as_bytes();
+    let bytes = locator.as_bytes();
     for entry in index.range((bytes, 0)..=(bytes, u64::MAX)).map_err(|e| fail(e.into()))? {
         let position = entry.map_err(|e| fail(e.into()))?.0.value().1;
         let Some(record) = table.get(position).map_err(|e| fail(e.into()))? else {
@@ -696,7 +707,7 @@ pub(super) fn read_tombstones(
     let mut found = Vec::new();
     for entry in table.iter().map_err(|e| fail(e.into()))? {
         let (locator, value) = entry.map_err(|e| fail(e.into()))?;
-        found.push((Locator::from_bytes(locator.value()), value.value().0));
+        found.push((Locator::from_bytes(*locator.value()), value.value().0));
     }
     Ok(Tombstones::from_locators(master.clone(), found))
 }
@@ -708,7 +719,7 @@ pub(super) fn read_key(
     fail: impl Fn(redb::Error) -> StoreError,
 ) -> Result<Option<SubjectKey>, StoreError> {
     let keys = txn.open_table(KEYS).map_err(|e| fail(e.into()))?;
-    let key = keys.get(locator.as_bytes()).map_err(|e| fail(e.into()))?.map(|v| v.value());
+    let key = keys.get(locator.as_bytes()).map_err(|e| fail(e.into()))?.map(|v| *v.value());
     Ok(key.map(SubjectKey::from_bytes))
 }
 
@@ -719,9 +730,9 @@ fn encode(event: &ConsentEvent) -> Result<String, StoreError> {
 /// The tables a commit writes.
 struct Tables<'t> {
     events: redb::Table<'t, u64, &'static [u8]>,
-    index: redb::Table<'t, ([u8; 16], u64), ()>,
-    keys: redb::Table<'t, [u8; 16], [u8; 32]>,
-    tombstones: redb::Table<'t, [u8; 16], (i64, u64)>,
+    index: redb::Table<'t, (&'static [u8; 16], u64), ()>,
+    keys: redb::Table<'t, &'static [u8; 16], &'static [u8; 32]>,
+    tombstones: redb::Table<'t, &'static [u8; 16], (i64, u64)>,
 }
 
 impl RedbConsentStore {
@@ -766,13 +777,21 @@ impl RedbConsentStore {
         job: &Job,
     ) -> Result<u64, StoreError> {
         let write = |e: redb::Error| self.fail("write to the consent store", e);
+        // Every nonce of the batch from one request to the operating system.
+        let mut nonces = vec![0u8; NONCE * job.events.len()];
+        getrandom::fill(&mut nonces).map_err(|e| StoreError::new(format!("no randomness for a nonce: {e}")))?;
+        let mut nonces = nonces.chunks_exact(NONCE);
         for ((event, json), locator) in job.events.iter().zip(&job.encoded).zip(&job.locators) {
+            let nonce: &[u8; NONCE] = nonces
+                .next()
+                .and_then(|nonce| nonce.try_into().ok())
+                .ok_or_else(|| StoreError::new("a nonce was not drawn"))?;
             position = position.checked_add(1).ok_or_else(|| StoreError::new("consent store is full"))?;
-            let bytes = *locator.as_bytes();
+            let bytes = locator.as_bytes();
             if let ConsentEvent::Erase(erase) = event {
                 // Forget the subject: key, events, index entries; keep a tombstone.
                 ciphers.remove(locator);
-                tables.keys.remove(&bytes).map_err(|e| write(e.into()))?;
+                tables.keys.remove(bytes).map_err(|e| write(e.into()))?;
                 let earlier: Vec<u64> = tables
                     .index
                     .range((bytes, 0)..(bytes, position))
@@ -785,7 +804,7 @@ impl RedbConsentStore {
                     tables.index.remove((bytes, at)).map_err(|e| write(e.into()))?;
                 }
                 let at = erase.at.timestamp_millis();
-                let kept = tables.tombstones.get(&bytes).map_err(|e| write(e.into()))?.map(|v| v.value());
+                let kept = tables.tombstones.get(bytes).map_err(|e| write(e.into()))?.map(|v| v.value());
                 let tombstone = match kept {
                     Some((first_at, first_position)) => (first_at.min(at), first_position),
                     None => (at, position),
@@ -800,20 +819,20 @@ impl RedbConsentStore {
             let cipher = match ciphers.entry(*locator) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::hash_map::Entry::Vacant(entry) => {
-                    let kept = tables.keys.get(&bytes).map_err(|e| write(e.into()))?.map(|v| v.value());
+                    let kept = tables.keys.get(bytes).map_err(|e| write(e.into()))?.map(|v| *v.value());
                     let key = match kept {
                         Some(key) => SubjectKey::from_bytes(key),
                         None => {
                             let key = SubjectKey::generate()
                                 .map_err(|e| StoreError::with_source("cannot make a subject key", e))?;
-                            tables.keys.insert(bytes, *key.as_bytes()).map_err(|e| write(e.into()))?;
+                            tables.keys.insert(bytes, key.as_bytes()).map_err(|e| write(e.into()))?;
                             key
                         }
                     };
                     entry.insert(cipher_of(&key))
                 }
             };
-            let record = encrypt(cipher, locator, position, json)?;
+            let record = encrypt(cipher, nonce, locator, position, json)?;
             tables.events.insert(position, record.as_slice()).map_err(|e| write(e.into()))?;
             tables.index.insert((bytes, position), ()).map_err(|e| write(e.into()))?;
         }
@@ -830,7 +849,7 @@ impl RedbConsentStore {
             let txn = self.begin_read()?;
             let keys = txn.open_table(KEYS).map_err(|e| read(e.into()))?;
             for locator in &locators {
-                let key = keys.get(locator.as_bytes()).map_err(|e| read(e.into()))?.map(|v| v.value());
+                let key = keys.get(locator.as_bytes()).map_err(|e| read(e.into()))?.map(|v| *v.value());
                 found.push(key.map(SubjectKey::from_bytes));
             }
         }
@@ -844,13 +863,13 @@ impl RedbConsentStore {
                         continue;
                     }
                     // Made meanwhile (by an append, or a key asked twice in one call)?
-                    let now = keys.get(locator.as_bytes()).map_err(|e| write(e.into()))?.map(|v| v.value());
+                    let now = keys.get(locator.as_bytes()).map_err(|e| write(e.into()))?.map(|v| *v.value());
                     let key = match now {
                         Some(key) => SubjectKey::from_bytes(key),
                         None => {
                             let key = SubjectKey::generate()
                                 .map_err(|e| StoreError::with_source("cannot make a subject key", e))?;
-                            keys.insert(*locator.as_bytes(), *key.as_bytes()).map_err(|e| write(e.into()))?;
+                            keys.insert(locator.as_bytes(), key.as_bytes()).map_err(|e| write(e.into()))?;
                             key
                         }
                     };
