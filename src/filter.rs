@@ -11,7 +11,11 @@
 //!   the subject's ends, `until`), the answer for subjects it does not hold, and a
 //!   [`Watermark`] (store position and time).
 //!   [`Snapshot::refresh`] re-decides only the subjects named by the store's events
-//!   since the watermark, and those whose answer changes by the clock alone.
+//!   since the watermark, and those whose answer changes by the clock alone (an
+//!   erasure in a store that forgets names no subject: the snapshot is rebuilt).
+//! - Erased subjects the store forgot (issue 27) are known only by tombstone: the
+//!   snapshot hashes an id it does not hold against them, and its answer for consumers
+//!   that cannot hash ([`Snapshot::unknown`]) fails closed when there are some.
 //! - [`Filter::apply`] opens an [`Application`] at a time T: it fails closed when the
 //!   snapshot is older than `max_staleness`, unless applied as a [`Apply::Replay`].
 //!   [`Application::code`] answers one row; the Arrow kernel and the SQL fragment of
@@ -609,6 +613,9 @@ pub struct Snapshot {
     policy_version: String,
     entries: Subjects,
     unknown: SnapshotEntry,
+    /// When the guard holds tombstones (ids its store forgot): the answers for them,
+    /// and for a consumer that cannot tell them from unknown ids.
+    erased: Option<Box<ErasedRows>>,
     watermark: Watermark,
     /// Subjects whose answer changes by the clock, soonest first.
     pending: BinaryHeap<Reverse<(i64, Box<str>)>>,
@@ -622,6 +629,17 @@ impl fmt::Debug for Snapshot {
             .field("watermark", &self.watermark)
             .finish_non_exhaustive()
     }
+}
+
+/// How a snapshot answers the ids of erased subjects its guard knows only by
+/// tombstone: it cannot name them, so it hashes an unknown id (one HMAC) to tell.
+struct ErasedRows {
+    tombstones: std::sync::Arc<crate::consent::state::Tombstones>,
+    /// The answers for a tombstoned id.
+    entry: SnapshotEntry,
+    /// The answers for an id not held, for a consumer that cannot hash it (SQL,
+    /// Spark, Arrow metadata): where the unknown answer allows, the tombstoned one.
+    blind: SnapshotEntry,
 }
 
 /// What a [`Snapshot::refresh`] did.
@@ -638,10 +656,26 @@ pub struct Refreshed {
 }
 
 impl Snapshot {
-    /// The answers for one subject; the unknown subject's for one it does not hold.
+    /// The answers for one subject; for one it does not hold, the unknown subject's,
+    /// or, when the guard's store forgot erased subjects and `subject` is one of them
+    /// (its tombstone; one HMAC, only when there are tombstones), an erased subject's.
     #[inline]
     pub fn entry(&self, subject: &str) -> &SnapshotEntry {
-        self.entries.get(subject).unwrap_or(&self.unknown)
+        match self.entries.get(subject) {
+            Some(entry) => entry,
+            None => self.not_held(subject),
+        }
+    }
+
+    /// The answers for an id the snapshot does not hold: a tombstoned id's when the
+    /// guard's store forgot it (one HMAC, only when there are tombstones), else the
+    /// unknown subject's.
+    #[cold]
+    fn not_held(&self, subject: &str) -> &SnapshotEntry {
+        match &self.erased {
+            Some(erased) if erased.tombstones.erased_at(subject).is_some() => &erased.entry,
+            _ => &self.unknown,
+        }
     }
 
     /// The entries of `N` subjects at once (`None` for a row without one), each what
@@ -684,16 +718,32 @@ impl Snapshot {
                 let same =
                     *candidate != usize::MAX && index.arena.get(bound.0 as usize..bound.1 as usize) == Some(*subject);
                 let at = if same { Some(*candidate) } else { index.find(subject, *hash) };
-                *found = Some(at.and_then(|at| index.entries.get(at)).unwrap_or(&self.unknown));
+                *found = Some(match at.and_then(|at| index.entries.get(at)) {
+                    Some(entry) => entry,
+                    None => self.not_held(subject),
+                });
             }
         }
         found
     }
 
-    /// The answers for subjects the snapshot does not hold (what the guard gives a
-    /// subject it does not know).
+    /// The answers for subjects the snapshot does not hold, for a consumer that
+    /// cannot hash ids (the SQL fragment, Spark, the Arrow metadata): what the guard
+    /// gives a subject it does not know, except when its store forgot erased subjects
+    /// (tombstones): an unknown id may then be one of theirs, so where the unknown
+    /// answer would allow, this gives the erased subject's denial (fail closed).
+    /// [`Snapshot::entry`] and [`Snapshot::entries_of`] tell the two apart.
     pub fn unknown(&self) -> &SnapshotEntry {
-        &self.unknown
+        match &self.erased {
+            Some(erased) => &erased.blind,
+            None => &self.unknown,
+        }
+    }
+
+    /// Whether the guard's store forgot erased subjects, so that [`Snapshot::unknown`]
+    /// may deny where the guard allows an id it does not know.
+    pub fn has_tombstones(&self) -> bool {
+        self.erased.is_some()
     }
 
     /// The store position and time reflected.
@@ -750,6 +800,9 @@ impl Snapshot {
         // The guard's position first: what it has applied is what the decisions read,
         // and events past it are read below anyway (their subjects decided again).
         let through = guard.applied_through().ok_or(FilterError::Unavailable("guard poisoned by a panic"))?;
+        if erased_since(store.as_ref(), self.watermark.position, through)? {
+            return self.rebuild(guard, filter);
+        }
         let (mut changed, mut events, mut after) = (Vec::new(), 0, self.watermark.position);
         while after < through {
             let batch = store.events_since(after, 4096)?;
@@ -775,6 +828,9 @@ impl Snapshot {
             return Ok(Refreshed { events: 0, subjects: self.entries.len(), rebuilt: true });
         };
         let through = guard.applied_through().ok_or(FilterError::Unavailable("guard poisoned by a panic"))?;
+        if erased_since_async(store.as_ref(), self.watermark.position, through).await? {
+            return self.rebuild(guard, filter);
+        }
         let (mut changed, mut events, mut after) = (Vec::new(), 0, self.watermark.position);
         while after < through {
             let batch = store.events_since_async(after, 4096).await?;
@@ -784,6 +840,13 @@ impl Snapshot {
             changed.extend(batch.iter().map(|(_, event)| Box::<str>::from(event.subject())));
         }
         self.decide_again(guard, filter, through, changed, events)
+    }
+
+    /// Rebuilds the whole snapshot: an erasure in the store since the watermark names
+    /// no subject (its event was not kept), so every subject is decided again.
+    fn rebuild(&mut self, guard: &Guard, filter: &Filter) -> Result<Refreshed, FilterError> {
+        *self = guard.snapshot(filter)?;
+        Ok(Refreshed { events: 0, subjects: self.entries.len(), rebuilt: true })
     }
 
     fn same_filter(&self, guard: &Guard, filter: &Filter) -> Result<(), FilterError> {
@@ -826,6 +889,32 @@ impl Snapshot {
         self.watermark = Watermark { position: through.max(self.watermark.position), at: millis_to_time(at) };
         Ok(Refreshed { events, subjects: changed.len(), rebuilt: false })
     }
+}
+
+/// Whether the store erased a subject at a position in (`after`, `through`]: its
+/// tombstone names no id, so a refresh cannot tell whose answer changed.
+#[cfg(feature = "json")]
+fn erased_since(store: &dyn crate::store::ConsentStore, after: u64, through: u64) -> Result<bool, FilterError> {
+    Ok(store.erasures_since(after)?.iter().any(|(position, _, _)| *position <= through))
+}
+
+#[cfg(feature = "json")]
+async fn erased_since_async(
+    store: &dyn crate::store::ConsentStore,
+    after: u64,
+    through: u64,
+) -> Result<bool, FilterError> {
+    Ok(store.erasures_since_async(after).await?.iter().any(|(position, _, _)| *position <= through))
+}
+
+#[cfg(not(feature = "json"))]
+fn erased_since(_: &dyn crate::store::ConsentStore, _: u64, _: u64) -> Result<bool, FilterError> {
+    Ok(false)
+}
+
+#[cfg(not(feature = "json"))]
+async fn erased_since_async(_: &dyn crate::store::ConsentStore, _: u64, _: u64) -> Result<bool, FilterError> {
+    Ok(false)
 }
 
 fn millis_to_time(ms: i64) -> DateTime<Utc> {
@@ -1103,11 +1192,32 @@ impl Guard {
             unknown_id.push('\0');
         }
         let unknown = decider.entry(&unknown_id)?;
+        let tombstones =
+            self.consent_state().tombstones().map_err(|_| FilterError::Unavailable("the tombstones are poisoned"))?;
+        let erased = (!tombstones.is_empty()).then(|| {
+            // Decided as erased before any time asked about: a row of a tombstoned id
+            // is never allowed for want of an erasure time.
+            let entry = SnapshotEntry::new(
+                i64::MAX,
+                decider.fresh.decide_erased(i64::MIN),
+                decider.stale.decide_erased(i64::MIN),
+                None,
+            );
+            let blind = |plain: ReasonCode, erased: ReasonCode| if plain.is_allow() { erased } else { plain };
+            let blind = SnapshotEntry::new(
+                unknown.until,
+                blind(unknown.fresh(), entry.fresh()),
+                blind(unknown.stale(), entry.stale()),
+                unknown.ended().map(|(cutoff, code)| (cutoff, blind(code, entry.stale()))),
+            );
+            Box::new(ErasedRows { tombstones, entry, blind })
+        });
         Ok(Snapshot {
             key: filter.key,
             policy_version: filter.policy_version.clone(),
             entries,
             unknown,
+            erased,
             watermark: Watermark { position, at: millis_to_time(at) },
             pending,
         })

@@ -126,6 +126,17 @@ impl MasterKey {
         random_bytes().map(MasterKey)
     }
 
+    /// Reads the key from `path` (64 hex digits); a missing file is an error.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or holds something else than a key.
+    pub fn load(path: &Path) -> Result<MasterKey, KeyError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
+        parse_hex32(&text, &path.display().to_string()).map(MasterKey)
+    }
+
     /// Reads the key from `path` (64 hex digits), or, when the file does not exist,
     /// makes a new random key and writes it there (readable by its owner only, on
     /// Unix).
@@ -402,6 +413,21 @@ impl Tombstones {
     pub fn insert(&mut self, locator: Locator, erased_at: i64) {
         let at = self.erased.entry(locator).or_insert(erased_at);
         *at = (*at).min(erased_at);
+    }
+
+    /// When the subject with this locator was erased, if it has a tombstone.
+    pub fn get(&self, locator: &Locator) -> Option<i64> {
+        self.erased.get(locator).copied()
+    }
+
+    /// The locators and erase times, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Locator, &i64)> + '_ {
+        self.erased.iter()
+    }
+
+    /// The master key the locators are computed under, if any.
+    pub fn master(&self) -> Option<&MasterKey> {
+        self.master.as_ref()
     }
 
     /// When `subject` was erased, if it has a tombstone. Costs one HMAC, and nothing

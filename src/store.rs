@@ -3,6 +3,12 @@
 //!
 //! The guard decides from its in-memory state; a store is appended to before that
 //! state changes, and replayed when a guard starts.
+//!
+//! A store that keeps subject keys (the memory store and the embedded file; see
+//! [`crate::keys`]) forgets an erased subject: the `erase` destroys the subject's key
+//! and deletes its events, and only a tombstone remains (the keyed hash of the id and
+//! the erase time), which a guard reads so that the id is still answered
+//! `subject_erased`. See `docs/erasure.md`.
 
 use std::fmt;
 use std::future::Future;
@@ -32,8 +38,13 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// - the events of a subject are kept in the order appended and never rewritten;
 ///   `events_since(p)` never returns a position at or below one it returned before
 ///   for the same `p` (no event becomes visible behind the reader's back);
-/// - an `erase` is kept as an event, and the subject's personal attributes (birth date,
-///   age) are removed from earlier events;
+/// - an `erase` leaves no personal attribute (birth date, age) of the subject in any
+///   earlier event; a store that keeps subject keys ([`ConsentStore::subject_keys`])
+///   goes further: the erase destroys the subject's key, deletes every earlier event
+///   of the subject, and keeps a tombstone instead of the erase event (its position
+///   is taken, and skipped by `events_since`; [`ConsentStore::erasures_since`] and
+///   [`ConsentStore::tombstones`] return it), and `history` of the id answers the
+///   erase alone, rebuilt from the tombstone, then any event appended after it;
 /// - a store that cannot answer returns an error, never a partial or stale history.
 pub trait ConsentStore: fmt::Debug + Send + Sync {
     /// Appends events atomically; returns the position of the last one (the current
@@ -138,6 +149,20 @@ pub trait ConsentStore: fmt::Debug + Send + Sync {
     fn subject_keys(&self) -> Option<&dyn crate::keys::SubjectKeys> {
         None
     }
+
+    /// [`ConsentStore::tombstones`] for async code; the default as for
+    /// [`ConsentStore::append_async`].
+    #[cfg(feature = "json")]
+    fn tombstones_async(&self) -> StoreFuture<'_, crate::keys::Tombstones> {
+        Box::pin(std::future::ready(self.tombstones()))
+    }
+
+    /// [`ConsentStore::erasures_since`] for async code; the default as for
+    /// [`ConsentStore::append_async`].
+    #[cfg(feature = "json")]
+    fn erasures_since_async(&self, after: u64) -> StoreFuture<'_, Vec<(u64, crate::keys::Locator, i64)>> {
+        Box::pin(std::future::ready(self.erasures_since(after)))
+    }
 }
 
 /// The subject keys of a store, shareable with an audit log's writer thread. A store
@@ -166,61 +191,253 @@ impl crate::keys::SubjectKeys for StoreKeys {
 
 /// Keeps events in memory: for tests, and for services that replay events from
 /// elsewhere. Nothing survives the process.
-#[derive(Default)]
+///
+/// With the `json` feature it keeps subject keys too ([`crate::keys::SubjectKeys`],
+/// through [`ConsentStore::subject_keys`]) and forgets an erased subject as the
+/// embedded store does: the erase destroys the key, deletes the subject's earlier
+/// events, and keeps a tombstone (the id's [`Locator`](crate::keys::Locator) under the
+/// store's master key, made at [`MemoryConsentStore::new`] unless given with
+/// [`MemoryConsentStore::with_master_key`]) at the erase's position.
 pub struct MemoryConsentStore {
-    events: Mutex<Vec<ConsentEvent>>,
+    inner: Mutex<Memory>,
+    #[cfg(feature = "json")]
+    master: crate::keys::MasterKey,
+}
+
+/// What a position of the memory store holds.
+enum Entry {
+    Event(ConsentEvent),
+    /// An event of a subject erased since: deleted, its position kept (positions stay
+    /// dense and increasing).
+    #[cfg_attr(not(feature = "json"), allow(dead_code, reason = "only a store with keys deletes"))]
+    Deleted,
+    /// An erasure: the subject's locator and the erase time (ms), never the id.
+    #[cfg(feature = "json")]
+    Tombstone(crate::keys::Locator, i64),
+}
+
+#[derive(Default)]
+struct Memory {
+    entries: Vec<Entry>,
+    /// Subject keys by id (this store lives in the process: the ids are in its events
+    /// anyway until erased).
+    #[cfg(feature = "json")]
+    keys: std::collections::HashMap<String, crate::keys::SubjectKey>,
+    /// Erase time by locator, the earliest when erased twice.
+    #[cfg(feature = "json")]
+    tombstones: std::collections::HashMap<crate::keys::Locator, i64>,
+}
+
+impl Default for MemoryConsentStore {
+    fn default() -> MemoryConsentStore {
+        MemoryConsentStore::new()
+    }
 }
 
 impl MemoryConsentStore {
-    /// An empty store.
+    /// An empty store. With the `json` feature, its master key is random: made from
+    /// the operating system's randomness, or, if it gives none, fixed zeros (the
+    /// locators then still tell ids apart; they are only not secret).
     pub fn new() -> MemoryConsentStore {
-        MemoryConsentStore::default()
+        MemoryConsentStore {
+            inner: Mutex::new(Memory::default()),
+            #[cfg(feature = "json")]
+            master: crate::keys::MasterKey::generate().unwrap_or_else(|_| crate::keys::MasterKey::from_bytes([0; 32])),
+        }
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<ConsentEvent>>, StoreError> {
-        self.events.lock().map_err(|_| StoreError::new("memory store poisoned by a panic"))
+    /// An empty store whose tombstones are computed under `master`.
+    #[cfg(feature = "json")]
+    pub fn with_master_key(master: crate::keys::MasterKey) -> MemoryConsentStore {
+        MemoryConsentStore { inner: Mutex::new(Memory::default()), master }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Memory>, StoreError> {
+        self.inner.lock().map_err(|_| StoreError::new("memory store poisoned by a panic"))
+    }
+
+    /// Applies an erase: with keys, forgets the subject and returns the tombstone to
+    /// store at the erase's position; without, scrubs the subject's attributes and
+    /// keeps the erase event.
+    #[cfg(feature = "json")]
+    fn erase(&self, memory: &mut Memory, erase: &crate::consent::EraseEvent) -> Entry {
+        let locator = self.master.locator(&erase.subject);
+        memory.keys.remove(&erase.subject);
+        for entry in &mut memory.entries {
+            if matches!(entry, Entry::Event(event) if event.subject() == erase.subject) {
+                *entry = Entry::Deleted;
+            }
+        }
+        let at = erase.at.timestamp_millis();
+        let kept = memory.tombstones.entry(locator).or_insert(at);
+        *kept = (*kept).min(at);
+        Entry::Tombstone(locator, at)
+    }
+
+    #[cfg(not(feature = "json"))]
+    fn erase(&self, memory: &mut Memory, erase: &crate::consent::EraseEvent) -> Entry {
+        for entry in &mut memory.entries {
+            if let Entry::Event(ConsentEvent::Subject(attributes)) = entry {
+                if attributes.subject == erase.subject {
+                    attributes.birth_date = None;
+                    attributes.age = None;
+                }
+            }
+        }
+        Entry::Event(ConsentEvent::Erase(erase.clone()))
+    }
+
+    /// When `subject` was erased, if this store forgot it.
+    #[cfg(feature = "json")]
+    fn erased_at(&self, memory: &Memory, subject: &str) -> Option<i64> {
+        if memory.tombstones.is_empty() {
+            return None;
+        }
+        memory.tombstones.get(&self.master.locator(subject)).copied()
+    }
+
+    #[cfg(not(feature = "json"))]
+    fn erased_at(&self, _: &Memory, _: &str) -> Option<i64> {
+        None
     }
 }
 
 impl ConsentStore for MemoryConsentStore {
     fn append(&self, events: &[ConsentEvent]) -> Result<u64, StoreError> {
-        let mut stored = self.lock()?;
+        // Every key the batch may need, drawn before anything changes, so that a
+        // failure leaves the store as it was (a batch is appended whole or not at all).
+        #[cfg(feature = "json")]
+        let mut fresh = fresh_keys(events.len())?.into_iter();
+        let mut memory = self.lock()?;
         for event in events {
-            if let ConsentEvent::Erase(erase) = event {
-                for earlier in stored.iter_mut() {
-                    if let ConsentEvent::Subject(attributes) = earlier {
-                        if attributes.subject == erase.subject {
-                            attributes.birth_date = None;
-                            attributes.age = None;
-                        }
+            let entry = match event {
+                ConsentEvent::Erase(erase) => self.erase(&mut memory, erase),
+                other => {
+                    // A subject with events has a key, as in the embedded store.
+                    #[cfg(feature = "json")]
+                    if !memory.keys.contains_key(other.subject()) {
+                        let key = fresh.next().ok_or_else(|| StoreError::new("no subject key drawn"))?;
+                        memory.keys.insert(other.subject().to_owned(), key);
                     }
+                    Entry::Event(other.clone())
                 }
-            }
-            stored.push(event.clone());
+            };
+            memory.entries.push(entry);
         }
-        Ok(stored.len() as u64)
+        Ok(memory.entries.len() as u64)
     }
 
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
-        Ok(ConsentHistory::new(subject, self.lock()?.iter().filter(|e| e.subject() == subject).cloned()))
+        let memory = self.lock()?;
+        let kept = memory.entries.iter().filter_map(|entry| match entry {
+            Entry::Event(event) if event.subject() == subject => Some(event.clone()),
+            _ => None,
+        });
+        // The erase event was not kept (it names the id): rebuilt from the tombstone,
+        // with the id the caller gave. Events after it were kept as usual.
+        let erase = self.erased_at(&memory, subject).map(|at| {
+            let at = chrono::DateTime::from_timestamp_millis(at).unwrap_or_default();
+            ConsentEvent::Erase(crate::consent::EraseEvent::new(subject, at))
+        });
+        Ok(ConsentHistory::new(subject, erase.into_iter().chain(kept)))
     }
 
     fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ConsentEvent)>, StoreError> {
-        let stored = self.lock()?;
+        let memory = self.lock()?;
         let skip = usize::try_from(after).unwrap_or(usize::MAX);
-        Ok(stored.iter().enumerate().skip(skip).take(limit).map(|(i, e)| (i as u64 + 1, e.clone())).collect())
+        Ok(memory
+            .entries
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .filter_map(|(i, entry)| match entry {
+                Entry::Event(event) => Some((i as u64 + 1, event.clone())),
+                _ => None,
+            })
+            .take(limit)
+            .collect())
     }
 
     fn shared(&self) -> bool {
         false
+    }
+
+    #[cfg(feature = "json")]
+    fn tombstones(&self) -> Result<crate::keys::Tombstones, StoreError> {
+        let memory = self.lock()?;
+        Ok(crate::keys::Tombstones::from_locators(
+            self.master.clone(),
+            memory.tombstones.iter().map(|(locator, at)| (*locator, *at)),
+        ))
+    }
+
+    #[cfg(feature = "json")]
+    fn erasures_since(&self, after: u64) -> Result<Vec<(u64, crate::keys::Locator, i64)>, StoreError> {
+        let memory = self.lock()?;
+        let skip = usize::try_from(after).unwrap_or(usize::MAX);
+        Ok(memory
+            .entries
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .filter_map(|(i, entry)| match entry {
+                Entry::Tombstone(locator, at) => Some((i as u64 + 1, *locator, *at)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    #[cfg(feature = "json")]
+    fn subject_keys(&self) -> Option<&dyn crate::keys::SubjectKeys> {
+        Some(self)
+    }
+}
+
+/// `count` new random subject keys, from one request to the operating system.
+#[cfg(feature = "json")]
+fn fresh_keys(count: usize) -> Result<Vec<crate::keys::SubjectKey>, StoreError> {
+    let mut bytes = vec![0u8; count.saturating_mul(32)];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::new(format!("cannot make a subject key: {e}")))?;
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|chunk| {
+            let mut key = [0u8; 32];
+            key.copy_from_slice(chunk);
+            crate::keys::SubjectKey::from_bytes(key)
+        })
+        .collect())
+}
+
+#[cfg(feature = "json")]
+impl crate::keys::SubjectKeys for MemoryConsentStore {
+    fn keys_for(&self, subjects: &[&str]) -> Result<Vec<crate::keys::SubjectKey>, StoreError> {
+        let mut memory = self.lock()?;
+        let mut found = Vec::with_capacity(subjects.len());
+        for subject in subjects {
+            let key = match memory.keys.get(*subject) {
+                Some(key) => key.clone(),
+                None => {
+                    let key = crate::keys::SubjectKey::generate()
+                        .map_err(|e| StoreError::with_source("cannot make a subject key", e))?;
+                    memory.keys.insert((*subject).to_owned(), key.clone());
+                    key
+                }
+            };
+            found.push(key);
+        }
+        Ok(found)
+    }
+
+    fn key_of(&self, subject: &str) -> Result<Option<crate::keys::SubjectKey>, StoreError> {
+        Ok(self.lock()?.keys.get(subject).cloned())
     }
 }
 
 impl fmt::Debug for MemoryConsentStore {
     /// Prints a count, never the events: they are personal data.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = self.events.lock().map(|e| e.len()).unwrap_or(0);
-        f.debug_struct("MemoryConsentStore").field("events", &count).finish()
+        let count = self.inner.lock().map(|m| m.entries.len()).unwrap_or(0);
+        f.debug_struct("MemoryConsentStore").field("positions", &count).finish_non_exhaustive()
     }
 }
 
@@ -261,6 +478,14 @@ impl<S: ConsentStore + ?Sized> ConsentStore for Box<S> {
     fn subject_keys(&self) -> Option<&dyn crate::keys::SubjectKeys> {
         (**self).subject_keys()
     }
+    #[cfg(feature = "json")]
+    fn tombstones_async(&self) -> StoreFuture<'_, crate::keys::Tombstones> {
+        (**self).tombstones_async()
+    }
+    #[cfg(feature = "json")]
+    fn erasures_since_async(&self, after: u64) -> StoreFuture<'_, Vec<(u64, crate::keys::Locator, i64)>> {
+        (**self).erasures_since_async(after)
+    }
 }
 
 impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
@@ -300,12 +525,20 @@ impl<S: ConsentStore + ?Sized> ConsentStore for std::sync::Arc<S> {
     fn subject_keys(&self) -> Option<&dyn crate::keys::SubjectKeys> {
         (**self).subject_keys()
     }
+    #[cfg(feature = "json")]
+    fn tombstones_async(&self) -> StoreFuture<'_, crate::keys::Tombstones> {
+        (**self).tombstones_async()
+    }
+    #[cfg(feature = "json")]
+    fn erasures_since_async(&self, after: u64) -> StoreFuture<'_, Vec<(u64, crate::keys::Locator, i64)>> {
+        (**self).erasures_since_async(after)
+    }
 }
 
 #[cfg(feature = "redb")]
 mod embedded;
 #[cfg(feature = "redb")]
-pub use embedded::RedbConsentStore;
+pub use embedded::{Migration, RedbConsentStore};
 #[cfg(feature = "redb")]
 mod embedded_reader;
 #[cfg(feature = "redb")]

@@ -28,17 +28,41 @@
 //!   and a record number, so a probe that meets another subject's slot is rejected
 //!   without reading that subject's record. At a million subjects it is 8 MiB, which
 //!   stays in the last-level cache while the records do not.
+//! - **Tombstones beside the table.** A store that forgets erased subjects (issue 27)
+//!   keeps only the keyed hash of their ids; the state keeps those [`Tombstones`] and
+//!   asks them only when an id has no record (one HMAC; one atomic load when there are
+//!   none), so a known subject's check reads nothing more.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use crate::basis::ConsentLevel;
 use crate::request::Region;
 use crate::version::PolicyVersion;
 
 const SHARDS: usize = 64;
+
+/// The tombstones of subjects whose ids the store no longer keeps.
+#[cfg(feature = "json")]
+pub(crate) use crate::keys::Tombstones;
+
+/// Without the `json` feature there are no keys, so no store forgets an id: never a
+/// tombstone.
+#[cfg(not(feature = "json"))]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tombstones;
+
+#[cfg(not(feature = "json"))]
+impl Tombstones {
+    pub(crate) fn erased_at(&self, _: &str) -> Option<i64> {
+        None
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        true
+    }
+}
 
 /// One compiled consent event of a subject: 32 bytes.
 #[derive(Clone, Copy, Debug)]
@@ -829,6 +853,11 @@ impl Shard {
     }
 }
 
+/// The slot of an erasure at `at`.
+fn erasure_slot(at: i64) -> Slot {
+    Slot { at, extra: 0, purposes: [NO_PURPOSE; 3], meta: ERASE }
+}
+
 /// Applies a change to an inline record, if the result still fits it; `false` leaves
 /// the record as it was.
 fn apply_inline(record: &mut Record, change: &Change, event: Option<&StateEvent>) -> bool {
@@ -881,7 +910,7 @@ fn apply_inline(record: &mut Record, change: &Change, event: Option<&StateEvent>
                 Some(slot) if slot.kind() == ERASE => slot.at.min(*at),
                 _ => *at,
             };
-            fact = Some(Slot { at, extra: 0, purposes: [NO_PURPOSE; 3], meta: ERASE });
+            fact = Some(erasure_slot(at));
         }
         _ => return false,
     }
@@ -914,6 +943,13 @@ pub(crate) struct ConsentState {
     /// `i64::MIN` for an unreadable state. One atomic serves both, so that a check
     /// pays one load and one comparison for them.
     fresh_until: AtomicI64,
+    /// The store's tombstones: asked about ids that have no record. Behind an `Arc`
+    /// so that a filter snapshot shares them without copying.
+    tombstones: RwLock<Arc<Tombstones>>,
+    /// Whether `tombstones` holds any, so that an unknown id costs one load when none.
+    tombstoned: AtomicBool,
+    /// Set only by [`ConsentState::erased_only`]: every id is a subject erased then.
+    erased_only_at: Option<i64>,
 }
 
 /// The next [`ConsentState::id`].
@@ -930,6 +966,59 @@ impl ConsentState {
             hasher: SubjectHasher::new(),
             id: NEXT_STATE.fetch_add(1, Ordering::Relaxed),
             fresh_until: AtomicI64::new(i64::MAX),
+            tombstones: RwLock::new(Arc::new(Tombstones::default())),
+            tombstoned: AtomicBool::new(false),
+            erased_only_at: None,
+        }
+    }
+
+    /// A state that holds no subject and answers every id as a subject erased at
+    /// `erased_at` with no other state (what a tombstone stands for), readable until
+    /// `fresh_until`: how a filter snapshot decides the rows of tombstoned ids.
+    pub(crate) fn erased_only(erased_at: i64, fresh_until: i64) -> ConsentState {
+        let mut state = ConsentState::new();
+        state.fresh_until.store(fresh_until, Ordering::Release);
+        state.tombstoned.store(true, Ordering::Release);
+        state.erased_only_at = Some(erased_at);
+        state
+    }
+
+    /// The tombstones, shared.
+    pub(crate) fn tombstones(&self) -> Result<Arc<Tombstones>, Unavailable> {
+        self.tombstones.read().map(|t| Arc::clone(&t)).map_err(|_| Unavailable)
+    }
+
+    #[cfg(feature = "json")]
+    /// Replaces the tombstones (a guard's replay reads them from the store first).
+    pub(crate) fn set_tombstones(&self, tombstones: Tombstones) -> Result<(), Unavailable> {
+        let empty = tombstones.is_empty();
+        *self.tombstones.write().map_err(|_| Unavailable)? = Arc::new(tombstones);
+        self.tombstoned.store(!empty, Ordering::Release);
+        Ok(())
+    }
+
+    #[cfg(feature = "json")]
+    /// Changes the tombstones in place (a follower learns of erasures made elsewhere).
+    pub(crate) fn edit_tombstones<R>(&self, edit: impl FnOnce(&mut Tombstones) -> R) -> Result<R, Unavailable> {
+        let mut tombstones = self.tombstones.write().map_err(|_| Unavailable)?;
+        let result = edit(Arc::make_mut(&mut tombstones));
+        self.tombstoned.store(!tombstones.is_empty(), Ordering::Release);
+        Ok(result)
+    }
+
+    /// When an id with no record was erased, from the tombstones. Out of line and
+    /// cold: only ids the state does not hold get here, and only when there are
+    /// tombstones.
+    #[cold]
+    #[inline(never)]
+    fn tombstone_of(&self, subject: &str) -> Option<i64> {
+        if let Some(at) = self.erased_only_at {
+            return Some(at);
+        }
+        // A poisoned lock fails closed: the id reads as erased at the dawn of time.
+        match self.tombstones.read() {
+            Ok(tombstones) => tombstones.erased_at(subject),
+            Err(_) => Some(i64::MIN),
         }
     }
 
@@ -986,8 +1075,18 @@ impl ConsentState {
             }
         };
         let shard = self.shard(probe)?.read().map_err(|_| Unavailable)?;
+        let erased;
         let view = match shard.find_hinted(probe, hint) {
             Some(number) => shard.view(number)?,
+            // An id the state holds nothing for may be one the store forgot: its
+            // tombstone makes it an erased subject with no other state.
+            None if self.tombstoned.load(Ordering::Acquire) => match self.tombstone_of(probe.subject) {
+                Some(at) => {
+                    erased = Record { id: probe.id, slots: [erasure_slot(at), Slot::default()] };
+                    Some(SubjectView { record: &erased, overflow: None, terms: &[] })
+                }
+                None => None,
+            },
             None => None,
         };
         Ok(f(view))
@@ -1006,6 +1105,11 @@ impl ConsentState {
         Ok(())
     }
 
+    /// Checks deciding before this instant (milliseconds) may read the state.
+    pub(crate) fn fresh_until(&self) -> i64 {
+        self.fresh_until.load(Ordering::Acquire)
+    }
+
     /// The state may be read by checks deciding before `until` (milliseconds).
     pub(crate) fn set_fresh_until(&self, until: i64) {
         self.fresh_until.store(until, Ordering::Release);
@@ -1017,7 +1121,18 @@ impl ConsentState {
         let mut shard = self.shard(&probe)?.write().map_err(|_| Unavailable)?;
         let number = match shard.find(&probe) {
             Some(number) => number,
-            None => shard.insert(&probe, &self.hasher)?,
+            None => {
+                let number = shard.insert(&probe, &self.hasher)?;
+                // A subject new to the state may have been erased in the store before
+                // (its earlier events deleted, a tombstone kept): it stays erased, as
+                // it would had the state seen the erase.
+                if self.tombstoned.load(Ordering::Acquire) {
+                    if let Some(at) = self.tombstone_of(subject) {
+                        shard.apply(number, [Change::Erase { at }])?;
+                    }
+                }
+                number
+            }
         };
         shard.apply(number, changes)
     }
@@ -1090,6 +1205,34 @@ impl ConsentState {
                 *shard = Shard::default();
             }
         }
+        if let Ok(mut tombstones) = self.tombstones.write() {
+            *tombstones = Arc::new(Tombstones::default());
+        }
+        self.tombstoned.store(false, Ordering::Release);
+    }
+
+    #[cfg(feature = "json")]
+    /// Marks erased every subject the state holds whose id has a tombstone (as an
+    /// `erase` event would; the events it holds stay, as the guard that recorded the
+    /// erase keeps them): run when
+    /// new tombstones arrive from a store shared with other processes. Costs one HMAC
+    /// per subject held (about a microsecond each), and only then. Returns how many
+    /// subjects it marked.
+    pub(crate) fn erase_tombstoned(&self) -> Result<usize, Unavailable> {
+        let tombstones = self.tombstones()?;
+        if tombstones.is_empty() {
+            return Ok(0);
+        }
+        let mut hits = Vec::new();
+        self.for_each_subject(|id, _| {
+            if let Some(at) = tombstones.erased_at(id) {
+                hits.push((Box::<str>::from(id), at));
+            }
+        })?;
+        for (id, at) in &hits {
+            self.update(id, [Change::Erase { at: *at }])?;
+        }
+        Ok(hits.len())
     }
 }
 
@@ -1385,6 +1528,39 @@ mod tests {
         assert_eq!((at(&other, &a), at(&other, &b)), (Some(100), None), "another state's keys");
         state.quarantine("a").unwrap();
         assert_eq!(state.read_at(Lookup::Resolved(&a), 0, |_| ()), Err(Unavailable));
+    }
+
+    /// Tombstones answer only for ids the state holds nothing for; a subject new to
+    /// the state under a tombstoned id starts erased; `erase_tombstoned` marks held
+    /// subjects.
+    #[cfg(feature = "json")]
+    #[test]
+    fn tombstones_stand_for_ids_the_state_does_not_hold() {
+        let master = crate::keys::MasterKey::from_bytes([5; 32]);
+        let state = ConsentState::new();
+        state.update("held", [withdraw(1)]).unwrap();
+        let erased_at = |state: &ConsentState, id: &str| state.read(id, |v| v.and_then(|v| v.erased_at())).unwrap();
+        assert_eq!(erased_at(&state, "gone"), None);
+        let tombstones = Tombstones::from_locators(
+            master.clone(),
+            [(master.locator("gone"), 40), (master.locator("held"), 30), (master.locator("back"), 50)],
+        );
+        state.set_tombstones(tombstones).unwrap();
+        assert_eq!(erased_at(&state, "gone"), Some(40), "an unknown tombstoned id reads as erased");
+        assert_eq!(state.read("gone", |v| v.map(|v| v.events().len())).unwrap(), Some(0));
+        assert_eq!(erased_at(&state, "stranger"), None);
+        assert_eq!(erased_at(&state, "held"), None, "a held subject is not looked up until marked");
+        assert_eq!(state.len(), 1, "reading adds no subject");
+        state.update("back", [withdraw(60)]).unwrap();
+        assert_eq!(erased_at(&state, "back"), Some(50), "events after an erasure do not undo it");
+        assert_eq!(times(&state, "back"), [60]);
+        assert_eq!(state.erase_tombstoned().unwrap(), 2, "held and back");
+        assert_eq!(erased_at(&state, "held"), Some(30));
+        assert_eq!(times(&state, "held"), [1], "as an erase event would, the events stay");
+        state.clear();
+        assert_eq!(erased_at(&state, "gone"), None, "clear drops the tombstones");
+        let only = ConsentState::erased_only(9, i64::MAX);
+        assert_eq!(erased_at(&only, "anyone"), Some(9));
     }
 
     #[test]

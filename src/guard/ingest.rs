@@ -138,6 +138,7 @@ impl Guard {
             return Ok(());
         }
         self.forget();
+        self.load_tombstones()?;
         self.sync()?;
         Ok(())
     }
@@ -152,7 +153,78 @@ impl Guard {
             return Ok(());
         }
         self.forget();
+        self.load_tombstones_async().await?;
         self.sync_async().await?;
+        Ok(())
+    }
+
+    /// Reads the store's tombstones into the state, before a replay: the events of a
+    /// subject erased before are then applied to an erased subject.
+    #[cfg(feature = "json")]
+    fn load_tombstones(&self) -> Result<(), EventError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let tombstones = store.tombstones()?;
+        self.state.set_tombstones(tombstones).map_err(|_| unavailable())
+    }
+
+    #[cfg(feature = "json")]
+    async fn load_tombstones_async(&self) -> Result<(), EventError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let tombstones = store.tombstones_async().await?;
+        self.state.set_tombstones(tombstones).map_err(|_| unavailable())
+    }
+
+    #[cfg(not(feature = "json"))]
+    fn load_tombstones(&self) -> Result<(), EventError> {
+        Ok(())
+    }
+
+    #[cfg(not(feature = "json"))]
+    async fn load_tombstones_async(&self) -> Result<(), EventError> {
+        Ok(())
+    }
+
+    /// Applies the erasures the store made after position `start`, read after the
+    /// events (so that every erasure before the last event applied is among them):
+    /// new tombstones join the state's, the subjects the state holds under an erased
+    /// id are marked erased (one HMAC per subject held, only when a tombstone is new),
+    /// and the applied position moves over the tombstones' positions that follow it.
+    #[cfg(feature = "json")]
+    fn apply_erasures(
+        &self,
+        applied: &mut Applied,
+        erasures: Vec<(u64, crate::keys::Locator, i64)>,
+    ) -> Result<(), EventError> {
+        if erasures.is_empty() {
+            return Ok(());
+        }
+        let new = self
+            .state
+            .edit_tombstones(|tombstones| {
+                let mut new = false;
+                for (_, locator, at) in &erasures {
+                    if tombstones.get(locator).is_none_or(|known| known > *at) {
+                        tombstones.insert(*locator, *at);
+                        new = true;
+                    }
+                }
+                new
+            })
+            .map_err(|_| unavailable())?;
+        if new {
+            self.state.erase_tombstoned().map_err(|_| {
+                self.state.set_available(false);
+                unavailable()
+            })?;
+        }
+        let positions: std::collections::BTreeSet<u64> = erasures.iter().map(|(position, _, _)| *position).collect();
+        while let Some(next) = applied.through.checked_add(1) {
+            if !positions.contains(&next) && !applied.ahead.contains(&next) {
+                break;
+            }
+            applied.through = next;
+        }
+        applied.ahead = applied.ahead.split_off(&(applied.through + 1));
         Ok(())
     }
 
@@ -196,6 +268,7 @@ impl Guard {
         let Some(store) = &self.store else { return Ok(0) };
         let started = self.clock.now_millis();
         let mut count = 0;
+        let start = self.applied.lock().map(|applied| applied.through).unwrap_or(0);
         let result = loop {
             let through = match self.applied.lock() {
                 Ok(applied) => applied.through,
@@ -215,6 +288,19 @@ impl Guard {
                 Err(_) => break Err(EventError::Store(StoreError::new("guard poisoned by a panic"))),
             }
         };
+        #[cfg(feature = "json")]
+        let result = match result {
+            Ok(count) => match store.erasures_since_async(start).await {
+                Ok(erasures) => match self.applied.lock() {
+                    Ok(mut applied) => self.apply_erasures(&mut applied, erasures).map(|()| count),
+                    Err(_) => Err(EventError::Store(StoreError::new("guard poisoned by a panic"))),
+                },
+                Err(error) => Err(EventError::Store(error)),
+            },
+            Err(error) => Err(error),
+        };
+        #[cfg(not(feature = "json"))]
+        let _ = start;
         self.confirm(result.is_ok(), started);
         result
     }
@@ -232,14 +318,20 @@ impl Guard {
     fn sync_from(&self, store: &dyn ConsentStore) -> Result<usize, EventError> {
         let mut applied =
             self.applied.lock().map_err(|_| EventError::Store(StoreError::new("guard poisoned by a panic")))?;
+        let start = applied.through;
         let mut count = 0;
         loop {
             let batch = store.events_since(applied.through, SYNC_BATCH)?;
             if batch.is_empty() {
-                return Ok(count);
+                break;
             }
             count += self.apply_synced(&mut applied, batch)?;
         }
+        #[cfg(feature = "json")]
+        self.apply_erasures(&mut applied, store.erasures_since(start)?)?;
+        #[cfg(not(feature = "json"))]
+        let _ = start;
+        Ok(count)
     }
 
     /// Applies a batch read from the store: positions already applied are skipped, and
@@ -563,6 +655,12 @@ impl Guard {
             std::thread::sleep(interval);
         }
     }
+}
+
+/// The state's lock was poisoned by a panic: the guard fails closed.
+#[cfg(feature = "json")]
+fn unavailable() -> EventError {
+    EventError::Store(StoreError::new("consent state unavailable"))
 }
 
 /// Midnight UTC of the day the subject turns `age`. Someone born on 29 February comes

@@ -156,6 +156,20 @@ impl<'g> PreparedAccess<'g> {
         }
     }
 
+    /// The code of this access for an id the store forgot (a tombstone: erased, and
+    /// nothing else of it kept), as [`PreparedAccess::decide`] answers it: decided
+    /// against a state that holds the erasure alone, so that a filter snapshot can
+    /// answer tombstoned ids it cannot name.
+    pub(crate) fn decide_erased(&self, erased_at: i64) -> crate::decision::ReasonCode {
+        let state = crate::consent::state::ConsentState::erased_only(erased_at, self.guard.state.fresh_until());
+        let now = self.guard.clock.now_millis();
+        let (at, present) = match self.template.at {
+            Some(at) => (at.timestamp_millis(), now),
+            None => (now, now),
+        };
+        plan::decide(self.plan.as_ref(), &state, Lookup::Id(""), at, present).0.code
+    }
+
     pub(crate) fn clause(&self) -> Option<&'g str> {
         self.facts.clause()
     }

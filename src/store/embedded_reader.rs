@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase};
 
 use super::embedded::{
-    guarded, open_error, read_history, read_since, refuse_headerless, FORMAT_KEY, FORMAT_VERSION, META,
+    guarded, key_file_of, master_check, open_error, read_erasures, read_history, read_key, read_since, read_tombstones,
+    refuse_headerless, v1_refused, wrong_master, FORMAT_KEY, FORMAT_V1, FORMAT_VERSION, MASTER_CHECK_KEY, META,
 };
 use super::ConsentStore;
 use crate::consent::{ConsentEvent, ConsentHistory};
 use crate::error::StoreError;
+use crate::keys::{Locator, MasterKey, SubjectKey, SubjectKeys, Tombstones};
 
 /// An embedded consent store opened read-only, beside the process that writes it.
 ///
@@ -30,10 +32,38 @@ use crate::error::StoreError;
 pub struct ReadOnlyRedbStore {
     db: ReadOnlyDatabase,
     path: PathBuf,
+    master: MasterKey,
 }
 
 impl ReadOnlyRedbStore {
-    /// Opens the store at `path` for reading. A missing file is an error: nothing is
+    /// Opens the store at `path` for reading, with the master key in `<path>.key` (as
+    /// [`RedbConsentStore::open`](super::RedbConsentStore::open) keeps it; a missing key
+    /// file is an error, never made here).
+    ///
+    /// # Errors
+    ///
+    /// As [`ReadOnlyRedbStore::open_with_master_key`], and when the key file cannot
+    /// be read.
+    pub fn open(path: impl AsRef<Path>) -> Result<ReadOnlyRedbStore, StoreError> {
+        let path = path.as_ref();
+        let key_path = key_file_of(path);
+        // A missing or unreadable key is said after the file's own checks (missing,
+        // damaged, of format version 1), which matter more.
+        let master = MasterKey::load(&key_path).map_err(|error| {
+            StoreError::with_source(
+                format!(
+                    "cannot read the master key of consent store {} from {} (give it with --master-key-file \
+                     or CONSENT_GUARD_MASTER_KEY)",
+                    path.display(),
+                    key_path.display()
+                ),
+                error,
+            )
+        });
+        ReadOnlyRedbStore::open_inner(path, master)
+    }
+
+    /// Opens the store at `path` for reading, with its master key. A missing file is an error: nothing is
     /// created, so a mistyped path cannot pass for an empty store. The checksum of
     /// every page is verified first, as the writer's open does, so opening takes time
     /// in proportion to the file's size and a damaged file is refused, never read in
@@ -42,10 +72,15 @@ impl ReadOnlyRedbStore {
     /// # Errors
     ///
     /// When there is no file at `path`, it cannot be read, it is damaged, empty or
-    /// zeroed, it is not a consent store, or a process that does not share the file
-    /// (consent-guard 0.1) has it open.
-    pub fn open(path: impl AsRef<Path>) -> Result<ReadOnlyRedbStore, StoreError> {
-        let path = path.as_ref().to_path_buf();
+    /// zeroed, it is not a consent store, it is of format version 1 (see
+    /// `consent-guard store migrate`), `master` is not its master key, or a process
+    /// that does not share the file (consent-guard 0.1) has it open.
+    pub fn open_with_master_key(path: impl AsRef<Path>, master: MasterKey) -> Result<ReadOnlyRedbStore, StoreError> {
+        ReadOnlyRedbStore::open_inner(path.as_ref(), Ok(master))
+    }
+
+    fn open_inner(path: &Path, master: Result<MasterKey, StoreError>) -> Result<ReadOnlyRedbStore, StoreError> {
+        let path = path.to_path_buf();
         match std::fs::metadata(&path) {
             Ok(metadata) if metadata.is_file() => {}
             Ok(_) => return Err(StoreError::new(format!("{} is not a consent store file", path.display()))),
@@ -60,10 +95,10 @@ impl ReadOnlyRedbStore {
             }
         }
         refuse_headerless(&path)?;
-        guarded(&path, "open", || ReadOnlyRedbStore::open_verified(path.clone()))
+        guarded(&path, "open", || ReadOnlyRedbStore::open_verified(path.clone(), master))
     }
 
-    fn open_verified(path: PathBuf) -> Result<ReadOnlyRedbStore, StoreError> {
+    fn open_verified(path: PathBuf, master: Result<MasterKey, StoreError>) -> Result<ReadOnlyRedbStore, StoreError> {
         let mut builder = Database::builder();
         builder.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
         let db = builder.open_read_only(&path).map_err(|error| match error {
@@ -77,14 +112,17 @@ impl ReadOnlyRedbStore {
             ),
             other => open_error(&path, other),
         })?;
-        let store = ReadOnlyRedbStore { db, path };
+        // The key is needed only once the file is known to be a store of this format.
+        let mut store = ReadOnlyRedbStore { db, path, master: MasterKey::from_bytes([0; 32]) };
         // The read transaction pins the commit it sees, so the writer reuses none of its
         // pages while the check below walks them (the check reads that commit or a later
         // one, whose pages the pin keeps too).
         let pinned = store.begin_read()?;
         store.verify()?;
         drop(pinned);
-        store.check_format()?;
+        store.check_version()?;
+        store.master = master?;
+        store.check_master()?;
         Ok(store)
     }
 
@@ -110,18 +148,37 @@ impl ReadOnlyRedbStore {
         &self.path
     }
 
-    fn check_format(&self) -> Result<(), StoreError> {
+    fn check_version(&self) -> Result<(), StoreError> {
         let txn = self.begin_read()?;
         let meta = txn.open_table(META).map_err(|e| self.fail("open the consent store", e))?;
         let found = meta.get(FORMAT_KEY).map_err(|e| self.fail("open the consent store", e))?.map(|v| v.value());
         match found {
-            Some(FORMAT_VERSION) => Ok(()),
-            Some(other) => Err(StoreError::new(format!(
-                "consent store {} has format version {other}; this build reads version {FORMAT_VERSION}",
-                self.path.display()
-            ))),
-            None => Err(StoreError::new(format!("{} is not a consent store (no format version)", self.path.display()))),
+            Some(FORMAT_VERSION) => {}
+            Some(FORMAT_V1) => return Err(v1_refused(&self.path)),
+            Some(other) => {
+                return Err(StoreError::new(format!(
+                    "consent store {} has format version {other}; this build reads version {FORMAT_VERSION}",
+                    self.path.display()
+                )))
+            }
+            None => {
+                return Err(StoreError::new(format!(
+                    "{} is not a consent store (no format version)",
+                    self.path.display()
+                )))
+            }
         }
+        Ok(())
+    }
+
+    fn check_master(&self) -> Result<(), StoreError> {
+        let txn = self.begin_read()?;
+        let meta = txn.open_table(META).map_err(|e| self.fail("open the consent store", e))?;
+        let check = meta.get(MASTER_CHECK_KEY).map_err(|e| self.fail("open the consent store", e))?.map(|v| v.value());
+        if check != Some(master_check(&self.master)) {
+            return Err(wrong_master(&self.path));
+        }
+        Ok(())
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
@@ -150,7 +207,7 @@ impl ConsentStore for ReadOnlyRedbStore {
 
     fn history(&self, subject: &str) -> Result<ConsentHistory, StoreError> {
         guarded(&self.path, "read", || {
-            read_history(&self.begin_read()?, subject, |e| self.fail("read the consent store", e))
+            read_history(&self.begin_read()?, &self.master, subject, |e| self.fail("read the consent store", e))
         })
     }
 
@@ -163,6 +220,43 @@ impl ConsentStore for ReadOnlyRedbStore {
     /// Another process writes the file.
     fn shared(&self) -> bool {
         true
+    }
+
+    fn tombstones(&self) -> Result<Tombstones, StoreError> {
+        guarded(&self.path, "read", || {
+            read_tombstones(&self.begin_read()?, &self.master, |e| self.fail("read the consent store", e))
+        })
+    }
+
+    fn erasures_since(&self, after: u64) -> Result<Vec<(u64, Locator, i64)>, StoreError> {
+        guarded(&self.path, "read", || {
+            read_erasures(&self.begin_read()?, after, |e| self.fail("read the consent store", e))
+        })
+    }
+
+    fn subject_keys(&self) -> Option<&dyn SubjectKeys> {
+        Some(self)
+    }
+}
+
+/// A read-only store finds keys and makes none: `keys_for` of a subject without a key
+/// is an error (an audit writer over it fails closed).
+impl SubjectKeys for ReadOnlyRedbStore {
+    fn keys_for(&self, subjects: &[&str]) -> Result<Vec<SubjectKey>, StoreError> {
+        subjects
+            .iter()
+            .map(|subject| {
+                self.key_of(subject)?.ok_or_else(|| {
+                    StoreError::new(format!("consent store {} is open read-only: no key is made", self.path.display()))
+                })
+            })
+            .collect()
+    }
+
+    fn key_of(&self, subject: &str) -> Result<Option<SubjectKey>, StoreError> {
+        guarded(&self.path, "read", || {
+            read_key(&self.begin_read()?, &self.master.locator(subject), |e| self.fail("read the consent store", e))
+        })
     }
 }
 

@@ -18,6 +18,11 @@
 //! | `quarantine --policy P --store S` | 0 none, 1 events quarantined, 2 unreadable |
 //! | `owed --policy P --store S [--at T] [--calendar C] [--subject U] [--audit A]` | 0 nothing overdue, 1 an entry past its deadline and not settled, 2 unreadable (or a log that does not verify) |
 //! | `serve --policy P --store S [--listen A] [--tokens F]` | 0 after a graceful shutdown, 2 cannot start |
+//! | `store migrate --from OLD --to NEW` | 0 migrated, 2 unreadable old store or `NEW` exists |
+//!
+//! Every command that opens a redb store takes `--master-key-file F` (or the variable
+//! `CONSENT_GUARD_MASTER_KEY`, 64 hex digits); without either, the store's key is in
+//! `<store>.key` beside it (see `docs/erasure.md`).
 //!
 //! A store named on the command line is only read, and never created: a redb file is
 //! opened read-only beside the service that writes it (see `docs/stores.md`).
@@ -62,6 +67,11 @@ const BUFFER: usize = 64 * 1024;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The master key of a redb consent store (64 hex digits in a file): what its
+    /// subjects' locators and tombstones are computed under. Default: the variable
+    /// CONSENT_GUARD_MASTER_KEY, else `<store>.key` beside the store.
+    #[arg(long, global = true, value_name = "F")]
+    master_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +183,26 @@ enum Command {
     /// policy, health and metrics.
     #[command(long_about = SERVE_HELP)]
     Serve(serve::ServeArgs),
+    /// Maintain a redb consent store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy a store of format version 1 (plain subject ids) into a new store of
+    /// version 2, which forgets erased subjects: every event is copied, encrypted under
+    /// its subject's key; an erased subject keeps only a tombstone (and events after
+    /// its erasure). The old file is left as it was and must then be deleted: it still
+    /// holds every id in plain text.
+    Migrate {
+        /// The old store (format version 1).
+        #[arg(long, value_name = "OLD")]
+        from: PathBuf,
+        /// The new store; must not exist.
+        #[arg(long, value_name = "NEW")]
+        to: PathBuf,
+    },
 }
 
 /// How `diff` writes.
@@ -484,6 +514,7 @@ impl From<RecordsError> for CliError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    store::set_master_key_file(cli.master_key_file);
     let result = match cli.command {
         Command::Check(args) => check(&args),
         Command::Lint { policies, deny_warnings, format, since } => {
@@ -504,6 +535,7 @@ fn main() -> ExitCode {
         Command::Owed(args) => owed::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Store(StoreCommand::Migrate { from, to }) => store::migrate(&from, &to),
     };
     match result {
         Ok(code) => code,

@@ -1,14 +1,38 @@
-//! Opening the consent store a command names: a redb file, or a `postgres://` URL.
+//! Opening the consent store a command names: a redb file, or a `postgres://` URL;
+//! where its master key comes from; and `store migrate`.
 //!
 //! The reading commands (`check --store`, `history`, `quarantine`) open a redb file
 //! read-only: it works while a service has the file open, and a mistyped path is an
 //! error rather than a new, empty store. `serve` opens it for writing (created if
 //! absent).
+//!
+//! A redb store's master key (see `docs/erasure.md`) is, in this order: the file
+//! `--master-key-file F` names (64 hex digits; made when absent for `serve` and
+//! `store migrate`, never for a reading command), the environment variable
+//! `CONSENT_GUARD_MASTER_KEY` (64 hex digits), or the store's own `<store>.key` beside
+//! it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use consent_guard::error::StoreError;
+use consent_guard::keys::MasterKey;
 use consent_guard::store::ConsentStore;
 
 use crate::CliError;
+
+/// The environment variable that holds a master key as 64 hex digits.
+pub(crate) const MASTER_KEY_ENV: &str = "CONSENT_GUARD_MASTER_KEY";
+
+/// `--master-key-file`, set once by `main` for every command.
+static MASTER_KEY_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Remembers `--master-key-file` for the commands that open a store.
+pub(crate) fn set_master_key_file(path: Option<PathBuf>) {
+    let _ = MASTER_KEY_FILE.set(path);
+}
 
 /// How a command uses the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +43,27 @@ pub(crate) enum Mode {
     Writable,
 }
 
+/// The master key the command line names, if it names one: `--master-key-file`, then
+/// `CONSENT_GUARD_MASTER_KEY`.
+fn configured_master_key(mode: Mode) -> Result<Option<MasterKey>, CliError> {
+    if let Some(path) = MASTER_KEY_FILE.get().and_then(Option::as_ref) {
+        let key = match mode {
+            Mode::Writable => MasterKey::load_or_create(path),
+            Mode::ReadOnly => MasterKey::load(path),
+        };
+        return key.map(Some).map_err(|e| CliError::Usage(format!("--master-key-file: {e}")));
+    }
+    match std::env::var(MASTER_KEY_ENV) {
+        Ok(text) => MasterKey::from_hex(&text)
+            .map(Some)
+            .map_err(|_| CliError::Usage(format!("{MASTER_KEY_ENV}: a master key is 64 hex digits (32 bytes)"))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(CliError::Usage(format!("{MASTER_KEY_ENV}: a master key is 64 hex digits (32 bytes)")))
+        }
+    }
+}
+
 /// Opens the store `spec` names.
 pub(crate) fn open_store(spec: &str, mode: Mode) -> Result<Box<dyn ConsentStore>, CliError> {
     let failed = |e: StoreError| CliError::Store { store: spec.to_owned(), message: e.to_string() };
@@ -27,14 +72,60 @@ pub(crate) fn open_store(spec: &str, mode: Mode) -> Result<Box<dyn ConsentStore>
             .map(|store| Box::new(store) as Box<dyn ConsentStore>)
             .map_err(failed);
     }
-    match mode {
-        Mode::ReadOnly => consent_guard::store::ReadOnlyRedbStore::open(spec)
+    let master = configured_master_key(mode)?;
+    match (mode, master) {
+        (Mode::ReadOnly, None) => consent_guard::store::ReadOnlyRedbStore::open(spec)
             .map(|store| Box::new(store) as Box<dyn ConsentStore>)
             .map_err(failed),
-        Mode::Writable => consent_guard::store::RedbConsentStore::open(spec)
+        (Mode::ReadOnly, Some(master)) => consent_guard::store::ReadOnlyRedbStore::open_with_master_key(spec, master)
+            .map(|store| Box::new(store) as Box<dyn ConsentStore>)
+            .map_err(failed),
+        (Mode::Writable, None) => consent_guard::store::RedbConsentStore::open(spec)
+            .map(|store| Box::new(store) as Box<dyn ConsentStore>)
+            .map_err(failed),
+        (Mode::Writable, Some(master)) => consent_guard::store::RedbConsentStore::open_with_master_key(spec, master)
             .map(|store| Box::new(store) as Box<dyn ConsentStore>)
             .map_err(failed),
     }
+}
+
+/// `store migrate --from OLD --to NEW`: copies a store of format version 1 into a new
+/// one of version 2 (see [`consent_guard::store::RedbConsentStore::migrate`]), under
+/// the master key configured, or a new one kept in `<NEW>.key`.
+pub(crate) fn migrate(from: &Path, to: &Path) -> Result<ExitCode, CliError> {
+    let master = match configured_master_key(Mode::Writable)? {
+        Some(master) => master,
+        None => {
+            let mut name = to.as_os_str().to_owned();
+            name.push(".key");
+            MasterKey::load_or_create(Path::new(&name))
+                .map_err(|e| CliError::Usage(format!("cannot make the master key of {}: {e}", to.display())))?
+        }
+    };
+    let migration = consent_guard::store::RedbConsentStore::migrate(from, to, master)
+        .map_err(|e| CliError::Store { store: from.display().to_string(), message: crate::with_sources(&e) })?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "migrated {} to {} (format version 2): {} events read, {} records written, {} erasures kept as tombstones \
+         for {} subjects, {} events of erased subjects not copied",
+        from.display(),
+        to.display(),
+        migration.read,
+        migration.written,
+        migration.erasures,
+        migration.subjects_erased,
+        migration.forgotten
+    )
+    .map_err(CliError::Output)?;
+    writeln!(
+        out,
+        "the old file {} still holds every subject id in plain text, erased ones included: delete it (and its \
+         backups) once the new store serves",
+        from.display()
+    )
+    .map_err(CliError::Output)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -30,7 +30,9 @@ fn lines(stdout: &[u8]) -> Vec<Value> {
 }
 
 /// An erased subject's data is owed from the erasure, within AI Art's 15 days; the
-/// command exits 1 once an entry is overdue, and the calendar file is checked.
+/// command exits 1 once an entry is overdue, and the calendar file is checked. The
+/// store forgets an erased subject (issue 27): only its tombstone is left, so the
+/// subject is asked for by id (`--subject`; a list of every subject cannot name it).
 #[test]
 fn owed_lists_the_deletions_due_and_flags_the_overdue() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,7 +51,7 @@ fn owed_lists_the_deletions_due_and_flags_the_overdue() {
     }
     let policy = root().join("examples/policies/aiart.toml");
     let calendar = root().join("examples/calendars/cn-2026.toml");
-    let args = |at: &str| {
+    let args = |at: &str, subject: &str| {
         vec![
             "owed".to_owned(),
             "--policy".to_owned(),
@@ -60,13 +62,15 @@ fn owed_lists_the_deletions_due_and_flags_the_overdue() {
             calendar.to_str().unwrap().to_owned(),
             "--at".to_owned(),
             at.to_owned(),
+            "--subject".to_owned(),
+            subject.to_owned(),
         ]
     };
-    let out = cg().args(args("2026-03-10T00:00:00Z")).assert().code(0).get_output().clone();
+    let out = cg().args(args("2026-03-10T00:00:00Z", "u1")).assert().code(0).get_output().clone();
     let owed = lines(&out.stdout);
     let u1: Vec<&Value> = owed.iter().filter(|e| e["subject"] == "u1").collect();
     assert!(!u1.is_empty(), "{owed:?}");
-    assert!(owed.iter().all(|e| e["subject"] != "u2"), "nothing owed of u2");
+    assert_eq!(u1.len(), owed.len(), "only u1's entries");
     for entry in &u1 {
         assert_eq!(entry["reason"], "subject_erased");
         assert_eq!(entry["due"], "2026-03-01T00:00:00Z");
@@ -77,17 +81,15 @@ fn owed_lists_the_deletions_due_and_flags_the_overdue() {
         assert!(!entry["categories"].as_array().unwrap().is_empty());
     }
     // Past the 15 days: exit 1.
-    let out = cg().args(args("2026-03-20T00:00:00Z")).assert().code(1).get_output().clone();
+    let out = cg().args(args("2026-03-20T00:00:00Z", "u1")).assert().code(1).get_output().clone();
     assert!(lines(&out.stdout).iter().filter(|e| e["subject"] == "u1").all(|e| e["overdue"] == true));
     // One subject only.
-    let mut one = args("2026-03-10T00:00:00Z");
-    one.extend(["--subject".to_owned(), "u2".to_owned()]);
-    let out = cg().args(&one).assert().code(0).get_output().clone();
+    let out = cg().args(args("2026-03-10T00:00:00Z", "u2")).assert().code(0).get_output().clone();
     assert!(out.stdout.is_empty());
     // A calendar with a bad date: exit 2, naming the file, line, column and field.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "name = \"x\"\nholidays = [\"2026-02-30\"]\n").unwrap();
-    let mut with_bad = args("2026-03-10T00:00:00Z");
+    let mut with_bad = args("2026-03-10T00:00:00Z", "u1");
     with_bad[6] = bad.to_str().unwrap().to_owned();
     let out = cg().args(&with_bad).assert().code(2).get_output().clone();
     let stderr = String::from_utf8(out.stderr).unwrap();
