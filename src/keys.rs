@@ -309,6 +309,16 @@ pub trait SubjectKeys: fmt::Debug + Send + Sync {
     ///
     /// When the keys cannot be read.
     fn key_of(&self, subject: &str) -> Result<Option<SubjectKey>, StoreError>;
+
+    /// How many times keys have been destroyed here so far, when every destruction
+    /// happens where this value sees it (it then grows with each, after the key is
+    /// gone). A caller may keep what it derived from keys (the audit writer keeps
+    /// pseudonyms) while the count stays the same, and must drop it all when it
+    /// changes. `None`, the default: keys may be destroyed unseen (by another process
+    /// sharing the store), so nothing derived may be kept from one call to the next.
+    fn destructions(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<K: SubjectKeys + ?Sized> SubjectKeys for std::sync::Arc<K> {
@@ -317,6 +327,9 @@ impl<K: SubjectKeys + ?Sized> SubjectKeys for std::sync::Arc<K> {
     }
     fn key_of(&self, subject: &str) -> Result<Option<SubjectKey>, StoreError> {
         (**self).key_of(subject)
+    }
+    fn destructions(&self) -> Option<u64> {
+        (**self).destructions()
     }
 }
 
@@ -327,6 +340,9 @@ impl<K: SubjectKeys + ?Sized> SubjectKeys for Box<K> {
     fn key_of(&self, subject: &str) -> Result<Option<SubjectKey>, StoreError> {
         (**self).key_of(subject)
     }
+    fn destructions(&self) -> Option<u64> {
+        (**self).destructions()
+    }
 }
 
 /// Subject keys in memory: for tests, and for an audit log whose records need not be
@@ -334,6 +350,7 @@ impl<K: SubjectKeys + ?Sized> SubjectKeys for Box<K> {
 #[derive(Default)]
 pub struct MemorySubjectKeys {
     keys: Mutex<HashMap<String, SubjectKey>>,
+    destroyed: std::sync::atomic::AtomicU64,
 }
 
 impl MemorySubjectKeys {
@@ -352,7 +369,12 @@ impl MemorySubjectKeys {
     ///
     /// When the keys are poisoned by a panic.
     pub fn destroy(&self, subject: &str) -> Result<(), StoreError> {
-        self.lock()?.remove(subject);
+        let mut keys = self.lock()?;
+        keys.remove(subject);
+        // Counted while the lock is held: no `keys_for` can hand out the old key after
+        // the count has moved.
+        self.destroyed.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        drop(keys);
         Ok(())
     }
 }
@@ -378,6 +400,10 @@ impl SubjectKeys for MemorySubjectKeys {
 
     fn key_of(&self, subject: &str) -> Result<Option<SubjectKey>, StoreError> {
         Ok(self.lock()?.get(subject).cloned())
+    }
+
+    fn destructions(&self) -> Option<u64> {
+        Some(self.destroyed.load(std::sync::atomic::Ordering::Acquire))
     }
 }
 

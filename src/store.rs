@@ -187,6 +187,9 @@ impl crate::keys::SubjectKeys for StoreKeys {
     fn key_of(&self, subject: &str) -> Result<Option<crate::keys::SubjectKey>, StoreError> {
         self.keys()?.key_of(subject)
     }
+    fn destructions(&self) -> Option<u64> {
+        self.0.subject_keys().and_then(crate::keys::SubjectKeys::destructions)
+    }
 }
 
 /// Keeps events in memory: for tests, and for services that replay events from
@@ -202,6 +205,9 @@ pub struct MemoryConsentStore {
     inner: Mutex<Memory>,
     #[cfg(feature = "json")]
     master: crate::keys::MasterKey,
+    /// Keys destroyed by erasures (see `SubjectKeys::destructions`).
+    #[cfg(feature = "json")]
+    destroyed: std::sync::atomic::AtomicU64,
 }
 
 /// What a position of the memory store holds.
@@ -243,13 +249,15 @@ impl MemoryConsentStore {
             inner: Mutex::new(Memory::default()),
             #[cfg(feature = "json")]
             master: crate::keys::MasterKey::generate().unwrap_or_else(|_| crate::keys::MasterKey::from_bytes([0; 32])),
+            #[cfg(feature = "json")]
+            destroyed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// An empty store whose tombstones are computed under `master`.
     #[cfg(feature = "json")]
     pub fn with_master_key(master: crate::keys::MasterKey) -> MemoryConsentStore {
-        MemoryConsentStore { inner: Mutex::new(Memory::default()), master }
+        MemoryConsentStore { inner: Mutex::new(Memory::default()), master, destroyed: std::sync::atomic::AtomicU64::new(0) }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Memory>, StoreError> {
@@ -263,6 +271,8 @@ impl MemoryConsentStore {
     fn erase(&self, memory: &mut Memory, erase: &crate::consent::EraseEvent) -> Entry {
         let locator = self.master.locator(&erase.subject);
         memory.keys.remove(&erase.subject);
+        // Under the store's lock, as `keys_for` reads: the count moves with the key.
+        self.destroyed.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         for entry in &mut memory.entries {
             if matches!(entry, Entry::Event(event) if event.subject() == erase.subject) {
                 *entry = Entry::Deleted;
@@ -430,6 +440,10 @@ impl crate::keys::SubjectKeys for MemoryConsentStore {
 
     fn key_of(&self, subject: &str) -> Result<Option<crate::keys::SubjectKey>, StoreError> {
         Ok(self.lock()?.keys.get(subject).cloned())
+    }
+
+    fn destructions(&self) -> Option<u64> {
+        Some(self.destroyed.load(std::sync::atomic::Ordering::Acquire))
     }
 }
 

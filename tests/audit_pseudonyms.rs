@@ -354,3 +354,54 @@ fn a_large_batch_carries_each_subjects_own_pseudonym() {
         assert_eq!(*pseudonym, Pseudonym::of(&key, subject).to_string(), "{subject}");
     }
 }
+
+/// The writer keeps pseudonyms from one batch to the next only while no key has been
+/// destroyed: after an erasure (here `destroy`), the very next batch asks the keys
+/// again and writes the new key's pseudonym. A `SubjectKeys` that cannot see every
+/// destruction (`destructions` is `None`) is asked every batch.
+#[test]
+fn the_writer_drops_what_it_kept_when_a_key_is_destroyed() {
+    /// Counts the subjects asked, and says nothing of destructions.
+    #[derive(Debug, Default)]
+    struct Unseen(MemorySubjectKeys, std::sync::atomic::AtomicUsize);
+    impl SubjectKeys for Unseen {
+        fn keys_for(&self, subjects: &[&str]) -> Result<Vec<SubjectKey>, StoreError> {
+            self.1.fetch_add(subjects.len(), std::sync::atomic::Ordering::Relaxed);
+            self.0.keys_for(subjects)
+        }
+        fn key_of(&self, subject: &str) -> Result<Option<SubjectKey>, StoreError> {
+            self.0.key_of(subject)
+        }
+    }
+
+    let pseudonyms_of = |dir: &Path| {
+        let mut found = Vec::new();
+        segment::for_each_record_of(dir, &mut |_, record| found.push(record.request.subject.to_string())).unwrap();
+        found
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(MemorySubjectKeys::new());
+    let log = open(dir.path(), Durability::Synced, keys.clone());
+    let first = guard(Arc::clone(&log));
+    let _ = first.check(&security("alice"));
+    let _ = first.check(&security("alice"));
+    keys.destroy("alice").unwrap();
+    let _ = first.check(&security("alice"));
+    log.flush().unwrap();
+    let written = pseudonyms_of(dir.path());
+    assert_eq!(written.len(), 3);
+    assert_eq!(written[0], written[1], "one key, one pseudonym, batch after batch");
+    assert_ne!(written[2], written[0], "after the destruction, the new key's pseudonym");
+    let key = keys.key_of("alice").unwrap().unwrap();
+    assert_eq!(written[2], Pseudonym::of(&key, "alice").to_string());
+
+    let dir = tempfile::tempdir().unwrap();
+    let unseen = Arc::new(Unseen::default());
+    let log = open(dir.path(), Durability::Synced, unseen.clone());
+    let second = guard(Arc::clone(&log));
+    for _ in 0..3 {
+        let _ = second.check(&security("alice"));
+    }
+    log.flush().unwrap();
+    assert_eq!(unseen.1.load(std::sync::atomic::Ordering::Relaxed), 3, "asked again for every batch");
+}

@@ -11,8 +11,11 @@
 //! the previous fsync was in flight joins the next one (group commit). Formatting and
 //! pseudonymising happen on the writer thread, never on the checking one.
 //!
-//! Keys and pseudonyms are not cached from one batch to the next: a subject erased in
-//! the store (its key destroyed) gets a new, unrelated key from the next batch on.
+//! The writer keeps the pseudonyms it computed from one batch to the next only while
+//! the keys report no destruction ([`SubjectKeys::destructions`]: the memory and redb
+//! stores see every erasure; PostgreSQL, shared with other processes, does not, so its
+//! keys are asked every batch). A subject erased in the store (its key destroyed) gets
+//! a new, unrelated key from the next batch on.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -171,6 +174,10 @@ const KNOWN_PER_SHARD: usize = 64;
 /// writer thread alone (a thread costs tens of microseconds; this many HMACs, about a
 /// millisecond).
 const PARALLEL_SUBJECTS: usize = 2048;
+
+/// Pseudonyms the writer keeps from one batch to the next, at most (about 30 MiB at
+/// most); past it the cache starts again empty.
+const PSEUDONYM_CACHE: usize = 1 << 18;
 
 /// At most this many threads compute a batch's pseudonyms.
 const MAX_PSEUDONYM_THREADS: usize = 4;
@@ -435,6 +442,8 @@ impl AuditLog {
             head_file: None,
             time: TimeText::default(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_PSEUDONYM_THREADS),
+            cache: HashMap::new(),
+            cached_at: None,
         };
         let handle = std::thread::Builder::new()
             .name("consent-guard-audit".into())
@@ -894,6 +903,10 @@ struct Writer {
     time: TimeText,
     /// How many threads may compute a large batch's pseudonyms.
     threads: usize,
+    /// Pseudonyms of earlier batches, by subject, valid while the keys'
+    /// `destructions` stays `cached_at`.
+    cache: HashMap<Box<str>, [u8; 32]>,
+    cached_at: Option<u64>,
 }
 
 impl Writer {
@@ -970,7 +983,7 @@ impl Writer {
     /// one call to the subject keys; and, for each entry of the batch in order, the
     /// index of its subject's. Fails (and nothing of the batch is written) when the
     /// keys cannot be had: a record is never written with a plain id.
-    fn pseudonyms(&self, taken: &[Taken]) -> Result<(Vec<[u8; 32]>, Vec<usize>), String> {
+    fn pseudonyms(&mut self, taken: &[Taken]) -> Result<(Vec<[u8; 32]>, Vec<usize>), String> {
         let entries: usize = taken.iter().map(|t| t.batch.entries.len()).sum();
         // Sized for every entry a distinct subject: the index never grows (a rehash of
         // thousands of subjects costs the writer more than the memory).
@@ -990,7 +1003,47 @@ impl Writer {
                 slots.push(slot);
             }
         }
-        let keys = self.shared.subject_keys.keys_for(&subjects).map_err(|e| format!("cannot get subject keys: {e}"))?;
+        // Pseudonyms kept from earlier batches stand while no key has been destroyed
+        // since: the keys say so (`destructions`), read before they are asked, so a
+        // destruction racing this batch drops the cache at the next one.
+        let destructions = self.shared.subject_keys.destructions();
+        if destructions.is_none() || destructions != self.cached_at {
+            self.cache.clear();
+        }
+        self.cached_at = destructions;
+        let mut pseudonyms = vec![[0u8; 32]; subjects.len()];
+        let mut missing: Vec<usize> = Vec::new();
+        for ((subject, out), i) in subjects.iter().zip(&mut pseudonyms).zip(0..) {
+            match self.cache.get(*subject) {
+                Some(known) => *out = *known,
+                None => missing.push(i),
+            }
+        }
+        if missing.is_empty() {
+            return Ok((pseudonyms, slots));
+        }
+        let asked: Vec<&str> = missing.iter().filter_map(|i| subjects.get(*i).copied()).collect();
+        let fresh = self.compute_pseudonyms(&asked)?;
+        for (i, text) in missing.iter().zip(&fresh) {
+            if let Some(out) = pseudonyms.get_mut(*i) {
+                *out = *text;
+            }
+        }
+        if destructions.is_some() {
+            if self.cache.len().saturating_add(asked.len()) > PSEUDONYM_CACHE {
+                self.cache.clear();
+            }
+            for (subject, text) in asked.iter().zip(&fresh) {
+                self.cache.insert(Box::from(*subject), *text);
+            }
+        }
+        Ok((pseudonyms, slots))
+    }
+
+    /// The pseudonyms of `subjects` (distinct), as 32 hex digits, from one call to the
+    /// subject keys.
+    fn compute_pseudonyms(&self, subjects: &[&str]) -> Result<Vec<[u8; 32]>, String> {
+        let keys = self.shared.subject_keys.keys_for(subjects).map_err(|e| format!("cannot get subject keys: {e}"))?;
         if keys.len() != subjects.len() {
             return Err(format!("the subject keys gave {} keys for {} subjects", keys.len(), subjects.len()));
         }
@@ -1007,7 +1060,7 @@ impl Writer {
         // callers waiting leave theirs idle). Never on a checking thread.
         let threads = self.threads.min(subjects.len() / PARALLEL_SUBJECTS).max(1);
         if threads == 1 {
-            work(&subjects, &keys, &mut pseudonyms)?;
+            work(subjects, &keys, &mut pseudonyms)?;
         } else {
             let chunk = subjects.len().div_ceil(threads);
             let all_spawned = std::thread::scope(|scope| {
@@ -1032,10 +1085,10 @@ impl Writer {
             })?;
             // A thread the system would not give: every pseudonym on this thread.
             if !all_spawned {
-                work(&subjects, &keys, &mut pseudonyms)?;
+                work(subjects, &keys, &mut pseudonyms)?;
             }
         }
-        Ok((pseudonyms, slots))
+        Ok(pseudonyms)
     }
 
     /// Writes one batch and its commit line, fsyncs, and writes the head file.

@@ -93,6 +93,8 @@ pub struct RedbConsentStore {
     path: PathBuf,
     group: Group,
     master: MasterKey,
+    /// Keys destroyed by committed erasures (see `SubjectKeys::destructions`).
+    destroyed: std::sync::atomic::AtomicU64,
 }
 
 /// Appends waiting for a commit, and whether a caller is committing (the leader).
@@ -202,7 +204,13 @@ impl RedbConsentStore {
 
     fn open_existing(path: &Path, master: MasterKey) -> Result<RedbConsentStore, StoreError> {
         let db = RedbConsentStore::builder().open(path).map_err(|error| open_error(path, error))?;
-        let store = RedbConsentStore { db, path: path.to_path_buf(), group: Group::default(), master };
+        let store = RedbConsentStore {
+            db,
+            path: path.to_path_buf(),
+            group: Group::default(),
+            master,
+            destroyed: std::sync::atomic::AtomicU64::new(0),
+        };
         store.initialise()?;
         Ok(store)
     }
@@ -219,7 +227,13 @@ impl RedbConsentStore {
         let created = guarded(&fresh, "create", || {
             let db = RedbConsentStore::builder().create(&fresh).map_err(|error| open_error(path, error))?;
             let store =
-                RedbConsentStore { db, path: path.to_path_buf(), group: Group::default(), master: master.clone() };
+                RedbConsentStore {
+                    db,
+                    path: path.to_path_buf(),
+                    group: Group::default(),
+                    master: master.clone(),
+                    destroyed: std::sync::atomic::AtomicU64::new(0),
+                };
             store.initialise()?;
             Ok(store)
         });
@@ -765,6 +779,11 @@ impl RedbConsentStore {
         }
         txn.commit().map_err(|e| write(e.into()))?;
         COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // After the commit: a reader of keys before it saw the old key, and the moved
+        // count makes whoever kept something derived from it drop it.
+        if jobs.iter().any(|job| job.events.iter().any(|e| matches!(e, ConsentEvent::Erase(_)))) {
+            self.destroyed.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         Ok(lasts)
     }
 
@@ -1084,6 +1103,11 @@ impl SubjectKeys for RedbConsentStore {
         guarded(&self.path, "read", || {
             read_key(&self.begin_read()?, &self.master.locator(subject), |e| self.fail("read the consent store", e))
         })
+    }
+
+    /// Only this process writes the file (one writer), so every erasure is seen here.
+    fn destructions(&self) -> Option<u64> {
+        Some(self.destroyed.load(std::sync::atomic::Ordering::Acquire))
     }
 }
 

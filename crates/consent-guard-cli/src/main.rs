@@ -691,7 +691,18 @@ fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let policy = Policy::from_toml_file(&args.policy)?;
     // With a store, the audit log pseudonymises subjects under the store's keys, so
     // that a subject's export finds its records and an erasure forgets them.
+    // An audited check writes subject keys (a subject audited for the first time gets
+    // one, durably, before its record): the store is then opened for writing, which a
+    // service holding the same redb file refuses. It must exist: a mistyped path is an
+    // error, not a new store.
     let store: Option<Arc<dyn consent_guard::store::ConsentStore>> = match &args.store {
+        Some(spec) if args.audit.is_some() => {
+            let is_url = spec.starts_with("postgres://") || spec.starts_with("postgresql://");
+            if !is_url && !std::path::Path::new(spec).exists() {
+                return Err(CliError::Store { store: spec.clone(), message: "no such store".to_owned() });
+            }
+            Some(Arc::from(open_store(spec, Mode::Writable)?))
+        }
         Some(spec) => Some(Arc::from(open_store(spec, Mode::ReadOnly)?)),
         None => None,
     };

@@ -67,12 +67,16 @@ fn configured_master_key(mode: Mode) -> Result<Option<MasterKey>, CliError> {
 /// Opens the store `spec` names.
 pub(crate) fn open_store(spec: &str, mode: Mode) -> Result<Box<dyn ConsentStore>, CliError> {
     let failed = |e: StoreError| CliError::Store { store: spec.to_owned(), message: e.to_string() };
-    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        return consent_guard_postgres::PostgresConsentStore::connect(spec)
-            .map(|store| Box::new(store) as Box<dyn ConsentStore>)
-            .map_err(failed);
-    }
     let master = configured_master_key(mode)?;
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        // Without a configured key the database keeps one (see docs/stores.md).
+        let builder = consent_guard_postgres::PostgresConsentStore::builder(spec);
+        let builder = match master {
+            Some(master) => builder.master_key(master),
+            None => builder,
+        };
+        return builder.connect().map(|store| Box::new(store) as Box<dyn ConsentStore>).map_err(failed);
+    }
     match (mode, master) {
         (Mode::ReadOnly, None) => consent_guard::store::ReadOnlyRedbStore::open(spec)
             .map(|store| Box::new(store) as Box<dyn ConsentStore>)

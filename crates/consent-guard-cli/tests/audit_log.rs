@@ -649,8 +649,6 @@ mod forgetting {
     /// The format-2 fixture migrated under the store's keys: both heads printed, the
     /// warnings said, the new log verifies against its head and exports by key.
     #[test]
-    #[ignore = "needs subject keys in the redb store (branch shred-store): until then the store's keys \
-                cannot be had and the migration fails (exit 2)"]
     fn audit_migrate_rewrites_a_format_2_log_under_the_stores_keys() {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("consent.redb");

@@ -46,8 +46,6 @@ fn export(store: &Path, audit: Option<&Path>, subject: &str, code: i32) -> Value
 /// End to end through the store's subject keys: `check --store S --audit A` writes
 /// pseudonyms under the store's keys, `export` finds them again through them.
 #[test]
-#[ignore = "needs subject keys in the redb store (branch shred-store); until then a redb store keeps none, \
-            and `check --store --audit` denies every decision audit_unavailable"]
 fn a_subject_gets_its_history_and_every_decision_about_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("consent.redb");

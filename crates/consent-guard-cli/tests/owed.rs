@@ -101,8 +101,6 @@ fn owed_lists_the_deletions_due_and_flags_the_overdue() {
 /// categories) is settled and no longer overdue; one not covered stays overdue; a
 /// damaged log is refused.
 #[test]
-#[ignore = "needs subject keys in the redb store (branch shred-store); until then a redb store keeps none, \
-            and `check --store --audit` denies every decision audit_unavailable"]
 fn the_audit_log_settles_the_deletions_done() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("consent.redb");

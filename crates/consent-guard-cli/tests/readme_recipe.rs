@@ -33,8 +33,6 @@ fn have(tool: &str) -> bool {
 }
 
 #[test]
-#[ignore = "needs subject keys in the redb store (branch shred-store): until then `serve --store --audit` \
-            denies every audited decision audit_unavailable, the recipe's check included"]
 fn the_readme_service_recipe_works_as_written() {
     let missing: Vec<&str> = ["bash", "curl", "openssl"].into_iter().filter(|tool| !have(tool)).collect();
     if !missing.is_empty() {
