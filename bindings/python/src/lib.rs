@@ -329,16 +329,20 @@ impl Guard {
     ) -> PyResult<Guard> {
         let waits = audit.is_some() || store.is_some();
         let mut builder = consent_guard::Guard::builder(policy.inner.clone());
-        builder = match store {
+        let store: Arc<dyn consent_guard::store::ConsentStore> = match store {
             Some(path) => {
-                builder.store(RedbConsentStore::open(&path).map_err(|error| StoreError::new_err(error.to_string()))?)
+                Arc::new(RedbConsentStore::open(&path).map_err(|error| StoreError::new_err(error.to_string()))?)
             }
             // Kept in memory, so that `history` answers as it does with a file.
-            None => builder.store(MemoryConsentStore::default()),
+            None => Arc::new(MemoryConsentStore::default()),
         };
+        builder = builder.store(Arc::clone(&store));
         if let Some(dir) = audit {
-            let log =
-                AuditLog::open(&dir, Durability::Synced).map_err(|error| StoreError::new_err(error.to_string()))?;
+            // Pseudonyms under the store's subject keys: an erasure in the store forgets
+            // the subject's records too, and an export finds them through the key.
+            let options = consent_guard::audit::AuditLogOptions::new(Durability::Synced)
+                .subject_keys(Arc::new(consent_guard::store::StoreKeys(store)));
+            let log = AuditLog::open_with(&dir, options).map_err(|error| StoreError::new_err(error.to_string()))?;
             builder = builder.audit(Arc::new(log));
         }
         if let Some(now) = now {
