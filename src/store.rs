@@ -257,7 +257,11 @@ impl MemoryConsentStore {
     /// An empty store whose tombstones are computed under `master`.
     #[cfg(feature = "json")]
     pub fn with_master_key(master: crate::keys::MasterKey) -> MemoryConsentStore {
-        MemoryConsentStore { inner: Mutex::new(Memory::default()), master, destroyed: std::sync::atomic::AtomicU64::new(0) }
+        MemoryConsentStore {
+            inner: Mutex::new(Memory::default()),
+            master,
+            destroyed: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Memory>, StoreError> {

@@ -226,14 +226,13 @@ impl RedbConsentStore {
         let fresh = path.with_file_name(format!(".{name}.creating-{}-{nanos}", std::process::id()));
         let created = guarded(&fresh, "create", || {
             let db = RedbConsentStore::builder().create(&fresh).map_err(|error| open_error(path, error))?;
-            let store =
-                RedbConsentStore {
-                    db,
-                    path: path.to_path_buf(),
-                    group: Group::default(),
-                    master: master.clone(),
-                    destroyed: std::sync::atomic::AtomicU64::new(0),
-                };
+            let store = RedbConsentStore {
+                db,
+                path: path.to_path_buf(),
+                group: Group::default(),
+                master: master.clone(),
+                destroyed: std::sync::atomic::AtomicU64::new(0),
+            };
             store.initialise()?;
             Ok(store)
         });

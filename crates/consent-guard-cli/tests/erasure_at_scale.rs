@@ -25,8 +25,7 @@ use consent_guard::audit::{segment, AuditLog, AuditLogOptions, DirVerdict, Durab
 use consent_guard::keys::{Pseudonym, SubjectKeys};
 use consent_guard::store::{ConsentStore, RedbConsentStore, StoreKeys};
 use consent_guard::{
-    AccessRequest, Action, ConsentEvent, DataCategory, Deidentification, FixedClock, Guard, Policy, Purpose,
-    ReasonCode,
+    AccessRequest, Action, ConsentEvent, DataCategory, Deidentification, FixedClock, Guard, Policy, Purpose, ReasonCode,
 };
 use serde_json::Value;
 
@@ -179,7 +178,8 @@ fn erasing_ten_thousand_of_a_hundred_thousand_forgets_them_and_only_them() {
     drop(keys);
     drop(store);
     for id in kept.iter().step_by(9001).chain(erased.iter().step_by(4001)) {
-        let out = cg().args(["export", id, "--store"]).arg(&store_path).arg("--audit").arg(&audit_dir).output().unwrap();
+        let out =
+            cg().args(["export", id, "--store"]).arg(&store_path).arg("--audit").arg(&audit_dir).output().unwrap();
         assert!(out.status.success(), "{id}: {}", String::from_utf8_lossy(&out.stderr));
         let export: Value = serde_json::from_slice(&out.stdout).unwrap();
         let decisions = export["decisions"].as_array().map_or(0, Vec::len);

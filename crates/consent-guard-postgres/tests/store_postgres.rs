@@ -319,6 +319,37 @@ fn erase_events_stored_before_version_3_become_tombstones() {
     assert_eq!(store.events_since(0, 10).unwrap().len(), 1);
 }
 
+/// Issue 27 across replicas: an erasure recorded through one replica reaches another
+/// that follows the store (it held the subject's consent in memory), and a replica
+/// started afterwards, which never saw the id, denies it from the tombstone alone; both
+/// let the subject's data be deleted.
+#[test]
+fn an_erasure_reaches_every_replica_and_outlives_the_events() {
+    use consent_guard::keys::MasterKey;
+    let Some(db) = FreshDatabase::create("replicaerase") else { return };
+    let master = MasterKey::from_bytes([4; 32]);
+    let connect = || PostgresConsentStore::builder(&db.url).master_key(master.clone()).connect().unwrap();
+    let writer = guard(connect());
+    let follower = guard(connect());
+    writer.record_all(&[grant("r-gone"), grant("r-kept")]).unwrap();
+    follower.sync().unwrap();
+    assert_eq!(training(&follower, "r-gone"), ReasonCode::ConsentGiven);
+    writer.record(&event(r#"{"type":"erase","subject":"r-gone","at":"2026-05-01T00:00:00Z"}"#)).unwrap();
+    assert_eq!(training(&writer, "r-gone"), ReasonCode::SubjectErased);
+    follower.sync().unwrap();
+    assert_eq!(training(&follower, "r-gone"), ReasonCode::SubjectErased, "the follower learnt of the erasure");
+    assert_eq!(training(&follower, "r-kept"), ReasonCode::ConsentGiven);
+    let fresh = guard(connect());
+    assert_eq!(training(&fresh, "r-gone"), ReasonCode::SubjectErased, "a new replica denies from the tombstone");
+    assert_eq!(training(&fresh, "r-kept"), ReasonCode::ConsentGiven);
+    for replica in [&writer, &follower, &fresh] {
+        let delete =
+            AccessRequest::new("r-gone", Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG][..])
+                .action(consent_guard::Action::Delete);
+        assert_eq!(replica.check(&delete).code(), ReasonCode::DeletionDue);
+    }
+}
+
 fn time_ms(at: &str) -> i64 {
     at.parse::<chrono::DateTime<chrono::Utc>>().unwrap().timestamp_millis()
 }
