@@ -1068,7 +1068,7 @@ impl SubjectKeys for PostgresConsentStore {
         let locator = self.inner.master()?.locator(subject).as_bytes().to_vec();
         let inner = self.inner.clone();
         self.block(async move {
-            let locators = vec![locator];
+            let locators = vec![locator.clone()];
             let locators_ref = &locators;
             let mut found = inner
                 .run("read subject keys", true, |client| async move {
@@ -1077,7 +1077,7 @@ impl SubjectKeys for PostgresConsentStore {
                         .map_err(Failure::Store)
                 })
                 .await?;
-            Ok(found.remove(locators[0].as_slice()))
+            Ok(found.remove(locator.as_slice()))
         })
     }
 }
