@@ -979,30 +979,11 @@ impl Writer {
         }
     }
 
-    /// The pseudonyms of the batch, as 32 hex digits: one per distinct subject, from
-    /// one call to the subject keys; and, for each entry of the batch in order, the
-    /// index of its subject's. Fails (and nothing of the batch is written) when the
-    /// keys cannot be had: a record is never written with a plain id.
-    fn pseudonyms(&mut self, taken: &[Taken]) -> Result<(Vec<[u8; 32]>, Vec<usize>), String> {
-        let entries: usize = taken.iter().map(|t| t.batch.entries.len()).sum();
-        // Sized for every entry a distinct subject: the index never grows (a rehash of
-        // thousands of subjects costs the writer more than the memory).
-        let mut index: HashMap<&str, usize> = HashMap::with_capacity(entries);
-        let mut subjects: Vec<&str> = Vec::with_capacity(entries);
-        let mut slots = Vec::with_capacity(entries);
-        for batch in taken {
-            for entry in &batch.batch.entries {
-                let subject = match entry {
-                    Entry::Compact { start, end, .. } => batch.batch.subjects.get(*start..*end).unwrap_or_default(),
-                    Entry::Full(record) => &record.request.subject,
-                };
-                let slot = *index.entry(subject).or_insert_with(|| {
-                    subjects.push(subject);
-                    subjects.len() - 1
-                });
-                slots.push(slot);
-            }
-        }
+    /// The pseudonym of each entry of the batch, in order, as 32 hex digits: from the
+    /// pseudonyms kept from earlier batches, and for the other subjects from one call
+    /// to the subject keys. Fails (and nothing of the batch is written) when the keys
+    /// cannot be had: a record is never written with a plain id.
+    fn pseudonyms(&mut self, taken: &[Taken]) -> Result<Vec<[u8; 32]>, String> {
         // Pseudonyms kept from earlier batches stand while no key has been destroyed
         // since: the keys say so (`destructions`), read before they are asked, so a
         // destruction racing this batch drops the cache at the next one.
@@ -1011,21 +992,44 @@ impl Writer {
             self.cache.clear();
         }
         self.cached_at = destructions;
-        let mut pseudonyms = vec![[0u8; 32]; subjects.len()];
-        let mut missing: Vec<usize> = Vec::new();
-        for ((subject, out), i) in subjects.iter().zip(&mut pseudonyms).zip(0..) {
-            match self.cache.get(*subject) {
-                Some(known) => *out = *known,
-                None => missing.push(i),
+        let entries: usize = taken.iter().map(|t| t.batch.entries.len()).sum();
+        let mut pseudonyms = Vec::with_capacity(entries);
+        // Entries whose subject is not kept: their place, and their subject.
+        let mut missing: Vec<(usize, &str)> = Vec::new();
+        for batch in taken {
+            for entry in &batch.batch.entries {
+                let subject = match entry {
+                    Entry::Compact { start, end, .. } => batch.batch.subjects.get(*start..*end).unwrap_or_default(),
+                    Entry::Full(record) => &record.request.subject,
+                };
+                match self.cache.get(subject) {
+                    Some(known) => pseudonyms.push(*known),
+                    None => {
+                        missing.push((pseudonyms.len(), subject));
+                        pseudonyms.push([0u8; 32]);
+                    }
+                }
             }
         }
         if missing.is_empty() {
-            return Ok((pseudonyms, slots));
+            return Ok(pseudonyms);
         }
-        let asked: Vec<&str> = missing.iter().filter_map(|i| subjects.get(*i).copied()).collect();
+        // One HMAC per distinct subject: sized for every entry a distinct subject, so
+        // the index never grows (a rehash of thousands costs the writer more).
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(missing.len());
+        let mut asked: Vec<&str> = Vec::new();
+        let slots: Vec<usize> = missing
+            .iter()
+            .map(|(_, subject)| {
+                *index.entry(subject).or_insert_with(|| {
+                    asked.push(subject);
+                    asked.len() - 1
+                })
+            })
+            .collect();
         let fresh = self.compute_pseudonyms(&asked)?;
-        for (i, text) in missing.iter().zip(&fresh) {
-            if let Some(out) = pseudonyms.get_mut(*i) {
+        for ((place, _), slot) in missing.iter().zip(slots) {
+            if let (Some(out), Some(text)) = (pseudonyms.get_mut(*place), fresh.get(slot)) {
                 *out = *text;
             }
         }
@@ -1037,7 +1041,7 @@ impl Writer {
                 self.cache.insert(Box::from(*subject), *text);
             }
         }
-        Ok((pseudonyms, slots))
+        Ok(pseudonyms)
     }
 
     /// The pseudonyms of `subjects` (distinct), as 32 hex digits, from one call to the
@@ -1095,8 +1099,8 @@ impl Writer {
     fn commit(&mut self, taken: &mut [Taken]) -> Result<(), String> {
         // Keys first: if they cannot be had, nothing of the batch is written, and no
         // segment is opened for it.
-        let (pseudonyms, slots) = self.pseudonyms(taken)?;
-        let mut slots = slots.into_iter();
+        let pseudonyms = self.pseudonyms(taken)?;
+        let mut pseudonyms = pseudonyms.iter();
         let rotate = match &self.file {
             None => true,
             Some((_, len, created)) => {
@@ -1124,8 +1128,7 @@ impl Writer {
                 }
                 let Batch { entries, .. } = &mut batch.batch;
                 for entry in entries.iter_mut() {
-                    let pseudonym = slots.next().and_then(|slot| pseudonyms.get(slot));
-                    let pseudonym = pseudonym.ok_or("a record without a pseudonym")?;
+                    let pseudonym = pseudonyms.next().ok_or("a record without a pseudonym")?;
                     match entry {
                         Entry::Compact { key, code, at, basis, .. } => {
                             write_compact(&mut self.out, &mut self.time, *key, pseudonym, *code, *at, *basis);
