@@ -1,6 +1,7 @@
 //! A byte search for subject ids in every encoding a file might hold them in: raw
 //! UTF-8, JSON-escaped, UTF-16LE, hex (both cases) and base64 (standard and URL-safe
-//! alphabets, without padding). For the erasure tests (issue 27): after an erasure, a
+//! alphabets, without padding, at each of the three alignments an id can take inside
+//! a longer encoded text). For the erasure tests (issue 27): after an erasure, a
 //! store file or an audit directory must hold none of the erased ids in any form.
 //!
 //! Include it with `#[path = "support/id_search.rs"] mod id_search;`. One pass over
@@ -40,6 +41,10 @@ pub fn encodings(id: &str) -> Vec<(&'static str, Vec<u8>)> {
         ("HEX", hex_lower.to_uppercase().into_bytes()),
         ("base64", base64(id.as_bytes(), STANDARD).into_bytes()),
         ("base64url", base64(id.as_bytes(), URL_SAFE).into_bytes()),
+        ("base64+1", shifted_base64(id.as_bytes(), 1, STANDARD).into_bytes()),
+        ("base64+2", shifted_base64(id.as_bytes(), 2, STANDARD).into_bytes()),
+        ("base64url+1", shifted_base64(id.as_bytes(), 1, URL_SAFE).into_bytes()),
+        ("base64url+2", shifted_base64(id.as_bytes(), 2, URL_SAFE).into_bytes()),
     ];
     let mut seen = std::collections::HashSet::new();
     found.retain(|(_, bytes)| seen.insert(bytes.clone()));
@@ -68,6 +73,15 @@ fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
         }
     }
     out
+}
+
+/// Base64 of the id inside a longer text, starting `shift` (1 or 2) bytes into a
+/// group of three: the characters that stand for the id's bytes alone, whatever came
+/// before (the first 2 or 3 characters mix in the bytes before the id) or after.
+fn shifted_base64(bytes: &[u8], shift: usize, alphabet: &[u8; 64]) -> String {
+    let mut shifted = vec![0u8; shift];
+    shifted.extend_from_slice(bytes);
+    base64(&shifted, alphabet).chars().skip(shift + 1).collect()
 }
 
 /// A search for a set of ids.
