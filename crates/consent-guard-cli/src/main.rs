@@ -263,7 +263,9 @@ struct CheckArgs {
     #[arg(long, value_name = "E", conflicts_with = "store")]
     events: Option<PathBuf>,
     /// Extension: read consent events from a store instead of a file: a redb file, or
-    /// a `postgres://` URL (`postgres` feature). The store is only read.
+    /// a `postgres://` URL (`postgres` feature). Its events are only read; with
+    /// `--audit` it is opened for writing, to keep the keys of subjects audited for the
+    /// first time (a redb file another process holds open is then refused).
     #[arg(long, value_name = "S")]
     store: Option<String>,
     /// "Now" (RFC 3339) for every request that names no `at` of its own; the present
