@@ -104,29 +104,11 @@ fn the_id_search_finds_every_encoding() {
     // An id inside a longer base64 text is found at each of the three alignments.
     for id in ids {
         for prefix in ["", "a", "ab", "abc", "abcd"] {
-            let text = base64_of(format!("{prefix}{id} and more").as_bytes());
+            let text = id_search::base64(format!("{prefix}{id} and more").as_bytes(), id_search::STANDARD);
             let hits = search.in_bytes(text.as_bytes(), None);
             assert!(hits.iter().any(|h| h.id == id), "{id:?} after {prefix:?} in {text}");
         }
     }
-}
-
-/// Plain base64 with padding, as another program would write it.
-fn base64_of(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// A guard restarted on a redb store after 1,000 erasures answers each erased id

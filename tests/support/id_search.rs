@@ -51,13 +51,13 @@ pub fn encodings(id: &str) -> Vec<(&'static str, Vec<u8>)> {
     found
 }
 
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Base64 without padding: the characters that stand for the id's bytes whatever
 /// follows them (a trailing partial group is cut, so that the needle is found inside a
 /// longer encoded text too).
-fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
+pub fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
         let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];

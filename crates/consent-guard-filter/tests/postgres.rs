@@ -202,13 +202,7 @@ async fn the_snapshot_loads_through_the_store_and_rls_filters_like_the_fragment(
         .unwrap();
     let application = filter.apply(&snapshot, NOW.parse().unwrap(), Apply::Live).unwrap();
     let options = SqlOptions::new("logs", "cg_snapshot").subject_type(SubjectType::BigInt);
-    let fragment = sql::fragment(&application, &options).unwrap();
-    let ids = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>();
-    let kept = client
-        .query(&format!("SELECT id FROM logs WHERE {} ORDER BY id", fragment.text()), &fragment.to_sql())
-        .await
-        .unwrap();
-    assert_eq!(ids(kept), [1, 3]);
+    assert_eq!(kept_by_fragment(&client, &application, &options).await, [1, 3]);
     let policy = sql::row_level_security(&application, &options, "consent").unwrap();
     client.batch_execute(&policy.statements).await.unwrap();
     // Without its settings the policy lets nothing through (fail closed).
@@ -217,8 +211,7 @@ async fn the_snapshot_loads_through_the_store_and_rls_filters_like_the_fragment(
             || client.query("SELECT id FROM logs", &[]).await.unwrap().is_empty()
     );
     policy.apply_settings(&client).await.unwrap();
-    let kept = client.query("SELECT id FROM logs ORDER BY id", &[]).await.unwrap();
-    assert_eq!(ids(kept), [1, 3]);
+    assert_eq!(ids(client.query("SELECT id FROM logs ORDER BY id", &[]).await.unwrap()), [1, 3]);
 
     // A withdrawal reaches the snapshot through the store's events, not a rebuild.
     let withdraw = r#"{"type":"withdraw","subject":"3","purposes":["ai_training"],"at":"2026-02-01T00:00:00Z"}"#;
@@ -228,6 +221,22 @@ async fn the_snapshot_loads_through_the_store_and_rls_filters_like_the_fragment(
     assert_eq!((refreshed.events, refreshed.subjects, refreshed.rebuilt), (1, 1, false));
     assert_eq!(snapshot.watermark().position, 3);
     assert_eq!(snapshot.entry("3").fresh(), consent_guard::ReasonCode::ConsentWithdrawn);
+}
+
+/// The `id` column of `rows`.
+fn ids(rows: Vec<tokio_postgres::Row>) -> Vec<i32> {
+    rows.iter().map(|r| r.get::<_, i32>(0)).collect()
+}
+
+/// The ids of the rows of `logs` that the application's SQL fragment keeps.
+async fn kept_by_fragment(
+    client: &tokio_postgres::Client,
+    application: &consent_guard::filter::Application<'_>,
+    options: &SqlOptions,
+) -> Vec<i32> {
+    let fragment = sql::fragment(application, options).unwrap();
+    let query = format!("SELECT id FROM logs WHERE {} ORDER BY id", fragment.text());
+    ids(client.query(&query, &fragment.to_sql()).await.unwrap())
 }
 
 /// The root's end-of-purpose policy: data kept 7 days after an end of the purpose, and
@@ -309,13 +318,7 @@ async fn the_fragment_and_rls_hold_ends_of_the_purpose_to_the_guard() {
     }
     let application = filter.apply(&snapshot, now, Apply::Live).unwrap();
     let options = SqlOptions::new("logs", "cg_snapshot");
-    let fragment = sql::fragment(&application, &options).unwrap();
-    let ids = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>();
-    let kept = client
-        .query(&format!("SELECT id FROM logs WHERE {} ORDER BY id", fragment.text()), &fragment.to_sql())
-        .await
-        .unwrap();
-    assert_eq!(ids(kept), expected, "the fragment");
+    assert_eq!(kept_by_fragment(&client, &application, &options).await, expected, "the fragment");
     let policy = sql::row_level_security(&application, &options, "consent").unwrap();
     client.batch_execute(&policy.statements).await.unwrap();
     policy.apply_settings(&client).await.unwrap();

@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS consent_guard_tombstones (
 
 CREATE INDEX IF NOT EXISTS consent_guard_tombstones_locator ON consent_guard_tombstones (locator);
 
+-- The erase rows still stored with their ids (written before V3, or by a replica still
+-- on the version-2 function during a rolling upgrade): what a store converts when it
+-- connects. Empty once converted, so the search costs nothing then.
+CREATE INDEX IF NOT EXISTS consent_guard_events_erase ON consent_guard_events (position)
+    WHERE event->>'type' = 'erase';
+
 CREATE TABLE IF NOT EXISTS consent_guard_master_key (
     id  integer PRIMARY KEY CHECK (id = 1),
     key bytea   NOT NULL CHECK (octet_length(key) = 32)
