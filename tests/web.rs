@@ -17,13 +17,16 @@ mod service;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+
+use consent_guard::reload::GuardHandle;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A running service; `stop` shuts it down and waits until it has released the store.
+/// A running service; `stop` shuts it down and waits for its connections to close.
 struct Running {
     base: String,
     stop: oneshot::Sender<()>,
@@ -31,7 +34,7 @@ struct Running {
 }
 
 async fn start(store: &Path) -> Running {
-    let handle = service::handle(store).unwrap();
+    let handle = open(store).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -44,6 +47,23 @@ async fn start(store: &Path) -> Running {
             .unwrap();
     });
     Running { base: format!("http://{address}"), stop, task }
+}
+
+/// The guard over `store`. After a stop, the last clone of the old guard may still be
+/// closing the redb file on whichever thread released it (its count is already zero
+/// while its drop runs), so "already open" is retried for a while; any other error, or
+/// the file still held after 10 s, fails the test.
+async fn open(store: &Path) -> Arc<GuardHandle> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match service::handle(store) {
+            Ok(handle) => return handle,
+            Err(error) if error.to_string().contains("already open") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(error) => panic!("the service cannot open {}: {error}", store.display()),
+        }
+    }
 }
 
 impl Running {
