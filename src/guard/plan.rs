@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use crate::basis::{ConsentLevel, LegalBasis};
-use crate::consent::state::{ConsentState, Lookup, StateEvent, SubjectView, Terms};
+use crate::consent::state::{ConsentState, EventRead, Lookup, StateEvent, SubjectView, Terms};
 use crate::decision::{Detail, ReasonCode};
 use crate::name::MAX_NODES;
 use crate::policy::{Policy, Retention, Rule};
@@ -51,6 +51,51 @@ pub(super) fn decide<'a>(
             };
             (verdict, basis)
         }
+    }
+}
+
+/// The consent scan of one subject for one leaf purpose (given with its ancestors):
+/// the verdict so far, moved by each event in time order.
+struct Scan<'p, 'a, 's> {
+    plan: &'p Plan<'a>,
+    subject: SubjectView<'s>,
+    purpose_up: u128,
+    guardian_needed: bool,
+    transfer: Option<&'a Region>,
+    needed: ConsentLevel,
+    now: i64,
+    verdict: Option<Verdict<'a>>,
+}
+
+impl<'a> Scan<'_, 'a, '_> {
+    /// Applies one event: `Break(None)` at the first event after `now`,
+    /// `Break(Some(denial))` for a grant whose terms cannot be read.
+    #[inline(always)]
+    fn step(&mut self, event: &impl EventRead) -> ControlFlow<Option<Verdict<'a>>> {
+        if event.at() > self.now {
+            return ControlFlow::Break(None);
+        }
+        if !event.names_any(self.purpose_up) || event.is_end() {
+            return ControlFlow::Continue(());
+        }
+        if event.is_withdrawal() {
+            // A withdrawal ends every earlier grant; only later grants re-open.
+            self.verdict = Some(deny(ReasonCode::ConsentWithdrawn, Detail::At(event.at())));
+        } else if !self.verdict.as_ref().is_some_and(|v| v.code.is_allow()) {
+            let Ok(terms) = self.subject.terms(event) else {
+                return ControlFlow::Break(Some(deny(ReasonCode::ConsentStateUnavailable, Detail::None)));
+            };
+            let plan = self.plan;
+            let granted = plan.grant(event, terms, self.guardian_needed, self.transfer, self.needed, self.now);
+            // On an opt-out rule only a withdrawal turns consent off: a grant that has
+            // expired or does not reach this request leaves the default as it was.
+            // (One that is too weak, or not a guardian's, still speaks.)
+            let lapsed = matches!(granted.code, ReasonCode::ConsentExpired | ReasonCode::ConsentMissing);
+            if !(lapsed && plan.rule.opt_out && self.transfer.is_none()) {
+                self.verdict = Some(granted);
+            }
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -686,43 +731,20 @@ impl<'a> Plan<'a> {
             }
             return self.deemed(guardian_needed, transfer, needed);
         };
-        let mut verdict: Option<Verdict<'a>> = None;
-        let mut step = |event: &StateEvent| -> ControlFlow<Option<Verdict<'a>>> {
-            if event.at > now {
-                return ControlFlow::Break(None);
-            }
-            if event.purposes() & purpose_up == 0 || event.is_end() {
-                return ControlFlow::Continue(());
-            }
-            if event.is_withdrawal() {
-                // A withdrawal ends every earlier grant; only later grants re-open.
-                verdict = Some(deny(ReasonCode::ConsentWithdrawn, Detail::At(event.at)));
-            } else if !verdict.as_ref().is_some_and(|v| v.code.is_allow()) {
-                let Ok(terms) = subject.terms(event) else {
-                    return ControlFlow::Break(Some(deny(ReasonCode::ConsentStateUnavailable, Detail::None)));
-                };
-                let granted = self.grant(event, terms, guardian_needed, transfer, needed, now);
-                // On an opt-out rule only a withdrawal turns consent off: a grant that
-                // has expired or does not reach this request leaves the default as it
-                // was. (One that is too weak, or not a guardian's, still speaks.)
-                let lapsed = matches!(granted.code, ReasonCode::ConsentExpired | ReasonCode::ConsentMissing);
-                if !(lapsed && self.rule.opt_out && transfer.is_none()) {
-                    verdict = Some(granted);
-                }
-            }
-            ControlFlow::Continue(())
-        };
-        let (early, rest) = subject.early_and_rest();
+        let mut scan = Scan { plan: self, subject, purpose_up, guardian_needed, transfer, needed, now, verdict: None };
+        // Two plain loops, each monomorphic: a record's slots are tested in place, an
+        // overflow entry's events as they are (a subject has one or the other).
+        let (inline, spilled) = subject.events_in_place();
         let mut flow = ControlFlow::Continue(());
-        for event in early.iter().flatten() {
-            flow = step(event);
+        for slot in inline {
+            flow = scan.step(slot);
             if flow.is_break() {
                 break;
             }
         }
         if flow.is_continue() {
-            for event in rest {
-                flow = step(event);
+            for event in spilled {
+                flow = scan.step(event);
                 if flow.is_break() {
                     break;
                 }
@@ -731,6 +753,7 @@ impl<'a> Plan<'a> {
         if let ControlFlow::Break(Some(unavailable)) = flow {
             return unavailable;
         }
+        let verdict = scan.verdict;
         match verdict {
             Some(verdict) => verdict,
             None => self.deemed(guardian_needed, transfer, needed),
@@ -753,14 +776,14 @@ impl<'a> Plan<'a> {
 
     fn grant(
         &self,
-        grant: &StateEvent,
+        grant: &impl EventRead,
         terms: Option<&Terms>,
         guardian_needed: bool,
         transfer: Option<&'a Region>,
         needed: ConsentLevel,
         now: i64,
     ) -> Verdict<'a> {
-        let at = grant.at;
+        let at = grant.at();
         let scope = terms.and_then(|t| t.scope.as_deref());
         if let Some(expires_at) = terms.map(|t| t.expires_at).filter(|at| *at <= now) {
             return deny(ReasonCode::ConsentExpired, Detail::At(expires_at));
@@ -783,7 +806,7 @@ impl<'a> Plan<'a> {
         }
         if let Some(region) = transfer {
             let names_region = scope.is_some_and(|s| s.regions.contains(region));
-            if grant.level < ConsentLevel::Separate || !names_region {
+            if grant.level() < ConsentLevel::Separate || !names_region {
                 return deny(ReasonCode::SeparateConsentRequired, Detail::Transfer(Cow::Borrowed(region.as_str())));
             }
         }
@@ -793,13 +816,13 @@ impl<'a> Plan<'a> {
         // "Express consent of parents or other guardians": the policy's least level of
         // a guardian's grant, on top of what the rule asks.
         let needed = if guardian_needed { needed.max(self.policy.minors.guardian_level) } else { needed };
-        if grant.level < needed {
+        if grant.level() < needed {
             let code = if needed == ConsentLevel::Separate {
                 ReasonCode::SeparateConsentRequired
             } else {
                 ReasonCode::ConsentLevelInsufficient
             };
-            return deny(code, Detail::Level { given: grant.level, needed, at });
+            return deny(code, Detail::Level { given: grant.level(), needed, at });
         }
         if self.rule.changed_in.is_some_and(|changed| terms.map_or(self.policy.version, |t| t.version) < changed) {
             return deny(ReasonCode::ReconsentRequired, Detail::At(at));
