@@ -19,9 +19,12 @@
 //!   check reads one record and nothing else: with a million subjects, every other
 //!   memory access is a cache miss.
 //! - **A subject that does not fit spills**: three or more items, a grant naming four
-//!   or more purposes, an age that is not a whole day. Its record then names an
-//!   overflow entry that holds all its state in full form; the record and the entry
-//!   change together under the shard's write lock.
+//!   or more purposes, an age that is not a whole day. Its events then lie in full
+//!   form in the shard's event arena, and its facts (age, erasure, quarantine) in an
+//!   overflow entry; the record holds where both are. A check reads the arena range
+//!   straight from the record, so a spilled subject costs one more dependent load
+//!   than an inline one, not two (record, entry, then a vector of its own). The
+//!   record, the entry and the range change together under the shard's write lock.
 //! - **What few grants carry** (an expiry, a scope, an older policy version) lives in
 //!   a per-shard side table.
 //! - **An index of `u32` slots** (linear probing, at most three quarters full): a tag
@@ -430,14 +433,57 @@ impl Record {
     fn fact(&self) -> Option<&Slot> {
         self.slots.iter().find(|s| matches!(s.kind(), AGE | ERASE))
     }
+
+    /// Where a spilled record's events lie in the shard's arena: the first slot holds
+    /// the start (and the overflow index), the second the length and the capacity.
+    #[inline]
+    fn span(&self) -> Span {
+        let [first, second] = &self.slots;
+        Span { start: first.at as u32, len: second.extra, cap: second.at as u32 }
+    }
+
+    /// Marks the record spilled, its facts at overflow entry `overflow` and its events
+    /// at `span`.
+    fn set_spilled(&mut self, overflow: u32, span: Span) {
+        self.slots = [
+            Slot { at: i64::from(span.start), extra: overflow, purposes: [NO_PURPOSE; 3], meta: SPILLED },
+            Slot { at: i64::from(span.cap), extra: span.len, purposes: [NO_PURPOSE; 3], meta: EMPTY },
+        ];
+    }
 }
 
-/// A subject whose state does not fit its record: all of it, in full form.
+/// A spilled subject's events in the shard's arena: `len` events from `start`, with
+/// room for `cap` before the range must move.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: u32,
+    len: u32,
+    cap: u32,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        let start = self.start as usize;
+        start..start + self.len as usize
+    }
+}
+
+/// What fills the unused room of a range: never read as an event.
+const NO_EVENT: StateEvent = StateEvent { at: 0, purposes: [0; 2], level: ConsentLevel::Implied, flags: 0, terms: 0 };
+/// The room a subject's range starts with when it spills; it doubles when full.
+const FIRST_ROOM: u32 = 4;
+/// The arena is compacted when this many of its events, and a quarter of it, are
+/// room left behind by ranges that moved. (Small in unit tests, so that they compact.)
+#[cfg(not(test))]
+const MIN_GARBAGE: usize = 4096;
+#[cfg(test)]
+const MIN_GARBAGE: usize = 64;
+
+/// The facts of a subject whose state does not fit its record, in full form (its
+/// events are in the shard's arena, sorted by time, events of equal time in the order
+/// they were recorded in).
 #[derive(Debug)]
 struct Overflow {
-    /// Sorted by time; events of equal time keep the order they were recorded in.
-    /// Growable, so that recording is linear in a subject's events.
-    events: Vec<StateEvent>,
     /// When the subject stops being a minor for this policy; [`AGE_UNKNOWN`]: unknown.
     adult_from: i64,
     /// When the subject's data stops being a minor's sensitive data (at or before
@@ -451,10 +497,9 @@ struct Overflow {
 }
 
 impl Overflow {
-    /// The full form of an inline record's state.
+    /// The full form of an inline record's facts.
     fn of(record: &Record) -> Overflow {
         let mut overflow = Overflow {
-            events: record.slots.iter().filter(|s| s.is_event()).map(|s| s.to_event()).collect(),
             adult_from: AGE_UNKNOWN,
             sensitive_until: AGE_UNKNOWN,
             erased_at: i64::MAX,
@@ -475,21 +520,14 @@ impl Overflow {
         overflow
     }
 
-    /// Inserts an event in time order, after the events of the same instant. Usually
-    /// it is the latest and is pushed at the end; an event from the past slides back.
-    fn insert(&mut self, event: StateEvent) {
-        let position = self.events.partition_point(|e| e.at <= event.at);
-        self.events.insert(position, event);
-    }
-
-    fn apply(&mut self, change: &Change, event: Option<StateEvent>) {
-        match (change, event) {
-            (_, Some(event)) => self.insert(event),
-            (Change::Attributes { adult_from, sensitive_until }, None) => {
+    /// Applies a change that is not an event (events go to the arena).
+    fn apply_fact(&mut self, change: &Change) {
+        match change {
+            Change::Attributes { adult_from, sensitive_until } => {
                 self.adult_from = self.adult_from.max(adult_from.unwrap_or(AGE_UNKNOWN));
                 self.sensitive_until = self.sensitive_until.max(sensitive_until.unwrap_or(AGE_UNKNOWN));
             }
-            (Change::Erase { at }, None) => {
+            Change::Erase { at } => {
                 self.erased_at = self.erased_at.min(*at);
                 self.adult_from = i64::MAX;
                 self.sensitive_until = i64::MAX;
@@ -504,6 +542,8 @@ impl Overflow {
 pub(crate) struct SubjectView<'s> {
     record: &'s Record,
     overflow: Option<&'s Overflow>,
+    /// A spilled subject's events, from the arena; empty for an inline one.
+    spilled: &'s [StateEvent],
     terms: &'s [Terms],
 }
 
@@ -555,7 +595,7 @@ impl<'s> SubjectView<'s> {
     #[inline(always)]
     pub(crate) fn early_and_rest(&self) -> ([Option<StateEvent>; 2], &'s [StateEvent]) {
         match self.overflow {
-            Some(o) => ([None, None], &o.events),
+            Some(_) => ([None, None], self.spilled),
             None => {
                 let [first, second] = self.record.slots;
                 ([first.is_event().then(|| first.to_event()), second.is_event().then(|| second.to_event())], &[])
@@ -568,21 +608,17 @@ impl<'s> SubjectView<'s> {
     /// a subject has one or the other. Read through [`EventRead`], nothing decoded.
     #[inline(always)]
     pub(crate) fn events_in_place(&self) -> (&'s [Slot], &'s [StateEvent]) {
-        match self.overflow {
-            Some(o) => (&[], &o.events),
-            None => {
-                let [first, second] = &self.record.slots;
-                let events = usize::from(first.is_event()) + usize::from(first.is_event() && second.is_event());
-                (self.record.slots.get(..events).unwrap_or_default(), &[])
-            }
-        }
+        // A spilled record's first slot is no event, so its part here is empty.
+        let [first, second] = &self.record.slots;
+        let events = usize::from(first.is_event()) + usize::from(first.is_event() && second.is_event());
+        (self.record.slots.get(..events).unwrap_or_default(), self.spilled)
     }
 
     /// The events of a spilled subject, sorted by time; none for an inline one. The
     /// ends of purposes are always here (they have no compact slot).
     #[inline]
     pub(crate) fn spilled_events(&self) -> &'s [StateEvent] {
-        self.overflow.map_or(&[], |o| &o.events)
+        self.spilled
     }
 
     /// The subject's events, sorted by time.
@@ -772,6 +808,12 @@ struct Shard {
     /// How many records are in use.
     len: usize,
     overflows: Vec<Overflow>,
+    /// The events of spilled subjects, each in a range named by its record.
+    events: Vec<StateEvent>,
+    /// Room in `events` that no record names any more (ranges that moved).
+    garbage: usize,
+    #[cfg(test)]
+    compactions: usize,
     terms: Vec<Terms>,
     long_ids: Vec<Box<str>>,
 }
@@ -900,31 +942,93 @@ impl Shard {
     #[inline]
     fn view(&self, number: usize) -> Result<Option<SubjectView<'_>>, Unavailable> {
         let Some(record) = self.record(number) else { return Ok(None) };
-        let overflow = match record.spilled() {
-            None => None,
-            Some(index) => Some(self.overflows.get(index).ok_or(Unavailable)?),
+        let (overflow, spilled) = match record.spilled() {
+            None => (None, &[][..]),
+            // Both read from the record alone: the range does not wait for the entry.
+            Some(index) => {
+                let spilled = self.events.get(record.span().range()).ok_or(Unavailable)?;
+                (Some(self.overflows.get(index).ok_or(Unavailable)?), spilled)
+            }
         };
         if overflow.is_some_and(|o| o.quarantined) {
             return Err(Unavailable);
         }
-        Ok(Some(SubjectView { record, overflow, terms: &self.terms }))
+        Ok(Some(SubjectView { record, overflow, spilled, terms: &self.terms }))
     }
 
-    /// The overflow entry of a record, moving its state there first if it is inline.
-    fn spill(&mut self, number: usize) -> Result<&mut Overflow, Unavailable> {
+    /// The overflow index of a record, moving its state out first if it is inline:
+    /// its facts to a new entry, its events to a new range of the arena.
+    fn spill(&mut self, number: usize) -> Result<usize, Unavailable> {
         let record = *self.record(number).ok_or(Unavailable)?;
-        let index = match record.spilled() {
-            Some(index) => index,
-            None => {
-                let index = self.overflows.len();
-                let extra = u32::try_from(index).map_err(|_| Unavailable)?;
-                self.overflows.push(Overflow::of(&record));
-                let mark = Slot { at: 0, extra, purposes: [NO_PURPOSE; 3], meta: SPILLED };
-                self.record_mut(number).ok_or(Unavailable)?.slots = [mark, Slot::default()];
-                index
-            }
-        };
-        self.overflows.get_mut(index).ok_or(Unavailable)
+        if let Some(index) = record.spilled() {
+            return Ok(index);
+        }
+        let index = self.overflows.len();
+        let entry = u32::try_from(index).map_err(|_| Unavailable)?;
+        let events = record.slots.iter().filter(|s| s.is_event()).map(|s| s.to_event());
+        let start = self.events.len();
+        let span = Span { start: arena_index(start)?, len: 0, cap: FIRST_ROOM };
+        arena_index(start + FIRST_ROOM as usize)?;
+        self.events.extend(events);
+        let len = self.events.len() - start;
+        self.events.resize(start + FIRST_ROOM as usize, NO_EVENT);
+        self.overflows.push(Overflow::of(&record));
+        let span = Span { len: len as u32, ..span };
+        self.record_mut(number).ok_or(Unavailable)?.set_spilled(entry, span);
+        Ok(index)
+    }
+
+    /// Inserts an event of a spilled record in time order, after the events of the
+    /// same instant. Usually it is the latest and goes at the end; an event from the
+    /// past slides back. A full range moves to the arena's end with twice the room, so
+    /// recording stays linear in a subject's events.
+    fn insert_spilled(&mut self, number: usize, event: StateEvent) -> Result<(), Unavailable> {
+        let record = *self.record(number).ok_or(Unavailable)?;
+        let index = u32::try_from(record.spilled().ok_or(Unavailable)?).map_err(|_| Unavailable)?;
+        let mut span = record.span();
+        let position = self.events.get(span.range()).ok_or(Unavailable)?.partition_point(|e| e.at <= event.at);
+        if span.len >= span.cap {
+            let cap = span.cap.checked_mul(2).ok_or(Unavailable)?.max(FIRST_ROOM);
+            let start = self.events.len();
+            arena_index(start + cap as usize)?;
+            self.events.extend_from_within(span.range());
+            self.events.resize(start + cap as usize, NO_EVENT);
+            self.garbage += span.cap as usize;
+            span = Span { start: arena_index(start)?, len: span.len, cap };
+        }
+        let live = span.range();
+        let room = self.events.get_mut(live.start..=live.end).ok_or(Unavailable)?;
+        room.copy_within(position..room.len() - 1, position + 1);
+        *room.get_mut(position).ok_or(Unavailable)? = event;
+        span.len += 1;
+        self.record_mut(number).ok_or(Unavailable)?.set_spilled(index, span);
+        if self.garbage >= MIN_GARBAGE && self.garbage * 4 > self.events.len() {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Copies every record's range, room included, into a new arena without the
+    /// garbage.
+    fn compact(&mut self) -> Result<(), Unavailable> {
+        let mut events = Vec::with_capacity(self.events.len().saturating_sub(self.garbage));
+        for number in 0..self.len {
+            let record = *self.record(number).ok_or(Unavailable)?;
+            let Some(index) = record.spilled() else { continue };
+            let span = record.span();
+            let start = span.start as usize;
+            let moved = Span { start: arena_index(events.len())?, ..span };
+            events.extend_from_slice(self.events.get(start..start + span.cap as usize).ok_or(Unavailable)?);
+            let index = u32::try_from(index).map_err(|_| Unavailable)?;
+            self.record_mut(number).ok_or(Unavailable)?.set_spilled(index, moved);
+        }
+        self.events = events;
+        self.garbage = 0;
+        #[cfg(test)]
+        {
+            self.compactions += 1;
+        }
+        Ok(())
     }
 
     /// Applies a group of changes to one record.
@@ -949,11 +1053,20 @@ impl Shard {
             };
             let record = self.record_mut(number).ok_or(Unavailable)?;
             if record.spilled().is_some() || !apply_inline(record, &change, event.as_ref()) {
-                self.spill(number)?.apply(&change, event);
+                let index = self.spill(number)?;
+                match event {
+                    Some(event) => self.insert_spilled(number, event)?,
+                    None => self.overflows.get_mut(index).ok_or(Unavailable)?.apply_fact(&change),
+                }
             }
         }
         Ok(())
     }
+}
+
+/// An arena position as a record keeps it; an arena that outgrows `u32` is an error.
+fn arena_index(position: usize) -> Result<u32, Unavailable> {
+    u32::try_from(position).map_err(|_| Unavailable)
 }
 
 /// The slot of an erasure at `at`.
@@ -1186,7 +1299,7 @@ impl ConsentState {
             None if self.tombstoned.load(Ordering::Acquire) => match self.tombstone_of(probe.subject) {
                 Some(at) => {
                     erased = Record { id: probe.id, slots: [erasure_slot(at), Slot::default()] };
-                    Some(SubjectView { record: &erased, overflow: None, terms: &[] })
+                    Some(SubjectView { record: &erased, overflow: None, spilled: &[], terms: &[] })
                 }
                 None => None,
             },
@@ -1204,7 +1317,8 @@ impl ConsentState {
             Some(number) => number,
             None => shard.insert(&probe, &self.hasher)?,
         };
-        shard.spill(number)?.quarantined = true;
+        let index = shard.spill(number)?;
+        shard.overflows.get_mut(index).ok_or(Unavailable)?.quarantined = true;
         Ok(())
     }
 
@@ -1439,6 +1553,33 @@ mod tests {
 
     /// Recording is linear in a subject's events (it was quadratic: every event rebuilt
     /// the list); 200,000 events took more than a minute.
+    #[test]
+    fn spilled_ranges_move_and_compact_without_losing_or_reordering_events() {
+        let state = ConsentState::new();
+        let subjects: Vec<String> = (0..2_000).map(|n| format!("s{n}")).collect();
+        // Round after round over every subject, so that each range fills, moves (from
+        // 4 to 8 to 16 events) and leaves garbage behind until the arenas compact; odd
+        // rounds go back in time, so that events also slide into a range's middle.
+        for round in 0..12i64 {
+            for subject in &subjects {
+                let at = if round % 2 == 0 { 1_000 + round } else { 100 - round };
+                state.update(subject, [withdraw(at)]).unwrap();
+            }
+        }
+        let mut expected: Vec<i64> = (0..12).map(|round| if round % 2 == 0 { 1_000 + round } else { 100 - round }).collect();
+        expected.sort_unstable();
+        for subject in &subjects {
+            assert_eq!(times(&state, subject), expected, "{subject}");
+        }
+        let compactions: usize = state.shards.iter().map(|s| s.0.read().unwrap().compactions).sum();
+        assert!(compactions >= SHARDS, "{compactions} compactions");
+        for shard in state.shards.iter() {
+            let shard = shard.0.read().unwrap();
+            assert!(shard.garbage < MIN_GARBAGE || shard.garbage * 4 <= shard.events.len());
+        }
+        assert_eq!(state.spilled(), subjects.len());
+    }
+
     #[test]
     fn many_events_of_one_subject_record_in_linear_time() {
         let state = ConsentState::new();
