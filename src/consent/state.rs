@@ -475,7 +475,7 @@ const FIRST_ROOM: u32 = 4;
 /// The arena is compacted when this many of its events, and a quarter of it, are
 /// room left behind by ranges that moved. (Small in unit tests, so that they compact.)
 #[cfg(not(test))]
-const MIN_GARBAGE: usize = 4096;
+const MIN_GARBAGE: usize = 256;
 #[cfg(test)]
 const MIN_GARBAGE: usize = 64;
 
@@ -499,12 +499,8 @@ struct Overflow {
 impl Overflow {
     /// The full form of an inline record's facts.
     fn of(record: &Record) -> Overflow {
-        let mut overflow = Overflow {
-            adult_from: AGE_UNKNOWN,
-            sensitive_until: AGE_UNKNOWN,
-            erased_at: i64::MAX,
-            quarantined: false,
-        };
+        let mut overflow =
+            Overflow { adult_from: AGE_UNKNOWN, sensitive_until: AGE_UNKNOWN, erased_at: i64::MAX, quarantined: false };
         match record.fact() {
             Some(slot) if slot.kind() == AGE => {
                 overflow.adult_from = slot.at;
@@ -1566,7 +1562,8 @@ mod tests {
                 state.update(subject, [withdraw(at)]).unwrap();
             }
         }
-        let mut expected: Vec<i64> = (0..12).map(|round| if round % 2 == 0 { 1_000 + round } else { 100 - round }).collect();
+        let mut expected: Vec<i64> =
+            (0..12).map(|round| if round % 2 == 0 { 1_000 + round } else { 100 - round }).collect();
         expected.sort_unstable();
         for subject in &subjects {
             assert_eq!(times(&state, subject), expected, "{subject}");

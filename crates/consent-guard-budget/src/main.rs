@@ -11,9 +11,15 @@
 //! `run MODE N` is the workload: the EXMO policy, 10,000 subjects (one grant of
 //! training or advertising each, a quarter of the training grants withdrawn), then N
 //! training checks of random subjects in one way of asking (`native`, a `HashMap`
-//! baseline; `check`; `prepared`; `handle`). `verify` and `measure` run it under
-//! callgrind with N and with 0 checks: the difference divided by N is the cost of one
-//! check, setup cancelled out.
+//! baseline; `check`; `prepared`; `handle`), and the three guard paths again with a
+//! buffered durable [`AuditLog`] (`check_audited`, `prepared_audited`,
+//! `handle_audited`). `verify` and `measure` run it under callgrind with N and with 0
+//! checks: the difference divided by N is the cost of one check, setup cancelled out.
+//!
+//! Only the checking thread is counted (`--separate-threads`): an audited check hands
+//! its record to the log's writer thread, which pseudonymises, formats, hashes and
+//! writes it off the check's path. The audited figure less the plain one is what an
+//! audit record adds to the check itself (issue 31 item 2: about 150 at most).
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -22,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use chrono::{DateTime, TimeZone, Utc};
+use consent_guard::audit::{AuditLog, AuditLogOptions, Durability};
 use consent_guard::consent::{GrantEvent, WithdrawEvent};
 use consent_guard::{
     AccessRequest, ConsentEvent, ConsentLevel, DataCategory, Deidentification, FixedClock, Guard, Policy, Purpose,
@@ -33,7 +40,8 @@ const SUBJECTS: u64 = 10_000;
 const CHECKS: u64 = 200_000;
 /// How much a path may grow over its committed figure before `verify` fails.
 const MARGIN_PERCENT: u64 = 5;
-const MODES: [&str; 4] = ["native", "check", "prepared", "handle"];
+const MODES: [&str; 7] =
+    ["native", "check", "prepared", "handle", "check_audited", "prepared_audited", "handle_audited"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,7 +90,19 @@ fn run(mode: &str, count: u64) -> Result<ExitCode, String> {
     let policy =
         Policy::from_toml_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies/exmo.toml"))
             .map_err(|e| e.to_string())?;
-    let guard = Guard::builder(policy).clock(FixedClock::new(at(150))).build().map_err(|e| e.to_string())?;
+    let audited = mode.strip_suffix("_audited");
+    let audit_dir = scratch(mode, "audit");
+    let mut builder = Guard::builder(policy).clock(FixedClock::new(at(150)));
+    if audited.is_some() {
+        // Buffered, flushed at most every minute and in segments larger than the run
+        // writes: the writer thread's timing does not reach the checking thread.
+        let options = AuditLogOptions::new(Durability::Buffered { within: std::time::Duration::from_secs(60) })
+            .shard_bytes(1 << 30);
+        let log = AuditLog::open_with(&audit_dir, options).map_err(|e| e.to_string())?;
+        builder = builder.audit(std::sync::Arc::new(log));
+    }
+    let guard = builder.build().map_err(|e| e.to_string())?;
+    let mode = audited.unwrap_or(mode);
     let ids: Vec<String> = (0..SUBJECTS).map(|i| format!("u{i}")).collect();
     let mut rng = Rng(0x5EED);
     let mut native: HashMap<u64, (bool, bool)> = HashMap::new();
@@ -137,26 +157,43 @@ fn run(mode: &str, count: u64) -> Result<ExitCode, String> {
         }
     }
     println!("{mode}: {count} checks, {allowed} allowed");
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&audit_dir);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Instructions callgrind counts for `run MODE N` of this very binary.
+/// A fresh path in the temporary directory for one run of `mode`.
+fn scratch(mode: &str, what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("consent-guard-budget-{}-{mode}-{what}", std::process::id()))
+}
+
+/// Instructions callgrind counts on the main thread of `run MODE N` of this very
+/// binary.
 fn instructions(mode: &str, count: u64) -> Result<u64, String> {
     let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let out = scratch(mode, "callgrind");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let output = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .args(["--tool=callgrind", "--separate-threads=yes", "--dump-line=no"])
+        .arg(format!("--callgrind-out-file={}", out.join("callgrind.out").display()))
         .arg(&me)
         .args(["run", mode, &count.to_string()])
         .output()
-        .map_err(|e| format!("cannot run valgrind (install it: apt-get install valgrind): {e}"))?;
+        .map_err(|e| format!("cannot run valgrind (install it: apt-get install valgrind): {e}"));
+    // The main thread's file; callgrind numbers threads from 1 in the order they start.
+    let main_thread = out.join("callgrind.out-01");
+    let counted = std::fs::read_to_string(&main_thread);
+    let _ = std::fs::remove_dir_all(&out);
+    let output = output?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         return Err(format!("valgrind failed on `{mode}`:\n{stderr}"));
     }
-    stderr
-        .lines()
-        .find_map(|line| line.split_once("Collected :").and_then(|(_, n)| n.trim().parse().ok()))
-        .ok_or_else(|| format!("valgrind printed no instruction count for `{mode}`:\n{stderr}"))
+    let text = counted.map_err(|e| format!("callgrind wrote no profile of the main thread ({e}):\n{stderr}"))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("summary:").or_else(|| line.strip_prefix("totals:")))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("callgrind's profile of `{mode}` holds no instruction count"))
 }
 
 /// Instructions per check of each path.
@@ -166,7 +203,7 @@ fn measure() -> Result<Vec<(&'static str, u64)>, String> {
         let with = instructions(mode, CHECKS)?;
         let without = instructions(mode, 0)?;
         let per_check = with.saturating_sub(without) / CHECKS;
-        println!("{mode:<10}{per_check}");
+        println!("{mode:<18}{per_check}");
         figures.push((mode, per_check));
     }
     Ok(figures)
