@@ -304,13 +304,21 @@ impl<'a> Plan<'a> {
         if self.request.action == Action::Delete {
             return self.run_delete(state, subject, now, present);
         }
-        match state.read_at(subject, present, |view| self.with_subject(view, now)) {
-            Ok(verdict) => verdict,
-            // A compliance duty does not need the subject's consent, but where the
-            // policy knows minors and the basis is not one the law imposes, the
-            // subject's age decides: an unreadable state must not read as an adult's.
-            Err(_) if self.compliance && !self.age_decides() => self.with_subject(None, now),
-            Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),
+        state.read_at_or(subject, present, |view| self.with_subject(view, now), || self.unreadable(now))
+    }
+
+    /// The verdict when the subject's state cannot be read. Out of line: it is rare,
+    /// and inlined beside the read it would cost every check registers.
+    #[cold]
+    #[inline(never)]
+    fn unreadable(&self, now: i64) -> Verdict<'a> {
+        // A compliance duty does not need the subject's consent, but where the policy
+        // knows minors and the basis is not one the law imposes, the subject's age
+        // decides: an unreadable state must not read as an adult's.
+        if self.compliance && !self.age_decides() {
+            self.with_subject(None, now)
+        } else {
+            deny(ReasonCode::ConsentStateUnavailable, Detail::None)
         }
     }
 
