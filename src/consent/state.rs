@@ -584,7 +584,7 @@ impl<'s> SubjectView<'s> {
     }
 
     /// The subject's events, sorted by time: those of the record (decoded), then those
-    /// of its overflow entry. Apart, because a chained iterator costs the check's event
+    /// of its arena range. Apart, because a chained iterator costs the check's event
     /// scan about twice the instructions of two plain loops. Always inlined: with the
     /// deletion checks (issue 27) calling it too, the compiler stopped inlining it into
     /// the consent scan, which cost the check about 24 instructions.

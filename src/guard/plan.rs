@@ -721,9 +721,9 @@ impl<'a> Plan<'a> {
     }
 
     /// The subject's consent to one leaf purpose, given as it and its ancestors.
-    /// Always inlined (into `consent`, which calls it for one leaf or for each): its own frame, the `Scan`
-    /// built in it and the verdict moved out cost a check about 60 instructions
-    /// (issue 31). Inlining `consent` or `with_subject` as well gained little or lost.
+    /// Always inlined (into `consent`, which calls it for one leaf or for each): its
+    /// own frame, the `Scan` built in it and the verdict moved out cost a check about
+    /// 60 instructions (issue 31). Inlining `consent` or `with_subject` as well gained little or lost.
     #[inline(always)]
     fn consent_to(
         &self,
@@ -745,7 +745,7 @@ impl<'a> Plan<'a> {
         };
         let mut scan = Scan { plan: self, subject, purpose_up, guardian_needed, transfer, needed, now, verdict: None };
         // Two plain loops, each monomorphic: a record's slots are tested in place, an
-        // overflow entry's events as they are (a subject has one or the other).
+        // arena range's events as they are (a subject has one or the other).
         let (inline, spilled) = subject.events_in_place();
         let mut flow = ControlFlow::Continue(());
         for slot in inline {
