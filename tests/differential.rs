@@ -8,8 +8,11 @@
 //! request's own `at`, marked, or at the clock). The subject handles of issue 20 are
 //! held to the same answers: `Guard::check_handle`, `PreparedAccess::check_handle` with a
 //! handle resolved after the events (the record hint) and one resolved before any event
-//! (the subject unknown then: the index path), and `PreparedAccess::decide_handle`. One
-//! case in ten runs on a seed policy of `examples/policies/` instead of a generated one.
+//! (the subject unknown then: the index path), and `PreparedAccess::decide_handle`.
+//! The batches (issue 31: read in groups, every record loaded before any is decided)
+//! answer each subject as one check would: `PreparedAccess::check_batch` and
+//! `check_handles` over every ask's subject (early and late handles), each ask's own
+//! subject held to the reference. One case in ten runs on a seed policy of `examples/policies/` instead of a generated one.
 //! Issue 29 added to the generation: `end` events and `retention_after_end`, grants
 //! whose scope writes a list empty (refused at `record`), `[minors] guardian_level`,
 //! and, one case in ten, a subject the guard cannot read (its store holds a grant
@@ -346,6 +349,9 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
             accepted.push(event.clone());
         }
     }
+    let late_handles: Vec<_> = ask_subjects.iter().map(|subject| guard.subject_handle(subject)).collect();
+    // Longer than a group of the grouped reads: the second half is another group.
+    let twice: Vec<&str> = ask_subjects.iter().chain(&ask_subjects).map(String::as_str).collect();
     for (index, ask) in case.asks.iter().enumerate() {
         clock.set(ask.t);
         let checked = guard.check(&ask.request);
@@ -412,6 +418,19 @@ fn run(case: &Case) -> Option<Vec<Finding>> {
             ask.t,
             false,
         );
+        // The batches: every ask's subject in one batch (early and late handles mixed,
+        // so a group holds known, unknown and unreadable subjects, some twice); the
+        // ask's own subject, at its place, must answer as the reference.
+        let by_ids = prepared_access.check_batch(&twice);
+        form("prepared check_batch", &by_ids[index], ask.t, false);
+        form("prepared check_batch, second group", &by_ids[index + ask_subjects.len()], ask.t, false);
+        let mixed: Vec<_> = early_handles
+            .iter()
+            .zip(&late_handles)
+            .enumerate()
+            .map(|(at, (early, late))| if (at + index) % 2 == 0 { *early } else { *late })
+            .collect();
+        form("prepared check_handles", &prepared_access.check_handles(&mixed)[index], ask.t, false);
         form(
             "prepared decide_handle",
             &guard.prepare(&template_at).decide_handle(&late),

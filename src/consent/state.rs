@@ -31,6 +31,12 @@
 //!   and a record number, so a probe that meets another subject's slot is rejected
 //!   without reading that subject's record. At a million subjects it is 8 MiB, which
 //!   stays in the last-level cache while the records do not.
+//! - **Grouped reads for batches.** A batch reads [`GROUP`] subjects at a time under
+//!   one acquisition of their shards' read locks: it finds every record, then loads
+//!   every spilled subject's range and entry, then decides each. A million subjects
+//!   do not fit the caches, and a check is too long for the processor to start the
+//!   next one's loads while it waits for its own; staged, the misses of a group
+//!   overlap instead of following one another.
 //! - **Tombstones beside the table.** A store that forgets erased subjects (issue 27)
 //!   keeps only the keyed hash of their ids; the state keeps those [`Tombstones`] and
 //!   asks them only when an id has no record (one HMAC; one atomic load when there are
@@ -39,13 +45,23 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use crate::basis::ConsentLevel;
 use crate::request::Region;
 use crate::version::PolicyVersion;
 
 const SHARDS: usize = 64;
+// A grouped read names its shards in one `u64`.
+const _: () = assert!(SHARDS <= 64);
+
+/// How many subjects a grouped read ([`ConsentState::read_group`]) finds and loads
+/// before it decides the first: enough for their cache misses to overlap, few enough
+/// for a stage of them to fit the processor's out-of-order window.
+pub(crate) const GROUP: usize = 16;
+
+/// Full events to a 64-byte cache line (see [`Shard::warm`]).
+const LINE_EVENTS: usize = 64 / std::mem::size_of::<StateEvent>();
 
 /// The tombstones of subjects whose ids the store no longer keeps.
 #[cfg(feature = "json")]
@@ -728,6 +744,9 @@ pub(crate) struct Probe<'s> {
 }
 
 impl<'s> Probe<'s> {
+    /// Fills a group's unused places; never looked up.
+    const UNUSED: Probe<'static> = Probe { subject: "", key: 0, id: [0; INLINE_ID + 1] };
+
     #[inline]
     fn new(hasher: &SubjectHasher, subject: &'s str) -> Probe<'s> {
         match inline_words(subject.as_bytes()) {
@@ -950,6 +969,24 @@ impl Shard {
             return Err(Unavailable);
         }
         Ok(Some(SubjectView { record, overflow, spilled, terms: &self.terms }))
+    }
+
+    /// Loads what a check of the record reads after the record itself (a spilled
+    /// subject's first event and its entry), and nothing else: a grouped read calls it
+    /// for every subject of the group before deciding any, so that their misses overlap.
+    #[inline]
+    fn warm(&self, number: usize) {
+        if let Some(record) = self.record(number) {
+            if let Some(index) = record.spilled() {
+                // Every cache line of the range: a scan reads them all.
+                if let Some(events) = self.events.get(record.span().range()) {
+                    for event in events.iter().step_by(LINE_EVENTS).chain(events.last()) {
+                        std::hint::black_box(event.at);
+                    }
+                }
+                std::hint::black_box(self.overflows.get(index).map(|entry| entry.quarantined));
+            }
+        }
     }
 
     /// The overflow index of a record, moving its state out first if it is inline:
@@ -1322,6 +1359,89 @@ impl ConsentState {
         f(view)
     }
 
+    /// As [`ConsentState::read_at_or`], for the first [`GROUP`] of `subjects` at once:
+    /// `each` is called once for each, in order, with its position and its view
+    /// (`Err`: unreadable). Every shard the group needs is read-locked once, in
+    /// ascending order, for the whole group; then every record is found, then every
+    /// spilled subject's range and entry loaded, and only then is each subject handed
+    /// to `each`. So a batch waits for a group's cache misses together, not one after
+    /// another (see the module doc). `each` must not read this state.
+    #[inline]
+    pub(crate) fn read_group(
+        &self,
+        subjects: &[Lookup<'_>],
+        now: i64,
+        mut each: impl FnMut(usize, Result<Option<SubjectView<'_>>, Unavailable>),
+    ) {
+        let subjects = subjects.get(..GROUP).unwrap_or(subjects);
+        if now >= self.fresh_until.load(Ordering::Acquire) {
+            (0..subjects.len()).for_each(|index| each(index, Err(Unavailable)));
+            return;
+        }
+        let mut probes = [(Probe::UNUSED, 0u32); GROUP];
+        let mut wanted = 0u64;
+        for (place, subject) in probes.iter_mut().zip(subjects) {
+            *place = match *subject {
+                Lookup::Resolved(resolved) if resolved.state == self.id => (resolved.probe, resolved.hint),
+                Lookup::Resolved(resolved) => (Probe::new(&self.hasher, resolved.probe.subject), 0),
+                Lookup::Id(subject) => (Probe::new(&self.hasher, subject), 0),
+            };
+            wanted |= 1 << shard_of(place.0.key);
+        }
+        let probes = probes.get(..subjects.len()).unwrap_or(&[]);
+        // Ascending order, each shard once: a thread that took one shard's lock twice
+        // could wait on itself behind a writer. A group needs at most `GROUP` shards.
+        let mut held: [Option<RwLockReadGuard<'_, Shard>>; GROUP] = Default::default();
+        let mut place_of = [u8::MAX; SHARDS];
+        let mut rest = wanted;
+        for (guard, place) in held.iter_mut().zip(0u8..) {
+            if rest == 0 {
+                break;
+            }
+            let index = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if let (Some(shard), Some(at)) = (self.shards.get(index), place_of.get_mut(index)) {
+                // A poisoned shard stays `None`: its subjects are unreadable.
+                *guard = shard.0.read().ok();
+                *at = place;
+            }
+        }
+        let shard_for = |probe: &Probe<'_>| {
+            let place = place_of.get(shard_of(probe.key)).copied().unwrap_or(u8::MAX);
+            held.get(usize::from(place)).and_then(Option::as_ref)
+        };
+        let mut found = [None::<usize>; GROUP];
+        for (number, (probe, hint)) in found.iter_mut().zip(probes) {
+            *number = shard_for(probe).and_then(|shard| shard.find_hinted(probe, *hint));
+        }
+        for (number, (probe, _)) in found.iter().zip(probes) {
+            if let (Some(number), Some(shard)) = (number, shard_for(probe)) {
+                shard.warm(*number);
+            }
+        }
+        for (index, (number, (probe, _))) in found.iter().zip(probes).enumerate() {
+            let Some(shard) = shard_for(probe) else {
+                each(index, Err(Unavailable));
+                continue;
+            };
+            match number {
+                Some(number) => each(index, shard.view(*number)),
+                // As in `read_at_or`: an id with no record may be one the store forgot.
+                None if self.tombstoned.load(Ordering::Acquire) => match self.tombstone_of(probe.subject) {
+                    Some(at) => {
+                        let erased = Record { id: probe.id, slots: [erasure_slot(at), Slot::default()] };
+                        each(
+                            index,
+                            Ok(Some(SubjectView { record: &erased, overflow: None, spilled: &[], terms: &[] })),
+                        );
+                    }
+                    None => each(index, Ok(None)),
+                },
+                None => each(index, Ok(None)),
+            }
+        }
+    }
+
     /// Marks a subject whose stored events the policy cannot all apply: its checks
     /// fail closed until the state is rebuilt (by a guard whose policy knows them).
     pub(crate) fn quarantine(&self, subject: &str) -> Result<(), Unavailable> {
@@ -1483,6 +1603,67 @@ mod tests {
 
     fn times(state: &ConsentState, subject: &str) -> Vec<i64> {
         state.read(subject, |s| s.unwrap().events().iter().map(|e| e.at).collect()).unwrap()
+    }
+
+    /// What a check could tell of a subject's view: unreadable, unknown, or its
+    /// events' times and erasure.
+    fn seen(view: Result<Option<SubjectView<'_>>, Unavailable>) -> Option<Option<(Vec<i64>, Option<i64>)>> {
+        view.ok().map(|view| view.map(|v| (v.events().iter().map(|e| e.at).collect(), v.erased_at())))
+    }
+
+    #[test]
+    fn a_grouped_read_sees_each_subject_as_a_single_read_does() {
+        let state = ConsentState::new();
+        let other = ConsentState::new();
+        let ids: Vec<String> = (0..300).map(|i| format!("subject-{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            match i % 3 {
+                // One event (inline), five (spilled), none (unknown).
+                0 => state.update(id, [withdraw(i as i64)]).unwrap(),
+                1 => state.update(id, (0..5).map(|at| withdraw(i as i64 + at))).unwrap(),
+                _ => {}
+            }
+            if i % 10 == 4 {
+                state.quarantine(id).unwrap();
+            }
+        }
+        // Handles of this state (with hints), of another state (re-hashed), and ids.
+        let mine: Vec<Resolved<'_>> = ids.iter().map(|id| state.resolve(id)).collect();
+        let foreign: Vec<Resolved<'_>> = ids.iter().map(|id| other.resolve(id)).collect();
+        let lookups: Vec<Lookup<'_>> = (0..ids.len())
+            .map(|i| match i % 4 {
+                0 | 1 => Lookup::Resolved(&mine[i]),
+                2 => Lookup::Resolved(&foreign[i]),
+                _ => Lookup::Id(&ids[i]),
+            })
+            .collect();
+        let mut compared = 0;
+        for (start, group) in lookups.chunks(GROUP - 3).enumerate().map(|(n, g)| (n * (GROUP - 3), g)) {
+            let mut got = Vec::new();
+            state.read_group(group, 0, |index, view| got.push((index, seen(view))));
+            for (index, (at, view)) in got.iter().enumerate() {
+                assert_eq!(*at, index, "in order, once each");
+                let single = state.read_at_or(group[index], 0, |v| seen(Ok(v)), || None);
+                assert_eq!(*view, single, "{}", ids[start + index]);
+                compared += 1;
+            }
+            assert_eq!(got.len(), group.len());
+        }
+        assert_eq!(compared, ids.len());
+        // Only the first group of a longer slice is read.
+        let mut calls = 0;
+        state.read_group(&lookups, 0, |_, _| calls += 1);
+        assert_eq!(calls, GROUP);
+        // Past the freshness bound every subject is unreadable.
+        state.set_fresh_until(10);
+        let mut views = Vec::new();
+        state.read_group(&lookups[..5], 10, |_, view| views.push(seen(view)));
+        assert_eq!(views, vec![None; 5]);
+        // An id with no record that a tombstone names reads as erased.
+        let erased = ConsentState::erased_only(7, i64::MAX);
+        let mut views = Vec::new();
+        erased.read_group(&lookups[..3], 0, |_, view| views.push(seen(view)));
+        assert_eq!(views, vec![Some(Some((vec![], Some(7)))); 3]);
     }
 
     #[test]

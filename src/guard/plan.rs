@@ -43,14 +43,44 @@ pub(super) fn decide<'a>(
         None => (deny(ReasonCode::NoRule, Detail::None), None),
         Some(plan) => {
             let verdict = plan.run(state, subject, now, present);
-            // A deletion the policy owes rests on the duty to delete, whatever the
-            // rule's own basis.
-            let basis = match verdict.code {
-                ReasonCode::DeletionDue => Some(LegalBasis::LegalObligation),
-                code => code.is_allow().then_some(plan.basis),
-            };
+            let basis = plan.basis_of(verdict.code);
             (verdict, basis)
         }
+    }
+}
+
+/// As [`decide`], for the first [`GROUP`](crate::consent::state::GROUP) of `subjects`
+/// read together ([`ConsentState::read_group`]): `each` gets every subject's position,
+/// verdict and basis, once each and in order.
+#[inline]
+pub(super) fn decide_group<'a>(
+    plan: Option<&Plan<'a>>,
+    state: &ConsentState,
+    subjects: &[Lookup<'_>],
+    now: i64,
+    present: i64,
+    mut each: impl FnMut(usize, Verdict<'a>, Option<LegalBasis>),
+) {
+    let subjects = subjects.get(..crate::consent::state::GROUP).unwrap_or(subjects);
+    match plan {
+        None => (0..subjects.len()).for_each(|index| each(index, deny(ReasonCode::NoRule, Detail::None), None)),
+        // Decided before the state is read, or (a deletion) under rules of its own:
+        // one subject at a time, as `decide` does.
+        Some(plan) if plan.too_broad || plan.request.action == Action::Delete => {
+            for (index, subject) in subjects.iter().enumerate() {
+                let verdict = plan.run(state, *subject, now, present);
+                let basis = plan.basis_of(verdict.code);
+                each(index, verdict, basis);
+            }
+        }
+        Some(plan) => state.read_group(subjects, present, |index, view| {
+            let verdict = match view {
+                Ok(view) => plan.with_subject(view, now),
+                Err(_) => plan.unreadable(now),
+            };
+            let basis = plan.basis_of(verdict.code);
+            each(index, verdict, basis);
+        }),
     }
 }
 
@@ -292,6 +322,16 @@ impl<'a> Plan<'a> {
             return Err((ReasonCode::DeidentificationRequired, Detail::Item(Cow::Borrowed(needed.as_str()))));
         }
         Ok(())
+    }
+
+    /// The basis an allow rests on: the rule's own, except for a deletion the policy
+    /// owes, which rests on the duty to delete.
+    #[inline]
+    fn basis_of(&self, code: ReasonCode) -> Option<LegalBasis> {
+        match code {
+            ReasonCode::DeletionDue => Some(LegalBasis::LegalObligation),
+            code => code.is_allow().then_some(self.basis),
+        }
     }
 
     /// The verdict for one subject at `now` (milliseconds), from a state read at

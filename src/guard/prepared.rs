@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::plan::{self, Plan};
 use super::{Guard, SubjectHandle};
-use crate::consent::state::Lookup;
+use crate::consent::state::{Lookup, GROUP};
 use crate::decision::{Decision, Facts, PreparedFacts};
 use crate::request::AccessRequest;
 
@@ -53,16 +53,77 @@ impl<'g> PreparedAccess<'g> {
     /// with a synced durable log, the whole batch shares one commit and one fsync, and
     /// no allow is returned before its record is on disk. If the commit fails, every
     /// allow of the batch becomes `audit_unavailable`.
+    ///
+    /// The subjects are read in groups, each group's records loaded before any of them
+    /// is decided, so that over more subjects than the caches hold their misses
+    /// overlap (about 2.5x faster than checking one by one at a million subjects; see
+    /// BENCHMARKS.md).
     pub fn check_batch<'a, S: AsRef<str>>(&'a self, subjects: &'a [S]) -> Vec<Decision<'a>> {
+        self.check_grouped(subjects, |subject| (subject.as_ref(), Lookup::Id(subject.as_ref())))
+    }
+
+    /// As [`PreparedAccess::check_batch`], naming the subjects by handles: no id is
+    /// hashed, and the records are read in groups as there.
+    ///
+    /// ```
+    /// use consent_guard::{AccessRequest, ConsentEvent, DataCategory, Deidentification, Guard, Policy, Purpose};
+    ///
+    /// let guard = Guard::new(Policy::from_toml_file("examples/policies/exmo.toml")?);
+    /// let grant = r#"{"type":"grant","subject":"u1","purposes":["ai_training"],"level":"separate","at":"2026-01-02T00:00:00Z"}"#;
+    /// guard.record(&serde_json::from_str::<ConsentEvent>(grant)?)?;
+    /// let ids = ["u1", "u2", "u3"];
+    /// let handles: Vec<_> = ids.iter().map(|id| guard.subject_handle(id)).collect();
+    /// let template = AccessRequest::new("", Purpose::AI_TRAINING_MODEL_TRAINING, &[DataCategory::BEHAVIOR_LOG][..])
+    ///     .deidentification(Deidentification::Anonymized);
+    /// let training = guard.prepare(&template);
+    /// let allowed: Vec<bool> = training.check_handles(&handles).iter().map(|d| d.allowed()).collect();
+    /// assert_eq!(allowed, [true, false, false]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_handles<'a>(&'a self, handles: &'a [SubjectHandle<'a>]) -> Vec<Decision<'a>> {
+        self.check_grouped(handles, |handle| (handle.subject(), handle.lookup()))
+    }
+
+    /// Decides `subjects` in groups of [`GROUP`] at one reading of the clock, then
+    /// hands the records to the sink with one commit.
+    fn check_grouped<'a, T>(
+        &'a self,
+        subjects: &'a [T],
+        name: impl Fn(&'a T) -> (&'a str, Lookup<'a>),
+    ) -> Vec<Decision<'a>> {
         // Like `check`, at the guard's clock: one reading for the whole batch.
         let now = self.guard.clock.now_millis();
-        let mut decisions: Vec<Decision<'a>> =
-            subjects.iter().map(|s| self.decide_at(s.as_ref(), Lookup::Id(s.as_ref()), now, false)).collect();
+        let mut decisions: Vec<Decision<'a>> = Vec::with_capacity(subjects.len());
+        for group in subjects.chunks(GROUP) {
+            let mut lookups = [Lookup::Id(""); GROUP];
+            let mut names = [""; GROUP];
+            for ((lookup, subject_name), subject) in lookups.iter_mut().zip(&mut names).zip(group) {
+                (*subject_name, *lookup) = name(subject);
+            }
+            let lookups = lookups.get(..group.len()).unwrap_or(&[]);
+            plan::decide_group(self.plan.as_ref(), &self.guard.state, lookups, now, now, |index, verdict, basis| {
+                decisions.push(Decision {
+                    code: verdict.code,
+                    basis,
+                    at: now,
+                    what_if: false,
+                    facts: Facts::Prepared { access: &self.facts, subject: names.get(index).copied().unwrap_or("") },
+                    detail: verdict.detail,
+                });
+            });
+        }
+        self.hand_batch_to_sink(&mut decisions);
+        decisions
+    }
+
+    /// Hands a batch's records to the sink and waits once for them to be kept; an
+    /// allow whose record may not be kept becomes `audit_unavailable`.
+    fn hand_batch_to_sink(&self, decisions: &mut [Decision<'_>]) {
         if self.guard.audit_discards {
-            return decisions;
+            return;
         }
         let mut failed = false;
-        for decision in &mut decisions {
+        for decision in decisions.iter_mut() {
             if self.guard.audit.record_prepared_deferred(self.template, decision).is_err() {
                 decision.unaudited();
                 failed = true;
@@ -72,7 +133,6 @@ impl<'g> PreparedAccess<'g> {
             // A record that was handed may not be kept: release nothing of the batch.
             decisions.iter_mut().filter(|d| d.allowed()).for_each(Decision::unaudited);
         }
-        decisions
     }
 
     /// The ends of the purpose bearing on this access for one subject's state at

@@ -19,7 +19,8 @@
 //! `PEERS_SUBJECTS` (default 10,000), `PEERS_REQUESTS` (requests per round for the
 //! fast engines, default 1,000,000; the slow ones run a hundredth of it),
 //! `PEERS_ROUNDS` (default 5; medians), `PEERS_ENGINES` (comma-separated: `native`,
-//! `guard` (check, prepared, handles), `cedar`, `regorus` (interpreter and RVM),
+//! `guard` (check, prepared, handles, and the batches by id and by handle, a chunk of
+//! 4,096 rows at a time), `cedar`, `regorus` (interpreter and RVM),
 //! `casbin`; default all).
 
 use std::collections::HashMap;
@@ -173,6 +174,36 @@ fn native_check(map: &HashMap<u64, Native>, subject: u64, purpose: usize) -> boo
 
 // ---- consent-guard ----------------------------------------------------------------
 
+/// Rows a batch engine takes at a time, as a job reads a chunk of a column (an Arrow
+/// record batch).
+const CHUNK_ROWS: usize = 4096;
+
+/// Runs a batch engine over a round: per chunk of [`CHUNK_ROWS`] requests and per
+/// purpose, `check` answers that purpose's requests in order; the answers are put back
+/// in the round's order.
+fn by_purpose(batch: &[(u32, u8)], mut check: impl FnMut(usize, &[(u32, u8)], &mut Vec<bool>)) -> Vec<bool> {
+    let mut answers = vec![false; batch.len()];
+    let (mut requests, mut positions, mut got) = (Vec::new(), Vec::new(), Vec::new());
+    for (chunk, rows) in batch.chunks(CHUNK_ROWS).enumerate() {
+        for purpose in 0..GUARD_PURPOSES.len() {
+            requests.clear();
+            positions.clear();
+            got.clear();
+            for (row, &request) in rows.iter().enumerate() {
+                if usize::from(request.1) == purpose {
+                    requests.push(request);
+                    positions.push(chunk * CHUNK_ROWS + row);
+                }
+            }
+            check(purpose, &requests, &mut got);
+            for (&position, &answer) in positions.iter().zip(&got) {
+                answers[position] = answer;
+            }
+        }
+    }
+    answers
+}
+
 fn at(days: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(days)
 }
@@ -213,6 +244,7 @@ fn guard(workload: &[Subject]) -> Guard {
 }
 
 /// A subject id as a service receives it, written to the stack: `u<index>`.
+#[derive(Clone, Copy)]
 struct StackId {
     bytes: [u8; 24],
     len: usize,
@@ -241,6 +273,12 @@ impl StackId {
     }
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("u")
+    }
+}
+
+impl AsRef<str> for StackId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -486,15 +524,46 @@ fn main() {
             load: None,
             samples: Vec::new(),
         });
-        let (by_handle, handles) = (Arc::clone(&prepared), Arc::clone(&handles));
+        let (by_handle, one_handles) = (Arc::clone(&prepared), Arc::clone(&handles));
         list.push(Engine {
             name: "consent-guard prepared, handles",
             slow: false,
             body: Box::new(move |batch| {
                 batch
                     .iter()
-                    .map(|&(s, p)| by_handle[usize::from(p)].check_handle(&handles[s as usize]).allowed())
+                    .map(|&(s, p)| by_handle[usize::from(p)].check_handle(&one_handles[s as usize]).allowed())
                     .collect()
+            }),
+            load: None,
+            samples: Vec::new(),
+        });
+        let by_ids = Arc::clone(&prepared);
+        list.push(Engine {
+            name: "consent-guard prepared, id batches",
+            slow: false,
+            // As the handle batches below, by id: `check_batch` over the ids, written
+            // per request.
+            body: Box::new(move |batch| {
+                by_purpose(batch, |purpose, requests, answers| {
+                    let subjects: Vec<StackId> = requests.iter().map(|&(s, _)| StackId::new(s)).collect();
+                    answers.extend(by_ids[purpose].check_batch(&subjects).iter().map(|d| d.allowed()));
+                })
+            }),
+            load: None,
+            samples: Vec::new(),
+        });
+        let (by_batch, handles) = (Arc::clone(&prepared), Arc::clone(&handles));
+        list.push(Engine {
+            name: "consent-guard prepared, handle batches",
+            slow: false,
+            // A batch job checks one kind of access for many subjects, a chunk of rows
+            // at a time: `check_handles` over the chunk's handles of one purpose (their
+            // copies are timed).
+            body: Box::new(move |batch| {
+                by_purpose(batch, |purpose, requests, answers| {
+                    let subjects: Vec<SubjectHandle<'_>> = requests.iter().map(|&(s, _)| handles[s as usize]).collect();
+                    answers.extend(by_batch[purpose].check_handles(&subjects).iter().map(|d| d.allowed()));
+                })
             }),
             load: None,
             samples: Vec::new(),

@@ -11,9 +11,10 @@
 //! `run MODE N` is the workload: the EXMO policy, 10,000 subjects (one grant of
 //! training or advertising each, a quarter of the training grants withdrawn), then N
 //! training checks of random subjects in one way of asking (`native`, a `HashMap`
-//! baseline; `check`; `prepared`; `handle`), and the three guard paths again with a
-//! buffered durable [`AuditLog`] (`check_audited`, `prepared_audited`,
-//! `handle_audited`). `verify` and `measure` run it under callgrind with N and with 0
+//! baseline; `check`; `prepared`; `handle`; `handle_batch` and `id_batch`, batches of
+//! 1,024 through `PreparedAccess::check_handles` and `check_batch`), and four guard
+//! paths again with a buffered durable [`AuditLog`] (`check_audited`,
+//! `prepared_audited`, `handle_audited`, `handle_batch_audited`). `verify` and `measure` run it under callgrind with N and with 0
 //! checks: the difference divided by N is the cost of one check, setup cancelled out.
 //!
 //! Only the checking thread is counted (`--separate-threads`): an audited check hands
@@ -40,8 +41,20 @@ const SUBJECTS: u64 = 10_000;
 const CHECKS: u64 = 200_000;
 /// How much a path may grow over its committed figure before `verify` fails.
 const MARGIN_PERCENT: u64 = 5;
-const MODES: [&str; 7] =
-    ["native", "check", "prepared", "handle", "check_audited", "prepared_audited", "handle_audited"];
+const MODES: [&str; 10] = [
+    "native",
+    "check",
+    "prepared",
+    "handle",
+    "handle_batch",
+    "id_batch",
+    "check_audited",
+    "prepared_audited",
+    "handle_audited",
+    "handle_batch_audited",
+];
+/// Subjects per batch in the batch paths: a batch job's chunk of a column.
+const BATCH: u64 = 1024;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -149,6 +162,30 @@ fn run(mode: &str, count: u64) -> Result<ExitCode, String> {
                 allowed += u64::from(black_box(prepared.check(id).allowed()));
             }
         }
+        "handle_batch" => {
+            // The batch's handles are gathered as a job would from its column: that
+            // copy is counted with the checks.
+            let mut batch: Vec<SubjectHandle<'_>> = Vec::with_capacity(BATCH as usize);
+            let mut done = 0;
+            while done < count {
+                let size = (count - done).min(BATCH);
+                batch.clear();
+                batch.extend((0..size).filter_map(|_| handles.get(index(next())).copied()));
+                allowed += prepared.check_handles(&batch).iter().filter(|d| d.allowed()).count() as u64;
+                done += size;
+            }
+        }
+        "id_batch" => {
+            let mut batch: Vec<&str> = Vec::with_capacity(BATCH as usize);
+            let mut done = 0;
+            while done < count {
+                let size = (count - done).min(BATCH);
+                batch.clear();
+                batch.extend((0..size).filter_map(|_| ids.get(index(next())).map(String::as_str)));
+                allowed += prepared.check_batch(&batch).iter().filter(|d| d.allowed()).count() as u64;
+                done += size;
+            }
+        }
         _ => {
             for _ in 0..count {
                 let Some(handle) = handles.get(index(next())) else { continue };
@@ -203,7 +240,7 @@ fn measure() -> Result<Vec<(&'static str, u64)>, String> {
         let with = instructions(mode, CHECKS)?;
         let without = instructions(mode, 0)?;
         let per_check = with.saturating_sub(without) / CHECKS;
-        println!("{mode:<18}{per_check}");
+        println!("{mode:<22}{per_check}");
         figures.push((mode, per_check));
     }
     Ok(figures)
