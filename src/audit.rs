@@ -97,6 +97,8 @@ pub struct OwnedAuditRecord {
     pub decision: Decision<'static>,
 }
 
+// Only the audit log and its export (feature `json`) rewrite a record's subject.
+#[cfg_attr(not(feature = "json"), allow(dead_code))]
 impl OwnedAuditRecord {
     /// Puts `subject` wherever the record names its subject: the request, the
     /// decision, and the text of a message read back with it (a message built later
@@ -126,6 +128,7 @@ impl OwnedAuditRecord {
 /// `-` or `.` on either side) replaced by `with`: a message names its subject so
 /// (`alice consented to …`, `… for alice`, `alice's consent …`), and an id such as `a`
 /// must not take the `a` out of `ai_training`. An empty `word` is left alone.
+#[cfg_attr(not(feature = "json"), allow(dead_code))]
 fn replace_word(text: &str, word: &str, with: &str) -> String {
     if word.is_empty() {
         return text.to_owned();

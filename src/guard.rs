@@ -28,6 +28,8 @@ mod quarantine;
 
 pub use handle::SubjectHandle;
 pub use owed::OwedUnavailable;
+// The audit log (feature `json`) keys its own templates from the same counter.
+#[cfg(feature = "json")]
 pub(crate) use prepared::next_template_key;
 pub use prepared::PreparedAccess;
 pub use quarantine::QuarantinedEvent;

@@ -68,10 +68,13 @@ const LINE_EVENTS: usize = 64 / std::mem::size_of::<StateEvent>();
 pub(crate) use crate::keys::Tombstones;
 
 /// Without the `json` feature there are no keys, so no store forgets an id: never a
-/// tombstone.
+/// tombstone. (A field, not a unit struct, so that it is built as the other is, by
+/// `Tombstones::default()`.)
 #[cfg(not(feature = "json"))]
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Tombstones;
+pub(crate) struct Tombstones {
+    _none: (),
+}
 
 #[cfg(not(feature = "json"))]
 impl Tombstones {
@@ -796,6 +799,17 @@ pub(crate) enum Lookup<'a> {
     Resolved(&'a Resolved<'a>),
 }
 
+impl<'a> Lookup<'a> {
+    /// The subject's id.
+    #[inline]
+    pub(crate) fn subject(self) -> &'a str {
+        match self {
+            Lookup::Id(subject) => subject,
+            Lookup::Resolved(resolved) => resolved.subject(),
+        }
+    }
+}
+
 /// The shard a key belongs to: its top bits (the slot uses the low bits).
 fn shard_of(key: u64) -> usize {
     (key >> 58) as usize % SHARDS
@@ -956,7 +970,15 @@ impl Shard {
     /// not there, or a quarantined subject.
     #[inline]
     fn view(&self, number: usize) -> Result<Option<SubjectView<'_>>, Unavailable> {
-        let Some(record) = self.record(number) else { return Ok(None) };
+        match self.record(number) {
+            Some(record) => self.view_of(record).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The view of one of this shard's records.
+    #[inline]
+    fn view_of<'s>(&'s self, record: &'s Record) -> Result<SubjectView<'s>, Unavailable> {
         let (overflow, spilled) = match record.spilled() {
             None => (None, &[][..]),
             // Both read from the record alone: the range does not wait for the entry.
@@ -968,15 +990,15 @@ impl Shard {
         if overflow.is_some_and(|o| o.quarantined) {
             return Err(Unavailable);
         }
-        Ok(Some(SubjectView { record, overflow, spilled, terms: &self.terms }))
+        Ok(SubjectView { record, overflow, spilled, terms: &self.terms })
     }
 
     /// Loads what a check of the record reads after the record itself (a spilled
     /// subject's first event and its entry), and nothing else: a grouped read calls it
     /// for every subject of the group before deciding any, so that their misses overlap.
     #[inline]
-    fn warm(&self, number: usize) {
-        if let Some(record) = self.record(number) {
+    fn warm(&self, record: &Record) {
+        {
             if let Some(index) = record.spilled() {
                 // Every cache line of the range: a scan reads them all.
                 if let Some(events) = self.events.get(record.span().range()) {
@@ -1410,22 +1432,25 @@ impl ConsentState {
             let place = place_of.get(shard_of(probe.key)).copied().unwrap_or(u8::MAX);
             held.get(usize::from(place)).and_then(Option::as_ref)
         };
-        let mut found = [None::<usize>; GROUP];
-        for (number, (probe, hint)) in found.iter_mut().zip(probes) {
-            *number = shard_for(probe).and_then(|shard| shard.find_hinted(probe, *hint));
+        // Each subject's shard (`None`: poisoned) and record (`None`: unknown).
+        let mut shards: [Option<&Shard>; GROUP] = [None; GROUP];
+        let mut records: [Option<&Record>; GROUP] = [None; GROUP];
+        for ((shard, record), (probe, hint)) in shards.iter_mut().zip(&mut records).zip(probes) {
+            *shard = shard_for(probe).map(|guard| &**guard);
+            *record = shard.and_then(|shard| shard.find_hinted(probe, *hint).and_then(|number| shard.record(number)));
         }
-        for (number, (probe, _)) in found.iter().zip(probes) {
-            if let (Some(number), Some(shard)) = (number, shard_for(probe)) {
-                shard.warm(*number);
+        for (shard, record) in shards.iter().zip(&records) {
+            if let (Some(shard), Some(record)) = (shard, record) {
+                shard.warm(record);
             }
         }
-        for (index, (number, (probe, _))) in found.iter().zip(probes).enumerate() {
-            let Some(shard) = shard_for(probe) else {
+        for (index, ((shard, record), (probe, _))) in shards.iter().zip(&records).zip(probes).enumerate() {
+            let Some(shard) = shard else {
                 each(index, Err(Unavailable));
                 continue;
             };
-            match number {
-                Some(number) => each(index, shard.view(*number)),
+            match record {
+                Some(record) => each(index, shard.view_of(record).map(Some)),
                 // As in `read_at_or`: an id with no record may be one the store forgot.
                 None if self.tombstoned.load(Ordering::Acquire) => match self.tombstone_of(probe.subject) {
                     Some(at) => {
