@@ -236,3 +236,99 @@ fn a_withdrawal_is_visible_to_the_next_check_on_any_thread() {
         assert_eq!(checker.join().unwrap(), ReasonCode::ConsentWithdrawn);
     }
 }
+
+/// Batches read their subjects in groups, holding several shards' read locks at once
+/// (issue 31). Two writers flip 64 subjects (every shard's worth) between two complete
+/// states, as in `no_check_sees_a_half_applied_update`, while two readers check them
+/// all as batches, by handle and by id: no answer may show half an update, and no
+/// reader or writer may wait for ever (a watchdog fails the test after two minutes).
+/// The histories grow with every flip, so the subjects spill and their event ranges
+/// move and compact under the readers.
+#[test]
+fn no_batch_sees_a_half_applied_update_nor_stalls_a_writer() {
+    let guard = Arc::new(Guard::builder(exmo()).clock(FixedClock::new(Utc::now())).build().unwrap());
+    let at = "2026-01-01T00:00:00Z";
+    let subjects: Arc<Vec<String>> = Arc::new((0..64).map(|i| format!("batch-subject-{i}")).collect());
+    let grant_at = |subject: &str, level: &str| {
+        event(&format!(
+            r#"{{"type":"grant","subject":"{subject}","purposes":["advertising"],"level":"{level}","at":"{at}"}}"#
+        ))
+    };
+    let withdraw_at = |subject: &str| {
+        event(&format!(r#"{{"type":"withdraw","subject":"{subject}","purposes":["advertising"],"at":"{at}"}}"#))
+    };
+    // Per subject: to separate, to explicit (equal times: the last recorded wins).
+    let flips: Arc<Vec<[Vec<ConsentEvent>; 2]>> = Arc::new(
+        subjects
+            .iter()
+            .map(|s| [vec![withdraw_at(s), grant_at(s, "separate")], vec![withdraw_at(s), grant_at(s, "explicit")]])
+            .collect(),
+    );
+    for subject in subjects.iter() {
+        guard.record(&grant_at(subject, "explicit")).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, finished) = mpsc::channel::<&'static str>();
+    let writers: Vec<_> = (0..2usize)
+        .map(|half| {
+            let (guard, flips, done) = (guard.clone(), flips.clone(), done.clone());
+            thread::spawn(move || {
+                for round in 0..600usize {
+                    for (index, flip) in flips.iter().enumerate().filter(|(i, _)| i % 2 == half) {
+                        guard.record_all(&flip[(round + index) % 2]).unwrap();
+                    }
+                }
+                done.send("writer").unwrap();
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2usize)
+        .map(|kind| {
+            let (guard, subjects, stop, done) = (guard.clone(), subjects.clone(), stop.clone(), done.clone());
+            thread::spawn(move || {
+                let template = AccessRequest::new("", Purpose::ADVERTISING_PERSONALIZED, BEHAVIOR)
+                    .at(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap());
+                let access = guard.prepare(&template);
+                let handles: Vec<_> = subjects.iter().map(|s| guard.subject_handle(s)).collect();
+                let mut batches = 0u64;
+                while !stop.load(Ordering::Acquire) || batches == 0 {
+                    let decisions =
+                        if kind == 0 { access.check_handles(&handles) } else { access.check_batch(&subjects) };
+                    assert_eq!(decisions.len(), subjects.len());
+                    for (decision, subject) in decisions.iter().zip(subjects.iter()) {
+                        assert_eq!(decision.subject(), subject.as_str());
+                        match decision.code() {
+                            ReasonCode::ConsentGiven | ReasonCode::SeparateConsentRequired => {}
+                            other => panic!("a batch saw half an update of {subject}: {other}"),
+                        }
+                    }
+                    batches += 1;
+                }
+                done.send("reader").unwrap();
+                batches
+            })
+        })
+        .collect();
+    drop(done);
+    let watchdog = std::time::Duration::from_secs(120);
+    for _ in 0..2 {
+        assert_eq!(finished.recv_timeout(watchdog), Ok("writer"), "a writer stalled (or a reader failed)");
+    }
+    stop.store(true, Ordering::Release);
+    for _ in 0..2 {
+        assert_eq!(finished.recv_timeout(watchdog), Ok("reader"), "a reader stalled or failed");
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    for reader in readers {
+        assert!(reader.join().unwrap() > 0, "the reader never ran");
+    }
+    // Settled: every subject's batch answer is its single check's.
+    let template = AccessRequest::new("", Purpose::ADVERTISING_PERSONALIZED, BEHAVIOR)
+        .at(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap());
+    let access = guard.prepare(&template);
+    for (decision, subject) in access.check_batch(&subjects).iter().zip(subjects.iter()) {
+        assert_eq!(decision.code(), access.check(subject).code(), "{subject}");
+    }
+}
