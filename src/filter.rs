@@ -73,7 +73,7 @@ use std::hash::{BuildHasher, Hasher};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::consent::state::{Lookup, SubjectView};
+use crate::consent::state::{Lookup, SubjectView, Unavailable, GROUP};
 use crate::decision::ReasonCode;
 use crate::error::{AuditError, StoreError};
 use crate::guard::Guard;
@@ -879,13 +879,13 @@ impl Snapshot {
         }
         changed.sort_unstable();
         changed.dedup();
-        for subject in &changed {
-            let entry = decider.entry(subject)?;
+        let (pending, entries) = (&mut self.pending, &mut self.entries);
+        decider.entries(&changed, |subject, entry| {
             if entry.until != i64::MAX {
-                self.pending.push(Reverse((entry.until, subject.clone())));
+                pending.push(Reverse((entry.until, subject.clone())));
             }
-            self.entries.insert(subject, entry)?;
-        }
+            entries.insert(subject, entry)
+        })?;
         self.watermark = Watermark { position: through.max(self.watermark.position), at: millis_to_time(at) };
         Ok(Refreshed { events, subjects: changed.len(), rebuilt: false })
     }
@@ -994,34 +994,77 @@ impl<'g> Decider<'g> {
 
     fn entry(&self, subject: &str) -> Result<SnapshotEntry, FilterError> {
         // (Fallible for the reads a later version may add; none fails today.)
-        let fresh = self.fresh.decide(subject).code();
-        let stale = self.stale.decide(subject).code();
+        let state = self.guard.consent_state();
+        let readable = self.guard.now_millis() < state.fresh_until();
+        Ok(state
+            .read_at(Lookup::Id(subject), i64::MIN, |view| self.entry_of(Ok(view), readable))
+            .unwrap_or_else(|unreadable| self.entry_of(Err(unreadable), readable)))
+    }
+
+    /// The entries of `subjects`, in order, as [`Decider::entry`] decides each: read in
+    /// groups (`ConsentState::read_group`), every probe decided from one read of the
+    /// subject's state, where `entry` reads it once per probe.
+    fn entries<'s>(
+        &self,
+        subjects: &'s [Box<str>],
+        mut each: impl FnMut(&'s Box<str>, SnapshotEntry) -> Result<(), FilterError>,
+    ) -> Result<(), FilterError> {
+        let state = self.guard.consent_state();
+        for group in subjects.chunks(GROUP) {
+            let readable = self.guard.now_millis() < state.fresh_until();
+            let mut lookups = [Lookup::Id(""); GROUP];
+            for (lookup, subject) in lookups.iter_mut().zip(group) {
+                *lookup = Lookup::Id(subject);
+            }
+            let mut entries = [None; GROUP];
+            // Staleness is judged above, for the codes only: the next change of the
+            // state is read whatever its age, as `entry` reads it.
+            state.read_group(lookups.get(..group.len()).unwrap_or(&[]), i64::MIN, |index, view| {
+                if let Some(place) = entries.get_mut(index) {
+                    *place = Some(self.entry_of(view, readable));
+                }
+            });
+            for (subject, entry) in group.iter().zip(entries) {
+                // Every place was filled; one that was not is decided alone.
+                let entry = match entry {
+                    Some(entry) => entry,
+                    None => self.entry(subject)?,
+                };
+                each(subject, entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A subject's entry from its state read apart (`Err`: unreadable), `readable`
+    /// saying whether the state was fresh enough to decide on at the guard's clock.
+    fn entry_of(&self, view: Result<Option<SubjectView<'_>>, Unavailable>, readable: bool) -> SnapshotEntry {
+        let decided = if readable { view } else { Err(Unavailable) };
+        let fresh = self.fresh.code_of_view(decided);
+        let stale = self.stale.code_of_view(decided);
         let at = self.at;
-        let (mut until, over) = self
-            .guard
-            .consent_state()
-            .read_at(Lookup::Id(subject), i64::MIN, |view| {
-                view.map_or((i64::MAX, None), |view| {
-                    let (over, next_due) = self.fresh.ends(view, at);
-                    (next_change(view, at).min(next_due.unwrap_or(i64::MAX)), over)
-                })
-            })
+        let (mut until, over) = match view {
+            Ok(view) => view.map_or((i64::MAX, None), |view| {
+                let (over, next_due) = self.fresh.ends(view, at);
+                (next_change(view, at).min(next_due.unwrap_or(i64::MAX)), over)
+            }),
             // A subject whose state cannot be read (quarantined) was just decided
             // `consent_state_unavailable` by both probes: it stays denied until the
             // next rebuild, and does not stop the snapshot of everyone else.
-            .unwrap_or((i64::MAX, None));
+            Err(_) => (i64::MAX, None),
+        };
         let (Some(cutoff), Some(fresh_before), Some(stale_before)) = (over, self.fresh_before, self.stale_before)
         else {
             // No end has run out, or the rows carry no collection time: the probes'
             // own facts are every row's, ends included.
-            return Ok(SnapshotEntry::new(until, fresh, stale, None));
+            return SnapshotEntry::new(until, fresh, stale, None);
         };
         // The purpose ended for this subject (the latest end whose
         // `retention_after_end` has run out by S is at `cutoff`): a row collected up
         // to it takes `ended`, whether or not it passes the row test (the end and the
         // retention window deny with the same code and yield to the same
         // anonymization); a row collected after it is answered as if no end had been.
-        let ended = self.ended.decide(subject).code();
+        let ended = self.ended.code_of_view(decided);
         // A probe collected up to the cutoff answered `ended`, not its class: no row
         // of its class exists yet at S (its class is the rows collected in (cutoff,
         // T - before]), and the entry is decided again when the first one can.
@@ -1034,7 +1077,7 @@ impl<'g> Decider<'g> {
             }
         };
         let (fresh, stale) = (class(fresh_before, fresh), class(stale_before, stale));
-        Ok(SnapshotEntry::new(until, fresh, stale, Some((cutoff, ended))))
+        SnapshotEntry::new(until, fresh, stale, Some((cutoff, ended)))
     }
 }
 
@@ -1178,13 +1221,12 @@ impl Guard {
         let decider = Decider::new(self, &probes, at);
         let mut entries = Subjects::with_capacity(ids.len());
         let mut pending = BinaryHeap::new();
-        for id in ids {
-            let entry = decider.entry(&id)?;
+        decider.entries(&ids, |id, entry| {
             if entry.until != i64::MAX {
                 pending.push(Reverse((entry.until, id.clone())));
             }
-            entries.insert(&id, entry)?;
-        }
+            entries.insert(id, entry)
+        })?;
         // An id the guard does not hold (none of the ids held starts with NUL... but
         // try until one is absent rather than trust that).
         let mut unknown_id = String::from("\0unknown-subject");

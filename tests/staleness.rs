@@ -176,3 +176,38 @@ fn follow_keeps_the_state_fresh_and_a_dead_store_closes_it_within_the_bound() {
         stop.store(true, Ordering::Release);
     });
 }
+
+/// Past `max_staleness` the batches and a filter's snapshot deny as single checks do
+/// (issue 31: they decide from grouped reads, the snapshot all its probes from one
+/// read of each subject, and judge the state's age once per group).
+#[test]
+fn past_max_staleness_batches_and_snapshots_deny_too() {
+    use consent_guard::filter::{Apply, FilterSpec, RowFacts};
+    let store = Arc::new(Shared::default());
+    let writer = Guard::builder(policy()).store(store.clone()).build().unwrap();
+    let subjects: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+    for subject in &subjects {
+        writer.record(&grant(subject)).unwrap();
+    }
+    let clock = Arc::new(FixedClock::new(t0()));
+    let reader = Guard::builder(policy()).clock(clock.clone()).store(store.clone()).build().unwrap();
+    let template = training("");
+    let prepared = reader.prepare(&template);
+    let handles: Vec<_> = subjects.iter().map(|s| reader.subject_handle(s)).collect();
+    let filter = reader.filter(FilterSpec::new(training(""), RowFacts::new("user_id"))).unwrap();
+    let codes = |at: DateTime<Utc>| {
+        clock.set(at);
+        let batch: Vec<ReasonCode> = prepared.check_batch(&subjects).iter().map(|d| d.code()).collect();
+        let by_handle: Vec<ReasonCode> = prepared.check_handles(&handles).iter().map(|d| d.code()).collect();
+        let snapshot = reader.snapshot(&filter).unwrap();
+        let application = filter.apply(&snapshot, at, Apply::Live).unwrap();
+        let filtered: Vec<ReasonCode> = subjects.iter().map(|s| application.code(Some(s), None, None)).collect();
+        (batch, by_handle, filtered)
+    };
+    let given = vec![ReasonCode::ConsentGiven; subjects.len()];
+    let unavailable = vec![ReasonCode::ConsentStateUnavailable; subjects.len()];
+    assert_eq!(codes(t0() + ms(999)), (given.clone(), given.clone(), given.clone()));
+    assert_eq!(codes(t0() + ms(1000)), (unavailable.clone(), unavailable.clone(), unavailable));
+    reader.sync().unwrap();
+    assert_eq!(codes(t0() + ms(1001)), (given.clone(), given.clone(), given));
+}

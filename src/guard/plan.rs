@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use crate::basis::{ConsentLevel, LegalBasis};
-use crate::consent::state::{ConsentState, EventRead, Lookup, StateEvent, SubjectView, Terms};
+use crate::consent::state::{ConsentState, EventRead, Lookup, StateEvent, SubjectView, Terms, Unavailable};
 use crate::decision::{Detail, ReasonCode};
 use crate::name::MAX_NODES;
 use crate::policy::{Policy, Retention, Rule};
@@ -64,23 +64,25 @@ pub(super) fn decide_group<'a>(
     let subjects = subjects.get(..crate::consent::state::GROUP).unwrap_or(subjects);
     match plan {
         None => (0..subjects.len()).for_each(|index| each(index, deny(ReasonCode::NoRule, Detail::None), None)),
-        // Decided before the state is read, or (a deletion) under rules of its own:
-        // one subject at a time, as `decide` does.
-        Some(plan) if plan.too_broad || plan.request.action == Action::Delete => {
-            for (index, subject) in subjects.iter().enumerate() {
-                let verdict = plan.run(state, *subject, now, present);
-                let basis = plan.basis_of(verdict.code);
-                each(index, verdict, basis);
-            }
-        }
         Some(plan) => state.read_group(subjects, present, |index, view| {
-            let verdict = match view {
-                Ok(view) => plan.with_subject(view, now),
-                Err(_) => plan.unreadable(now),
-            };
+            let verdict = plan.verdict_of(view, now);
             let basis = plan.basis_of(verdict.code);
             each(index, verdict, basis);
         }),
+    }
+}
+
+/// The verdict of a plan (or `no_rule` without one) for a subject's state read apart
+/// (`Err`: unreadable, staleness included), as [`decide`] answers it: for callers
+/// that decide several accesses from one read of the state (a filter's snapshot).
+pub(super) fn verdict_of_view<'a>(
+    plan: Option<&Plan<'a>>,
+    view: Result<Option<SubjectView<'_>>, Unavailable>,
+    now: i64,
+) -> Verdict<'a> {
+    match plan {
+        None => deny(ReasonCode::NoRule, Detail::None),
+        Some(plan) => plan.verdict_of(view, now),
     }
 }
 
@@ -345,6 +347,26 @@ impl<'a> Plan<'a> {
             return self.run_delete(state, subject, now, present);
         }
         state.read_at_or(subject, present, |view| self.with_subject(view, now), || self.unreadable(now))
+    }
+
+    /// [`Plan::run`] for a state read apart: every branch of `run` and `run_delete`,
+    /// from the view instead of a read.
+    #[inline]
+    fn verdict_of(&self, view: Result<Option<SubjectView<'_>>, Unavailable>, now: i64) -> Verdict<'a> {
+        if self.too_broad {
+            return deny(ReasonCode::PurposeTooBroad, Detail::None);
+        }
+        if self.request.action == Action::Delete {
+            return match view {
+                Ok(view) => self.for_subject(view, now),
+                Err(_) if self.compliance && !self.age_decides() => self.for_subject(None, now),
+                Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),
+            };
+        }
+        match view {
+            Ok(view) => self.with_subject(view, now),
+            Err(_) => self.unreadable(now),
+        }
     }
 
     /// The verdict when the subject's state cannot be read. Out of line: it is rare,

@@ -226,6 +226,20 @@ impl<'g> PreparedAccess<'g> {
         plan::decide(self.plan.as_ref(), &state, Lookup::Id(""), at, present).0.code
     }
 
+    /// The code [`PreparedAccess::decide`] answers for a subject whose state was read
+    /// apart (`Err`: unreadable, staleness at the guard's clock included): a filter's
+    /// snapshot decides its three probes from one read of each subject.
+    pub(crate) fn code_of_view(
+        &self,
+        view: Result<Option<crate::consent::state::SubjectView<'_>>, crate::consent::state::Unavailable>,
+    ) -> crate::decision::ReasonCode {
+        let now = match self.template.at {
+            Some(at) => at.timestamp_millis(),
+            None => self.guard.clock.now_millis(),
+        };
+        plan::verdict_of_view(self.plan.as_ref(), view, now).code
+    }
+
     pub(crate) fn clause(&self) -> Option<&'g str> {
         self.facts.clause()
     }
