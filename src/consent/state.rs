@@ -563,6 +563,12 @@ pub(crate) struct SubjectView<'s> {
 }
 
 impl<'s> SubjectView<'s> {
+    /// The view of a record that holds an erasure alone (see
+    /// `ConsentState::erased_record`).
+    fn erased(record: &'s Record) -> SubjectView<'s> {
+        SubjectView { record, overflow: None, spilled: &[], terms: &[] }
+    }
+
     /// When the subject was erased, if it was.
     #[inline]
     pub(crate) fn erased_at(&self) -> Option<i64> {
@@ -994,21 +1000,18 @@ impl Shard {
     }
 
     /// Loads what a check of the record reads after the record itself (a spilled
-    /// subject's first event and its entry), and nothing else: a grouped read calls it
-    /// for every subject of the group before deciding any, so that their misses overlap.
+    /// subject's arena range, every cache line of it, and its entry), and nothing else:
+    /// a grouped read calls it for every subject of the group before deciding any, so
+    /// that their misses overlap.
     #[inline]
     fn warm(&self, record: &Record) {
-        {
-            if let Some(index) = record.spilled() {
-                // Every cache line of the range: a scan reads them all.
-                if let Some(events) = self.events.get(record.span().range()) {
-                    for event in events.iter().step_by(LINE_EVENTS).chain(events.last()) {
-                        std::hint::black_box(event.at);
-                    }
-                }
-                std::hint::black_box(self.overflows.get(index).map(|entry| entry.quarantined));
+        let Some(index) = record.spilled() else { return };
+        if let Some(events) = self.events.get(record.span().range()) {
+            for event in events.iter().step_by(LINE_EVENTS).chain(events.last()) {
+                std::hint::black_box(event.at);
             }
         }
+        std::hint::black_box(self.overflows.get(index).map(|entry| entry.quarantined));
     }
 
     /// The overflow index of a record, moving its state out first if it is inline:
@@ -1277,6 +1280,17 @@ impl ConsentState {
         Ok(result)
     }
 
+    /// The state of an id the state holds no record for: an erasure alone when a
+    /// tombstone names it (the store forgot everything else of it), else `None`. One
+    /// atomic load when there are no tombstones.
+    #[inline]
+    fn erased_record(&self, probe: &Probe<'_>) -> Option<Record> {
+        if !self.tombstoned.load(Ordering::Acquire) {
+            return None;
+        }
+        self.tombstone_of(probe.subject).map(|at| Record { id: probe.id, slots: [erasure_slot(at), Slot::default()] })
+    }
+
     /// When an id with no record was erased, from the tombstones. Out of line and
     /// cold: only ids the state does not hold get here, and only when there are
     /// tombstones.
@@ -1367,16 +1381,10 @@ impl ConsentState {
                 Ok(view) => view,
                 Err(Unavailable) => return unavailable(),
             },
-            // An id the state holds nothing for may be one the store forgot: its
-            // tombstone makes it an erased subject with no other state.
-            None if self.tombstoned.load(Ordering::Acquire) => match self.tombstone_of(probe.subject) {
-                Some(at) => {
-                    erased = Record { id: probe.id, slots: [erasure_slot(at), Slot::default()] };
-                    Some(SubjectView { record: &erased, overflow: None, spilled: &[], terms: &[] })
-                }
-                None => None,
-            },
-            None => None,
+            None => {
+                erased = self.erased_record(probe);
+                erased.as_ref().map(SubjectView::erased)
+            }
         };
         f(view)
     }
@@ -1451,18 +1459,10 @@ impl ConsentState {
             };
             match record {
                 Some(record) => each(index, shard.view_of(record).map(Some)),
-                // As in `read_at_or`: an id with no record may be one the store forgot.
-                None if self.tombstoned.load(Ordering::Acquire) => match self.tombstone_of(probe.subject) {
-                    Some(at) => {
-                        let erased = Record { id: probe.id, slots: [erasure_slot(at), Slot::default()] };
-                        each(
-                            index,
-                            Ok(Some(SubjectView { record: &erased, overflow: None, spilled: &[], terms: &[] })),
-                        );
-                    }
-                    None => each(index, Ok(None)),
-                },
-                None => each(index, Ok(None)),
+                None => {
+                    let erased = self.erased_record(probe);
+                    each(index, Ok(erased.as_ref().map(SubjectView::erased)));
+                }
             }
         }
     }

@@ -359,6 +359,7 @@ impl<'a> Plan<'a> {
         if self.request.action == Action::Delete {
             return match view {
                 Ok(view) => self.for_subject(view, now),
+                // As `unreadable`: the same exception, the same denial.
                 Err(_) if self.compliance && !self.age_decides() => self.for_subject(None, now),
                 Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),
             };
@@ -391,12 +392,13 @@ impl<'a> Plan<'a> {
     #[cold]
     #[inline(never)]
     fn run_delete(&self, state: &ConsentState, subject: Lookup<'_>, now: i64, present: i64) -> Verdict<'a> {
-        match state.read_at(subject, present, |view| self.for_subject(view, now)) {
-            Ok(verdict) => verdict,
-            // As in `run`: the same exception, the same denial.
-            Err(_) if self.compliance && !self.age_decides() => self.for_subject(None, now),
-            Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),
-        }
+        // `verdict_of` holds the deletion's rules, the unreadable state's included.
+        state.read_at_or(
+            subject,
+            present,
+            |view| self.verdict_of(Ok(view), now),
+            || self.verdict_of(Err(Unavailable), now),
+        )
     }
 
     /// Whether the subject's age can change the verdict: guardian consent or unserved
@@ -785,7 +787,8 @@ impl<'a> Plan<'a> {
     /// The subject's consent to one leaf purpose, given as it and its ancestors.
     /// Always inlined (into `consent`, which calls it for one leaf or for each): its
     /// own frame, the `Scan` built in it and the verdict moved out cost a check about
-    /// 60 instructions (issue 31). Inlining `consent` or `with_subject` as well gained little or lost.
+    /// 60 instructions (issue 31). Inlining `consent` or `with_subject` as well gained
+    /// little or lost.
     #[inline(always)]
     fn consent_to(
         &self,
