@@ -71,6 +71,11 @@ pub(crate) struct ServeArgs {
     /// preface is closed).
     #[arg(long)]
     http2: bool,
+    /// Threads answering requests (default: one per core). On a machine whose cores
+    /// other processes share, fewer threads than cores keep the slowest answers
+    /// shorter (BENCHMARKS.md, issue 31).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
     /// Over a store other processes write: how long the state stays usable after the
     /// store last confirmed it, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1_000)]
@@ -163,7 +168,11 @@ pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, CliError> {
             .map_err(|e| CliError::Audit { file: display(path), message: with_sources(&e) })?;
         server = server.audit(log);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime
         .enable_all()
         .thread_name("consent-guard-http")
         .build()

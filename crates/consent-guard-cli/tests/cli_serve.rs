@@ -90,13 +90,17 @@ fn check_follow_answers_each_line_at_once() {
 #[test]
 fn serve_reloads_on_sighup_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
+    // No threads is a usage error, named before anything is opened.
+    let refused = Command::new(binary()).args(["serve", "--worker-threads", "0"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--worker-threads"), "{refused:?}");
     let policy = dir.path().join("policy.toml");
     std::fs::copy(root().join("examples/policies/exmo.toml"), &policy).unwrap();
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "check check-token-0123456789\n").unwrap();
     let mut child = Child(
         Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--policy"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--worker-threads", "1", "--policy"])
             .arg(&policy)
             .arg("--store")
             .arg(dir.path().join("store.redb"))

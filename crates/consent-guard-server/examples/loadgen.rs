@@ -8,11 +8,17 @@
 //! ```sh
 //! cargo run --release -p consent-guard-server --example loadgen -- [--seconds 5] [--durability synced|buffered]
 //!     [--batch 1000] [--connections 1,16,64] [--rate REQUESTS_PER_S] [--endpoints check,batch,compact]
+//!     [--server-threads 2] [--client-threads 2]
 //! ```
 //!
 //! The client is a minimal HTTP/1.1 writer and reader on tokio (as `wrk` is), so that
 //! it costs the shared cores as little as it can; client and server each get their own
-//! runtime with two worker threads.
+//! runtime (two worker threads each unless told).
+//!
+//! With `--rate` the load is an open loop, as wrk2's: a pacer thread offers the requests
+//! at evenly spaced instants, to the connections in turn, and a request's latency runs
+//! from the instant it was offered, so that one waiting behind a slow answer counts its
+//! wait.
 #![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "a tool")]
 
 use std::net::SocketAddr;
@@ -40,6 +46,9 @@ struct Args {
     rate: Option<f64>,
     /// Which endpoints, in order.
     endpoints: Vec<Endpoint>,
+    /// Worker threads of the server's runtime and of the client's.
+    server_threads: usize,
+    client_threads: usize,
 }
 
 /// What a run drives.
@@ -68,6 +77,7 @@ it starts on 127.0.0.1
 
 usage: loadgen [--seconds N] [--durability synced|buffered] [--batch N]
                [--connections 1,16,64] [--rate REQUESTS_PER_S] [--endpoints check,batch,compact]
+               [--server-threads N] [--client-threads N]
 
   --seconds N          length of each run, at most 60 (default 5)
   --durability D       the audit log's: synced (default) or buffered
@@ -76,6 +86,8 @@ usage: loadgen [--seconds N] [--durability synced|buffered] [--batch N]
   --rate R             requests per second offered over all connections (open loop);
                        without it each connection sends its next request on an answer
   --endpoints LIST     any of check, batch, compact (default check,batch)
+  --server-threads N   worker threads of the server's runtime, 1 to 64 (default 2)
+  --client-threads N   worker threads of the client's runtime, 1 to 64 (default 2)
   -h, --help           this text
 ";
 
@@ -88,6 +100,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
         connections: vec![1, 16, 64],
         rate: None,
         endpoints: Vec::new(),
+        server_threads: 2,
+        client_threads: 2,
     };
     let mut endpoints = "check,batch".to_owned();
     fn number<T: std::str::FromStr>(arg: &str, value: &str) -> Result<T, String> {
@@ -110,6 +124,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
             }
             "--batch" => args.batch = number::<usize>(&arg, &value)?.max(1),
             "--endpoints" => endpoints = value,
+            "--server-threads" => args.server_threads = number::<usize>(&arg, &value)?.clamp(1, 64),
+            "--client-threads" => args.client_threads = number::<usize>(&arg, &value)?.clamp(1, 64),
             "--rate" => {
                 let rate: f64 = number(&arg, &value)?;
                 if !(rate.is_finite() && rate > 0.0) {
@@ -240,8 +256,18 @@ async fn drive(addr: SocketAddr, connections: usize, seconds: u64, endpoint: End
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();
+    // Open loop: a pacer thread offers each request at its own instant, spread evenly
+    // over the connections in turn, and hands the connection that instant. Tokio's timer
+    // has a granularity of a millisecond: connections sleeping on it were woken together,
+    // so at 20,000/s twenty requests left in one burst each millisecond, and the last
+    // waited for the client to write the nineteen before it.
+    let mut offers = Vec::new();
     for c in 0..connections {
         let stop = Arc::clone(&stop);
+        let (offer, mut offered) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        if rate.is_some() {
+            offers.push(offer);
+        }
         tasks.push(tokio::spawn(async move {
             let mut stream = TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -272,28 +298,21 @@ async fn drive(addr: SocketAddr, connections: usize, seconds: u64, endpoint: End
                 })
                 .collect();
             let mut next = 0usize;
-            // With a rate, each request has its slot; a request sent late because an
-            // answer was slow counts from its slot, so that the delay is not hidden.
-            let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
-            let mut slot = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
+            loop {
+                // With a rate, a request counts from the instant it was offered: one
+                // that waits because the previous answer was slow counts that wait.
+                let sent = if rate.is_some() {
+                    match offered.recv().await {
+                        Some(at) => at,
+                        None => break,
+                    }
+                } else if stop.load(Ordering::Relaxed) {
+                    break;
+                } else {
+                    Instant::now()
+                };
                 let bytes = &bodies[next % bodies.len()];
                 next += 1;
-                let sent = match interval {
-                    Some(interval) => {
-                        slot += interval;
-                        if slot > Instant::now() {
-                            // On time: the timer wakes up to 1 ms late, which is not the
-                            // server's; count from the wake-up.
-                            tokio::time::sleep_until(slot.into()).await;
-                            Instant::now()
-                        } else {
-                            // Behind: the server's slowness delayed this request.
-                            slot
-                        }
-                    }
-                    None => Instant::now(),
-                };
                 let body = exchange(&mut stream, bytes, &mut buffer).await;
                 latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
                 let answered = match endpoint {
@@ -308,8 +327,18 @@ async fn drive(addr: SocketAddr, connections: usize, seconds: u64, endpoint: End
             (requests, decisions, latencies)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
+    match rate {
+        Some(rate) => {
+            let pacer = std::thread::spawn(move || pace(&offers, rate, Duration::from_secs(seconds)));
+            // The pacer ends by dropping the offers: each connection then ends once its
+            // last offered request is answered.
+            tokio::task::spawn_blocking(move || pacer.join().unwrap()).await.unwrap();
+        }
+        None => {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
     let mut outcome = Outcome { requests: 0, decisions: 0, latencies_us: Vec::new(), elapsed: Duration::ZERO };
     for task in tasks {
         let (requests, decisions, latencies) = task.await.unwrap();
@@ -320,6 +349,30 @@ async fn drive(addr: SocketAddr, connections: usize, seconds: u64, endpoint: End
     outcome.elapsed = started.elapsed();
     outcome.latencies_us.sort_unstable();
     outcome
+}
+
+/// Offers `rate` requests a second for `length`, to the connections in turn, each at
+/// its instant: the thread sleeps to it (a high-resolution timer, some tens of
+/// microseconds late) and offers every request whose instant has come, stamped with
+/// the instant it was offered.
+fn pace(offers: &[tokio::sync::mpsc::UnboundedSender<Instant>], rate: f64, length: Duration) {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let mut due = start;
+    let mut next = 0usize;
+    while due - start < length {
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let offered = Instant::now();
+        while due <= offered && due - start < length {
+            // A connection that ended (it cannot: it waits for its offers) drops its offer.
+            let _ = offers[next % offers.len()].send(offered);
+            next += 1;
+            due += interval;
+        }
+    }
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -350,7 +403,8 @@ fn main() {
             .collect();
         guard.record_all(&events).unwrap();
     }
-    let server_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let server_runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.server_threads).enable_all().build().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let store = RedbConsentStore::open(dir.path().join("store.redb")).unwrap();
     let audit = AuditLog::open_with(dir.path().join("audit"), AuditLogOptions::new(args.durability)).unwrap();
@@ -369,7 +423,8 @@ fn main() {
         let _ = stop_rx.await;
     }));
 
-    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads).enable_all().build().unwrap();
     println!(
         "consent-guard server load: loopback {addr}, EXMO policy, {SUBJECTS} subjects, audit {:?}, {} s per row, single checks {}",
         args.durability,
