@@ -570,11 +570,21 @@ impl AuditLog {
     fn put_prepared(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(&Shard, u64), AuditError> {
         if let Some(key) = super::template_key_of(decision) {
             let (shard, mut state) = self.shard()?;
-            if state.known.contains(&key) {
+            // The batch's last template is registered (templates never are
+            // unregistered): most records of a run of prepared checks need no search.
+            if state.last_key == Some(key) || state.known.contains(&key) {
                 push_compact(&mut state.buffer, key, decision.subject(), decision);
                 return Ok(self.kept(shard, state, Some(key)));
             }
         }
+        self.put_in_full(template, decision)
+    }
+
+    /// A prepared check's record the first time its template is seen (or when the log
+    /// keeps it in full): out of line, so that the compact path stays short.
+    #[cold]
+    #[inline(never)]
+    fn put_in_full(&self, template: &AccessRequest<'_>, decision: &Decision<'_>) -> Result<(&Shard, u64), AuditError> {
         self.put(&AuditRecord { request: &template.for_subject(decision.subject()), decision })
     }
 
