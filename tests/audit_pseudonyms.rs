@@ -405,3 +405,40 @@ fn the_writer_drops_what_it_kept_when_a_key_is_destroyed() {
     log.flush().unwrap();
     assert_eq!(unseen.1.load(std::sync::atomic::Ordering::Relaxed), 3, "asked again for every batch");
 }
+
+/// Prepared checks of two accesses interleaved with plain checks, the log flushed
+/// between rounds: every record names the access that was checked. A prepared
+/// check's record skips the search of the shard's templates when its template is the
+/// batch's last, and a flush starts a new batch.
+#[test]
+fn interleaved_accesses_each_record_their_own_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), Durability::BUFFERED, Arc::new(MemorySubjectKeys::new()));
+    let guard = guard(log.clone());
+    let (for_training, for_security) = (training(""), security(""));
+    let (training_access, security_access) = (guard.prepare(&for_training), guard.prepare(&for_security));
+    let mut asked = Vec::new();
+    for round in 0..3 {
+        for (step, subject) in ["alice", "alice", "bob", WEIRD, "alice", "bob", "alice"].into_iter().enumerate() {
+            let plain = training(subject);
+            let decision = match (round + step) % 4 {
+                0 | 1 => training_access.check(subject),
+                2 => security_access.check(subject),
+                _ => guard.check(&plain),
+            };
+            asked.push((decision.purpose().as_str().to_owned(), decision.code()));
+        }
+        log.flush().unwrap();
+    }
+    drop((training_access, security_access));
+    drop(guard);
+    log.flush().unwrap();
+    let mut written = Vec::new();
+    segment::for_each_record(dir.path(), &mut |record| {
+        written.push((record.request.purpose.as_str().to_owned(), record.decision.code()));
+    })
+    .unwrap();
+    assert_eq!(written, asked);
+    assert!(asked.iter().any(|(purpose, _)| purpose == "security"));
+    assert!(asked.iter().any(|(purpose, code)| purpose != "security" && *code == ReasonCode::ConsentGiven));
+}
