@@ -69,3 +69,25 @@ fn the_seed_corpora_pass_their_targets() {
 fn f1_policy_toml_retention_300000000y() {
     harness::policy_toml(&regression("policy_toml", "retention_overflow.toml"));
 }
+
+/// F2 (the targets' invariant, not the guard): `guard_structured` found a `delete` of
+/// an erased subject's data, naming a declared processor as an affiliate, allowed. The
+/// policy format owes that deletion before the request-only checks ("Deletion is
+/// always possible", issue 27), so `deletion_due` is right; the targets held every
+/// request the policy does not know to a denial, and now except a deletion owed.
+#[test]
+fn f2_request_json_delete_owed_to_a_misnamed_recipient() {
+    let line = regression("request_json", "delete_owed_to_a_misnamed_recipient.jsonl");
+    harness::request_json(&line);
+    // Not vacuous: on AIArt the request is unknown to the policy and allowed as owed.
+    let request: consent_guard::AccessRequest<'_> = serde_json::from_slice(line.trim_ascii()).unwrap();
+    let policy = shared::policies().iter().find(|p| p.name() == "aiart").unwrap();
+    assert!(policy.validate_request(&request).is_err());
+    let guard = shared::guard(policy);
+    for event in shared::fixed_events(policy) {
+        guard.record(&event).unwrap();
+    }
+    let decision = guard.check(&request);
+    assert_eq!(decision.code(), consent_guard::ReasonCode::DeletionDue, "{}", decision.message());
+    assert!(harness::deletion_owed(&request, &decision));
+}
