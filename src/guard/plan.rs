@@ -360,7 +360,7 @@ impl<'a> Plan<'a> {
             return match view {
                 Ok(view) => self.for_subject(view, now),
                 // As `unreadable`: the same exception, the same denial.
-                Err(_) if self.compliance && !self.age_decides() => self.for_subject(None, now),
+                Err(_) if self.stands_without_state() => self.for_subject(None, now),
                 Err(_) => deny(ReasonCode::ConsentStateUnavailable, Detail::None),
             };
         }
@@ -375,10 +375,7 @@ impl<'a> Plan<'a> {
     #[cold]
     #[inline(never)]
     fn unreadable(&self, now: i64) -> Verdict<'a> {
-        // A compliance duty does not need the subject's consent, but where the policy
-        // knows minors and the basis is not one the law imposes, the subject's age
-        // decides: an unreadable state must not read as an adult's.
-        if self.compliance && !self.age_decides() {
+        if self.stands_without_state() {
             self.with_subject(None, now)
         } else {
             deny(ReasonCode::ConsentStateUnavailable, Detail::None)
@@ -399,6 +396,14 @@ impl<'a> Plan<'a> {
             |view| self.verdict_of(Ok(view), now),
             || self.verdict_of(Err(Unavailable), now),
         )
+    }
+
+    /// Whether the request is decided without the subject's state when it cannot be
+    /// read. A compliance duty does not need the subject's consent, but where the
+    /// policy knows minors and the basis is not one the law imposes, the subject's age
+    /// decides: an unreadable state must not read as an adult's.
+    fn stands_without_state(&self) -> bool {
+        self.compliance && !self.age_decides()
     }
 
     /// Whether the subject's age can change the verdict: guardian consent or unserved

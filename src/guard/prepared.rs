@@ -168,11 +168,8 @@ impl<'g> PreparedAccess<'g> {
     /// never for real access.
     #[inline]
     pub fn decide_handle<'a>(&'a self, handle: &SubjectHandle<'a>) -> Decision<'a> {
-        let subject = handle.subject();
-        match self.template.at {
-            Some(at) => self.decide_at(subject, handle.lookup(), at.timestamp_millis(), true),
-            None => self.decide_at(subject, handle.lookup(), self.guard.clock.now_millis(), false),
-        }
+        let (at, what_if) = self.dry_run_at();
+        self.decide_at(handle.subject(), handle.lookup(), at, what_if)
     }
 
     /// Decides the access for one subject without auditing it: for dry runs, never for
@@ -180,9 +177,17 @@ impl<'g> PreparedAccess<'g> {
     /// what-if), else at the guard's clock.
     #[inline]
     pub fn decide<'a>(&'a self, subject: &'a str) -> Decision<'a> {
+        let (at, what_if) = self.dry_run_at();
+        self.decide_at(subject, Lookup::Id(subject), at, what_if)
+    }
+
+    /// When a dry run of this access decides, and whether that is a what-if: at the
+    /// template's own `at` when it names one, else at the guard's clock.
+    #[inline]
+    fn dry_run_at(&self) -> (i64, bool) {
         match self.template.at {
-            Some(at) => self.decide_at(subject, Lookup::Id(subject), at.timestamp_millis(), true),
-            None => self.decide_at(subject, Lookup::Id(subject), self.guard.clock.now_millis(), false),
+            Some(at) => (at.timestamp_millis(), true),
+            None => (self.guard.clock.now_millis(), false),
         }
     }
 
@@ -218,11 +223,9 @@ impl<'g> PreparedAccess<'g> {
     /// answer tombstoned ids it cannot name.
     pub(crate) fn decide_erased(&self, erased_at: i64) -> ReasonCode {
         let state = crate::consent::state::ConsentState::erased_only(erased_at, self.guard.state.fresh_until());
-        let now = self.guard.clock.now_millis();
-        let (at, present) = match self.template.at {
-            Some(at) => (at.timestamp_millis(), now),
-            None => (now, now),
-        };
+        let (at, what_if) = self.dry_run_at();
+        // As `decide_at`: staleness is judged now, whatever time is asked about.
+        let present = if what_if { self.guard.clock.now_millis() } else { at };
         plan::decide(self.plan.as_ref(), &state, Lookup::Id(""), at, present).0.code
     }
 
@@ -230,11 +233,8 @@ impl<'g> PreparedAccess<'g> {
     /// apart (`Err`: unreadable, staleness at the guard's clock included): a filter's
     /// snapshot decides its three probes from one read of each subject.
     pub(crate) fn code_of_view(&self, view: Result<Option<SubjectView<'_>>, Unavailable>) -> ReasonCode {
-        let now = match self.template.at {
-            Some(at) => at.timestamp_millis(),
-            None => self.guard.clock.now_millis(),
-        };
-        plan::verdict_of_view(self.plan.as_ref(), view, now).code
+        let (at, _) = self.dry_run_at();
+        plan::verdict_of_view(self.plan.as_ref(), view, at).code
     }
 
     pub(crate) fn clause(&self) -> Option<&'g str> {
